@@ -1,1 +1,1141 @@
-//! STUB
+//! The state machine of one client connection and its upstream connection.
+//!
+//! The worker owns the sockets' registrations and tells a session what the OS reported
+//! ([`Session::on_client_event`], [`Session::on_upstream_event`]); the session keeps that
+//! readiness in userland and [`Session::drive`] moves bytes until nothing more can move.
+//! mio is edge-triggered: a readiness is only cleared when a call returned `WouldBlock`, so a
+//! session that stops early (a full buffer, the work budget) resumes where it stopped.
+//!
+//! One exchange at a time: request head → upstream connect → request body and response in
+//! both directions → back to reading the next head (keep-alive) or closing.
+
+use crate::buffer::{self, Buffer};
+use crate::config::Config;
+use crate::http::chunked::{self, Decoder};
+use crate::http::request::{self, RequestInfo};
+use crate::http::response;
+use crate::http::rewrite::{self, RequestContext, ResponseContext};
+use crate::http::{local, Framing, Version};
+use crate::upstream::{Pool, Tried};
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown};
+use std::time::{Duration, Instant};
+
+/// Most read/process/write rounds one `drive` call makes before yielding to other connections.
+const DRIVE_BUDGET: usize = 16;
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so that our last answer is not destroyed by a reset (RFC 9112 §9.6, "lingering close").
+const LINGER: Duration = Duration::from_secs(2);
+/// Most header fields httparse can be asked to parse in one head (`--max-fields` is capped here).
+pub const MAX_FIELDS_CAP: usize = 512;
+
+/// What a session asks of the worker after it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Waiting for readiness or a timer.
+    Idle,
+    /// Work left but the budget ran out: drive it again after other connections had a turn.
+    Again,
+    /// Done: deregister and drop the session.
+    Closed,
+}
+
+/// What a session needs from its worker for one call.
+pub struct Ctx<'a> {
+    /// Where the upstream sockets are registered.
+    pub registry: &'a Registry,
+    /// The shared upstream set.
+    pub pool: &'a Pool,
+    /// Flags and limits.
+    pub cfg: &'a Config,
+    /// The worker's clock for this loop iteration.
+    pub now: Instant,
+    /// Reused scratch space for rewritten heads and transcoded chunks (no per-request allocation).
+    pub scratch: &'a mut Vec<u8>,
+    /// The worker is shutting down: no more keep-alive.
+    pub shutting_down: bool,
+}
+
+/// The mio token of a session's client socket.
+pub fn client_token(key: usize) -> Token {
+    Token(key * 2)
+}
+
+/// The mio token of a session's upstream socket.
+pub fn upstream_token(key: usize) -> Token {
+    Token(key * 2 + 1)
+}
+
+/// One socket and what the OS last told us about it.
+#[derive(Debug)]
+struct Peer {
+    /// The socket.
+    stream: TcpStream,
+    /// A read may make progress (cleared only by `WouldBlock`).
+    readable: bool,
+    /// A write may make progress (cleared only by `WouldBlock`).
+    writable: bool,
+    /// The peer closed its sending side (read returned 0).
+    eof: bool,
+    /// We shut our sending side down (after forwarding the other side's EOF, or on closing).
+    shut: bool,
+}
+
+impl Peer {
+    fn new(stream: TcpStream) -> Self {
+        Peer {
+            stream,
+            readable: false,
+            writable: false,
+            eof: false,
+            shut: false,
+        }
+    }
+
+    fn on_event(&mut self, ev: &mio::event::Event) {
+        // read_closed and error are hints (mio's Event docs): the next read or write reports them.
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.readable = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            self.writable = true;
+        }
+    }
+
+    /// Read once into `buf` if there is reason to. `Ok(n)` bytes read (0: nothing to do).
+    fn read_into(&mut self, buf: &mut Buffer) -> io::Result<usize> {
+        if !self.readable || self.eof || buf.room() == 0 {
+            return Ok(0);
+        }
+        loop {
+            match buf.read_from(&mut self.stream) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Write once from `bytes` if there is reason to. Returns how many were written.
+    fn write_from(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if !self.writable || bytes.is_empty() || self.shut {
+            return Ok(0);
+        }
+        loop {
+            match self.stream.write(bytes) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        if !self.shut {
+            self.shut = true;
+            // A peer that is already gone makes this fail; there is nothing left to tell it.
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+/// The upstream connection of the current exchange or tunnel.
+#[derive(Debug)]
+struct Upstream {
+    /// The socket and its readiness.
+    peer: Peer,
+    /// Index in the pool, for marking it down and for logs.
+    idx: usize,
+    /// The nonblocking connect has completed.
+    connected: bool,
+    /// When the connect started, for `--connect-timeout`.
+    connect_started: Instant,
+    /// A write failed: the upstream stopped reading. Its response may still come.
+    write_failed: bool,
+}
+
+/// How much of the request body is left to forward.
+#[derive(Debug)]
+enum RequestBody {
+    /// This many bytes of a Content-Length body.
+    Length(u64),
+    /// A chunked body, re-chunked cleanly towards the upstream.
+    Chunked(Decoder),
+    /// All of it has been queued for the upstream.
+    Done,
+}
+
+/// Where the response stands.
+#[derive(Debug)]
+enum ResponseBody {
+    /// Waiting for the (final) response head.
+    Head,
+    /// This many bytes of a Content-Length body left.
+    Length(u64),
+    /// A chunked body: re-chunked for HTTP/1.1 clients, de-chunked for HTTP/1.0 ones.
+    Chunked(Decoder, chunked::Output),
+    /// Everything until the upstream closes.
+    UntilClose,
+    /// The response has been queued for the client in full.
+    Done,
+}
+
+/// One request/response exchange with an upstream.
+#[derive(Debug)]
+struct Exchange {
+    /// What we kept of the request head.
+    req: RequestInfo,
+    /// Request body progress.
+    req_body: RequestBody,
+    /// Response progress.
+    resp: ResponseBody,
+    /// While `Some(written)`, the upstream output buffer still holds the whole request from its
+    /// first byte, `written` of which were sent: the request can be replayed on another upstream
+    /// if this one fails before answering.
+    replay: Option<usize>,
+    /// A final response head has been queued for the client: from here on a failure can only
+    /// close the connection.
+    final_started: bool,
+    /// The client connection closes after this exchange (decided with the response head).
+    close_after: bool,
+}
+
+/// What a session is doing.
+#[derive(Debug)]
+enum State {
+    /// Waiting for a request head; `started` is when its first byte came (None: idle).
+    Head { started: Option<Instant> },
+    /// A request is being proxied.
+    Exchange(Box<Exchange>),
+    /// After a 101: bytes flow both ways untouched until both sides have closed.
+    Tunnel,
+    /// Flushing the last bytes to the client, then lingering until it closes (or `LINGER`).
+    Closing { linger_since: Option<Instant> },
+}
+
+/// How an exchange step failed.
+#[derive(Debug)]
+enum Fail {
+    /// Answer with this status (when no final response has started), then close.
+    Respond(u16),
+    /// Close the client connection now (after flushing what is queued).
+    Abort,
+}
+
+impl From<io::Error> for Fail {
+    fn from(_: io::Error) -> Self {
+        Fail::Abort
+    }
+}
+
+/// One client connection.
+pub struct Session {
+    /// The client socket.
+    client: Peer,
+    /// The client's address, with IPv4-mapped IPv6 written as IPv4.
+    client_ip: IpAddr,
+    /// Slab key: the source of both tokens.
+    key: usize,
+    /// The upstream connection, during an exchange or a tunnel.
+    upstream: Option<Upstream>,
+    /// Raw bytes from the client.
+    cin: Buffer,
+    /// Bytes for the client.
+    cout: Buffer,
+    /// Raw bytes from the upstream.
+    uin: Buffer,
+    /// Bytes for the upstream.
+    uout: Buffer,
+    /// What the session is doing.
+    state: State,
+    /// Upstreams tried for the current request.
+    tried: Tried,
+    /// Requests completed on this connection.
+    served: u64,
+    /// When the connection was accepted, or last went idle between requests.
+    idle_since: Instant,
+    /// Last time a byte moved in either direction: the base of read/write timeouts.
+    last_progress: Instant,
+}
+
+impl Session {
+    /// A session for a freshly accepted client (already registered by the worker).
+    pub fn new(stream: TcpStream, client_ip: IpAddr, key: usize, cfg: &Config, now: Instant) -> Self {
+        let head_room = cfg.limits.max_head + 1024;
+        Session {
+            client: Peer::new(stream),
+            client_ip: client_ip.to_canonical(),
+            key,
+            upstream: None,
+            cin: Buffer::new(buffer::CLIENT_IN.max(head_room)),
+            cout: Buffer::new(buffer::CLIENT_OUT.max(head_room + 1024)),
+            uin: Buffer::new(buffer::UPSTREAM_IN.max(head_room)),
+            uout: Buffer::new(buffer::UPSTREAM_OUT.max(head_room + 1024)),
+            state: State::Head { started: None },
+            tried: Tried::default(),
+            served: 0,
+            idle_since: now,
+            last_progress: now,
+        }
+    }
+
+    /// The client socket, for registration.
+    pub fn client_stream(&mut self) -> &mut TcpStream {
+        &mut self.client.stream
+    }
+
+    /// Readiness reported for the client socket.
+    pub fn on_client_event(&mut self, ev: &mio::event::Event) {
+        self.client.on_event(ev);
+    }
+
+    /// Readiness reported for the upstream socket (ignored if it belonged to an older one).
+    pub fn on_upstream_event(&mut self, ev: &mio::event::Event) {
+        if let Some(up) = &mut self.upstream {
+            up.peer.on_event(ev);
+        }
+    }
+
+    /// The connection is between requests with nothing queued: safe to close at shutdown.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { started: None }) && self.cin.is_empty() && self.cout.is_empty()
+    }
+
+    /// Close everything: deregister the sockets (dropping them closes them).
+    pub fn close(&mut self, registry: &Registry) {
+        self.drop_upstream(registry);
+        let _ = registry.deregister(&mut self.client.stream);
+    }
+
+    fn drop_upstream(&mut self, registry: &Registry) {
+        if let Some(mut up) = self.upstream.take() {
+            let _ = registry.deregister(&mut up.peer.stream);
+        }
+        self.uin.clear();
+        self.uout.clear();
+    }
+
+    /// When the session wants to be woken if nothing happens before.
+    pub fn deadline(&self, cfg: &Config) -> Instant {
+        let io_deadline = |pending_output: bool| {
+            let t = if pending_output { cfg.write_timeout } else { cfg.read_timeout };
+            self.last_progress + t
+        };
+        match &self.state {
+            State::Head { started } => {
+                if !self.cout.is_empty() {
+                    return io_deadline(true);
+                }
+                match started {
+                    // The first head's deadline counts from the accept (slow first bytes too).
+                    Some(t) if self.served > 0 => *t + cfg.client_header_timeout,
+                    Some(_) => self.idle_since + cfg.client_header_timeout,
+                    None if self.served == 0 => self.idle_since + cfg.client_header_timeout,
+                    None => self.idle_since + cfg.keepalive_timeout,
+                }
+            }
+            State::Exchange(_) => match &self.upstream {
+                Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
+                _ => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
+            },
+            State::Tunnel => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
+            State::Closing { linger_since } => match linger_since {
+                Some(t) => *t + LINGER,
+                None => io_deadline(true),
+            },
+        }
+    }
+
+    /// The deadline passed (the worker checked `deadline()`): act on it.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        match &mut self.state {
+            State::Head { started } => {
+                if !self.cout.is_empty() {
+                    debug!("{}: client stopped reading, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                if started.is_some() {
+                    debug!("{}: request head not complete in time: 408", self.client_ip);
+                    self.cin.clear();
+                    local::write_response(408, true, None, ctx.scratch_take());
+                    self.queue_scratch_for_client(ctx);
+                    self.state = State::Closing { linger_since: None };
+                    return self.drive(ctx);
+                }
+                Drive::Closed
+            }
+            State::Exchange(ex) => {
+                let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected);
+                if connecting {
+                    if let Some(up) = self.upstream.take() {
+                        let mut up = up;
+                        let _ = ctx.registry.deregister(&mut up.peer.stream);
+                        ctx.pool.mark_down(up.idx, "connect timed out");
+                    }
+                    if let Some(w) = &mut ex.replay {
+                        *w = 0;
+                    }
+                    let r = self.connect_next(ctx);
+                    return self.after_step(r, ctx);
+                }
+                if ex.final_started {
+                    debug!("{}: response stalled, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                debug!("{}: upstream timed out: 504", self.client_ip);
+                let r = Err(Fail::Respond(504));
+                self.after_step(r, ctx)
+            }
+            State::Tunnel | State::Closing { .. } => Drive::Closed,
+        }
+    }
+
+    /// The worker started shutting down: close now if idle, else finish the exchange and close.
+    pub fn on_shutdown(&mut self) -> bool {
+        self.is_idle()
+    }
+
+    /// Move bytes until nothing more can move, or the budget runs out.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        for _ in 0..DRIVE_BUDGET {
+            let r = self.round(ctx);
+            match r {
+                Ok(true) => continue,
+                Ok(false) => return Drive::Idle,
+                Err(e) => match self.fail(e, ctx) {
+                    Drive::Idle => continue,
+                    d => return d,
+                },
+            }
+        }
+        Drive::Again
+    }
+
+    /// Turn a step's error into the next state.
+    fn after_step(&mut self, r: Result<(), Fail>, ctx: &mut Ctx<'_>) -> Drive {
+        match r {
+            Ok(()) => self.drive(ctx),
+            Err(e) => match self.fail(e, ctx) {
+                Drive::Idle => self.drive(ctx),
+                d => d,
+            },
+        }
+    }
+
+    /// Handle a failure: answer if we still can, else close. `Idle` means "keep driving".
+    fn fail(&mut self, e: Fail, ctx: &mut Ctx<'_>) -> Drive {
+        if let State::Closing { .. } = self.state {
+            return Drive::Closed;
+        }
+        let final_started = match &self.state {
+            State::Exchange(ex) => ex.final_started,
+            State::Tunnel => true,
+            _ => false,
+        };
+        self.drop_upstream(ctx.registry);
+        match e {
+            Fail::Respond(status) if !final_started => {
+                // Keep the connection when the request was read in full and nothing is off
+                // with the client side; an error about the head itself always closes.
+                let keep = match &self.state {
+                    State::Exchange(ex) => {
+                        matches!(ex.req_body, RequestBody::Done)
+                            && ex.req.keep_alive
+                            && !ctx.shutting_down
+                            && status >= 500
+                    }
+                    _ => false,
+                };
+                let retry_after = (status == 503).then(|| ctx.cfg.health_interval.as_secs().max(1));
+                local::write_response(status, !keep, retry_after, ctx.scratch_take());
+                self.queue_scratch_for_client(ctx);
+                if keep {
+                    self.finish_exchange(ctx, false);
+                } else {
+                    self.state = State::Closing { linger_since: None };
+                }
+                Drive::Idle
+            }
+            _ => {
+                // A response is under way: close without completing its framing, so the
+                // client sees a truncated message rather than a wrong one.
+                if !final_started {
+                    return Drive::Closed;
+                }
+                self.state = State::Closing { linger_since: None };
+                Drive::Idle
+            }
+        }
+    }
+
+    fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) {
+        let n = self.cout.extend(ctx.scratch);
+        debug_assert_eq!(n, ctx.scratch.len(), "client buffer too small for a local answer");
+    }
+
+    /// One round: read both sides, process, write both sides. `Ok(true)` if anything moved.
+    fn round(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let mut progress = false;
+
+        // Client → cin. A closing session reads only to discard (lingering close).
+        if let State::Closing { linger_since } = &mut self.state {
+            return self.round_closing(ctx.now, linger_since.is_some());
+        }
+        let n = self.client.read_into(&mut self.cin)?;
+        if n > 0 {
+            progress = true;
+            self.last_progress = ctx.now;
+        }
+
+        progress |= self.process(ctx)?;
+
+        // uout → upstream.
+        progress |= self.write_upstream(ctx.now)?;
+
+        // upstream → uin.
+        if let Some(up) = &mut self.upstream {
+            if up.connected {
+                match up.peer.read_into(&mut self.uin) {
+                    Ok(n) if n > 0 => {
+                        progress = true;
+                        self.last_progress = ctx.now;
+                        if let State::Exchange(ex) = &mut self.state {
+                            // The upstream has started answering: this request is no longer
+                            // replayable, whatever happens next.
+                            if let Some(w) = ex.replay.take() {
+                                self.uout.consume(w.min(self.uout.len()));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!("upstream read error: {e}");
+                        up.peer.eof = true;
+                        up.peer.readable = false;
+                    }
+                }
+            }
+        }
+
+        progress |= self.process(ctx)?;
+
+        // cout → client.
+        let n = self.client.write_from(self.cout.data())?;
+        if n > 0 {
+            self.cout.consume(n);
+            progress = true;
+            self.last_progress = ctx.now;
+        }
+        if let State::Tunnel = self.state {
+            progress |= self.tunnel_half_close();
+            if self.client.shut && self.upstream.as_ref().is_none_or(|u| u.peer.shut) {
+                return Err(Fail::Abort);
+            }
+        }
+        if let State::Closing { .. } = self.state {
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    fn round_closing(&mut self, now: Instant, lingering: bool) -> Result<bool, Fail> {
+        let mut progress = false;
+        if !self.cout.is_empty() {
+            let n = self.client.write_from(self.cout.data())?;
+            if n > 0 {
+                self.cout.consume(n);
+                self.last_progress = now;
+                progress = true;
+            }
+            if !self.cout.is_empty() {
+                return Ok(progress);
+            }
+        }
+        if !lingering {
+            self.client.shutdown_write();
+            self.cin.clear();
+            self.state = State::Closing { linger_since: Some(now) };
+            progress = true;
+        }
+        // Read and discard until the client closes too.
+        loop {
+            self.cin.clear();
+            match self.client.read_into(&mut self.cin) {
+                Ok(0) if self.client.eof => return Err(Fail::Abort),
+                Ok(0) => return Ok(progress),
+                Ok(_) => progress = true,
+                Err(_) => return Err(Fail::Abort),
+            }
+        }
+    }
+
+    /// Write queued bytes to the upstream (from the replay cursor while the request is replayable).
+    fn write_upstream(&mut self, now: Instant) -> Result<bool, Fail> {
+        let Some(up) = &mut self.upstream else { return Ok(false) };
+        if !up.connected || up.write_failed {
+            return Ok(false);
+        }
+        let replay = match &mut self.state {
+            State::Exchange(ex) => ex.replay.as_mut(),
+            _ => None,
+        };
+        let from = replay.as_ref().map_or(0, |w| **w);
+        let pending = &self.uout.data()[from.min(self.uout.len())..];
+        match up.peer.write_from(pending) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                match replay {
+                    Some(w) => *w += n,
+                    None => self.uout.consume(n),
+                }
+                self.last_progress = now;
+                Ok(true)
+            }
+            Err(e) => {
+                // The upstream stopped reading; it may still have answered (an early 413, say),
+                // so the read side decides what happens.
+                debug!("upstream write error: {e}");
+                up.write_failed = true;
+                Ok(true)
+            }
+        }
+    }
+
+    /// State-specific work on the buffered bytes. `Ok(true)` if anything changed.
+    fn process(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        match &mut self.state {
+            State::Head { .. } => self.process_head(ctx),
+            State::Exchange(_) => {
+                let mut progress = self.poll_connect(ctx)?;
+                progress |= self.pump_request_body(ctx)?;
+                progress |= self.pump_response(ctx)?;
+                progress |= self.maybe_finish(ctx);
+                Ok(progress)
+            }
+            State::Tunnel => Ok(self.pump_tunnel()),
+            State::Closing { .. } => Ok(false),
+        }
+    }
+
+    fn process_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        if self.cin.is_empty() {
+            if self.client.eof && self.cout.is_empty() {
+                return Err(Fail::Abort);
+            }
+            return Ok(false);
+        }
+        if let State::Head { started: started @ None } = &mut self.state {
+            *started = Some(ctx.now);
+        }
+        let limits = ctx.cfg.limits;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS_CAP];
+        let fields = limits.max_fields.min(MAX_FIELDS_CAP);
+        let parsed = request::parse(self.cin.data(), &limits, &mut headers[..fields]);
+        let (info, head_len) = match parsed {
+            Ok(None) => {
+                if self.client.eof {
+                    // The client gave up mid-head; there is nobody to answer.
+                    return Err(Fail::Abort);
+                }
+                return Ok(false);
+            }
+            Err(e) => {
+                debug!("{}: bad request head ({e:?}): {}", self.client_ip, e.status());
+                self.cin.clear();
+                return Err(Fail::Respond(e.status()));
+            }
+            Ok(Some(req)) => {
+                ctx.scratch.clear();
+                let rctx = RequestContext {
+                    client_ip: self.client_ip,
+                    forwarded_for: ctx.cfg.forwarded_for,
+                };
+                rewrite::request_head(&req, &rctx, ctx.scratch);
+                (req.info, req.head_len)
+            }
+        };
+        self.cin.consume(head_len);
+        self.uout.clear();
+        let queued = self.uout.extend(ctx.scratch);
+        debug_assert_eq!(queued, ctx.scratch.len(), "upstream buffer smaller than a head");
+        let req_body = match info.framing {
+            Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
+            Framing::Length(n) => RequestBody::Length(n),
+            Framing::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
+        };
+        self.state = State::Exchange(Box::new(Exchange {
+            req: info,
+            req_body,
+            resp: ResponseBody::Head,
+            replay: Some(0),
+            final_started: false,
+            close_after: false,
+        }));
+        self.tried.clear();
+        self.connect_next(ctx)?;
+        Ok(true)
+    }
+
+    /// Connect to the next alive upstream not tried yet for this request.
+    fn connect_next(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
+        self.drop_upstream_keep_request(ctx.registry);
+        loop {
+            let Some(idx) = ctx.pool.pick(&self.tried) else {
+                let status = if ctx.pool.alive_count() == 0 { 503 } else { 502 };
+                debug!("{}: no upstream left to try: {status}", self.client_ip);
+                return Err(Fail::Respond(status));
+            };
+            self.tried.insert(idx);
+            let addr = ctx.pool.get(idx).addr;
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    if let Err(e) = ctx.registry.register(
+                        &mut stream,
+                        upstream_token(self.key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!("cannot register an upstream socket: {e}");
+                        return Err(Fail::Respond(503));
+                    }
+                    let _ = stream.set_nodelay(true);
+                    ctx.pool.record_request(idx);
+                    self.upstream = Some(Upstream {
+                        peer: Peer::new(stream),
+                        idx,
+                        connected: false,
+                        connect_started: ctx.now,
+                        write_failed: false,
+                    });
+                    return Ok(());
+                }
+                Err(e) if marks_upstream_down(&e) => {
+                    ctx.pool.mark_down(idx, &connect_reason(&e));
+                }
+                Err(e) if is_local_shortage(&e) => {
+                    // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the
+                    // upstream is not to blame and stays in the rotation.
+                    warn!("cannot open a connection to {}: {e}", ctx.pool.get(idx).name);
+                    return Err(Fail::Respond(503));
+                }
+                Err(e) => {
+                    warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
+                }
+            }
+        }
+    }
+
+    /// Drop the upstream socket but keep the queued request (for a retry).
+    fn drop_upstream_keep_request(&mut self, registry: &Registry) {
+        if let Some(mut up) = self.upstream.take() {
+            let _ = registry.deregister(&mut up.peer.stream);
+        }
+        self.uin.clear();
+        if let State::Exchange(ex) = &mut self.state {
+            if let Some(w) = &mut ex.replay {
+                *w = 0;
+            }
+        }
+    }
+
+    /// Check a pending nonblocking connect (mio's `TcpStream::connect` recipe: on writable,
+    /// `take_error`, then `peer_addr`).
+    fn poll_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let Some(up) = &mut self.upstream else { return Ok(false) };
+        if up.connected || !up.peer.writable {
+            return Ok(false);
+        }
+        let err = match up.peer.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match up.peer.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // Spurious wakeup: still connecting.
+                    up.peer.writable = false;
+                    return Ok(false);
+                }
+                Err(e) => Some(e),
+            },
+        };
+        match err {
+            None => {
+                up.connected = true;
+                self.last_progress = ctx.now;
+                Ok(true)
+            }
+            Some(e) => {
+                let idx = up.idx;
+                if marks_upstream_down(&e) {
+                    ctx.pool.mark_down(idx, &connect_reason(&e));
+                } else {
+                    warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
+                }
+                self.connect_next(ctx)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Move request body bytes from the client buffer to the upstream buffer.
+    fn pump_request_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else { return Ok(false) };
+        let write_failed = self.upstream.as_ref().is_some_and(|u| u.write_failed);
+        let mut progress = false;
+        // Room left for body bytes. When the request outgrows the buffer it stops being
+        // replayable: the bytes already sent are let go.
+        if self.uout.room() == 0 {
+            if let Some(w) = ex.replay.take() {
+                self.uout.consume(w.min(self.uout.len()));
+            }
+        }
+        if write_failed {
+            // The upstream stopped reading: what it will not read is dropped, not queued.
+            self.uout.clear();
+            ex.replay = None;
+        }
+        match &mut ex.req_body {
+            RequestBody::Done => {}
+            RequestBody::Length(rem) => {
+                let n = (*rem).min(self.cin.len() as u64).min(self.uout.room() as u64) as usize;
+                if n > 0 {
+                    if !write_failed {
+                        self.uout.extend(&self.cin.data()[..n]);
+                    }
+                    self.cin.consume(n);
+                    *rem -= n as u64;
+                    progress = true;
+                }
+                if *rem == 0 {
+                    ex.req_body = RequestBody::Done;
+                } else if self.client.eof && self.cin.is_empty() {
+                    debug!("{}: client closed mid-upload", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+            }
+            RequestBody::Chunked(dec) => {
+                ctx.scratch.clear();
+                let room = self.uout.room();
+                let consumed = dec
+                    .transcode(self.cin.data(), ctx.scratch, room, chunked::Output::Rechunk)
+                    .map_err(|e| {
+                        debug!("{}: bad chunked request body: {e:?}", self.client_ip);
+                        Fail::Respond(400)
+                    })?;
+                if consumed > 0 {
+                    if !write_failed {
+                        self.uout.extend(ctx.scratch);
+                    }
+                    self.cin.consume(consumed);
+                    progress = true;
+                }
+                if dec.is_done() {
+                    ex.req_body = RequestBody::Done;
+                } else if self.client.eof && self.cin.is_empty() {
+                    debug!("{}: client closed mid-upload", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Parse the response head, then move body bytes from the upstream buffer to the client's.
+    fn pump_response(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else { return Ok(false) };
+        let Some(up) = &self.upstream else { return Ok(false) };
+        let up_eof = up.peer.eof;
+        let mut progress = false;
+        loop {
+            match &mut ex.resp {
+                ResponseBody::Head => {
+                    if self.uin.is_empty() {
+                        if up_eof {
+                            return self.upstream_failed_before_response(ctx).map(|_| true);
+                        }
+                        return Ok(progress);
+                    }
+                    let limits = ctx.cfg.limits;
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS_CAP];
+                    let fields = limits.max_fields.min(MAX_FIELDS_CAP);
+                    let parsed = response::parse(self.uin.data(), ex.req.is_head, &limits, &mut headers[..fields]);
+                    let resp = match parsed {
+                        Ok(Some(r)) => r,
+                        Ok(None) if up_eof => {
+                            warn!("upstream {} closed mid-head: 502", ctx.pool.get(up.idx).name);
+                            return Err(Fail::Respond(502));
+                        }
+                        Ok(None) => return Ok(progress),
+                        Err(e) => {
+                            warn!("upstream {} sent a bad response head ({e:?}): 502", ctx.pool.get(up.idx).name);
+                            return Err(Fail::Respond(502));
+                        }
+                    };
+                    let head_len = resp.head_len;
+                    ctx.scratch.clear();
+                    if resp.code == 101 {
+                        if !ex.req.upgrade_websocket {
+                            warn!("upstream {} switched protocols unasked: 502", ctx.pool.get(up.idx).name);
+                            return Err(Fail::Respond(502));
+                        }
+                        let rctx = ResponseContext {
+                            framing: Framing::None,
+                            close: false,
+                            keep_alive_http10: false,
+                            upgrade: true,
+                        };
+                        rewrite::response_head(&resp, &rctx, ctx.scratch);
+                        if ctx.scratch.len() > self.cout.room() {
+                            return Ok(progress);
+                        }
+                        self.cout.extend(ctx.scratch);
+                        self.uin.consume(head_len);
+                        ex.final_started = true;
+                        ex.replay = None;
+                        self.state = State::Tunnel;
+                        return Ok(true);
+                    }
+                    if resp.code < 200 {
+                        // Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients
+                        // (RFC 9110 §15.2: not to HTTP/1.0 ones) and keep waiting.
+                        if ex.req.version == Version::Http11 {
+                            let rctx = ResponseContext {
+                                framing: Framing::None,
+                                close: false,
+                                keep_alive_http10: false,
+                                upgrade: false,
+                            };
+                            rewrite::response_head(&resp, &rctx, ctx.scratch);
+                            if ctx.scratch.len() > self.cout.room() {
+                                return Ok(progress);
+                            }
+                            self.cout.extend(ctx.scratch);
+                        }
+                        self.uin.consume(head_len);
+                        progress = true;
+                        continue;
+                    }
+                    let framing = response::client_framing(resp.framing, ex.req.version);
+                    let close = !ex.req.keep_alive
+                        || ctx.shutting_down
+                        || framing == Framing::UntilClose
+                        || !matches!(ex.req_body, RequestBody::Done);
+                    let rctx = ResponseContext {
+                        framing,
+                        close,
+                        keep_alive_http10: !close && ex.req.version == Version::Http10,
+                        upgrade: false,
+                    };
+                    rewrite::response_head(&resp, &rctx, ctx.scratch);
+                    if ctx.scratch.len() > self.cout.room() {
+                        return Ok(progress);
+                    }
+                    let upstream_framing = resp.framing;
+                    self.cout.extend(ctx.scratch);
+                    self.uin.consume(head_len);
+                    ex.final_started = true;
+                    ex.close_after = close;
+                    ex.resp = match upstream_framing {
+                        Framing::None | Framing::Length(0) => ResponseBody::Done,
+                        Framing::Length(n) => ResponseBody::Length(n),
+                        Framing::Chunked => {
+                            let mode = if framing == Framing::Chunked {
+                                chunked::Output::Rechunk
+                            } else {
+                                chunked::Output::Dechunk
+                            };
+                            ResponseBody::Chunked(Decoder::new(&limits), mode)
+                        }
+                        Framing::UntilClose => ResponseBody::UntilClose,
+                    };
+                    progress = true;
+                }
+                ResponseBody::Length(rem) => {
+                    let n = (*rem).min(self.uin.len() as u64).min(self.cout.room() as u64) as usize;
+                    if n > 0 {
+                        self.cout.extend(&self.uin.data()[..n]);
+                        self.uin.consume(n);
+                        *rem -= n as u64;
+                        progress = true;
+                    }
+                    if *rem == 0 {
+                        ex.resp = ResponseBody::Done;
+                    } else if up_eof && self.uin.is_empty() {
+                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        return Err(Fail::Abort);
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::Chunked(dec, mode) => {
+                    ctx.scratch.clear();
+                    let consumed = dec
+                        .transcode(self.uin.data(), ctx.scratch, self.cout.room(), *mode)
+                        .map_err(|e| {
+                            warn!("upstream {} sent a bad chunked body: {e:?}", ctx.pool.get(up.idx).name);
+                            Fail::Abort
+                        })?;
+                    if consumed > 0 {
+                        self.cout.extend(ctx.scratch);
+                        self.uin.consume(consumed);
+                        progress = true;
+                    }
+                    if dec.is_done() {
+                        ex.resp = ResponseBody::Done;
+                    } else if up_eof && self.uin.is_empty() {
+                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        return Err(Fail::Abort);
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::UntilClose => {
+                    let n = self.cout.extend(self.uin.data());
+                    if n > 0 {
+                        self.uin.consume(n);
+                        progress = true;
+                    }
+                    if up_eof && self.uin.is_empty() {
+                        ex.resp = ResponseBody::Done;
+                        progress = true;
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::Done => return Ok(progress),
+            }
+        }
+    }
+
+    /// The upstream closed (or reset) before sending any response byte.
+    fn upstream_failed_before_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
+        let State::Exchange(ex) = &mut self.state else { return Err(Fail::Abort) };
+        let name = self.upstream.as_ref().map(|u| ctx.pool.get(u.idx).name.as_str()).unwrap_or("?");
+        // Nothing reached the client and the whole request is still here: an idempotent
+        // request can go to another upstream (each at most once).
+        if ex.req.idempotent && ex.replay.is_some() {
+            debug!("upstream {name} closed before answering; retrying the request elsewhere");
+            return self.connect_next(ctx);
+        }
+        warn!("upstream {name} closed before answering: 502");
+        Err(Fail::Respond(502))
+    }
+
+    /// End the exchange when both directions are done.
+    fn maybe_finish(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let State::Exchange(ex) = &self.state else { return false };
+        if !matches!(ex.resp, ResponseBody::Done) {
+            return false;
+        }
+        let close = ex.close_after || !matches!(ex.req_body, RequestBody::Done);
+        self.finish_exchange(ctx, close);
+        true
+    }
+
+    fn finish_exchange(&mut self, ctx: &mut Ctx<'_>, close: bool) {
+        self.drop_upstream(ctx.registry);
+        self.served += 1;
+        self.idle_since = ctx.now;
+        if close || ctx.shutting_down {
+            self.state = State::Closing { linger_since: None };
+        } else {
+            self.state = State::Head { started: None };
+        }
+    }
+
+    /// Tunnel: bytes go both ways untouched.
+    fn pump_tunnel(&mut self) -> bool {
+        let mut progress = false;
+        if !self.cin.is_empty() {
+            let n = self.uout.extend(self.cin.data());
+            self.cin.consume(n);
+            progress |= n > 0;
+        }
+        if !self.uin.is_empty() {
+            let n = self.cout.extend(self.uin.data());
+            self.uin.consume(n);
+            progress |= n > 0;
+        }
+        progress
+    }
+
+    /// Tunnel: pass each side's end of stream on once its bytes are flushed.
+    fn tunnel_half_close(&mut self) -> bool {
+        let mut progress = false;
+        let Some(up) = &mut self.upstream else { return false };
+        if self.client.eof && self.cin.is_empty() && self.uout.is_empty() && !up.peer.shut {
+            up.peer.shutdown_write();
+            progress = true;
+        }
+        if up.peer.eof && self.uin.is_empty() && self.cout.is_empty() && !self.client.shut {
+            self.client.shutdown_write();
+            progress = true;
+        }
+        progress
+    }
+}
+
+impl Ctx<'_> {
+    /// The scratch buffer, emptied.
+    fn scratch_take(&mut self) -> &mut Vec<u8> {
+        self.scratch.clear();
+        self.scratch
+    }
+}
+
+/// Connect errors that say the upstream is not there: refused, unreachable, timed out.
+fn marks_upstream_down(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED)
+            | Some(libc::EHOSTUNREACH)
+            | Some(libc::ENETUNREACH)
+            | Some(libc::ETIMEDOUT)
+            | Some(libc::EHOSTDOWN)
+            | Some(libc::ENETDOWN)
+    )
+}
+
+/// Errors that are the proxy's own shortage, not the upstream's fault.
+fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE)
+            | Some(libc::ENFILE)
+            | Some(libc::ENOBUFS)
+            | Some(libc::ENOMEM)
+            | Some(libc::EADDRNOTAVAIL)
+            | Some(libc::EAGAIN)
+    )
+}
+
+/// A short reason for the log line of an upstream going down.
+pub fn connect_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused".into(),
+        Some(libc::EHOSTUNREACH) | Some(libc::EHOSTDOWN) => "host unreachable".into(),
+        Some(libc::ENETUNREACH) | Some(libc::ENETDOWN) => "network unreachable".into(),
+        Some(libc::ETIMEDOUT) => "connect timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether a connect error takes the upstream out of the rotation (shared with the health probe).
+pub fn is_upstream_down_error(e: &io::Error) -> bool {
+    marks_upstream_down(e)
+}
+
+/// Whether an error is the proxy's own shortage (shared with the health probe and accept).
+pub fn is_local_error(e: &io::Error) -> bool {
+    is_local_shortage(e)
+}

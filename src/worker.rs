@@ -1,1 +1,453 @@
-//! STUB
+//! One worker: a mio `Poll`, its own listener, a `Slab` of sessions and a timer wheel.
+//!
+//! The worker dispatches: readiness goes to the session that owns the token, expired timers go
+//! to whoever set them. It never decides HTTP; sessions do. Workers share only the upstream
+//! pool and the shutdown flag.
+
+use crate::config::Config;
+use crate::health::Prober;
+use crate::session::{self, Ctx, Drive, Session};
+use crate::timer::TimerWheel;
+use crate::upstream::Pool;
+use log::{debug, error, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The listener's token (session tokens are `2 * key` and `2 * key + 1`, far below).
+const LISTENER: Token = Token(usize::MAX);
+/// The token of the waker that tells a worker to look at the shutdown flag.
+pub const WAKER: Token = Token(usize::MAX - 1);
+/// Probe tokens are `PROBE_BASE + upstream index`.
+const PROBE_BASE: usize = usize::MAX / 2;
+
+/// Readiness events taken from the OS per poll.
+const EVENTS_CAPACITY: usize = 1024;
+/// How long accepting pauses after EMFILE/ENFILE before trying again (also resumed earlier
+/// whenever a connection closes).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+// Timer wheel keys: the kind in the top two bits.
+const KIND_SHIFT: u32 = 62;
+const KIND_SESSION: u64 = 0;
+const KIND_PROBE: u64 = 1;
+const KIND_SWEEP: u64 = 2;
+const KIND_WORKER: u64 = 3;
+const WORKER_SHUTDOWN: u64 = 0;
+const WORKER_ACCEPT: u64 = 1;
+
+/// What the workers share besides the upstream pool.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Set by the signal thread: stop accepting, finish what is in flight, exit.
+    pub shutdown: AtomicBool,
+}
+
+/// A session in the slab, with its timer bookkeeping.
+struct Entry {
+    session: Session,
+    /// Generation of the session's live wheel entry; older entries are stale and ignored.
+    timer_gen: u32,
+    /// The deadline the live wheel entry is set for, if any.
+    armed: Option<Instant>,
+    /// Already in the list of sessions to drive after this batch of events.
+    dirty: bool,
+}
+
+/// One event loop.
+pub struct Worker {
+    /// Index of this worker, for logs; worker 0 also runs the health sweep.
+    id: usize,
+    poll: Poll,
+    /// None once shutdown has closed it.
+    listener: Option<TcpListener>,
+    /// The listener may have connections queued (edge-triggered: cleared only by WouldBlock).
+    accept_ready: bool,
+    /// Accepting is paused (EMFILE/ENFILE) until a connection closes or the retry timer fires.
+    accept_paused: bool,
+    sessions: Slab<Entry>,
+    wheel: TimerWheel,
+    /// The wheel's time origin.
+    epoch: Instant,
+    /// Now, as of this loop iteration.
+    now: Instant,
+    pool: Arc<Pool>,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    /// Health probes (worker 0 only).
+    prober: Option<Prober>,
+    /// Sessions to drive after the current batch of events.
+    dirty: Vec<usize>,
+    shutting_down: bool,
+    /// Reused scratch for rewritten heads and transcoded chunks.
+    scratch: Vec<u8>,
+    /// Reused list of expired timer keys.
+    expired: Vec<u64>,
+}
+
+impl Worker {
+    /// A worker for `listener`. Returns it with a waker the signal thread can use.
+    pub fn new(
+        id: usize,
+        listener: std::net::TcpListener,
+        pool: Arc<Pool>,
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+    ) -> io::Result<(Worker, Waker)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let prober = (id == 0).then(|| Prober::new(pool.len()));
+        let mut w = Worker {
+            id,
+            poll,
+            listener: Some(listener),
+            accept_ready: true,
+            accept_paused: false,
+            sessions: Slab::with_capacity(1024),
+            wheel: TimerWheel::new(0),
+            epoch: now,
+            now,
+            pool,
+            cfg,
+            shared,
+            prober,
+            dirty: Vec::with_capacity(EVENTS_CAPACITY),
+            shutting_down: false,
+            scratch: Vec::with_capacity(64 * 1024),
+            expired: Vec::new(),
+        };
+        if w.prober.is_some() {
+            // First sweep right away: a backend that is down at start leaves the rotation
+            // within the health timeout instead of a whole interval.
+            w.wheel.insert(0, KIND_SWEEP << KIND_SHIFT);
+        }
+        Ok((w, waker))
+    }
+
+    fn now_ms(&self) -> u64 {
+        ms_ceil(self.now.saturating_duration_since(self.epoch))
+    }
+
+    fn at_ms(&self, t: Instant) -> u64 {
+        ms_ceil(t.saturating_duration_since(self.epoch))
+    }
+
+    /// Run until shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = if self.dirty.is_empty() {
+                self.wheel.next_timeout(self.now_ms()).map(Duration::from_millis)
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_ready = true,
+                    WAKER => {}
+                    Token(t) if t >= PROBE_BASE => {
+                        if let Some(p) = &mut self.prober {
+                            p.on_event(t - PROBE_BASE, self.poll.registry(), &self.pool);
+                        }
+                    }
+                    Token(t) => {
+                        let key = t / 2;
+                        if let Some(entry) = self.sessions.get_mut(key) {
+                            if t % 2 == 0 {
+                                entry.session.on_client_event(ev);
+                            } else {
+                                entry.session.on_upstream_event(ev);
+                            }
+                            if !entry.dirty {
+                                entry.dirty = true;
+                                self.dirty.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+            if !self.shutting_down && self.shared.shutdown.load(Ordering::Acquire) {
+                self.begin_shutdown();
+            }
+            self.accept();
+            self.drive_dirty();
+            self.fire_timers();
+            if self.shutting_down && self.sessions.is_empty() {
+                debug!("worker {} done", self.id);
+                return Ok(());
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while self.accept_ready && !self.accept_paused {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let entry = self.sessions.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        session::client_token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!("cannot register a client socket: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let session = Session::new(stream, addr.ip(), key, &self.cfg, self.now);
+                    entry.insert(Entry {
+                        session,
+                        timer_gen: 0,
+                        armed: None,
+                        dirty: false,
+                    });
+                    self.arm(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if session::is_local_error(&e) => {
+                    // Out of file descriptors or memory: stop accepting (interest stays, the
+                    // readiness is remembered in accept_ready) instead of spinning on the error.
+                    warn!("worker {}: accept paused: {e}", self.id);
+                    self.accept_paused = true;
+                    let at = self.now_ms() + ACCEPT_RETRY.as_millis() as u64;
+                    self.wheel.insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_ACCEPT);
+                }
+                // ECONNABORTED and the like concern one connection only.
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn ctx(&mut self) -> (Ctx<'_>, &mut Slab<Entry>) {
+        (
+            Ctx {
+                registry: self.poll.registry(),
+                pool: &self.pool,
+                cfg: &self.cfg,
+                now: self.now,
+                scratch: &mut self.scratch,
+                shutting_down: self.shutting_down,
+            },
+            &mut self.sessions,
+        )
+    }
+
+    fn drive_dirty(&mut self) {
+        let mut i = 0;
+        // Sessions re-queued by their budget go to the back of this same list: bound the pass
+        // to the sessions present at its start so one busy session cannot hold the loop.
+        let n = self.dirty.len();
+        let mut again = Vec::new();
+        while i < n {
+            let key = self.dirty[i];
+            i += 1;
+            let (mut ctx, sessions) = self.ctx();
+            let Some(entry) = sessions.get_mut(key) else { continue };
+            entry.dirty = false;
+            let outcome = entry.session.drive(&mut ctx);
+            match outcome {
+                Drive::Closed => self.remove(key),
+                Drive::Again => {
+                    again.push(key);
+                    self.arm(key);
+                }
+                Drive::Idle => self.arm(key),
+            }
+        }
+        self.dirty.drain(..n);
+        for key in again {
+            if let Some(entry) = self.sessions.get_mut(key) {
+                if !entry.dirty {
+                    entry.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if self.sessions.contains(key) {
+            let mut entry = self.sessions.remove(key);
+            entry.session.close(self.poll.registry());
+        }
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.accept();
+        }
+    }
+
+    /// Make sure a wheel entry exists at or before the session's deadline.
+    fn arm(&mut self, key: usize) {
+        let Some(entry) = self.sessions.get_mut(key) else { return };
+        let deadline = entry.session.deadline(&self.cfg);
+        if entry.armed.is_some_and(|a| a <= deadline) {
+            // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
+            return;
+        }
+        entry.timer_gen = entry.timer_gen.wrapping_add(1);
+        entry.armed = Some(deadline);
+        let wheel_key = ((entry.timer_gen as u64) << 32) | key as u64;
+        let at = ms_ceil(deadline.saturating_duration_since(self.epoch));
+        self.wheel.insert(at, wheel_key);
+    }
+
+    fn fire_timers(&mut self) {
+        let now_ms = self.now_ms();
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.advance(now_ms, &mut expired);
+        for wk in expired.drain(..) {
+            let kind = wk >> KIND_SHIFT;
+            let low = wk & ((1u64 << KIND_SHIFT) - 1);
+            match kind {
+                KIND_SESSION => self.session_timer(low),
+                KIND_PROBE => {
+                    if let Some(p) = &mut self.prober {
+                        p.on_deadline(low as usize, self.poll.registry(), &self.pool, self.now, self.cfg.health_timeout);
+                    }
+                }
+                KIND_SWEEP => self.sweep(),
+                _ => match low {
+                    WORKER_SHUTDOWN => {
+                        if !self.sessions.is_empty() {
+                            warn!(
+                                "worker {}: shutdown timeout, closing {} connections",
+                                self.id,
+                                self.sessions.len()
+                            );
+                        }
+                        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+                        for k in keys {
+                            self.remove(k);
+                        }
+                    }
+                    _ => {
+                        self.accept_paused = false;
+                        self.accept();
+                    }
+                },
+            }
+        }
+        self.expired = expired;
+    }
+
+    fn session_timer(&mut self, low: u64) {
+        let key = (low & 0xffff_ffff) as usize;
+        let gen = (low >> 32) as u32;
+        let now = self.now;
+        let cfg = Arc::clone(&self.cfg);
+        let Some(entry) = self.sessions.get_mut(key) else { return };
+        if entry.timer_gen != gen {
+            return;
+        }
+        entry.armed = None;
+        if now < entry.session.deadline(&cfg) {
+            self.arm(key);
+            return;
+        }
+        let (mut ctx, sessions) = self.ctx();
+        let Some(entry) = sessions.get_mut(key) else { return };
+        match entry.session.on_timeout(&mut ctx) {
+            Drive::Closed => self.remove(key),
+            Drive::Again => {
+                if let Some(e) = self.sessions.get_mut(key) {
+                    if !e.dirty {
+                        e.dirty = true;
+                        self.dirty.push(key);
+                    }
+                }
+                self.arm(key);
+            }
+            Drive::Idle => self.arm(key),
+        }
+    }
+
+    fn sweep(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(prober) = &mut self.prober else { return };
+        let mut started = Vec::new();
+        prober.sweep(
+            self.poll.registry(),
+            &self.pool,
+            self.now,
+            |i| Token(PROBE_BASE + i),
+            &mut started,
+        );
+        let deadline = self.at_ms(self.now + self.cfg.health_timeout);
+        for i in started {
+            self.wheel.insert(deadline, (KIND_PROBE << KIND_SHIFT) | i as u64);
+        }
+        let next = self.at_ms(self.now + self.cfg.health_interval);
+        self.wheel.insert(next, KIND_SWEEP << KIND_SHIFT);
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        info!("worker {}: shutting down ({} connections open)", self.id, self.sessions.len());
+        // Connections the kernel already queued for us were promised an answer: take them,
+        // then close the listener so new ones go nowhere (or to a still-open sibling).
+        self.accept_paused = false;
+        self.accept_ready = true;
+        self.accept();
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some(p) = &mut self.prober {
+            p.stop(self.poll.registry());
+        }
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.session.on_shutdown())
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.remove(k);
+        }
+        // Everything else answers with Connection: close; drive them so that decision is seen.
+        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if let Some(e) = self.sessions.get_mut(k) {
+                if !e.dirty {
+                    e.dirty = true;
+                    self.dirty.push(k);
+                }
+            }
+        }
+        let at = self.at_ms(self.now + self.cfg.shutdown_timeout);
+        self.wheel.insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_SHUTDOWN);
+    }
+}
+
+/// A duration in whole milliseconds, rounded up so a timer never fires before its deadline.
+fn ms_ceil(d: Duration) -> u64 {
+    let ms = d.as_millis() as u64;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        ms + 1
+    } else {
+        ms
+    }
+}
+
+/// Log a worker's fatal error (used by the thread that runs it).
+pub fn report(id: usize, r: io::Result<()>) {
+    if let Err(e) = r {
+        error!("worker {id} stopped: {e}");
+    }
+}

@@ -22,3 +22,105 @@ pub mod session;
 pub mod timer;
 pub mod upstream;
 pub mod worker;
+pub mod demo;
+pub mod listen;
+
+use log::{error, info, warn};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Start the workers on `cfg` and run until SIGINT/SIGTERM and the graceful shutdown end.
+/// Returns an error message for a start-up failure (the caller exits non-zero).
+pub fn run(mut cfg: config::Config) -> Result<(), String> {
+    raise_nofile_limit();
+    let workers = cfg.workers.max(1);
+    let listeners = listen::bind(cfg.listen, cfg.dual_stack, workers, cfg.backlog)
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let local = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or("cannot listen: no listener")?;
+    let pool = Arc::new(upstream::Pool::new(std::mem::take(&mut cfg.upstreams)));
+    let cfg = Arc::new(cfg);
+    let shared = Arc::new(worker::Shared::default());
+
+    let mut wakers = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for (id, l) in listeners.into_iter().enumerate() {
+        let (w, waker) = worker::Worker::new(id, l, Arc::clone(&pool), Arc::clone(&cfg), Arc::clone(&shared))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        wakers.push(waker);
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || worker::report(id, w.run()))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        handles.push(h);
+    }
+    info!(
+        "listening on {local} ({workers} worker{}, {} upstream{})",
+        if workers == 1 { "" } else { "s" },
+        pool.len(),
+        if pool.len() == 1 { "" } else { "s" }
+    );
+
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let signal_shared = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    info!("signal {sig}: shutting down gracefully (again to stop at once)");
+                    signal_shared.shutdown.store(true, Ordering::Release);
+                    for w in &wakers {
+                        if let Err(e) = w.wake() {
+                            warn!("cannot wake a worker: {e}");
+                        }
+                    }
+                } else {
+                    warn!("signal {sig} again: stopping now");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+
+    let mut failed = false;
+    for h in handles {
+        if h.join().is_err() {
+            error!("a worker panicked");
+            failed = true;
+        }
+    }
+    if failed {
+        return Err("a worker failed".into());
+    }
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Raise RLIMIT_NOFILE's soft limit to the hard limit: every connection costs two descriptors.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; the resource constant is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        warn!("getrlimit(RLIMIT_NOFILE) failed: {}", std::io::Error::last_os_error());
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let old = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            warn!("setrlimit(RLIMIT_NOFILE) failed: {}", std::io::Error::last_os_error());
+        } else {
+            log::debug!("RLIMIT_NOFILE raised from {old} to {}", lim.rlim_max);
+        }
+    }
+}

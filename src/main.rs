@@ -1,1 +1,35 @@
-fn main() {}
+//! The `goround-mio` binary: parse the flags, set up logging, start the demo backends if asked,
+//! and run the engine.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cfg = goround_mio::config::from_args();
+    env_logger::Builder::new()
+        .filter_level(cfg.log_level)
+        .parse_default_env()
+        .init();
+    for notice in &cfg.notices {
+        log::info!("{notice}");
+    }
+    let demo = if cfg.demo {
+        match goround_mio::demo::start() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("goround-mio: error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    let result = goround_mio::run(cfg);
+    drop(demo);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("goround-mio: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -406,7 +406,7 @@ impl Session {
     }
 
     /// The worker started shutting down: close now if idle, else finish the exchange and close.
-    pub fn on_shutdown(&mut self) -> bool {
+    pub fn on_shutdown(&self) -> bool {
         self.is_idle()
     }
 
@@ -493,8 +493,9 @@ impl Session {
         let mut progress = false;
 
         // Client → cin. A closing session reads only to discard (lingering close).
-        if let State::Closing { linger_since } = &mut self.state {
-            return self.round_closing(ctx.now, linger_since.is_some());
+        if let State::Closing { linger_since } = &self.state {
+            let lingering = linger_since.is_some();
+            return self.round_closing(ctx.now, lingering);
         }
         let n = self.client.read_into(&mut self.cin)?;
         if n > 0 {
@@ -572,15 +573,14 @@ impl Session {
             self.state = State::Closing { linger_since: Some(now) };
             progress = true;
         }
-        // Read and discard until the client closes too.
-        loop {
-            self.cin.clear();
-            match self.client.read_into(&mut self.cin) {
-                Ok(0) if self.client.eof => return Err(Fail::Abort),
-                Ok(0) => return Ok(progress),
-                Ok(_) => progress = true,
-                Err(_) => return Err(Fail::Abort),
-            }
+        // Read and discard until the client closes too (one read per round: the drive budget
+        // bounds a client that keeps sending).
+        self.cin.clear();
+        match self.client.read_into(&mut self.cin) {
+            Ok(0) if self.client.eof => Err(Fail::Abort),
+            Ok(0) => Ok(progress),
+            Ok(_) => Ok(true),
+            Err(_) => Err(Fail::Abort),
         }
     }
 
@@ -634,7 +634,9 @@ impl Session {
 
     fn process_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         if self.cin.is_empty() {
-            if self.client.eof && self.cout.is_empty() {
+            // Between requests: a client that closed, or a shutdown, ends the connection once
+            // the last response is out.
+            if (self.client.eof || ctx.shutting_down) && self.cout.is_empty() {
                 return Err(Fail::Abort);
             }
             return Ok(false);
@@ -663,7 +665,6 @@ impl Session {
                 ctx.scratch.clear();
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
-                    forwarded_for: ctx.cfg.forwarded_for,
                 };
                 rewrite::request_head(&req, &rctx, ctx.scratch);
                 (req.info, req.head_len)

@@ -1,8 +1,137 @@
-//! The complete answers the proxy makes itself. STUB: interface only.
+//! The complete answers the proxy makes itself: errors it found (400, 414, 431, ...), an
+//! upstream that failed (502, 504), no upstream at all (503).
+
+use super::{decimal_len, push_decimal};
+
+/// The methods a 405 names in its Allow field: everything we forward (all but CONNECT).
+///
+/// RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field in a 405 response
+/// containing a list of the target resource's currently supported methods."
+pub const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+
+/// The reason phrase we write for `status` ("Error" for a code we do not name).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
 
 /// Append a complete response for `status` to `out`: status line, `Content-Type: text/plain`,
-/// `Content-Length`, `Connection: close` when `close`, `Retry-After` when given, and a one-line body.
+/// `Content-Length`, `Retry-After` when given, `Allow` for a 405, `Connection: close` when
+/// `close`, and the one-line body `{status} {reason}\n`.
 pub fn write_response(status: u16, close: bool, retry_after_secs: Option<u64>, out: &mut Vec<u8>) {
-    let _ = (status, close, retry_after_secs, out);
-    todo!("http::local::write_response")
+    let reason = reason(status);
+    let code = u64::from(status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, code);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    push_decimal(out, (decimal_len(code) + 1 + reason.len() + 1) as u64);
+    out.extend_from_slice(b"\r\n");
+    if let Some(secs) = retry_after_secs {
+        out.extend_from_slice(b"Retry-After: ");
+        push_decimal(out, secs);
+        out.extend_from_slice(b"\r\n");
+    }
+    if status == 405 {
+        out.extend_from_slice(b"Allow: ");
+        out.extend_from_slice(ALLOW.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    push_decimal(out, code);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, close: bool, retry: Option<u64>) -> String {
+        let mut out = Vec::new();
+        write_response(status, close, retry, &mut out);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    #[test]
+    fn bad_request_with_close() {
+        assert_eq!(
+            response(400, true, None),
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
+             Connection: close\r\n\r\n400 Bad Request\n"
+        );
+    }
+
+    #[test]
+    fn service_unavailable_with_retry_after() {
+        assert_eq!(
+            response(503, false, Some(5)),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n\
+             Retry-After: 5\r\n\r\n503 Service Unavailable\n"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        assert_eq!(
+            response(405, true, None),
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 23\r\n\
+             Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n\
+             Connection: close\r\n\r\n405 Method Not Allowed\n"
+        );
+    }
+
+    #[test]
+    fn unknown_status_is_error() {
+        assert_eq!(
+            response(599, false, None),
+            "HTTP/1.1 599 Error\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n599 Error\n"
+        );
+    }
+
+    #[test]
+    fn appends_without_clearing() {
+        let mut out = b"before".to_vec();
+        write_response(504, true, Some(0), &mut out);
+        assert!(out.starts_with(b"beforeHTTP/1.1 504 Gateway Timeout\r\n"));
+        assert!(out.ends_with(b"Retry-After: 0\r\nConnection: close\r\n\r\n504 Gateway Timeout\n"));
+    }
+
+    #[test]
+    fn every_named_status_has_a_consistent_content_length() {
+        for status in [
+            400, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505, 7, 1000,
+        ] {
+            let text = response(status, false, None);
+            let (head, body) = text.split_once("\r\n\r\n").expect("a blank line");
+            assert_eq!(body, format!("{status} {}\n", reason(status)));
+            assert!(
+                head.contains(&format!("\r\nContent-Length: {}", body.len())),
+                "{head}"
+            );
+            assert!(text.starts_with(&format!("HTTP/1.1 {status} {}\r\n", reason(status))));
+        }
+        assert_eq!(reason(413), "Content Too Large");
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(505), "HTTP Version Not Supported");
+    }
 }

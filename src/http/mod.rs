@@ -63,3 +63,314 @@ impl Default for Limits {
         Limits::DEFAULT
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Small byte-level helpers shared by the parsers and rewriters. Everything here is allocation
+// free: the hot path only ever appends to a caller's Vec.
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 9110 §5.6.2: `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+/// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA`.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+        | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+/// A non-empty run of tchars (RFC 9110 §5.6.2 `token`).
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// `s` without leading and trailing OWS (SP / HTAB).
+pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+/// The non-empty elements of a comma-separated list, each trimmed of OWS.
+/// RFC 9110 §5.6.1: "a recipient MUST accept empty list elements" (and ignore them).
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+/// Every list element of every field named `name` (case-insensitive), in order.
+pub(crate) fn field_elements<'a, 'b: 'a>(
+    headers: &'a [httparse::Header<'b>],
+    name: &'a str,
+) -> impl Iterator<Item = &'b [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| list_elements(h.value))
+}
+
+/// Whether any field named `name` lists `token` (both compared case-insensitively).
+pub(crate) fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &[u8]) -> bool {
+    field_elements(headers, name).any(|e| e.eq_ignore_ascii_case(token))
+}
+
+/// What the Connection field(s) of a head say (RFC 9110 §7.6.1), gathered in one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnectionTokens {
+    /// The `close` option.
+    pub close: bool,
+    /// The `keep-alive` option (HTTP/1.0 persistence).
+    pub keep_alive: bool,
+    /// The `upgrade` option.
+    pub upgrade: bool,
+    /// Some other token: a field name the sender declared hop-by-hop.
+    pub names_fields: bool,
+}
+
+impl ConnectionTokens {
+    /// Gather the Connection options of `headers`.
+    pub(crate) fn of(headers: &[httparse::Header<'_>]) -> Self {
+        let mut tokens = ConnectionTokens::default();
+        for e in field_elements(headers, "connection") {
+            if e.eq_ignore_ascii_case(b"close") {
+                tokens.close = true;
+            } else if e.eq_ignore_ascii_case(b"keep-alive") {
+                tokens.keep_alive = true;
+            } else if e.eq_ignore_ascii_case(b"upgrade") {
+                tokens.upgrade = true;
+            } else {
+                tokens.names_fields = true;
+            }
+        }
+        tokens
+    }
+}
+
+/// What the Transfer-Encoding field(s) of a head say (RFC 9112 §6.1), across all fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TransferCodings {
+    /// At least one Transfer-Encoding field is present.
+    pub present: bool,
+    /// How many times `chunked` is listed.
+    pub chunked_count: u32,
+    /// The final coding is `chunked`.
+    pub final_chunked: bool,
+    /// A coding other than `chunked` is listed.
+    pub other: bool,
+    /// A field is empty, an element is not a token, or `chunked` carries parameters.
+    pub malformed: bool,
+}
+
+impl TransferCodings {
+    /// Gather the transfer codings of `headers`, in order over all Transfer-Encoding fields.
+    pub(crate) fn of(headers: &[httparse::Header<'_>]) -> Self {
+        let mut te = TransferCodings::default();
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            te.present = true;
+            let mut elements = 0;
+            for e in list_elements(h.value) {
+                elements += 1;
+                // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+                let (name, has_params) = match e.iter().position(|&b| b == b';') {
+                    Some(i) => (trim_ows(&e[..i]), true),
+                    None => (e, false),
+                };
+                if !is_token(name) {
+                    te.malformed = true;
+                }
+                if name.eq_ignore_ascii_case(b"chunked") {
+                    // The chunked coding defines no parameters (RFC 9112 §7.1).
+                    te.malformed |= has_params;
+                    te.chunked_count += 1;
+                    te.final_chunked = true;
+                } else {
+                    te.other = true;
+                    te.final_chunked = false;
+                }
+            }
+            // An empty Transfer-Encoding field is not "no coding": it is a framing header that
+            // different implementations read differently, so it is refused.
+            if elements == 0 {
+                te.malformed = true;
+            }
+        }
+        te
+    }
+}
+
+/// Parse a Content-Length value: exactly `1*DIGIT` (RFC 9110 §8.6) that fits in a u64.
+/// No sign, no inner whitespace, no list (`5, 5`): each of those is refused by the callers.
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Append `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Append `n` in lowercase hexadecimal without leading zeros (`0` for zero).
+pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// How many bytes `push_decimal(n)` appends.
+pub(crate) fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use httparse::Header;
+
+    fn h<'a>(name: &'a str, value: &'a [u8]) -> Header<'a> {
+        Header { name, value }
+    }
+
+    #[test]
+    fn tchar_table_matches_rfc_9110() {
+        let tchars: Vec<u8> = (0u8..=255).filter(|&b| is_tchar(b)).collect();
+        let mut expected: Vec<u8> = b"!#$%&'*+-.^_`|~".to_vec();
+        expected.extend(b'0'..=b'9');
+        expected.extend(b'A'..=b'Z');
+        expected.extend(b'a'..=b'z');
+        expected.sort_unstable();
+        assert_eq!(tchars, expected);
+        assert!(is_token(b"GET"));
+        assert!(!is_token(b""));
+        assert!(!is_token(b"GE T"));
+    }
+
+    #[test]
+    fn trim_ows_and_list_elements() {
+        assert_eq!(trim_ows(b" \t a b\t "), b"a b");
+        assert_eq!(trim_ows(b" \t "), b"");
+        assert_eq!(trim_ows(b""), b"");
+        let v: Vec<&[u8]> = list_elements(b" a ,, b\t,c , ,").collect();
+        assert_eq!(v, vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(list_elements(b" , ,").count(), 0);
+    }
+
+    #[test]
+    fn connection_tokens_span_fields_case_insensitively() {
+        let hs = [
+            h("Connection", b"Keep-Alive, X-Foo"),
+            h("connection", b"CLOSE"),
+        ];
+        let t = ConnectionTokens::of(&hs);
+        assert_eq!(
+            t,
+            ConnectionTokens {
+                close: true,
+                keep_alive: true,
+                upgrade: false,
+                names_fields: true
+            }
+        );
+        assert!(has_token(&hs, "CONNECTION", b"x-foo"));
+        assert!(!has_token(&hs, "connection", b"upgrade"));
+    }
+
+    #[test]
+    fn transfer_codings_final_and_counts() {
+        let te = TransferCodings::of(&[h("Transfer-Encoding", b"gzip"), h("TE", b"chunked")]);
+        assert!(te.present && !te.final_chunked && te.other && !te.malformed);
+        let te = TransferCodings::of(&[
+            h("Transfer-Encoding", b"gzip"),
+            h("transfer-encoding", b" Chunked "),
+        ]);
+        assert!(te.final_chunked && te.other && te.chunked_count == 1 && !te.malformed);
+        let te = TransferCodings::of(&[h("Transfer-Encoding", b"chunked, chunked")]);
+        assert_eq!(te.chunked_count, 2);
+        assert!(TransferCodings::of(&[h("Transfer-Encoding", b" , ")]).malformed);
+        assert!(TransferCodings::of(&[h("Transfer-Encoding", b"chunked;a=b")]).malformed);
+        assert!(TransferCodings::of(&[h("Transfer-Encoding", b"chu\"nked")]).malformed);
+        let te = TransferCodings::of(&[h("Transfer-Encoding", b"gzip;q=1, chunked")]);
+        assert!(!te.malformed && te.final_chunked && te.other);
+        assert!(!TransferCodings::of(&[h("Host", b"x")]).present);
+    }
+
+    #[test]
+    fn content_length_is_strict_digits() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"007"), Some(7));
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
+        assert_eq!(parse_content_length(b"18446744073709551616"), None);
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-5",
+            b"5 5",
+            b"5,5",
+            b"5, 5",
+            b"0x5",
+            b" 5",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_exactly() {
+        let mut out = Vec::new();
+        for n in [0u64, 7, 10, 255, 1_000_000, u64::MAX] {
+            out.clear();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+            assert_eq!(decimal_len(n), out.len());
+            out.clear();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}").as_bytes());
+        }
+    }
+}

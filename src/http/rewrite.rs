@@ -1,24 +1,107 @@
 //! The forwarded request head and the client's response head, byte for byte.
-//! STUB: interface only.
+//!
+//! Both rewriters append to the caller's buffer and allocate nothing else. Their input was
+//! validated by `request::parse` / `response::parse` (no CR, LF or NUL anywhere in a name or
+//! value), so copying received bytes cannot inject a line.
 
 use super::request::Request;
 use super::response::Response;
-use super::Framing;
+use super::{field_elements, has_token, push_decimal, ConnectionTokens, Framing};
+use std::io::Write;
 use std::net::IpAddr;
+
+/// What to do with the X-Forwarded-For fields a client sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// Keep the client's list and append the client address (for a proxy behind another
+    /// trusted proxy).
+    #[default]
+    Append,
+    /// Drop the client's list and write only the client address (for an edge proxy: a client
+    /// could otherwise claim any address it likes).
+    Replace,
+}
 
 /// What the request rewriter needs besides the request itself.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext {
     /// The client's address, written as plain IPv4 when it is IPv4-mapped.
     pub client_ip: IpAddr,
+    /// Whether the client's X-Forwarded-For is kept (and appended to) or replaced.
+    pub forwarded_for: ForwardedFor,
+}
+
+impl RequestContext {
+    /// A context for `client_ip` with the default X-Forwarded-For policy (append).
+    pub fn new(client_ip: IpAddr) -> Self {
+        RequestContext {
+            client_ip,
+            forwarded_for: ForwardedFor::default(),
+        }
+    }
 }
 
 /// Append the head to send upstream for `req` to `out`.
 /// The request line says HTTP/1.1; hop-by-hop fields are dropped; X-Forwarded-For gets the
 /// client appended; exactly one framing header is emitted from `req.framing`; CRLF everywhere.
+///
+/// Layout: request line, `Host`, the received end-to-end fields in order, `X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` (when the host is not empty), the framing field,
+/// `Connection: upgrade` + `Upgrade: websocket` for a WebSocket upgrade, the blank line.
 pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u8>) {
-    let _ = (req, ctx, out);
-    todo!("http::rewrite::request_head")
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    if req.path.starts_with('?') {
+        // An absolute-form target with an empty path and a query: RFC 9112 §3.2.1 "If the
+        // target URI's path component is empty, the client MUST send "/" as the path".
+        out.push(b'/');
+    }
+    out.extend_from_slice(req.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(req.host);
+    out.extend_from_slice(b"\r\n");
+
+    // RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header field before a
+    // message is forwarded and, for each connection-option in this field, remove any header or
+    // trailer field(s) from the message with the same name as the connection-option".
+    let named = ConnectionTokens::of(req.headers).names_fields;
+    for h in req.headers {
+        if is_request_hop_by_hop(h.name)
+            || (named && has_token(req.headers, "connection", h.name.as_bytes()))
+        {
+            continue;
+        }
+        push_field(out, h.name.as_bytes(), h.value);
+    }
+
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if ctx.forwarded_for == ForwardedFor::Append {
+        for h in req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            if !h.value.is_empty() {
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    push_client_ip(out, ctx.client_ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    if !req.host.is_empty() {
+        push_field(out, b"X-Forwarded-Host", req.host);
+    }
+
+    match req.framing {
+        Framing::Length(n) => push_content_length(out, n),
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None | Framing::UntilClose => {}
+    }
+    if req.info.upgrade_websocket {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What the response rewriter needs besides the response itself.
@@ -35,7 +118,715 @@ pub struct ResponseContext {
 }
 
 /// Append the head to send to the client for `resp` to `out`.
+///
+/// Layout: `HTTP/1.1 {code} {reason}`, the received end-to-end fields in order, the framing
+/// field(s) for `ctx.framing`, then one of `Connection: upgrade` + `Upgrade: websocket` (an
+/// upgrade wins over everything else: the connection becomes a tunnel), `Connection: close`,
+/// `Connection: keep-alive`; the blank line.
+///
+/// Framing fields:
+/// - `Length(n)`: `Content-Length: n`.
+/// - `Chunked`: `Transfer-Encoding: chunked`, after any other codings the upstream applied
+///   under its chunked layer (`gzip, chunked` stays `gzip, chunked`: we re-chunk, we do not
+///   decode gzip).
+/// - `UntilClose`: no Content-Length. If the upstream's body was chunked and is de-chunked for
+///   an HTTP/1.0 client, other codings it named stay listed; if the upstream's body is itself
+///   close-delimited under a Transfer-Encoding (final coding not chunked), the bytes pass
+///   untouched and so does the list.
+/// - `None`: nothing for 1xx and 204. A 304 keeps the upstream's Content-Length, and so does
+///   the response to a HEAD, which also keeps the upstream's Transfer-Encoding: both describe
+///   the body a GET would have had (RFC 9110 §8.6, §9.3.2).
 pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut Vec<u8>) {
-    let _ = (resp, ctx, out);
-    todo!("http::rewrite::response_head")
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(resp.code));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    let named = ConnectionTokens::of(resp.headers).names_fields;
+    for h in resp.headers {
+        if is_response_hop_by_hop(h.name)
+            || (named && has_token(resp.headers, "connection", h.name.as_bytes()))
+        {
+            continue;
+        }
+        push_field(out, h.name.as_bytes(), h.value);
+    }
+
+    let bodiless = resp.code < 200 || resp.code == 204;
+    match ctx.framing {
+        Framing::Length(n) => push_content_length(out, n),
+        Framing::Chunked => push_transfer_encoding(out, resp, Codings::UnderChunked, true),
+        Framing::UntilClose if resp.framing == Framing::Chunked => {
+            push_transfer_encoding(out, resp, Codings::UnderChunked, false);
+        }
+        Framing::UntilClose => push_transfer_encoding(out, resp, Codings::All, false),
+        Framing::None if bodiless => {}
+        Framing::None => {
+            if let Some(h) = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            {
+                push_field(out, b"Content-Length", h.value);
+            }
+            if resp.code != 304 {
+                push_transfer_encoding(out, resp, Codings::All, false);
+            }
+        }
+    }
+
+    if ctx.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
+    } else if ctx.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if ctx.keep_alive_http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Fields never copied from a request: hop-by-hop ones (RFC 9110 §7.6.1), the framing and Host
+/// fields we write ourselves, Trailer (we drop trailers), and the X-Forwarded-* fields we
+/// write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
+fn is_request_hop_by_hop(name: &str) -> bool {
+    let any = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    // Matching on the length first keeps this to one or two compares per field.
+    match name.len() {
+        2 => any(&["te"]),
+        4 => any(&["host"]),
+        7 => any(&["upgrade", "trailer"]),
+        10 => any(&["connection", "keep-alive"]),
+        14 => any(&["content-length"]),
+        15 => any(&["x-forwarded-for"]),
+        16 => any(&["proxy-connection", "x-forwarded-host"]),
+        17 => any(&["transfer-encoding", "x-forwarded-proto"]),
+        _ => false,
+    }
+}
+
+/// Fields never copied from a response: hop-by-hop ones and the framing fields we write.
+fn is_response_hop_by_hop(name: &str) -> bool {
+    let any = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    match name.len() {
+        2 => any(&["te"]),
+        7 => any(&["upgrade", "trailer"]),
+        10 => any(&["connection", "keep-alive"]),
+        14 => any(&["content-length"]),
+        16 => any(&["proxy-connection"]),
+        17 => any(&["transfer-encoding"]),
+        _ => false,
+    }
+}
+
+/// Which of the upstream's transfer codings to list again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Codings {
+    /// All of them, as received: the body passes through untouched.
+    All,
+    /// Those under the final chunked layer, which we decode.
+    UnderChunked,
+}
+
+/// Write `Transfer-Encoding:` with the upstream's codings picked by `which`, then `chunked` when
+/// `chunked`; nothing at all when that list is empty.
+fn push_transfer_encoding(
+    out: &mut Vec<u8>,
+    resp: &Response<'_, '_>,
+    which: Codings,
+    chunked: bool,
+) {
+    let mut first = true;
+    for coding in field_elements(resp.headers, "transfer-encoding") {
+        if which == Codings::UnderChunked && coding.eq_ignore_ascii_case(b"chunked") {
+            continue;
+        }
+        push_list_element(out, &mut first, b"Transfer-Encoding", coding);
+    }
+    if chunked {
+        push_list_element(out, &mut first, b"Transfer-Encoding", b"chunked");
+    }
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Start the field `name` before the first element, separate the others with `, `.
+fn push_list_element(out: &mut Vec<u8>, first: &mut bool, name: &[u8], element: &[u8]) {
+    if *first {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        *first = false;
+    } else {
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(element);
+}
+
+/// `name: value\r\n`.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Content-Length: n\r\n`.
+fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The client address as X-Forwarded-For lists it: an IPv4-mapped IPv6 address (a dual-stack
+/// listener's view of an IPv4 client) as plain IPv4, IPv6 without brackets.
+fn push_client_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    // Writing into a Vec cannot fail; the formatter writes straight into `out`.
+    let _ = write!(out, "{ip}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{request, response, Limits, Version};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const V4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    fn ctx() -> RequestContext {
+        RequestContext::new(V4)
+    }
+
+    fn rewrite_request(head: &[u8], ctx: &RequestContext) -> String {
+        let mut hs = [httparse::EMPTY_HEADER; 100];
+        let req = match request::parse(head, &Limits::DEFAULT, &mut hs) {
+            Ok(Some(req)) => req,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(head)),
+        };
+        let mut out = Vec::new();
+        request_head(&req, ctx, &mut out);
+        assert_head_invariants(&out);
+        String::from_utf8(out).expect("ASCII in, ASCII out")
+    }
+
+    fn rewrite_response(head: &[u8], request_is_head: bool, ctx: &ResponseContext) -> String {
+        let mut hs = [httparse::EMPTY_HEADER; 100];
+        let resp = match response::parse(head, request_is_head, &Limits::DEFAULT, &mut hs) {
+            Ok(Some(resp)) => resp,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(head)),
+        };
+        let mut out = Vec::new();
+        response_head(&resp, ctx, &mut out);
+        assert_head_invariants(&out);
+        String::from_utf8(out).expect("ASCII in, ASCII out")
+    }
+
+    /// Every line ends in CRLF, no other CR, LF or NUL, exactly one blank line at the end.
+    fn assert_head_invariants(out: &[u8]) {
+        assert!(
+            out.ends_with(b"\r\n\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(out)
+        );
+        let body = &out[..out.len() - 2];
+        for line in body.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue; // after the last LF
+            }
+            assert!(
+                line.ends_with(b"\r"),
+                "line without CRLF in {:?}",
+                String::from_utf8_lossy(out)
+            );
+            let line = &line[..line.len() - 1];
+            assert!(
+                !line.is_empty(),
+                "blank line inside {:?}",
+                String::from_utf8_lossy(out)
+            );
+            assert!(
+                !line.contains(&b'\r') && !line.contains(&0),
+                "{:?}",
+                String::from_utf8_lossy(out)
+            );
+        }
+    }
+
+    fn resp_ctx(framing: Framing) -> ResponseContext {
+        ResponseContext {
+            framing,
+            close: false,
+            keep_alive_http10: false,
+            upgrade: false,
+        }
+    }
+
+    #[test]
+    fn simple_get_is_forwarded_exactly() {
+        assert_eq!(
+            rewrite_request(b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nUser-Agent:  t/1 \r\n\r\n", &ctx()),
+            "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nUser-Agent: t/1\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn appends_without_clearing() {
+        let mut hs = [httparse::EMPTY_HEADER; 8];
+        let req = request::parse(
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            &Limits::DEFAULT,
+            &mut hs,
+        );
+        let req = req.ok().flatten().expect("valid");
+        let mut out = b"previous".to_vec();
+        request_head(&req, &ctx(), &mut out);
+        assert!(out.starts_with(b"previousGET / HTTP/1.1\r\nHost: h\r\n"));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_dropped() {
+        let out = rewrite_request(
+            b"GET / HTTP/1.1\r\nConnection: keep-alive, X-Hop, te\r\nHost: h\r\nKeep-Alive: 5\r\n\
+              Proxy-Connection: close\r\nTE: trailers\r\nUpgrade: h2c\r\nTrailer: X-T\r\n\
+              x-hop: 1\r\nX-Kept: 2\r\nconnection: X-ALSO\r\nx-also: 3\r\n\r\n",
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 2\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_fields_we_write() {
+        let out = rewrite_request(
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: host, content-length, x-forwarded-for\r\n\
+              X-Forwarded-For: 10.0.0.1\r\nContent-Length: 3\r\n\r\n",
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn x_forwarded_for_is_appended_across_fields() {
+        let head = b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nHost: h\r\n\
+                     x-forwarded-for:\r\nX-FORWARDED-FOR: 3.3.3.3\r\n\r\n";
+        let out = rewrite_request(head, &ctx());
+        assert!(
+            out.contains("\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 192.0.2.7\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("orwarded-For").count(), 1);
+        let replace = RequestContext {
+            forwarded_for: ForwardedFor::Replace,
+            ..ctx()
+        };
+        let out = rewrite_request(head, &replace);
+        assert!(out.contains("\r\nX-Forwarded-For: 192.0.2.7\r\n"), "{out}");
+        assert_eq!(out.matches("orwarded-For").count(), 1);
+        assert_eq!(ForwardedFor::default(), ForwardedFor::Append);
+    }
+
+    #[test]
+    fn client_addresses_are_written_plainly() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let cases = [
+            (
+                IpAddr::V6(Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped()),
+                "203.0.113.9",
+            ),
+            (IpAddr::V6(Ipv6Addr::LOCALHOST), "::1"),
+            (
+                "2001:db8::1:0:0:1".parse().expect("literal"),
+                "2001:db8::1:0:0:1",
+            ),
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), "127.0.0.1"),
+        ];
+        for (ip, text) in cases {
+            let out = rewrite_request(head, &RequestContext::new(ip));
+            assert!(
+                out.contains(&format!("\r\nX-Forwarded-For: {text}\r\n")),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn spoofable_forwarding_fields_are_replaced() {
+        let out = rewrite_request(
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n",
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn exactly_one_framing_field() {
+        let out = rewrite_request(
+            b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            &ctx(),
+        );
+        assert!(
+            out.ends_with("X-Forwarded-Host: h\r\nContent-Length: 0\r\n\r\n"),
+            "{out}"
+        );
+        let out = rewrite_request(
+            b"POST /u HTTP/1.1\r\nHost: h\r\ncontent-length: 0012\r\n\r\n",
+            &ctx(),
+        );
+        assert!(
+            out.ends_with("X-Forwarded-Host: h\r\nContent-Length: 12\r\n\r\n"),
+            "{out}"
+        );
+        let out = rewrite_request(
+            b"POST /u HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nHost: h\r\n\r\n",
+            &ctx(),
+        );
+        assert!(
+            out.ends_with("X-Forwarded-Host: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("Transfer-Encoding").count(), 1);
+        let out = rewrite_request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", &ctx());
+        assert!(!out.contains("Content-Length") && !out.contains("Transfer-Encoding"));
+    }
+
+    #[test]
+    fn websocket_upgrade_is_forwarded() {
+        let out = rewrite_request(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        // Another protocol: Upgrade and Connection simply vanish.
+        let out = rewrite_request(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            &ctx(),
+        );
+        assert!(!out.contains("pgrade"), "{out}");
+    }
+
+    #[test]
+    fn absolute_and_asterisk_forms() {
+        let out = rewrite_request(
+            b"GET http://up.example:81/p?q HTTP/1.1\r\nHost: ignored\r\n\r\n",
+            &ctx(),
+        );
+        assert!(
+            out.starts_with("GET /p?q HTTP/1.1\r\nHost: up.example:81\r\nX-Forwarded-For"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nX-Forwarded-Host: up.example:81\r\n"));
+        let out = rewrite_request(b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n", &ctx());
+        assert!(out.starts_with("GET /?q HTTP/1.1\r\n"), "{out}");
+        let out = rewrite_request(b"OPTIONS http://h HTTP/1.1\r\nHost: h\r\n\r\n", &ctx());
+        assert!(out.starts_with("OPTIONS * HTTP/1.1\r\n"), "{out}");
+        let out = rewrite_request(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &ctx());
+        assert!(out.starts_with("OPTIONS * HTTP/1.1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn http10_without_host_gets_an_empty_host() {
+        let out = rewrite_request(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &ctx());
+        assert_eq!(
+            out,
+            "GET /x HTTP/1.1\r\nHost: \r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    /// Varied valid heads survive rewrite → parse with their meaning intact.
+    #[test]
+    fn rewritten_requests_parse_back_to_the_same_request() {
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /x?y=z HTTP/1.0\r\n\r\n",
+            b"\r\nHEAD /h HTTP/1.0\r\nHost: [::1]:8080\r\nConnection: keep-alive\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n",
+            b"PUT /p HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nTE: trailers\r\nTrailer: X\r\n\r\n",
+            b"DELETE http://Up:1/q HTTP/1.1\r\nHost: other\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\nKeep-Alive: 1\r\nProxy-Connection: x\r\n\r\n",
+            b"OPTIONS https://h HTTP/1.2\r\nHost: h\r\n\r\n",
+            b"GET http://h?x HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nX: \xff\t\xfe\r\n\r\n",
+            b"PATCH /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nExpect: 100-continue\r\nA:\r\n\r\n",
+        ];
+        let ips: [IpAddr; 3] = [
+            V4,
+            IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped()),
+            IpAddr::V6("fe80::1".parse().expect("literal")),
+        ];
+        for (i, head) in heads.iter().enumerate() {
+            let ip = ips[i % ips.len()];
+            let mut hs = [httparse::EMPTY_HEADER; 100];
+            let req = request::parse(head, &Limits::DEFAULT, &mut hs)
+                .ok()
+                .flatten()
+                .expect("valid head");
+            let mut out = Vec::new();
+            request_head(&req, &RequestContext::new(ip), &mut out);
+            assert_head_invariants(&out);
+
+            let mut hs2 = [httparse::EMPTY_HEADER; 100];
+            let again = request::parse(&out, &Limits::DEFAULT, &mut hs2)
+                .ok()
+                .flatten()
+                .expect("reparses");
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(again.head_len, out.len(), "{text}");
+            assert_eq!(again.method, req.method, "{text}");
+            let want_path = if req.path.starts_with('?') {
+                format!("/{}", req.path)
+            } else {
+                req.path.to_string()
+            };
+            assert_eq!(again.path, want_path, "{text}");
+            assert_eq!(again.target, want_path, "{text}");
+            assert_eq!(again.host, req.host, "{text}");
+            assert_eq!(again.framing, req.framing, "{text}");
+            assert_eq!(again.version, Version::Http11);
+            assert_eq!(
+                again.info.upgrade_websocket, req.info.upgrade_websocket,
+                "{text}"
+            );
+            let xff: Vec<&[u8]> = again
+                .headers
+                .iter()
+                .filter(|h| h.name == "X-Forwarded-For")
+                .map(|h| h.value)
+                .collect();
+            assert_eq!(xff.len(), 1, "{text}");
+            let want_ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            assert!(xff[0].ends_with(want_ip.to_string().as_bytes()), "{text}");
+            for h in again.headers {
+                let hop = [
+                    "connection",
+                    "te",
+                    "upgrade",
+                    "keep-alive",
+                    "proxy-connection",
+                    "trailer",
+                    "x-a",
+                ]
+                .iter()
+                .any(|n| h.name.eq_ignore_ascii_case(n));
+                assert!(!hop || req.info.upgrade_websocket, "{} in {text}", h.name);
+                assert!(
+                    !h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
+                    "{text}"
+                );
+            }
+            assert_eq!(
+                again
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("host"))
+                    .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn simple_response_is_forwarded_exactly() {
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\nSet-Cookie: a=b\r\n\r\n",
+                false,
+                &resp_ctx(Framing::Length(5)),
+            ),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: a=b\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn empty_reason_keeps_its_space() {
+        assert_eq!(
+            rewrite_response(b"HTTP/1.1 204\r\n\r\n", false, &resp_ctx(Framing::None)),
+            "HTTP/1.1 204 \r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(b"HTTP/1.1 204 \r\n\r\n", false, &resp_ctx(Framing::None)),
+            "HTTP/1.1 204 \r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_hop_by_hop_fields_are_dropped() {
+        let out = rewrite_response(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nKeep-Alive: timeout=5\r\n\
+              Proxy-Connection: x\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nx-internal: s\r\n\
+              Content-Length: 0\r\nServer: up\r\n\r\n",
+            false,
+            &resp_ctx(Framing::Length(0)),
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunked_responses_keep_their_other_codings() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            rewrite_response(chunked, false, &resp_ctx(Framing::Chunked)),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let close = ResponseContext {
+            close: true,
+            ..resp_ctx(Framing::UntilClose)
+        };
+        assert_eq!(
+            rewrite_response(chunked, false, &close),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+        let gzip =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert_eq!(
+            rewrite_response(gzip, false, &resp_ctx(Framing::Chunked)),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP, chunked\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(gzip, false, &close),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP\r\nConnection: close\r\n\r\n"
+        );
+        // Close-delimited under a coding: the bytes pass untouched, so does the list.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, false, &close),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(b"HTTP/1.0 200 OK\r\nServer: s\r\n\r\n", false, &close),
+            "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodiless_responses_keep_what_describes_the_would_be_body() {
+        let none = resp_ctx(Framing::None);
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\nETag: \"x\"\r\n\r\n",
+                true,
+                &none
+            ),
+            "HTTP/1.1 200 OK\r\nETag: \"x\"\r\nContent-Length: 42\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+                &none
+            ),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\n\r\n",
+                false,
+                &none
+            ),
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                &none
+            ),
+            "HTTP/1.1 304 Not Modified\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                false,
+                &none
+            ),
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn interim_responses_keep_their_fields() {
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nLink: </a.js>; rel=preload\r\n\r\n",
+                false,
+                &resp_ctx(Framing::None),
+            ),
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nLink: </a.js>; rel=preload\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                false,
+                &resp_ctx(Framing::None)
+            ),
+            "HTTP/1.1 100 Continue\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn connection_options_for_the_client() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
+        let ka = ResponseContext {
+            keep_alive_http10: true,
+            ..resp_ctx(Framing::Length(0))
+        };
+        assert_eq!(
+            rewrite_response(head, false, &ka),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let both = ResponseContext { close: true, ..ka };
+        assert_eq!(
+            rewrite_response(head, false, &both),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn switching_protocols_to_websocket() {
+        let head =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let up = ResponseContext {
+            upgrade: true,
+            close: true,
+            ..resp_ctx(Framing::None)
+        };
+        assert_eq!(
+            rewrite_response(head, false, &up),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        // Not an upgrade we agreed to: Upgrade and Connection are dropped.
+        assert_eq!(
+            rewrite_response(head, false, &resp_ctx(Framing::None)),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        );
+    }
 }

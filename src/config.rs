@@ -6,6 +6,7 @@
 //! the flag's name, and [`parse_from`] turns the whole command line into a [`Config`] or one
 //! line of error without printing or exiting, which is what the unit tests drive.
 
+use crate::http::rewrite::ForwardedFor;
 use crate::http::Limits;
 use crate::upstream::Upstream;
 use clap::{ArgAction, Parser};
@@ -51,6 +52,8 @@ pub struct Config {
     pub limits: Limits,
     /// `--demo`: start goround-dummy children on [`DEMO_PORTS`] (the default upstreams then).
     pub demo: bool,
+    /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
+    pub forwarded_for: ForwardedFor,
     /// From `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
     pub log_level: log::LevelFilter,
     /// Info-level remarks found while parsing, before any logger exists (e.g. a name that
@@ -146,6 +149,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value = "100", value_parser = parse_count)]
     max_fields: usize,
 
+    /// What to do with a client's X-Forwarded-For: append (keep it and add the client address)
+    /// or replace (write only the client address; for an edge proxy)
+    #[arg(long, value_name = "MODE", default_value = "append", value_parser = parse_forwarded_for)]
+    forwarded_for: ForwardedFor,
+
     /// Start three dummy backends on 127.0.0.1:8081-8083; they are the upstreams unless
     /// --upstream is given (then they run alongside, unused unless listed)
     #[arg(long)]
@@ -158,6 +166,15 @@ struct Cli {
     /// Less logging: -q warnings and errors only, -qq errors only, -qqq nothing
     #[arg(short, long, action = ArgAction::Count)]
     quiet: u8,
+}
+
+/// Parse `append` or `replace` for --forwarded-for.
+fn parse_forwarded_for(s: &str) -> Result<ForwardedFor, String> {
+    match s {
+        "append" => Ok(ForwardedFor::Append),
+        "replace" => Ok(ForwardedFor::Replace),
+        _ => Err(format!("'{s}' is not one of append, replace")),
+    }
 }
 
 /// The number of CPU cores, or 1 when it cannot be told.
@@ -473,6 +490,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
             ..Limits::DEFAULT
         },
         demo: cli.demo,
+        forwarded_for: cli.forwarded_for,
         log_level: log_level(cli.verbose, cli.quiet),
         notices,
     })

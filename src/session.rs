@@ -665,6 +665,7 @@ impl Session {
                 ctx.scratch.clear();
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
+                    forwarded_for: ctx.cfg.forwarded_for,
                 };
                 rewrite::request_head(&req, &rctx, ctx.scratch);
                 (req.info, req.head_len)

@@ -15,7 +15,9 @@ pub mod rewrite;
 /// The protocol version on one side of the proxy. Only HTTP/1.x exists here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// HTTP/1.0: no chunked coding, persistence only with `Connection: keep-alive`.
     Http10,
+    /// HTTP/1.1 (and 1.x with a higher minor version, read as 1.1).
     Http11,
 }
 

@@ -117,7 +117,10 @@ pub fn parse<'h, 'b>(
     };
 
     // The request line, checked against its own limit even before its end has arrived.
-    let window = &buf[start..buf.len().min(start + limits.max_request_line + 1)];
+    let window_end = start
+        .saturating_add(limits.max_request_line)
+        .saturating_add(1);
+    let window = &buf[start..buf.len().min(window_end)];
     let line_len = match window.iter().position(|&b| b == b'\r' || b == b'\n') {
         Some(len) => len,
         None if buf.len() - start > limits.max_request_line => {
@@ -1250,6 +1253,25 @@ mod tests {
         assert_eq!(BadRequest("x").status(), 400);
         assert_eq!(UriTooLong.status(), 414);
         assert_eq!(HeaderTooLarge.status(), 431);
+    }
+
+    #[test]
+    fn extreme_limits_do_not_overflow() {
+        let huge = Limits {
+            max_request_line: usize::MAX,
+            max_head: usize::MAX,
+            max_fields: 100,
+            ..L
+        };
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(result_with(buf, &huge), Ok(Some(buf.len())));
+        assert_eq!(result_with(&buf[..5], &huge), Ok(None));
+        let tiny = Limits {
+            max_request_line: 0,
+            ..L
+        };
+        assert_eq!(result_with(b"G", &tiny), Err(UriTooLong));
+        assert_eq!(result_with(b"", &tiny), Ok(None));
     }
 
     #[test]

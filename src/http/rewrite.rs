@@ -113,7 +113,8 @@ pub struct ResponseContext {
     pub close: bool,
     /// The client is HTTP/1.0 and the connection stays open: add `Connection: keep-alive`.
     pub keep_alive_http10: bool,
-    /// This is a 101 to a WebSocket upgrade the client asked for: keep Upgrade/Connection.
+    /// This is a 101 to a WebSocket upgrade the client asked for: write `Connection: upgrade`
+    /// and `Upgrade: websocket` (the upstream's own Upgrade/Connection are never copied).
     pub upgrade: bool,
 }
 

@@ -176,7 +176,11 @@ mod tests {
         let mut b = Buffer::new(4);
         let mut src: &[u8] = b"hello";
         assert_eq!(b.read_from(&mut src).ok(), Some(4));
-        assert_eq!(b.read_from(&mut src).ok(), Some(0), "full buffer reads nothing");
+        assert_eq!(
+            b.read_from(&mut src).ok(),
+            Some(0),
+            "full buffer reads nothing"
+        );
         let mut out = Vec::new();
         assert_eq!(b.write_to(&mut out).ok(), Some(4));
         assert!(b.is_empty());

@@ -20,17 +20,24 @@ fn dummy_path() -> Result<PathBuf, String> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!("{} not found (build it with `cargo build --release`)", path.display()))
+        Err(format!(
+            "{} not found (build it with `cargo build --release`)",
+            path.display()
+        ))
     }
 }
 
 /// Start the dummies, wait until each accepts, and print their PIDs.
 pub fn start() -> Result<Demo, String> {
     let path = dummy_path()?;
-    let mut demo = Demo { children: Vec::new() };
+    let mut demo = Demo {
+        children: Vec::new(),
+    };
     for port in DEMO_PORTS {
         let mut cmd = Command::new(&path);
-        cmd.arg("--port").arg(port.to_string()).stdout(Stdio::piped());
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .stdout(Stdio::piped());
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours;
         // it makes the child get SIGTERM if the proxy dies without cleaning up.
         unsafe {
@@ -39,7 +46,9 @@ pub fn start() -> Result<Demo, String> {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
         let pid = child.id();
         let stdout = child.stdout.take();
         demo.children.push(child);
@@ -48,7 +57,9 @@ pub fn start() -> Result<Demo, String> {
             let _ = BufReader::new(out).read_line(&mut line);
         }
         if !line.starts_with("listening on") {
-            return Err(format!("goround-dummy on port {port} did not start (is the port taken?)"));
+            return Err(format!(
+                "goround-dummy on port {port} did not start (is the port taken?)"
+            ));
         }
         println!("demo: goround-dummy on 127.0.0.1:{port}, pid {pid}");
     }

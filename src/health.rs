@@ -58,7 +58,10 @@ impl Prober {
                         warn!("health check of {}: cannot register: {e}", pool.get(i).name);
                         continue;
                     }
-                    *slot = Some(Probe { stream, started: now });
+                    *slot = Some(Probe {
+                        stream,
+                        started: now,
+                    });
                     started.push(i);
                 }
                 Err(e) => judge(pool, i, &e),
@@ -68,7 +71,9 @@ impl Prober {
 
     /// Readiness for upstream `i`'s probe: settle it if the connect has finished.
     pub fn on_event(&mut self, i: usize, registry: &Registry, pool: &Pool) {
-        let Some(slot) = self.probes.get_mut(i) else { return };
+        let Some(slot) = self.probes.get_mut(i) else {
+            return;
+        };
         let Some(probe) = slot else { return };
         let outcome = match probe.stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
@@ -91,8 +96,17 @@ impl Prober {
     }
 
     /// Upstream `i`'s probe deadline passed: if it is still connecting, that is a failure.
-    pub fn on_deadline(&mut self, i: usize, registry: &Registry, pool: &Pool, now: Instant, timeout: std::time::Duration) {
-        let Some(slot) = self.probes.get_mut(i) else { return };
+    pub fn on_deadline(
+        &mut self,
+        i: usize,
+        registry: &Registry,
+        pool: &Pool,
+        now: Instant,
+        timeout: std::time::Duration,
+    ) {
+        let Some(slot) = self.probes.get_mut(i) else {
+            return;
+        };
         let due = slot.as_ref().is_some_and(|p| now >= p.started + timeout);
         if due {
             if let Some(mut probe) = slot.take() {

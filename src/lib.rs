@@ -16,14 +16,14 @@
 
 pub mod buffer;
 pub mod config;
+pub mod demo;
 pub mod health;
 pub mod http;
+pub mod listen;
 pub mod session;
 pub mod timer;
 pub mod upstream;
 pub mod worker;
-pub mod demo;
-pub mod listen;
 
 use log::{error, info, warn};
 use std::sync::atomic::Ordering;
@@ -47,8 +47,14 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let mut wakers = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for (id, l) in listeners.into_iter().enumerate() {
-        let (w, waker) = worker::Worker::new(id, l, Arc::clone(&pool), Arc::clone(&cfg), Arc::clone(&shared))
-            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        let (w, waker) = worker::Worker::new(
+            id,
+            l,
+            Arc::clone(&pool),
+            Arc::clone(&cfg),
+            Arc::clone(&shared),
+        )
+        .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         wakers.push(waker);
         let h = std::thread::Builder::new()
             .name(format!("worker-{id}"))
@@ -63,8 +69,11 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         if pool.len() == 1 { "" } else { "s" }
     );
 
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let signal_shared = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("signals".into())
@@ -110,7 +119,10 @@ fn raise_nofile_limit() {
     };
     // SAFETY: getrlimit writes into the struct we own; the resource constant is valid.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        warn!("getrlimit(RLIMIT_NOFILE) failed: {}", std::io::Error::last_os_error());
+        warn!(
+            "getrlimit(RLIMIT_NOFILE) failed: {}",
+            std::io::Error::last_os_error()
+        );
         return;
     }
     if lim.rlim_cur < lim.rlim_max {
@@ -118,7 +130,10 @@ fn raise_nofile_limit() {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            warn!("setrlimit(RLIMIT_NOFILE) failed: {}", std::io::Error::last_os_error());
+            warn!(
+                "setrlimit(RLIMIT_NOFILE) failed: {}",
+                std::io::Error::last_os_error()
+            );
         } else {
             log::debug!("RLIMIT_NOFILE raised from {old} to {}", lim.rlim_max);
         }

@@ -12,7 +12,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 /// Bind `count` listeners on `addr` (`dual_stack`: an IPv6 wildcard that takes IPv4 too).
 /// Port 0 picks one free port shared by all. Falls back to IPv4 when IPv6 is unavailable for a
 /// dual-stack wildcard.
-pub fn bind(addr: SocketAddr, dual_stack: bool, count: usize, backlog: u32) -> io::Result<Vec<TcpListener>> {
+pub fn bind(
+    addr: SocketAddr,
+    dual_stack: bool,
+    count: usize,
+    backlog: u32,
+) -> io::Result<Vec<TcpListener>> {
     let addr = match check_free(addr, dual_stack) {
         Ok(a) => a,
         Err(e) if dual_stack && is_no_ipv6(&e) => {
@@ -22,11 +27,16 @@ pub fn bind(addr: SocketAddr, dual_stack: bool, count: usize, backlog: u32) -> i
         }
         Err(e) => return Err(e),
     };
-    (0..count.max(1)).map(|_| listener(addr, dual_stack, backlog)).collect()
+    (0..count.max(1))
+        .map(|_| listener(addr, dual_stack, backlog))
+        .collect()
 }
 
 fn is_no_ipv6(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+    )
 }
 
 fn socket(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
@@ -45,7 +55,10 @@ fn check_free(addr: SocketAddr, dual_stack: bool) -> io::Result<SocketAddr> {
     let probe = socket(addr, dual_stack)?;
     probe.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(e.kind(), format!("{addr} is already in use (is another proxy running?)"))
+            io::Error::new(
+                e.kind(),
+                format!("{addr} is already in use (is another proxy running?)"),
+            )
         } else {
             io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"))
         }

@@ -275,7 +275,13 @@ pub struct Session {
 
 impl Session {
     /// A session for a freshly accepted client (already registered by the worker).
-    pub fn new(stream: TcpStream, client_ip: IpAddr, key: usize, cfg: &Config, now: Instant) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        client_ip: IpAddr,
+        key: usize,
+        cfg: &Config,
+        now: Instant,
+    ) -> Self {
         let head_room = cfg.limits.max_head + 1024;
         Session {
             client: Peer::new(stream),
@@ -313,7 +319,9 @@ impl Session {
 
     /// The connection is between requests with nothing queued: safe to close at shutdown.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head { started: None }) && self.cin.is_empty() && self.cout.is_empty()
+        matches!(self.state, State::Head { started: None })
+            && self.cin.is_empty()
+            && self.cout.is_empty()
     }
 
     /// Close everything: deregister the sockets (dropping them closes them).
@@ -333,7 +341,11 @@ impl Session {
     /// When the session wants to be woken if nothing happens before.
     pub fn deadline(&self, cfg: &Config) -> Instant {
         let io_deadline = |pending_output: bool| {
-            let t = if pending_output { cfg.write_timeout } else { cfg.read_timeout };
+            let t = if pending_output {
+                cfg.write_timeout
+            } else {
+                cfg.read_timeout
+            };
             self.last_progress + t
         };
         match &self.state {
@@ -485,7 +497,11 @@ impl Session {
 
     fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) {
         let n = self.cout.extend(ctx.scratch);
-        debug_assert_eq!(n, ctx.scratch.len(), "client buffer too small for a local answer");
+        debug_assert_eq!(
+            n,
+            ctx.scratch.len(),
+            "client buffer too small for a local answer"
+        );
     }
 
     /// One round: read both sides, process, write both sides. `Ok(true)` if anything moved.
@@ -570,7 +586,9 @@ impl Session {
         if !lingering {
             self.client.shutdown_write();
             self.cin.clear();
-            self.state = State::Closing { linger_since: Some(now) };
+            self.state = State::Closing {
+                linger_since: Some(now),
+            };
             progress = true;
         }
         // Read and discard until the client closes too (one read per round: the drive budget
@@ -586,7 +604,9 @@ impl Session {
 
     /// Write queued bytes to the upstream (from the replay cursor while the request is replayable).
     fn write_upstream(&mut self, now: Instant) -> Result<bool, Fail> {
-        let Some(up) = &mut self.upstream else { return Ok(false) };
+        let Some(up) = &mut self.upstream else {
+            return Ok(false);
+        };
         if !up.connected || up.write_failed {
             return Ok(false);
         }
@@ -641,7 +661,10 @@ impl Session {
             }
             return Ok(false);
         }
-        if let State::Head { started: started @ None } = &mut self.state {
+        if let State::Head {
+            started: started @ None,
+        } = &mut self.state
+        {
             *started = Some(ctx.now);
         }
         let limits = ctx.cfg.limits;
@@ -657,7 +680,11 @@ impl Session {
                 return Ok(false);
             }
             Err(e) => {
-                debug!("{}: bad request head ({e:?}): {}", self.client_ip, e.status());
+                debug!(
+                    "{}: bad request head ({e:?}): {}",
+                    self.client_ip,
+                    e.status()
+                );
                 self.cin.clear();
                 return Err(Fail::Respond(e.status()));
             }
@@ -674,7 +701,11 @@ impl Session {
         self.cin.consume(head_len);
         self.uout.clear();
         let queued = self.uout.extend(ctx.scratch);
-        debug_assert_eq!(queued, ctx.scratch.len(), "upstream buffer smaller than a head");
+        debug_assert_eq!(
+            queued,
+            ctx.scratch.len(),
+            "upstream buffer smaller than a head"
+        );
         let req_body = match info.framing {
             Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
             Framing::Length(n) => RequestBody::Length(n),
@@ -698,7 +729,11 @@ impl Session {
         self.drop_upstream_keep_request(ctx.registry);
         loop {
             let Some(idx) = ctx.pool.pick(&self.tried) else {
-                let status = if ctx.pool.alive_count() == 0 { 503 } else { 502 };
+                let status = if ctx.pool.alive_count() == 0 {
+                    503
+                } else {
+                    502
+                };
                 debug!("{}: no upstream left to try: {status}", self.client_ip);
                 return Err(Fail::Respond(status));
             };
@@ -731,7 +766,10 @@ impl Session {
                 Err(e) if is_local_shortage(&e) => {
                     // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the
                     // upstream is not to blame and stays in the rotation.
-                    warn!("cannot open a connection to {}: {e}", ctx.pool.get(idx).name);
+                    warn!(
+                        "cannot open a connection to {}: {e}",
+                        ctx.pool.get(idx).name
+                    );
                     return Err(Fail::Respond(503));
                 }
                 Err(e) => {
@@ -757,7 +795,9 @@ impl Session {
     /// Check a pending nonblocking connect (mio's `TcpStream::connect` recipe: on writable,
     /// `take_error`, then `peer_addr`).
     fn poll_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
-        let Some(up) = &mut self.upstream else { return Ok(false) };
+        let Some(up) = &mut self.upstream else {
+            return Ok(false);
+        };
         if up.connected || !up.peer.writable {
             return Ok(false);
         }
@@ -794,7 +834,9 @@ impl Session {
 
     /// Move request body bytes from the client buffer to the upstream buffer.
     fn pump_request_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
-        let State::Exchange(ex) = &mut self.state else { return Ok(false) };
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
         let write_failed = self.upstream.as_ref().is_some_and(|u| u.write_failed);
         let mut progress = false;
         // Room left for body bytes. When the request outgrows the buffer it stops being
@@ -812,7 +854,9 @@ impl Session {
         match &mut ex.req_body {
             RequestBody::Done => {}
             RequestBody::Length(rem) => {
-                let n = (*rem).min(self.cin.len() as u64).min(self.uout.room() as u64) as usize;
+                let n = (*rem)
+                    .min(self.cin.len() as u64)
+                    .min(self.uout.room() as u64) as usize;
                 if n > 0 {
                     if !write_failed {
                         self.uout.extend(&self.cin.data()[..n]);
@@ -857,8 +901,12 @@ impl Session {
 
     /// Parse the response head, then move body bytes from the upstream buffer to the client's.
     fn pump_response(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
-        let State::Exchange(ex) = &mut self.state else { return Ok(false) };
-        let Some(up) = &self.upstream else { return Ok(false) };
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
+        let Some(up) = &self.upstream else {
+            return Ok(false);
+        };
         let up_eof = up.peer.eof;
         let mut progress = false;
         loop {
@@ -873,16 +921,27 @@ impl Session {
                     let limits = ctx.cfg.limits;
                     let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS_CAP];
                     let fields = limits.max_fields.min(MAX_FIELDS_CAP);
-                    let parsed = response::parse(self.uin.data(), ex.req.is_head, &limits, &mut headers[..fields]);
+                    let parsed = response::parse(
+                        self.uin.data(),
+                        ex.req.is_head,
+                        &limits,
+                        &mut headers[..fields],
+                    );
                     let resp = match parsed {
                         Ok(Some(r)) => r,
                         Ok(None) if up_eof => {
-                            warn!("upstream {} closed mid-head: 502", ctx.pool.get(up.idx).name);
+                            warn!(
+                                "upstream {} closed mid-head: 502",
+                                ctx.pool.get(up.idx).name
+                            );
                             return Err(Fail::Respond(502));
                         }
                         Ok(None) => return Ok(progress),
                         Err(e) => {
-                            warn!("upstream {} sent a bad response head ({e:?}): 502", ctx.pool.get(up.idx).name);
+                            warn!(
+                                "upstream {} sent a bad response head ({e:?}): 502",
+                                ctx.pool.get(up.idx).name
+                            );
                             return Err(Fail::Respond(502));
                         }
                     };
@@ -890,7 +949,10 @@ impl Session {
                     ctx.scratch.clear();
                     if resp.code == 101 {
                         if !ex.req.upgrade_websocket {
-                            warn!("upstream {} switched protocols unasked: 502", ctx.pool.get(up.idx).name);
+                            warn!(
+                                "upstream {} switched protocols unasked: 502",
+                                ctx.pool.get(up.idx).name
+                            );
                             return Err(Fail::Respond(502));
                         }
                         let rctx = ResponseContext {
@@ -966,7 +1028,9 @@ impl Session {
                     progress = true;
                 }
                 ResponseBody::Length(rem) => {
-                    let n = (*rem).min(self.uin.len() as u64).min(self.cout.room() as u64) as usize;
+                    let n = (*rem)
+                        .min(self.uin.len() as u64)
+                        .min(self.cout.room() as u64) as usize;
                     if n > 0 {
                         self.cout.extend(&self.uin.data()[..n]);
                         self.uin.consume(n);
@@ -986,7 +1050,10 @@ impl Session {
                     let consumed = dec
                         .transcode(self.uin.data(), ctx.scratch, self.cout.room(), *mode)
                         .map_err(|e| {
-                            warn!("upstream {} sent a bad chunked body: {e:?}", ctx.pool.get(up.idx).name);
+                            warn!(
+                                "upstream {} sent a bad chunked body: {e:?}",
+                                ctx.pool.get(up.idx).name
+                            );
                             Fail::Abort
                         })?;
                     if consumed > 0 {
@@ -1021,8 +1088,14 @@ impl Session {
 
     /// The upstream closed (or reset) before sending any response byte.
     fn upstream_failed_before_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
-        let State::Exchange(ex) = &mut self.state else { return Err(Fail::Abort) };
-        let name = self.upstream.as_ref().map(|u| ctx.pool.get(u.idx).name.as_str()).unwrap_or("?");
+        let State::Exchange(ex) = &mut self.state else {
+            return Err(Fail::Abort);
+        };
+        let name = self
+            .upstream
+            .as_ref()
+            .map(|u| ctx.pool.get(u.idx).name.as_str())
+            .unwrap_or("?");
         // Nothing reached the client and the whole request is still here: an idempotent
         // request can go to another upstream (each at most once).
         if ex.req.idempotent && ex.replay.is_some() {
@@ -1035,7 +1108,9 @@ impl Session {
 
     /// End the exchange when both directions are done.
     fn maybe_finish(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let State::Exchange(ex) = &self.state else { return false };
+        let State::Exchange(ex) = &self.state else {
+            return false;
+        };
         if !matches!(ex.resp, ResponseBody::Done) {
             return false;
         }
@@ -1074,7 +1149,9 @@ impl Session {
     /// Tunnel: pass each side's end of stream on once its bytes are flushed.
     fn tunnel_half_close(&mut self) -> bool {
         let mut progress = false;
-        let Some(up) = &mut self.upstream else { return false };
+        let Some(up) = &mut self.upstream else {
+            return false;
+        };
         if self.client.eof && self.cin.is_empty() && self.uout.is_empty() && !up.peer.shut {
             up.peer.shutdown_write();
             progress = true;

@@ -101,7 +101,8 @@ impl Worker {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut listener = TcpListener::from_std(listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let prober = (id == 0).then(|| Prober::new(pool.len()));
         let mut w = Worker {
@@ -144,7 +145,9 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = if self.dirty.is_empty() {
-                self.wheel.next_timeout(self.now_ms()).map(Duration::from_millis)
+                self.wheel
+                    .next_timeout(self.now_ms())
+                    .map(Duration::from_millis)
             } else {
                 Some(Duration::ZERO)
             };
@@ -194,7 +197,9 @@ impl Worker {
 
     fn accept(&mut self) {
         while self.accept_ready && !self.accept_paused {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
                     let entry = self.sessions.vacant_entry();
@@ -225,7 +230,8 @@ impl Worker {
                     warn!("worker {}: accept paused: {e}", self.id);
                     self.accept_paused = true;
                     let at = self.now_ms() + ACCEPT_RETRY.as_millis() as u64;
-                    self.wheel.insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_ACCEPT);
+                    self.wheel
+                        .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_ACCEPT);
                 }
                 // ECONNABORTED and the like concern one connection only.
                 Err(e) => debug!("accept: {e}"),
@@ -257,7 +263,9 @@ impl Worker {
             let key = self.dirty[i];
             i += 1;
             let (mut ctx, sessions) = self.ctx();
-            let Some(entry) = sessions.get_mut(key) else { continue };
+            let Some(entry) = sessions.get_mut(key) else {
+                continue;
+            };
             entry.dirty = false;
             let outcome = entry.session.drive(&mut ctx);
             match outcome {
@@ -293,7 +301,9 @@ impl Worker {
 
     /// Make sure a wheel entry exists at or before the session's deadline.
     fn arm(&mut self, key: usize) {
-        let Some(entry) = self.sessions.get_mut(key) else { return };
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return;
+        };
         let deadline = entry.session.deadline(&self.cfg);
         if entry.armed.is_some_and(|a| a <= deadline) {
             // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
@@ -317,7 +327,13 @@ impl Worker {
                 KIND_SESSION => self.session_timer(low),
                 KIND_PROBE => {
                     if let Some(p) = &mut self.prober {
-                        p.on_deadline(low as usize, self.poll.registry(), &self.pool, self.now, self.cfg.health_timeout);
+                        p.on_deadline(
+                            low as usize,
+                            self.poll.registry(),
+                            &self.pool,
+                            self.now,
+                            self.cfg.health_timeout,
+                        );
                     }
                 }
                 KIND_SWEEP => self.sweep(),
@@ -350,7 +366,9 @@ impl Worker {
         let gen = (low >> 32) as u32;
         let now = self.now;
         let cfg = Arc::clone(&self.cfg);
-        let Some(entry) = self.sessions.get_mut(key) else { return };
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return;
+        };
         if entry.timer_gen != gen {
             return;
         }
@@ -360,7 +378,9 @@ impl Worker {
             return;
         }
         let (mut ctx, sessions) = self.ctx();
-        let Some(entry) = sessions.get_mut(key) else { return };
+        let Some(entry) = sessions.get_mut(key) else {
+            return;
+        };
         match entry.session.on_timeout(&mut ctx) {
             Drive::Closed => self.remove(key),
             Drive::Again => {
@@ -380,7 +400,9 @@ impl Worker {
         if self.shutting_down {
             return;
         }
-        let Some(prober) = &mut self.prober else { return };
+        let Some(prober) = &mut self.prober else {
+            return;
+        };
         let mut started = Vec::new();
         prober.sweep(
             self.poll.registry(),
@@ -391,7 +413,8 @@ impl Worker {
         );
         let deadline = self.at_ms(self.now + self.cfg.health_timeout);
         for i in started {
-            self.wheel.insert(deadline, (KIND_PROBE << KIND_SHIFT) | i as u64);
+            self.wheel
+                .insert(deadline, (KIND_PROBE << KIND_SHIFT) | i as u64);
         }
         let next = self.at_ms(self.now + self.cfg.health_interval);
         self.wheel.insert(next, KIND_SWEEP << KIND_SHIFT);
@@ -399,7 +422,11 @@ impl Worker {
 
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        info!("worker {}: shutting down ({} connections open)", self.id, self.sessions.len());
+        info!(
+            "worker {}: shutting down ({} connections open)",
+            self.id,
+            self.sessions.len()
+        );
         // Connections the kernel already queued for us were promised an answer: take them,
         // then close the listener so new ones go nowhere (or to a still-open sibling).
         self.accept_paused = false;
@@ -431,7 +458,8 @@ impl Worker {
             }
         }
         let at = self.at_ms(self.now + self.cfg.shutdown_timeout);
-        self.wheel.insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_SHUTDOWN);
+        self.wheel
+            .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_SHUTDOWN);
     }
 }
 

@@ -1,21 +1,25 @@
 //! Fixed-capacity byte buffers: what bounds the memory of one connection.
 //!
 //! A [`Buffer`] holds the bytes between `start` and `end` of a boxed slice whose size is fixed
-//! when the buffer is made. The storage is allocated on first use and given back by
-//! [`Buffer::release`] when the connection goes idle, so an idle keep-alive connection holds
-//! no buffer memory at all.
+//! when the buffer is made. The storage comes from the worker's [`BufPool`] when a connection
+//! has work and goes back to it when the connection is idle, so an idle keep-alive connection
+//! holds no buffer memory at all, and a busy worker reuses storage instead of allocating (and
+//! zeroing) it per request.
 
 use std::io::{self, Read, Write};
 
-/// Bytes read from the client and not yet consumed (heads are parsed in place, so this must hold
-/// the largest head we accept plus room to see that it is too large).
-pub const CLIENT_IN: usize = 64 * 1024;
-/// Bytes on their way to the upstream: the rewritten request head, then body bytes.
-pub const UPSTREAM_OUT: usize = 64 * 1024;
-/// Bytes read from the upstream and not yet consumed.
-pub const UPSTREAM_IN: usize = 64 * 1024;
-/// Bytes on their way to the client: the rewritten response head, then body bytes.
-pub const CLIENT_OUT: usize = 64 * 1024;
+/// Size of each of a connection's four buffers (client in/out, upstream in/out) by default.
+/// Heads are parsed in place, so a buffer must hold the largest head we accept plus room to see
+/// that it is too large, and a rewritten head plus the fields we add: see [`size_for`].
+pub const BUF_SIZE: usize = 64 * 1024;
+
+/// Room a rewritten head may need beyond the received one (X-Forwarded-* fields, framing).
+const HEAD_SLACK: usize = 2048;
+
+/// The buffer size for heads up to `max_head` bytes.
+pub fn size_for(max_head: usize) -> usize {
+    BUF_SIZE.max(max_head + HEAD_SLACK)
+}
 
 /// A byte queue with a fixed capacity.
 #[derive(Debug)]
@@ -88,6 +92,22 @@ impl Buffer {
         }
     }
 
+    /// Take storage from `pool` if this buffer has none yet.
+    pub fn attach(&mut self, pool: &mut BufPool) {
+        if self.data.is_empty() {
+            self.data = pool.take(self.cap);
+            self.clear();
+        }
+    }
+
+    /// Give the storage back to `pool` when nothing is queued.
+    pub fn detach(&mut self, pool: &mut BufPool) {
+        if self.is_empty() && !self.data.is_empty() {
+            pool.put(std::mem::take(&mut self.data));
+            self.clear();
+        }
+    }
+
     /// Make sure the storage exists and the free space is contiguous at the end.
     fn make_room(&mut self) {
         if self.data.is_empty() {
@@ -143,6 +163,50 @@ impl Buffer {
     }
 }
 
+/// Free buffer storage of one worker, reused across connections and requests.
+#[derive(Debug, Default)]
+pub struct BufPool {
+    /// Free storage, all of one size (the first size asked for; others are not kept).
+    free: Vec<Box<[u8]>>,
+    /// The most free buffers kept; beyond that they go back to the allocator.
+    max_free: usize,
+}
+
+impl BufPool {
+    /// A pool that keeps at most `max_free` free buffers.
+    pub fn new(max_free: usize) -> Self {
+        BufPool {
+            free: Vec::with_capacity(max_free.min(1024)),
+            max_free,
+        }
+    }
+
+    /// Storage of `cap` bytes: reused if one is free, else freshly allocated (zeroed pages the
+    /// kernel maps lazily, so an untouched tail costs no memory).
+    pub fn take(&mut self, cap: usize) -> Box<[u8]> {
+        match self.free.pop() {
+            Some(b) if b.len() == cap => b,
+            _ => vec![0; cap].into_boxed_slice(),
+        }
+    }
+
+    /// Return storage for reuse.
+    pub fn put(&mut self, b: Box<[u8]>) {
+        if self.free.len() < self.max_free && self.free.last().is_none_or(|f| f.len() == b.len()) {
+            self.free.push(b);
+        }
+    }
+
+    /// Free buffers held.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +222,26 @@ mod tests {
         b.consume(3);
         b.release();
         assert_eq!(b.data.len(), 0);
+    }
+
+    #[test]
+    fn pool_reuses_and_bounds_storage() {
+        let mut pool = BufPool::new(1);
+        let mut a = Buffer::new(8);
+        let mut b = Buffer::new(8);
+        a.attach(&mut pool);
+        b.attach(&mut pool);
+        a.extend(b"x");
+        a.detach(&mut pool);
+        assert_eq!(pool.len(), 0, "a buffer holding bytes keeps its storage");
+        a.consume(1);
+        a.detach(&mut pool);
+        b.detach(&mut pool);
+        assert_eq!(pool.len(), 1, "the pool keeps at most max_free");
+        let mut c = Buffer::new(8);
+        c.attach(&mut pool);
+        assert_eq!(pool.len(), 0);
+        assert_eq!(c.extend(b"0123456789"), 8);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Config {
     pub limits: Limits,
     /// `--demo`: start goround-dummy children on [`DEMO_PORTS`] (the default upstreams then).
     pub demo: bool,
+    /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
+    pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
     pub forwarded_for: ForwardedFor,
     /// From `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
@@ -148,6 +150,11 @@ struct Cli {
     /// Most header fields in one head before a 431 (502 for a response)
     #[arg(long, value_name = "N", default_value = "100", value_parser = parse_count)]
     max_fields: usize,
+
+    /// Most client connections open at once; at the limit the proxy stops accepting until one
+    /// closes (default: derived from the open-files limit, two descriptors per connection)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_connections: Option<usize>,
 
     /// What to do with a client's X-Forwarded-For: append (keep it and add the client address)
     /// or replace (write only the client address; for an edge proxy)
@@ -491,6 +498,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
         },
         demo: cli.demo,
         forwarded_for: cli.forwarded_for,
+        max_connections: cli.max_connections,
         log_level: log_level(cli.verbose, cli.quiet),
         notices,
     })

@@ -32,8 +32,14 @@ use std::sync::Arc;
 /// Start the workers on `cfg` and run until SIGINT/SIGTERM and the graceful shutdown end.
 /// Returns an error message for a start-up failure (the caller exits non-zero).
 pub fn run(mut cfg: config::Config) -> Result<(), String> {
-    raise_nofile_limit();
+    let nofile = raise_nofile_limit();
     let workers = cfg.workers.max(1);
+    // Each connection may hold two descriptors (client and upstream); keep some for listeners,
+    // probes, epoll and logs.
+    let max_connections = cfg
+        .max_connections
+        .unwrap_or_else(|| (nofile.saturating_sub(64) / 2).max(workers));
+    cfg.max_connections = Some(max_connections);
     let listeners = listen::bind(cfg.listen, cfg.dual_stack, workers, cfg.backlog)
         .map_err(|e| format!("cannot listen: {e}"))?;
     let local = listeners
@@ -63,7 +69,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         handles.push(h);
     }
     info!(
-        "listening on {local} ({workers} worker{}, {} upstream{})",
+        "listening on {local} ({workers} worker{}, {} upstream{}, at most {max_connections} connections)",
         if workers == 1 { "" } else { "s" },
         pool.len(),
         if pool.len() == 1 { "" } else { "s" }
@@ -112,7 +118,8 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
 }
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit: every connection costs two descriptors.
-fn raise_nofile_limit() {
+/// Returns the soft limit in force afterwards.
+fn raise_nofile_limit() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -123,19 +130,24 @@ fn raise_nofile_limit() {
             "getrlimit(RLIMIT_NOFILE) failed: {}",
             std::io::Error::last_os_error()
         );
-        return;
+        return 1024;
     }
     if lim.rlim_cur < lim.rlim_max {
         let old = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            log::debug!("RLIMIT_NOFILE raised from {old} to {}", raised.rlim_cur);
+            lim = raised;
+        } else {
             warn!(
                 "setrlimit(RLIMIT_NOFILE) failed: {}",
                 std::io::Error::last_os_error()
             );
-        } else {
-            log::debug!("RLIMIT_NOFILE raised from {old} to {}", lim.rlim_max);
         }
     }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }

@@ -9,7 +9,7 @@
 //! One exchange at a time: request head → upstream connect → request body and response in
 //! both directions → back to reading the next head (keep-alive) or closing.
 
-use crate::buffer::{self, Buffer};
+use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
 use crate::http::chunked::{self, Decoder};
 use crate::http::request::{self, RequestInfo};
@@ -57,6 +57,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// The worker is shutting down: no more keep-alive.
     pub shutting_down: bool,
+    /// The worker's free buffer storage.
+    pub bufs: &'a mut BufPool,
 }
 
 /// The mio token of a session's client socket.
@@ -282,16 +284,16 @@ impl Session {
         cfg: &Config,
         now: Instant,
     ) -> Self {
-        let head_room = cfg.limits.max_head + 1024;
+        let size = buffer::size_for(cfg.limits.max_head);
         Session {
             client: Peer::new(stream),
             client_ip: client_ip.to_canonical(),
             key,
             upstream: None,
-            cin: Buffer::new(buffer::CLIENT_IN.max(head_room)),
-            cout: Buffer::new(buffer::CLIENT_OUT.max(head_room + 1024)),
-            uin: Buffer::new(buffer::UPSTREAM_IN.max(head_room)),
-            uout: Buffer::new(buffer::UPSTREAM_OUT.max(head_room + 1024)),
+            cin: Buffer::new(size),
+            cout: Buffer::new(size),
+            uin: Buffer::new(size),
+            uout: Buffer::new(size),
             state: State::Head { started: None },
             tried: Tried::default(),
             served: 0,
@@ -324,10 +326,28 @@ impl Session {
             && self.cout.is_empty()
     }
 
-    /// Close everything: deregister the sockets (dropping them closes them).
-    pub fn close(&mut self, registry: &Registry) {
+    /// Close everything: deregister the sockets (dropping them closes them) and give the
+    /// buffers back.
+    pub fn close(&mut self, registry: &Registry, bufs: &mut BufPool) {
         self.drop_upstream(registry);
         let _ = registry.deregister(&mut self.client.stream);
+        self.cin.clear();
+        self.cout.clear();
+        self.detach_buffers(bufs);
+    }
+
+    fn attach_buffers(&mut self, bufs: &mut BufPool) {
+        self.cin.attach(bufs);
+        self.cout.attach(bufs);
+        self.uin.attach(bufs);
+        self.uout.attach(bufs);
+    }
+
+    fn detach_buffers(&mut self, bufs: &mut BufPool) {
+        self.cin.detach(bufs);
+        self.cout.detach(bufs);
+        self.uin.detach(bufs);
+        self.uout.detach(bufs);
     }
 
     fn drop_upstream(&mut self, registry: &Registry) {
@@ -375,6 +395,7 @@ impl Session {
 
     /// The deadline passed (the worker checked `deadline()`): act on it.
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        self.attach_buffers(ctx.bufs);
         match &mut self.state {
             State::Head { started } => {
                 if !self.cout.is_empty() {
@@ -424,6 +445,15 @@ impl Session {
 
     /// Move bytes until nothing more can move, or the budget runs out.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        self.attach_buffers(ctx.bufs);
+        let d = self.drive_rounds(ctx);
+        if d != Drive::Closed && self.is_idle() {
+            self.detach_buffers(ctx.bufs);
+        }
+        d
+    }
+
+    fn drive_rounds(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         for _ in 0..DRIVE_BUDGET {
             let r = self.round(ctx);
             match r {

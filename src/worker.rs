@@ -4,6 +4,7 @@
 //! to whoever set them. It never decides HTTP; sessions do. Workers share only the upstream
 //! pool and the shutdown flag.
 
+use crate::buffer::BufPool;
 use crate::config::Config;
 use crate::health::Prober;
 use crate::session::{self, Ctx, Drive, Session};
@@ -27,6 +28,9 @@ const PROBE_BASE: usize = usize::MAX / 2;
 
 /// Readiness events taken from the OS per poll.
 const EVENTS_CAPACITY: usize = 1024;
+/// Free buffers a worker keeps for reuse (each `buffer::BUF_SIZE` bytes by default): enough for
+/// 64 busy connections without touching the allocator.
+const FREE_BUFFERS: usize = 256;
 /// How long accepting pauses after EMFILE/ENFILE before trying again (also resumed earlier
 /// whenever a connection closes).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -83,8 +87,14 @@ pub struct Worker {
     /// Sessions to drive after the current batch of events.
     dirty: Vec<usize>,
     shutting_down: bool,
+    /// This worker's share of `--max-connections`: at the limit accepting pauses.
+    max_sessions: usize,
+    /// Accepting is paused at `max_sessions` (logged once per pause).
+    at_limit: bool,
     /// Reused scratch for rewritten heads and transcoded chunks.
     scratch: Vec<u8>,
+    /// Free connection buffers, reused across connections.
+    bufs: BufPool,
     /// Reused list of expired timer keys.
     expired: Vec<u64>,
 }
@@ -105,6 +115,12 @@ impl Worker {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let prober = (id == 0).then(|| Prober::new(pool.len()));
+        let workers = cfg.workers.max(1);
+        let max_sessions = cfg
+            .max_connections
+            .unwrap_or(usize::MAX)
+            .div_ceil(workers)
+            .max(1);
         let mut w = Worker {
             id,
             poll,
@@ -121,7 +137,10 @@ impl Worker {
             prober,
             dirty: Vec::with_capacity(EVENTS_CAPACITY),
             shutting_down: false,
+            max_sessions,
+            at_limit: false,
             scratch: Vec::with_capacity(64 * 1024),
+            bufs: BufPool::new(FREE_BUFFERS),
             expired: Vec::new(),
         };
         if w.prober.is_some() {
@@ -248,6 +267,7 @@ impl Worker {
                 now: self.now,
                 scratch: &mut self.scratch,
                 shutting_down: self.shutting_down,
+                bufs: &mut self.bufs,
             },
             &mut self.sessions,
         )
@@ -291,10 +311,11 @@ impl Worker {
     fn remove(&mut self, key: usize) {
         if self.sessions.contains(key) {
             let mut entry = self.sessions.remove(key);
-            entry.session.close(self.poll.registry());
+            entry.session.close(self.poll.registry(), &mut self.bufs);
         }
-        if self.accept_paused {
-            self.accept_paused = false;
+        // A closed connection frees a descriptor and a slot: resume a paused accept.
+        self.accept_paused = false;
+        if self.accept_ready {
             self.accept();
         }
     }

@@ -219,6 +219,25 @@ impl Worker {
             let Some(listener) = &self.listener else {
                 return;
             };
+            if self.sessions.len() >= self.max_sessions {
+                // Stop accepting without touching epoll: the readiness stays remembered in
+                // accept_ready and is acted on when a connection closes.
+                if !self.at_limit {
+                    self.at_limit = true;
+                    warn!(
+                        "worker {}: {} connections open, the limit: accepting paused",
+                        self.id, self.max_sessions
+                    );
+                }
+                return;
+            }
+            if self.at_limit {
+                self.at_limit = false;
+                info!(
+                    "worker {}: below the connection limit, accepting again",
+                    self.id
+                );
+            }
             match listener.accept() {
                 Ok((mut stream, addr)) => {
                     let entry = self.sessions.vacant_entry();

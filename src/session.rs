@@ -336,8 +336,16 @@ impl Session {
         self.detach_buffers(bufs);
     }
 
+    /// Storage for the buffers this state needs: only the client input while waiting for a
+    /// head (a slow or idle client holds one buffer at most), all four during an exchange.
     fn attach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.attach(bufs);
+        if !matches!(self.state, State::Head { .. }) {
+            self.attach_exchange_buffers(bufs);
+        }
+    }
+
+    fn attach_exchange_buffers(&mut self, bufs: &mut BufPool) {
         self.cout.attach(bufs);
         self.uin.attach(bufs);
         self.uout.attach(bufs);
@@ -526,6 +534,7 @@ impl Session {
     }
 
     fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) {
+        self.cout.attach(ctx.bufs);
         let n = self.cout.extend(ctx.scratch);
         debug_assert_eq!(
             n,
@@ -729,6 +738,7 @@ impl Session {
             }
         };
         self.cin.consume(head_len);
+        self.attach_exchange_buffers(ctx.bufs);
         self.uout.clear();
         let queued = self.uout.extend(ctx.scratch);
         debug_assert_eq!(

@@ -31,6 +31,8 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Free buffers a worker keeps for reuse (each `buffer::BUF_SIZE` bytes by default): enough for
 /// 64 busy connections without touching the allocator.
 const FREE_BUFFERS: usize = 256;
+/// Least time between two "connection limit reached" warnings.
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long accepting pauses after EMFILE/ENFILE before trying again (also resumed earlier
 /// whenever a connection closes).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -89,8 +91,10 @@ pub struct Worker {
     shutting_down: bool,
     /// This worker's share of `--max-connections`: at the limit accepting pauses.
     max_sessions: usize,
-    /// Accepting is paused at `max_sessions` (logged once per pause).
+    /// Accepting is paused at `max_sessions`.
     at_limit: bool,
+    /// When the limit was last logged.
+    last_limit_log: Option<Instant>,
     /// Reused scratch for rewritten heads and transcoded chunks.
     scratch: Vec<u8>,
     /// Free connection buffers, reused across connections.
@@ -139,6 +143,7 @@ impl Worker {
             shutting_down: false,
             max_sessions,
             at_limit: false,
+            last_limit_log: None,
             scratch: Vec::with_capacity(64 * 1024),
             bufs: BufPool::new(FREE_BUFFERS),
             expired: Vec::new(),
@@ -224,10 +229,18 @@ impl Worker {
                 // accept_ready and is acted on when a connection closes.
                 if !self.at_limit {
                     self.at_limit = true;
-                    warn!(
-                        "worker {}: {} connections open, the limit: accepting paused",
-                        self.id, self.max_sessions
-                    );
+                    // Once per pause episode; an episode ends only below the limit, so a
+                    // worker hovering at the limit logs once per LIMIT_LOG_EVERY at most.
+                    if self
+                        .last_limit_log
+                        .is_none_or(|t| self.now >= t + LIMIT_LOG_EVERY)
+                    {
+                        self.last_limit_log = Some(self.now);
+                        warn!(
+                            "worker {}: {} connections open, the limit: accepting paused",
+                            self.id, self.max_sessions
+                        );
+                    }
                 }
                 return;
             }

@@ -32,6 +32,13 @@ use std::sync::Arc;
 /// Start the workers on `cfg` and run until SIGINT/SIGTERM and the graceful shutdown end.
 /// Returns an error message for a start-up failure (the caller exits non-zero).
 pub fn run(mut cfg: config::Config) -> Result<(), String> {
+    // Before anything can report "listening": a SIGTERM from then on must find our handler,
+    // not the default action.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let nofile = raise_nofile_limit();
     let workers = cfg.workers.max(1);
     // Each connection may hold two descriptors (client and upstream); keep some for listeners,
@@ -75,11 +82,6 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         if pool.len() == 1 { "" } else { "s" }
     );
 
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let signal_shared = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("signals".into())

@@ -215,6 +215,8 @@ struct Exchange {
     final_started: bool,
     /// The client connection closes after this exchange (decided with the response head).
     close_after: bool,
+    /// A `100 Continue` reached the client: it will send the body.
+    continue_sent: bool,
 }
 
 /// What a session is doing.
@@ -389,9 +391,14 @@ impl Session {
                     None => self.idle_since + cfg.keepalive_timeout,
                 }
             }
-            State::Exchange(_) => match &self.upstream {
+            State::Exchange(ex) => match &self.upstream {
                 Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
-                _ => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
+                _ => {
+                    // While the request is kept for a replay, the upstream buffer also holds
+                    // bytes already sent: only the unsent rest is output waiting.
+                    let sent = ex.replay.unwrap_or(0);
+                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent)
+                }
             },
             State::Tunnel => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
             State::Closing { linger_since } => match linger_since {
@@ -758,6 +765,7 @@ impl Session {
             replay: Some(0),
             final_started: false,
             close_after: false,
+            continue_sent: false,
         }));
         self.tried.clear();
         self.connect_next(ctx)?;
@@ -1027,16 +1035,23 @@ impl Session {
                                 return Ok(progress);
                             }
                             self.cout.extend(ctx.scratch);
+                            ex.continue_sent |= resp.code == 100;
                         }
                         self.uin.consume(head_len);
                         progress = true;
                         continue;
                     }
                     let framing = response::client_framing(resp.framing, ex.req.version);
+                    // A request body still on its way is forwarded to its end and the
+                    // connection stays usable; but a client still waiting for a 100 Continue
+                    // will never send its body (RFC 9110 §10.1.1): it must not be reused.
+                    let body_withheld = ex.req.expect_continue
+                        && !ex.continue_sent
+                        && !matches!(ex.req_body, RequestBody::Done);
                     let close = !ex.req.keep_alive
                         || ctx.shutting_down
                         || framing == Framing::UntilClose
-                        || !matches!(ex.req_body, RequestBody::Done);
+                        || body_withheld;
                     let rctx = ResponseContext {
                         framing,
                         close,
@@ -1154,8 +1169,14 @@ impl Session {
         if !matches!(ex.resp, ResponseBody::Done) {
             return false;
         }
-        let close = ex.close_after || !matches!(ex.req_body, RequestBody::Done);
-        self.finish_exchange(ctx, close);
+        let body_done = matches!(ex.req_body, RequestBody::Done);
+        if !body_done && !ex.close_after {
+            // The response is out but the request body is still coming: take it to its end
+            // (the upstream gets it, or it is dropped if the upstream stopped reading) so the
+            // connection's framing stays known and it can serve the next request.
+            return false;
+        }
+        self.finish_exchange(ctx, ex.close_after);
         true
     }
 

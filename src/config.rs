@@ -52,6 +52,12 @@ pub struct Config {
     pub limits: Limits,
     /// `--demo`: start goround-dummy children on [`DEMO_PORTS`] (the default upstreams then).
     pub demo: bool,
+    /// `--upstream-idle`: idle connections kept per upstream per worker (0: no pooling).
+    pub upstream_idle: usize,
+    /// `--upstream-idle-timeout`.
+    pub upstream_idle_timeout: Duration,
+    /// `--upstream-max-requests`.
+    pub upstream_max_requests: u32,
     /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
     pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
@@ -150,6 +156,19 @@ struct Cli {
     /// Most header fields in one head before a 431 (502 for a response)
     #[arg(long, value_name = "N", default_value = "100", value_parser = parse_count)]
     max_fields: usize,
+
+    /// Most idle keep-alive connections kept per upstream (per worker); 0 turns pooling off
+    #[arg(long, value_name = "N", default_value = "32", value_parser = clap::value_parser!(u32))]
+    upstream_idle: u32,
+
+    /// How long an idle upstream connection is kept; shorter than most backends' own idle
+    /// timeout (2-5 s), and shortened further by an upstream's `Keep-Alive: timeout=`
+    #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = parse_positive_duration)]
+    upstream_idle_timeout: Duration,
+
+    /// Most requests sent on one upstream connection before it is closed
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..))]
+    upstream_max_requests: u32,
 
     /// Most client connections open at once; at the limit the proxy stops accepting until one
     /// closes (default: derived from the open-files limit, two descriptors per connection)
@@ -499,6 +518,9 @@ fn validate(cli: Cli) -> Result<Config, String> {
         demo: cli.demo,
         forwarded_for: cli.forwarded_for,
         max_connections: cli.max_connections,
+        upstream_idle: cli.upstream_idle as usize,
+        upstream_idle_timeout: cli.upstream_idle_timeout,
+        upstream_max_requests: cli.upstream_max_requests,
         log_level: log_level(cli.verbose, cli.quiet),
         notices,
     })

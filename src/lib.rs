@@ -7,7 +7,8 @@
 //! - [`upstream`]: the shared upstream set, alive flags and the atomic round-robin pick.
 //! - [`health`]: the periodic nonblocking-connect probe of every upstream.
 //! - [`timer`]: the hashed timer wheel behind every timeout and the health sweep.
-//! - [`buffer`]: the fixed-capacity byte buffers each connection owns.
+//! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
+//! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - [`session`]: the state machine of one client connection and its upstream connection.
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself.
@@ -16,6 +17,7 @@
 
 pub mod buffer;
 pub mod config;
+pub mod connpool;
 pub mod demo;
 pub mod health;
 pub mod http;

@@ -11,6 +11,7 @@
 
 use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
+use crate::connpool::ConnPool;
 use crate::http::chunked::{self, Decoder};
 use crate::http::request::{self, RequestInfo};
 use crate::http::response;
@@ -59,16 +60,22 @@ pub struct Ctx<'a> {
     pub shutting_down: bool,
     /// The worker's free buffer storage.
     pub bufs: &'a mut BufPool,
+    /// The worker's upstream sockets: ids, tokens and the idle connections.
+    pub conns: &'a mut ConnPool,
 }
+
+/// Upstream socket tokens are `UPSTREAM_TOKENS + id` (ids from the `ConnPool`); client tokens
+/// are the session keys, far below.
+pub const UPSTREAM_TOKENS: usize = usize::MAX / 4;
 
 /// The mio token of a session's client socket.
 pub fn client_token(key: usize) -> Token {
-    Token(key * 2)
+    Token(key)
 }
 
-/// The mio token of a session's upstream socket.
-pub fn upstream_token(key: usize) -> Token {
-    Token(key * 2 + 1)
+/// The mio token of upstream socket `id`.
+pub fn upstream_token(id: usize) -> Token {
+    Token(UPSTREAM_TOKENS + id)
 }
 
 /// One socket and what the OS last told us about it.
@@ -163,6 +170,12 @@ struct Upstream {
     peer: Peer,
     /// Index in the pool, for marking it down and for logs.
     idx: usize,
+    /// The socket's id in the worker's `ConnPool` (its token).
+    id: usize,
+    /// It came from the idle pool: if it turns out dead, one fresh connect is tried.
+    reused: bool,
+    /// Requests sent on this connection, this one included.
+    requests: u32,
     /// The nonblocking connect has completed.
     connected: bool,
     /// When the connect started, for `--connect-timeout`.
@@ -217,6 +230,11 @@ struct Exchange {
     close_after: bool,
     /// A `100 Continue` reached the client: it will send the body.
     continue_sent: bool,
+    /// How long the upstream connection may wait in the pool after this exchange; zero when
+    /// it must be closed (the upstream closes, a close-delimited body, an upgrade).
+    upstream_keep: Duration,
+    /// The one fresh-connection retry after a dead pooled connection has been used.
+    fresh_retry_used: bool,
 }
 
 /// What a session is doing.
@@ -314,10 +332,12 @@ impl Session {
         self.client.on_event(ev);
     }
 
-    /// Readiness reported for the upstream socket (ignored if it belonged to an older one).
-    pub fn on_upstream_event(&mut self, ev: &mio::event::Event) {
+    /// Readiness reported for upstream socket `id` (ignored if it belonged to an older one).
+    pub fn on_upstream_event(&mut self, id: usize, ev: &mio::event::Event) {
         if let Some(up) = &mut self.upstream {
-            up.peer.on_event(ev);
+            if up.id == id {
+                up.peer.on_event(ev);
+            }
         }
     }
 
@@ -330,8 +350,8 @@ impl Session {
 
     /// Close everything: deregister the sockets (dropping them closes them) and give the
     /// buffers back.
-    pub fn close(&mut self, registry: &Registry, bufs: &mut BufPool) {
-        self.drop_upstream(registry);
+    pub fn close(&mut self, registry: &Registry, bufs: &mut BufPool, conns: &mut ConnPool) {
+        self.drop_upstream(registry, conns);
         let _ = registry.deregister(&mut self.client.stream);
         self.cin.clear();
         self.cout.clear();
@@ -360,9 +380,10 @@ impl Session {
         self.uout.detach(bufs);
     }
 
-    fn drop_upstream(&mut self, registry: &Registry) {
+    fn drop_upstream(&mut self, registry: &Registry, conns: &mut ConnPool) {
         if let Some(mut up) = self.upstream.take() {
             let _ = registry.deregister(&mut up.peer.stream);
+            conns.closed(up.id);
         }
         self.uin.clear();
         self.uout.clear();
@@ -430,9 +451,9 @@ impl Session {
             State::Exchange(ex) => {
                 let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected);
                 if connecting {
-                    if let Some(up) = self.upstream.take() {
-                        let mut up = up;
+                    if let Some(mut up) = self.upstream.take() {
                         let _ = ctx.registry.deregister(&mut up.peer.stream);
+                        ctx.conns.closed(up.id);
                         ctx.pool.mark_down(up.idx, "connect timed out");
                     }
                     if let Some(w) = &mut ex.replay {
@@ -504,7 +525,7 @@ impl Session {
             State::Tunnel => true,
             _ => false,
         };
-        self.drop_upstream(ctx.registry);
+        self.drop_upstream(ctx.registry, ctx.conns);
         match e {
             Fail::Respond(status) if !final_started => {
                 // Keep the connection when the request was read in full and nothing is off
@@ -766,6 +787,8 @@ impl Session {
             final_started: false,
             close_after: false,
             continue_sent: false,
+            upstream_keep: Duration::ZERO,
+            fresh_retry_used: false,
         }));
         self.tried.clear();
         self.connect_next(ctx)?;
@@ -774,7 +797,7 @@ impl Session {
 
     /// Connect to the next alive upstream not tried yet for this request.
     fn connect_next(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
-        self.drop_upstream_keep_request(ctx.registry);
+        self.drop_upstream_keep_request(ctx.registry, ctx.conns);
         loop {
             let Some(idx) = ctx.pool.pick(&self.tried) else {
                 let status = if ctx.pool.alive_count() == 0 {
@@ -786,51 +809,86 @@ impl Session {
                 return Err(Fail::Respond(status));
             };
             self.tried.insert(idx);
-            let addr = ctx.pool.get(idx).addr;
-            match TcpStream::connect(addr) {
-                Ok(mut stream) => {
-                    if let Err(e) = ctx.registry.register(
-                        &mut stream,
-                        upstream_token(self.key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!("cannot register an upstream socket: {e}");
-                        return Err(Fail::Respond(503));
-                    }
-                    let _ = stream.set_nodelay(true);
-                    ctx.pool.record_request(idx);
-                    self.upstream = Some(Upstream {
-                        peer: Peer::new(stream),
-                        idx,
-                        connected: false,
-                        connect_started: ctx.now,
-                        write_failed: false,
-                    });
-                    return Ok(());
-                }
-                Err(e) if marks_upstream_down(&e) => {
-                    ctx.pool.mark_down(idx, &connect_reason(&e));
-                }
-                Err(e) if is_local_shortage(&e) => {
-                    // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the
-                    // upstream is not to blame and stays in the rotation.
-                    warn!(
-                        "cannot open a connection to {}: {e}",
-                        ctx.pool.get(idx).name
-                    );
-                    return Err(Fail::Respond(503));
-                }
-                Err(e) => {
-                    warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
-                }
+            match self.connect_to(idx, true, ctx) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.connect_failed(idx, &e, ctx)?,
             }
         }
     }
 
+    /// Judge a failed connect to `idx`: refused/unreachable/timed out takes the upstream down
+    /// (the caller tries the next one); the proxy's own shortage is a 503 right away.
+    fn connect_failed(&self, idx: usize, e: &io::Error, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
+        if marks_upstream_down(e) {
+            ctx.pool.mark_down(idx, &connect_reason(e));
+            Ok(())
+        } else if is_local_shortage(e) {
+            // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the upstream is
+            // not to blame and stays in the rotation.
+            warn!(
+                "cannot open a connection to {}: {e}",
+                ctx.pool.get(idx).name
+            );
+            Err(Fail::Respond(503))
+        } else {
+            warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
+            Ok(())
+        }
+    }
+
+    /// Take an idle pooled connection to upstream `idx` (when `reuse`), else start a
+    /// nonblocking connect to it.
+    fn connect_to(&mut self, idx: usize, reuse: bool, ctx: &mut Ctx<'_>) -> io::Result<()> {
+        if reuse {
+            if let Some(r) = ctx.conns.take(idx, self.key, ctx.now, ctx.registry) {
+                let mut peer = Peer::new(r.stream);
+                // Edge-triggered: its writable edge was reported long ago. A pending EOF on
+                // it would have evicted it from the pool, or shows up as a failed read.
+                peer.writable = true;
+                ctx.pool.record_request(idx);
+                self.upstream = Some(Upstream {
+                    peer,
+                    idx,
+                    id: r.id,
+                    reused: true,
+                    requests: r.requests + 1,
+                    connected: true,
+                    connect_started: ctx.now,
+                    write_failed: false,
+                });
+                return Ok(());
+            }
+        }
+        let mut stream = TcpStream::connect(ctx.pool.get(idx).addr)?;
+        let id = ctx.conns.open(self.key);
+        if let Err(e) = ctx.registry.register(
+            &mut stream,
+            upstream_token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            ctx.conns.closed(id);
+            return Err(e);
+        }
+        let _ = stream.set_nodelay(true);
+        ctx.pool.record_request(idx);
+        self.upstream = Some(Upstream {
+            peer: Peer::new(stream),
+            idx,
+            id,
+            reused: false,
+            requests: 1,
+            connected: false,
+            connect_started: ctx.now,
+            write_failed: false,
+        });
+        Ok(())
+    }
+
     /// Drop the upstream socket but keep the queued request (for a retry).
-    fn drop_upstream_keep_request(&mut self, registry: &Registry) {
+    fn drop_upstream_keep_request(&mut self, registry: &Registry, conns: &mut ConnPool) {
         if let Some(mut up) = self.upstream.take() {
             let _ = registry.deregister(&mut up.peer.stream);
+            conns.closed(up.id);
         }
         self.uin.clear();
         if let State::Exchange(ex) = &mut self.state {
@@ -869,11 +927,7 @@ impl Session {
             }
             Some(e) => {
                 let idx = up.idx;
-                if marks_upstream_down(&e) {
-                    ctx.pool.mark_down(idx, &connect_reason(&e));
-                } else {
-                    warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
-                }
+                self.connect_failed(idx, &e, ctx)?;
                 self.connect_next(ctx)?;
                 Ok(true)
             }
@@ -1063,6 +1117,19 @@ impl Session {
                         return Ok(progress);
                     }
                     let upstream_framing = resp.framing;
+                    ex.upstream_keep = if resp.upstream_closes
+                        || upstream_framing == Framing::UntilClose
+                        || ctx.cfg.upstream_idle == 0
+                    {
+                        Duration::ZERO
+                    } else {
+                        // Leave a second of margin under the upstream's own idle timeout.
+                        let hint = response::keep_alive_timeout(resp.headers)
+                            .map(|s| Duration::from_secs(s.saturating_sub(1)));
+                        hint.map_or(ctx.cfg.upstream_idle_timeout, |h| {
+                            h.min(ctx.cfg.upstream_idle_timeout)
+                        })
+                    };
                     self.cout.extend(ctx.scratch);
                     self.uin.consume(head_len);
                     ex.final_started = true;
@@ -1146,19 +1213,31 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Err(Fail::Abort);
         };
-        let name = self
-            .upstream
-            .as_ref()
-            .map(|u| ctx.pool.get(u.idx).name.as_str())
-            .unwrap_or("?");
+        let Some(up) = &self.upstream else {
+            return Err(Fail::Abort);
+        };
+        let (idx, reused) = (up.idx, up.reused);
+        let name = &ctx.pool.get(idx).name;
         // Nothing reached the client and the whole request is still here: an idempotent
-        // request can go to another upstream (each at most once).
-        if ex.req.idempotent && ex.replay.is_some() {
-            debug!("upstream {name} closed before answering; retrying the request elsewhere");
-            return self.connect_next(ctx);
+        // request can be sent again (RFC 9110 §9.2.2).
+        if !(ex.req.idempotent && ex.replay.is_some()) {
+            warn!("upstream {name} closed before answering: 502");
+            return Err(Fail::Respond(502));
         }
-        warn!("upstream {name} closed before answering: 502");
-        Err(Fail::Respond(502))
+        if reused && !ex.fresh_retry_used {
+            // A pooled connection the upstream had closed meanwhile: one fresh connection to
+            // the same upstream, which is not to blame.
+            debug!("pooled connection to {name} was closed; retrying on a fresh one");
+            ex.fresh_retry_used = true;
+            self.drop_upstream_keep_request(ctx.registry, ctx.conns);
+            match self.connect_to(idx, false, ctx) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.connect_failed(idx, &e, ctx)?,
+            }
+        } else {
+            debug!("upstream {name} closed before answering; retrying the request elsewhere");
+        }
+        self.connect_next(ctx)
     }
 
     /// End the exchange when both directions are done.
@@ -1181,7 +1260,7 @@ impl Session {
     }
 
     fn finish_exchange(&mut self, ctx: &mut Ctx<'_>, close: bool) {
-        self.drop_upstream(ctx.registry);
+        self.release_upstream(ctx);
         self.served += 1;
         self.idle_since = ctx.now;
         if close || ctx.shutting_down {
@@ -1189,6 +1268,40 @@ impl Session {
         } else {
             self.state = State::Head { started: None };
         }
+    }
+
+    /// After a complete exchange: put the upstream connection in the pool when it is clean
+    /// (the whole request sent, the whole response read, nothing extra, keep-alive on both
+    /// sides), else close it.
+    fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
+        let keep = match &self.state {
+            State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => ex.upstream_keep,
+            _ => Duration::ZERO,
+        };
+        if let Some(mut up) = self.upstream.take() {
+            let clean = !keep.is_zero()
+                && up.connected
+                && !up.write_failed
+                && !up.peer.eof
+                && self.uin.is_empty()
+                && self.uout.is_empty();
+            if clean {
+                ctx.conns.put(
+                    up.idx,
+                    up.id,
+                    up.peer.stream,
+                    up.requests,
+                    ctx.now,
+                    keep,
+                    ctx.registry,
+                );
+            } else {
+                let _ = ctx.registry.deregister(&mut up.peer.stream);
+                ctx.conns.closed(up.id);
+            }
+        }
+        self.uin.clear();
+        self.uout.clear();
     }
 
     /// Tunnel: bytes go both ways untouched.

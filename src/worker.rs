@@ -6,6 +6,7 @@
 
 use crate::buffer::BufPool;
 use crate::config::Config;
+use crate::connpool::{ConnPool, Owner};
 use crate::health::Prober;
 use crate::session::{self, Ctx, Drive, Session};
 use crate::timer::TimerWheel;
@@ -19,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The listener's token (session tokens are `2 * key` and `2 * key + 1`, far below).
+/// The listener's token (client tokens are session keys, upstream ones start at
+/// `session::UPSTREAM_TOKENS`, probe ones at `PROBE_BASE`; all far below).
 const LISTENER: Token = Token(usize::MAX);
 /// The token of the waker that tells a worker to look at the shutdown flag.
 pub const WAKER: Token = Token(usize::MAX - 1);
@@ -45,6 +47,9 @@ const KIND_SWEEP: u64 = 2;
 const KIND_WORKER: u64 = 3;
 const WORKER_SHUTDOWN: u64 = 0;
 const WORKER_ACCEPT: u64 = 1;
+const WORKER_IDLE_SWEEP: u64 = 2;
+/// How often expired idle upstream connections are closed.
+const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// What the workers share besides the upstream pool.
 #[derive(Debug, Default)]
@@ -99,6 +104,8 @@ pub struct Worker {
     scratch: Vec<u8>,
     /// Free connection buffers, reused across connections.
     bufs: BufPool,
+    /// Upstream socket ids and idle keep-alive connections.
+    conns: ConnPool,
     /// Reused list of expired timer keys.
     expired: Vec<u64>,
 }
@@ -125,6 +132,7 @@ impl Worker {
             .unwrap_or(usize::MAX)
             .div_ceil(workers)
             .max(1);
+        let conns = ConnPool::new(pool.len(), cfg.upstream_idle, cfg.upstream_max_requests);
         let mut w = Worker {
             id,
             poll,
@@ -146,8 +154,14 @@ impl Worker {
             last_limit_log: None,
             scratch: Vec::with_capacity(64 * 1024),
             bufs: BufPool::new(FREE_BUFFERS),
+            conns,
             expired: Vec::new(),
         };
+        if w.cfg.upstream_idle > 0 {
+            let at = w.at_ms(now + IDLE_SWEEP_EVERY);
+            w.wheel
+                .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_IDLE_SWEEP);
+        }
         if w.prober.is_some() {
             // First sweep right away: a backend that is down at start leaves the rotation
             // within the health timeout instead of a whole interval.
@@ -190,14 +204,26 @@ impl Worker {
                             p.on_event(t - PROBE_BASE, self.poll.registry(), &self.pool);
                         }
                     }
-                    Token(t) => {
-                        let key = t / 2;
-                        if let Some(entry) = self.sessions.get_mut(key) {
-                            if t % 2 == 0 {
-                                entry.session.on_client_event(ev);
-                            } else {
-                                entry.session.on_upstream_event(ev);
+                    Token(t) if t >= session::UPSTREAM_TOKENS => {
+                        let id = t - session::UPSTREAM_TOKENS;
+                        match self.conns.owner(id) {
+                            Some(Owner::Session(key)) => {
+                                if let Some(entry) = self.sessions.get_mut(key) {
+                                    entry.session.on_upstream_event(id, ev);
+                                    if !entry.dirty {
+                                        entry.dirty = true;
+                                        self.dirty.push(key);
+                                    }
+                                }
                             }
+                            // An idle connection has nothing to say: EOF or stray bytes.
+                            Some(Owner::Idle(_)) => self.conns.evict(id, self.poll.registry()),
+                            None => {}
+                        }
+                    }
+                    Token(key) => {
+                        if let Some(entry) = self.sessions.get_mut(key) {
+                            entry.session.on_client_event(ev);
                             if !entry.dirty {
                                 entry.dirty = true;
                                 self.dirty.push(key);
@@ -300,6 +326,7 @@ impl Worker {
                 scratch: &mut self.scratch,
                 shutting_down: self.shutting_down,
                 bufs: &mut self.bufs,
+                conns: &mut self.conns,
             },
             &mut self.sessions,
         )
@@ -343,7 +370,9 @@ impl Worker {
     fn remove(&mut self, key: usize) {
         if self.sessions.contains(key) {
             let mut entry = self.sessions.remove(key);
-            entry.session.close(self.poll.registry(), &mut self.bufs);
+            entry
+                .session
+                .close(self.poll.registry(), &mut self.bufs, &mut self.conns);
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.
         self.accept_paused = false;
@@ -402,6 +431,15 @@ impl Worker {
                         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
                         for k in keys {
                             self.remove(k);
+                        }
+                    }
+                    WORKER_IDLE_SWEEP => {
+                        self.conns
+                            .sweep(self.now, self.shutting_down, self.poll.registry());
+                        if !self.shutting_down {
+                            let at = self.at_ms(self.now + IDLE_SWEEP_EVERY);
+                            self.wheel
+                                .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_IDLE_SWEEP);
                         }
                     }
                     _ => {
@@ -490,6 +528,17 @@ impl Worker {
         }
         if let Some(p) = &mut self.prober {
             p.stop(self.poll.registry());
+        }
+        self.conns.sweep(self.now, true, self.poll.registry());
+        let total = self.conns.opened + self.conns.reused;
+        if total > 0 {
+            info!(
+                "worker {}: {} upstream requests, {} on reused connections ({:.1} %)",
+                self.id,
+                total,
+                self.conns.reused,
+                self.conns.reused as f64 * 100.0 / total as f64
+            );
         }
         let idle: Vec<usize> = self
             .sessions

@@ -208,6 +208,27 @@ pub fn client_framing(upstream: Framing, client: Version) -> Framing {
     }
 }
 
+/// The idle timeout an upstream announces with `Keep-Alive: timeout=N` (seconds), if any.
+/// The proxy keeps a pooled connection for less than this, so it never reuses one the upstream
+/// is about to close.
+pub fn keep_alive_timeout(headers: &[httparse::Header<'_>]) -> Option<u64> {
+    super::field_elements(headers, "keep-alive")
+        .filter_map(|param| {
+            let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
+            if !super::trim_ows(name).eq_ignore_ascii_case(b"timeout") {
+                return None;
+            }
+            let digits = super::trim_ows(&value[1..]);
+            if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            digits
+                .iter()
+                .try_fold(0u64, |n, &d| Some(n * 10 + u64::from(d - b'0')))
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,5 +606,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn keep_alive_timeout_is_read_from_the_parameters() {
+        let h = |v: &'static str| {
+            [httparse::Header {
+                name: "Keep-Alive",
+                value: v.as_bytes(),
+            }]
+        };
+        assert_eq!(keep_alive_timeout(&h("timeout=5, max=100")), Some(5));
+        assert_eq!(keep_alive_timeout(&h("max=100, Timeout = 3")), Some(3));
+        assert_eq!(keep_alive_timeout(&h("timeout=x")), None);
+        assert_eq!(keep_alive_timeout(&h("timeout=")), None);
+        assert_eq!(keep_alive_timeout(&[]), None);
     }
 }

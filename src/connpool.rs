@@ -1,0 +1,192 @@
+//! The idle upstream connections of one worker, and the identity of every upstream socket.
+//!
+//! Every upstream socket gets an id here when it is opened; its mio token is derived from that
+//! id and never changes, so a connection moves between a session and the idle list without an
+//! `epoll_ctl`. Idle connections stay registered: any readiness on one (the upstream closed it,
+//! or sent stray bytes) evicts it. No lock: each worker has its own pool.
+
+use mio::net::TcpStream;
+use mio::Registry;
+use slab::Slab;
+use std::time::{Duration, Instant};
+
+/// Who holds an upstream socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The session with this slab key is using it.
+    Session(usize),
+    /// It waits in the idle list of this upstream index.
+    Idle(usize),
+}
+
+/// One idle connection.
+#[derive(Debug)]
+struct Idle {
+    /// The socket id (its token's source).
+    id: usize,
+    /// The socket, still registered.
+    stream: TcpStream,
+    /// After this it is closed rather than reused.
+    expires: Instant,
+    /// Requests already sent on it.
+    requests: u32,
+}
+
+/// A connection handed out by [`ConnPool::take`].
+#[derive(Debug)]
+pub struct Reused {
+    /// The socket id.
+    pub id: usize,
+    /// The socket, registered under the id's token.
+    pub stream: TcpStream,
+    /// Requests already sent on it.
+    pub requests: u32,
+}
+
+/// Idle connections per upstream, and the owner of every upstream socket id.
+#[derive(Debug)]
+pub struct ConnPool {
+    /// Socket id → owner.
+    owners: Slab<Owner>,
+    /// Per upstream index, the idle connections, most recently used last.
+    idle: Vec<Vec<Idle>>,
+    /// Most idle connections kept per upstream.
+    max_idle: usize,
+    /// Most requests sent on one connection before it is closed.
+    max_requests: u32,
+    /// Connections handed out from the idle lists (for the reuse share).
+    pub reused: u64,
+    /// Connections opened fresh.
+    pub opened: u64,
+}
+
+impl ConnPool {
+    /// A pool for `upstreams` upstreams.
+    pub fn new(upstreams: usize, max_idle: usize, max_requests: u32) -> Self {
+        ConnPool {
+            owners: Slab::new(),
+            idle: (0..upstreams).map(|_| Vec::new()).collect(),
+            max_idle,
+            max_requests,
+            reused: 0,
+            opened: 0,
+        }
+    }
+
+    /// An id for a socket `session` is about to open.
+    pub fn open(&mut self, session: usize) -> usize {
+        self.opened += 1;
+        self.owners.insert(Owner::Session(session))
+    }
+
+    /// Who holds socket `id`.
+    pub fn owner(&self, id: usize) -> Option<Owner> {
+        self.owners.get(id).copied()
+    }
+
+    /// Forget socket `id` (its owner closed it).
+    pub fn closed(&mut self, id: usize) {
+        if self.owners.contains(id) {
+            self.owners.remove(id);
+        }
+    }
+
+    /// The most recently used idle connection to `upstream` that has not expired, for `session`.
+    pub fn take(
+        &mut self,
+        upstream: usize,
+        session: usize,
+        now: Instant,
+        registry: &Registry,
+    ) -> Option<Reused> {
+        let list = self.idle.get_mut(upstream)?;
+        while let Some(mut c) = list.pop() {
+            if now >= c.expires {
+                let _ = registry.deregister(&mut c.stream);
+                if self.owners.contains(c.id) {
+                    self.owners.remove(c.id);
+                }
+                continue;
+            }
+            if let Some(o) = self.owners.get_mut(c.id) {
+                *o = Owner::Session(session);
+            }
+            self.reused += 1;
+            return Some(Reused {
+                id: c.id,
+                stream: c.stream,
+                requests: c.requests,
+            });
+        }
+        None
+    }
+
+    /// Offer a connection back after a complete exchange. It is kept unless the list is full or
+    /// it has served `max_requests`; otherwise it is closed here.
+    pub fn put(
+        &mut self,
+        upstream: usize,
+        id: usize,
+        mut stream: TcpStream,
+        requests: u32,
+        now: Instant,
+        keep_for: Duration,
+        registry: &Registry,
+    ) {
+        let keep = requests < self.max_requests && !keep_for.is_zero();
+        match self.idle.get_mut(upstream) {
+            Some(list) if keep && list.len() < self.max_idle => {
+                if let Some(o) = self.owners.get_mut(id) {
+                    *o = Owner::Idle(upstream);
+                }
+                list.push(Idle {
+                    id,
+                    stream,
+                    expires: now + keep_for,
+                    requests,
+                });
+            }
+            _ => {
+                let _ = registry.deregister(&mut stream);
+                self.closed(id);
+            }
+        }
+    }
+
+    /// Idle connection `id` became readable (EOF or stray bytes): it can't be reused.
+    pub fn evict(&mut self, id: usize, registry: &Registry) {
+        let Some(Owner::Idle(upstream)) = self.owner(id) else {
+            return;
+        };
+        if let Some(list) = self.idle.get_mut(upstream) {
+            if let Some(pos) = list.iter().position(|c| c.id == id) {
+                let mut c = list.swap_remove(pos);
+                let _ = registry.deregister(&mut c.stream);
+            }
+        }
+        self.closed(id);
+    }
+
+    /// Close every idle connection that expired by `now` (or all of them with `all`).
+    pub fn sweep(&mut self, now: Instant, all: bool, registry: &Registry) {
+        for list in &mut self.idle {
+            let mut i = 0;
+            while i < list.len() {
+                if all || now >= list[i].expires {
+                    let mut c = list.swap_remove(i);
+                    let _ = registry.deregister(&mut c.stream);
+                    if self.owners.contains(c.id) {
+                        self.owners.remove(c.id);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Idle connections held.
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().map(Vec::len).sum()
+    }
+}

@@ -8,7 +8,7 @@
 use mio::net::TcpStream;
 use mio::Registry;
 use slab::Slab;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Who holds an upstream socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,19 +121,18 @@ impl ConnPool {
         None
     }
 
-    /// Offer a connection back after a complete exchange. It is kept unless the list is full or
-    /// it has served `max_requests`; otherwise it is closed here.
+    /// Offer a connection back after a complete exchange, to be kept until `expires`. It is
+    /// kept unless the list is full or it has served `max_requests`; otherwise it is closed here.
     pub fn put(
         &mut self,
         upstream: usize,
         id: usize,
         mut stream: TcpStream,
         requests: u32,
-        now: Instant,
-        keep_for: Duration,
+        expires: Instant,
         registry: &Registry,
     ) {
-        let keep = requests < self.max_requests && !keep_for.is_zero();
+        let keep = requests < self.max_requests;
         match self.idle.get_mut(upstream) {
             Some(list) if keep && list.len() < self.max_idle => {
                 if let Some(o) = self.owners.get_mut(id) {
@@ -142,7 +141,7 @@ impl ConnPool {
                 list.push(Idle {
                     id,
                     stream,
-                    expires: now + keep_for,
+                    expires,
                     requests,
                 });
             }

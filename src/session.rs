@@ -1286,13 +1286,13 @@ impl Session {
                 && self.uin.is_empty()
                 && self.uout.is_empty();
             if clean {
+                let expires = ctx.now + keep;
                 ctx.conns.put(
                     up.idx,
                     up.id,
                     up.peer.stream,
                     up.requests,
-                    ctx.now,
-                    keep,
+                    expires,
                     ctx.registry,
                 );
             } else {

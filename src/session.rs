@@ -91,6 +91,10 @@ struct Peer {
     eof: bool,
     /// We shut our sending side down (after forwarding the other side's EOF, or on closing).
     shut: bool,
+    /// The OS said the peer closed or reset (EPOLLRDHUP/ERR), maybe in the same event as data
+    /// we have read: edge-triggered, that news will not come again, so a connection with it
+    /// must never go to the idle pool.
+    hung_up: bool,
 }
 
 impl Peer {
@@ -101,6 +105,7 @@ impl Peer {
             writable: false,
             eof: false,
             shut: false,
+            hung_up: false,
         }
     }
 
@@ -108,6 +113,9 @@ impl Peer {
         // read_closed and error are hints (mio's Event docs): the next read or write reports them.
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            self.hung_up = true;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             self.writable = true;
@@ -1283,6 +1291,7 @@ impl Session {
                 && up.connected
                 && !up.write_failed
                 && !up.peer.eof
+                && !up.peer.hung_up
                 && self.uin.is_empty()
                 && self.uout.is_empty();
             if clean {

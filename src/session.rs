@@ -128,12 +128,21 @@ impl Peer {
             return Ok(0);
         }
         loop {
+            let room = buf.room();
             match buf.read_from(&mut self.stream) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
                 }
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    // A short read drained the socket (epoll(7), Q9): new bytes will raise a
+                    // new edge, so no read that would only say EAGAIN. Not when the peer hung
+                    // up: that edge was already reported and the EOF still has to be read.
+                    if n < room && !self.hung_up {
+                        self.readable = false;
+                    }
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
                     return Ok(0);

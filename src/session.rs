@@ -62,6 +62,36 @@ pub struct Ctx<'a> {
     pub bufs: &'a mut BufPool,
     /// The worker's upstream sockets: ids, tokens and the idle connections.
     pub conns: &'a mut ConnPool,
+    /// The worker's spare exchange records.
+    pub exchanges: &'a mut ExchangePool,
+}
+
+/// Spare exchange records of one worker, so that starting a request allocates nothing.
+#[derive(Debug, Default)]
+pub struct ExchangePool {
+    /// Records of finished exchanges.
+    free: Vec<Box<Exchange>>,
+}
+
+/// Most spare exchange records a worker keeps.
+const SPARE_EXCHANGES: usize = 1024;
+
+impl ExchangePool {
+    fn make(&mut self, ex: Exchange) -> Box<Exchange> {
+        match self.free.pop() {
+            Some(mut b) => {
+                *b = ex;
+                b
+            }
+            None => Box::new(ex),
+        }
+    }
+
+    fn recycle(&mut self, b: Box<Exchange>) {
+        if self.free.len() < SPARE_EXCHANGES {
+            self.free.push(b);
+        }
+    }
 }
 
 /// Upstream socket tokens are `UPSTREAM_TOKENS + id` (ids from the `ConnPool`); client tokens
@@ -229,7 +259,7 @@ enum ResponseBody {
 
 /// One request/response exchange with an upstream.
 #[derive(Debug)]
-struct Exchange {
+pub struct Exchange {
     /// What we kept of the request head.
     req: RequestInfo,
     /// Request body progress.
@@ -796,7 +826,7 @@ impl Session {
             Framing::Length(n) => RequestBody::Length(n),
             Framing::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
         };
-        self.state = State::Exchange(Box::new(Exchange {
+        self.state = State::Exchange(ctx.exchanges.make(Exchange {
             req: info,
             req_body,
             resp: ResponseBody::Head,
@@ -1280,10 +1310,13 @@ impl Session {
         self.release_upstream(ctx);
         self.served += 1;
         self.idle_since = ctx.now;
-        if close || ctx.shutting_down {
-            self.state = State::Closing { linger_since: None };
+        let next = if close || ctx.shutting_down {
+            State::Closing { linger_since: None }
         } else {
-            self.state = State::Head { started: None };
+            State::Head { started: None }
+        };
+        if let State::Exchange(ex) = std::mem::replace(&mut self.state, next) {
+            ctx.exchanges.recycle(ex);
         }
     }
 

@@ -8,7 +8,7 @@ use crate::buffer::BufPool;
 use crate::config::Config;
 use crate::connpool::{ConnPool, Owner};
 use crate::health::Prober;
-use crate::session::{self, Ctx, Drive, Session};
+use crate::session::{self, Ctx, Drive, ExchangePool, Session};
 use crate::timer::TimerWheel;
 use crate::upstream::Pool;
 use log::{debug, error, info, warn};
@@ -106,6 +106,8 @@ pub struct Worker {
     bufs: BufPool,
     /// Upstream socket ids and idle keep-alive connections.
     conns: ConnPool,
+    /// Spare exchange records.
+    exchanges: ExchangePool,
     /// Reused list of expired timer keys.
     expired: Vec<u64>,
 }
@@ -155,6 +157,7 @@ impl Worker {
             scratch: Vec::with_capacity(64 * 1024),
             bufs: BufPool::new(FREE_BUFFERS),
             conns,
+            exchanges: ExchangePool::default(),
             expired: Vec::new(),
         };
         if w.cfg.upstream_idle > 0 {
@@ -327,6 +330,7 @@ impl Worker {
                 shutting_down: self.shutting_down,
                 bufs: &mut self.bufs,
                 conns: &mut self.conns,
+                exchanges: &mut self.exchanges,
             },
             &mut self.sessions,
         )

@@ -58,6 +58,8 @@ pub struct Config {
     pub upstream_idle_timeout: Duration,
     /// `--upstream-max-requests`.
     pub upstream_max_requests: u32,
+    /// `--splice-min`: bodies this long or longer go by splice(2); 0: never.
+    pub splice_min: usize,
     /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
     pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
@@ -170,6 +172,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..))]
     upstream_max_requests: u32,
 
+    /// Content-Length bodies at least this long are moved with splice(2) (zero-copy) instead of
+    /// through user-space buffers; 0 turns splicing off
+    #[arg(long, value_name = "SIZE", default_value = "128k", value_parser = parse_size_or_zero)]
+    splice_min: usize,
+
     /// Most client connections open at once; at the limit the proxy stops accepting until one
     /// closes (default: derived from the open-files limit, two descriptors per connection)
     #[arg(long, value_name = "N", value_parser = parse_count)]
@@ -192,6 +199,15 @@ struct Cli {
     /// Less logging: -q warnings and errors only, -qq errors only, -qqq nothing
     #[arg(short, long, action = ArgAction::Count)]
     quiet: u8,
+}
+
+/// A size like [`parse_size`], where 0 (off) is allowed too.
+fn parse_size_or_zero(s: &str) -> Result<usize, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(s)
+    }
 }
 
 /// Parse `append` or `replace` for --forwarded-for.
@@ -518,6 +534,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
         demo: cli.demo,
         forwarded_for: cli.forwarded_for,
         max_connections: cli.max_connections,
+        splice_min: cli.splice_min,
         upstream_idle: cli.upstream_idle as usize,
         upstream_idle_timeout: cli.upstream_idle_timeout,
         upstream_max_requests: cli.upstream_max_requests,

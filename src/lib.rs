@@ -9,6 +9,7 @@
 //! - [`timer`]: the hashed timer wheel behind every timeout and the health sweep.
 //! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
 //! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
+//! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
 //! - [`session`]: the state machine of one client connection and its upstream connection.
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself.
@@ -23,6 +24,7 @@ pub mod health;
 pub mod http;
 pub mod listen;
 pub mod session;
+pub mod splice;
 pub mod timer;
 pub mod upstream;
 pub mod worker;

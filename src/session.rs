@@ -17,12 +17,14 @@ use crate::http::request::{self, RequestInfo};
 use crate::http::response;
 use crate::http::rewrite::{self, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
+use crate::splice::{Pipe, PipePool};
 use crate::upstream::{Pool, Tried};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Most read/process/write rounds one `drive` call makes before yielding to other connections.
@@ -64,6 +66,8 @@ pub struct Ctx<'a> {
     pub conns: &'a mut ConnPool,
     /// The worker's spare exchange records.
     pub exchanges: &'a mut ExchangePool,
+    /// The worker's pipes for splice(2).
+    pub pipes: &'a mut PipePool,
 }
 
 /// Spare exchange records of one worker, so that starting a request allocates nothing.
@@ -255,6 +259,9 @@ enum ResponseBody {
     Chunked(Decoder, chunked::Output),
     /// Everything until the upstream closes.
     UntilClose,
+    /// This many bytes of a Content-Length body left to take from the upstream, moved by
+    /// splice(2) through the session's pipe.
+    Spliced(u64),
     /// The response has been queued for the client in full.
     Done,
 }
@@ -342,6 +349,8 @@ pub struct Session {
     idle_since: Instant,
     /// Last time a byte moved in either direction: the base of read/write timeouts.
     last_progress: Instant,
+    /// A pipe lent by the worker for a long body span, and the bytes sitting in it.
+    pipe: Option<(Pipe, usize)>,
 }
 
 impl Session {
@@ -368,6 +377,7 @@ impl Session {
             served: 0,
             idle_since: now,
             last_progress: now,
+            pipe: None,
         }
     }
 
@@ -399,7 +409,14 @@ impl Session {
 
     /// Close everything: deregister the sockets (dropping them closes them) and give the
     /// buffers back.
-    pub fn close(&mut self, registry: &Registry, bufs: &mut BufPool, conns: &mut ConnPool) {
+    pub fn close(
+        &mut self,
+        registry: &Registry,
+        bufs: &mut BufPool,
+        conns: &mut ConnPool,
+        pipes: &mut PipePool,
+    ) {
+        self.return_pipe(pipes);
         self.drop_upstream(registry, conns);
         let _ = registry.deregister(&mut self.client.stream);
         self.cin.clear();
@@ -409,6 +426,13 @@ impl Session {
 
     /// Storage for the buffers this state needs: only the client input while waiting for a
     /// head (a slow or idle client holds one buffer at most), all four during an exchange.
+    /// Give the lent pipe back: for reuse when it is empty, else to be closed.
+    fn return_pipe(&mut self, pipes: &mut PipePool) {
+        if let Some((pipe, fill)) = self.pipe.take() {
+            pipes.put(pipe, fill == 0);
+        }
+    }
+
     fn attach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.attach(bufs);
         if !matches!(self.state, State::Head { .. }) {
@@ -467,7 +491,8 @@ impl Session {
                     // While the request is kept for a replay, the upstream buffer also holds
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
-                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent)
+                    let in_pipe = self.pipe.as_ref().is_some_and(|(_, fill)| *fill > 0);
+                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent || in_pipe)
                 }
             },
             State::Tunnel => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
@@ -575,6 +600,7 @@ impl Session {
             _ => false,
         };
         self.drop_upstream(ctx.registry, ctx.conns);
+        self.return_pipe(ctx.pipes);
         match e {
             Fail::Respond(status) if !final_started => {
                 // Keep the connection when the request was read in full and nothing is off
@@ -640,9 +666,9 @@ impl Session {
         // uout → upstream.
         progress |= self.write_upstream(ctx.now)?;
 
-        // upstream → uin.
+        // upstream → uin (not while a pipe is lent: the body goes through the pipe instead).
         if let Some(up) = &mut self.upstream {
-            if up.connected {
+            if up.connected && self.pipe.is_none() {
                 match up.peer.read_into(&mut self.uin) {
                     Ok(n) if n > 0 => {
                         progress = true;
@@ -760,6 +786,7 @@ impl Session {
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;
                 progress |= self.pump_response(ctx)?;
+                progress |= self.pump_spliced(ctx)?;
                 progress |= self.maybe_finish(ctx);
                 Ok(progress)
             }
@@ -1183,6 +1210,12 @@ impl Session {
                     self.uin.consume(head_len);
                     ex.final_started = true;
                     ex.close_after = close;
+                    let splice_min = ctx.cfg.splice_min as u64;
+                    if let Framing::Length(n) = upstream_framing {
+                        if splice_min > 0 && n >= splice_min && self.pipe.is_none() {
+                            self.pipe = ctx.pipes.take().map(|p| (p, 0));
+                        }
+                    }
                     ex.resp = match upstream_framing {
                         Framing::None | Framing::Length(0) => ResponseBody::Done,
                         Framing::Length(n) => ResponseBody::Length(n),
@@ -1213,9 +1246,14 @@ impl Session {
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
                         return Err(Fail::Abort);
+                    } else if self.pipe.is_some() && self.uin.is_empty() && self.cout.is_empty() {
+                        // What came with the head has been flushed: the rest goes by splice.
+                        ex.resp = ResponseBody::Spliced(*rem);
+                        progress = true;
                     }
                     return Ok(progress);
                 }
+                ResponseBody::Spliced(_) => return Ok(progress),
                 ResponseBody::Chunked(dec, mode) => {
                     ctx.scratch.clear();
                     let consumed = dec
@@ -1255,6 +1293,67 @@ impl Session {
                 ResponseBody::Done => return Ok(progress),
             }
         }
+    }
+
+    /// Move a Content-Length response body upstream socket → pipe → client socket.
+    fn pump_spliced(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
+        let ResponseBody::Spliced(to_read) = &mut ex.resp else {
+            return Ok(false);
+        };
+        let (Some(up), Some((pipe, fill))) = (&mut self.upstream, &mut self.pipe) else {
+            return Err(Fail::Abort);
+        };
+        let mut progress = false;
+        if *to_read > 0 && up.peer.readable && *fill < pipe.capacity() {
+            let want = (*to_read).min((pipe.capacity() - *fill) as u64) as usize;
+            match pipe.fill_from(up.peer.stream.as_raw_fd(), want) {
+                Ok(0) => {
+                    warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                    return Err(Fail::Abort);
+                }
+                Ok(n) => {
+                    *fill += n;
+                    *to_read -= n as u64;
+                    progress = true;
+                    // As with read: a short splice drained the socket.
+                    if n < want && !up.peer.hung_up {
+                        up.peer.readable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.peer.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                Err(e) => {
+                    debug!("splice from upstream: {e}");
+                    return Err(Fail::Abort);
+                }
+            }
+        }
+        if *fill > 0 && self.client.writable {
+            match pipe.drain_to(self.client.stream.as_raw_fd(), *fill) {
+                Ok(n) => {
+                    *fill -= n;
+                    progress |= n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                Err(e) => {
+                    debug!("splice to client: {e}");
+                    return Err(Fail::Abort);
+                }
+            }
+        }
+        if progress {
+            self.last_progress = ctx.now;
+        }
+        if *to_read == 0 && *fill == 0 {
+            ex.resp = ResponseBody::Done;
+            self.return_pipe(ctx.pipes);
+            progress = true;
+        }
+        Ok(progress)
     }
 
     /// The upstream closed (or reset) before sending any response byte.
@@ -1326,6 +1425,7 @@ impl Session {
     /// (the whole request sent, the whole response read, nothing extra, keep-alive on both
     /// sides), else close it.
     fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
+        self.return_pipe(ctx.pipes);
         let keep = match &self.state {
             State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => ex.upstream_keep,
             _ => Duration::ZERO,

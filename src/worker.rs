@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::connpool::{ConnPool, Owner};
 use crate::health::Prober;
 use crate::session::{self, Ctx, Drive, ExchangePool, Session};
+use crate::splice::PipePool;
 use crate::timer::TimerWheel;
 use crate::upstream::Pool;
 use log::{debug, error, info, warn};
@@ -33,6 +34,9 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Free buffers a worker keeps for reuse (each `buffer::BUF_SIZE` bytes by default): enough for
 /// 64 busy connections without touching the allocator.
 const FREE_BUFFERS: usize = 256;
+/// Most pipes a worker lends for splice(2) at once (two descriptors each); connections beyond
+/// that use the copy path.
+const MAX_PIPES: usize = 64;
 /// Least time between two "connection limit reached" warnings.
 const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long accepting pauses after EMFILE/ENFILE before trying again (also resumed earlier
@@ -108,6 +112,8 @@ pub struct Worker {
     conns: ConnPool,
     /// Spare exchange records.
     exchanges: ExchangePool,
+    /// Pipes for splice(2).
+    pipes: PipePool,
     /// Reused list of expired timer keys.
     expired: Vec<u64>,
 }
@@ -134,6 +140,7 @@ impl Worker {
             .unwrap_or(usize::MAX)
             .div_ceil(workers)
             .max(1);
+        let cfg_splice = cfg.splice_min > 0;
         let conns = ConnPool::new(pool.len(), cfg.upstream_idle, cfg.upstream_max_requests);
         let mut w = Worker {
             id,
@@ -158,6 +165,7 @@ impl Worker {
             bufs: BufPool::new(FREE_BUFFERS),
             conns,
             exchanges: ExchangePool::default(),
+            pipes: PipePool::new(if cfg_splice { MAX_PIPES } else { 0 }),
             expired: Vec::new(),
         };
         if w.cfg.upstream_idle > 0 {
@@ -331,6 +339,7 @@ impl Worker {
                 bufs: &mut self.bufs,
                 conns: &mut self.conns,
                 exchanges: &mut self.exchanges,
+                pipes: &mut self.pipes,
             },
             &mut self.sessions,
         )
@@ -374,9 +383,12 @@ impl Worker {
     fn remove(&mut self, key: usize) {
         if self.sessions.contains(key) {
             let mut entry = self.sessions.remove(key);
-            entry
-                .session
-                .close(self.poll.registry(), &mut self.bufs, &mut self.conns);
+            entry.session.close(
+                self.poll.registry(),
+                &mut self.bufs,
+                &mut self.conns,
+                &mut self.pipes,
+            );
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.
         self.accept_paused = false;

@@ -17,6 +17,7 @@
 pub mod buffer;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod listen;

@@ -20,6 +20,7 @@ pub mod buffer;
 pub mod config;
 pub mod connpool;
 pub mod demo;
+pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod listen;

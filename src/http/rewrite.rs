@@ -64,7 +64,7 @@ pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u
     // RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header field before a
     // message is forwarded and, for each connection-option in this field, remove any header or
     // trailer field(s) from the message with the same name as the connection-option".
-    let named = ConnectionTokens::of(req.headers).names_fields;
+    let named = names_a_field(&ConnectionTokens::of(req.headers));
     for h in req.headers {
         if is_request_hop_by_hop(h.name)
             || (named && has_token(req.headers, "connection", h.name.as_bytes()))
@@ -144,7 +144,7 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 
-    let named = ConnectionTokens::of(resp.headers).names_fields;
+    let named = names_a_field(&ConnectionTokens::of(resp.headers));
     for h in resp.headers {
         if is_response_hop_by_hop(h.name)
             || (named && has_token(resp.headers, "connection", h.name.as_bytes()))
@@ -185,6 +185,13 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the Connection options may name a field we would otherwise copy. `close` is such a
+/// name too (the field name `Close` is reserved for exactly this clash), so a `Close` field
+/// next to `Connection: close` goes; `keep-alive` and `upgrade` name fields dropped anyway.
+fn names_a_field(tokens: &ConnectionTokens) -> bool {
+    tokens.names_fields || tokens.close
 }
 
 /// Fields never copied from a request: hop-by-hop ones (RFC 9110 §7.6.1), the framing and Host
@@ -400,6 +407,36 @@ mod tests {
         assert_eq!(
             out,
             "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 2\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+    }
+
+    /// Found by the request_head/response_head fuzz invariants (every end-to-end field, and
+    /// only those, is forwarded): with `close` the only Connection option, a `Close` field
+    /// was forwarded, though RFC 9110 §7.6.1 says to remove every field a connection-option
+    /// names.
+    #[test]
+    fn a_close_option_removes_a_close_field() {
+        assert_eq!(
+            rewrite_request(
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nClose: x\r\nX-Kept: 1\r\n\r\n",
+                &ctx()
+            ),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 1\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nCLOSE: x\r\nServer: s\r\nContent-Length: 0\r\n\r\n",
+                false,
+                &resp_ctx(Framing::Length(0)),
+            ),
+            "HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 0\r\n\r\n"
+        );
+        // Without the option a Close field is an ordinary field.
+        assert_eq!(
+            rewrite_request(b"GET / HTTP/1.1\r\nHost: h\r\nClose: x\r\n\r\n", &ctx()),
+            "GET / HTTP/1.1\r\nHost: h\r\nClose: x\r\nX-Forwarded-For: 192.0.2.7\r\n\
              X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
         );
     }

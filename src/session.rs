@@ -1315,15 +1315,19 @@ impl Session {
                     return Err(Fail::Abort);
                 }
                 Ok(n) => {
+                    // A short splice says nothing about the socket: the pipe counts pages, not
+                    // bytes, and may be out of slots with bytes to spare.
                     *fill += n;
                     *to_read -= n as u64;
                     progress = true;
-                    // As with read: a short splice drained the socket.
-                    if n < want && !up.peer.hung_up {
+                }
+                // EAGAIN with bytes in the pipe may mean the pipe is full: retry after a drain.
+                // With an empty pipe it can only be the socket.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if *fill == 0 {
                         up.peer.readable = false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.peer.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
                 Err(e) => {
                     debug!("splice from upstream: {e}");

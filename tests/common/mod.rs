@@ -654,6 +654,9 @@ struct BackendState {
     /// Clones of the open sockets (by connection index), to unblock their threads on drop.
     /// A handler takes its clone out when it ends, so that the socket really closes.
     streams: Vec<Option<TcpStream>>,
+    /// Whether each connection's handler has ended (the peer closed, or we did): its record in
+    /// `connections` is final.
+    ended: Vec<bool>,
 }
 
 impl RawBackend {
@@ -695,8 +698,11 @@ impl RawBackend {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                // Registered here, not in the handler thread, so that connection indexes follow
+                // the accept order: a connection the proxy opened earlier has a lower index.
+                let idx = register_connection(&accept_shared, &stream);
                 let shared = Arc::clone(&accept_shared);
-                thread::spawn(move || serve_connection(&shared, stream));
+                thread::spawn(move || serve_connection(&shared, idx, stream));
             }
         });
         RawBackend {
@@ -763,6 +769,34 @@ impl RawBackend {
         }
     }
 
+    /// How many connections have been accepted so far: a mark for [`RawBackend::connections`]
+    /// and [`RawBackend::wait_ended_since`].
+    pub fn connection_count(&self) -> usize {
+        lock(&self.shared.state).connections.len()
+    }
+
+    /// Wait until every connection accepted at index `from` or later has ended (its peer closed
+    /// it), so that their records are final; false on timeout.
+    pub fn wait_ended_since(&self, from: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.shared.state);
+        loop {
+            if state.ended.iter().skip(from).all(|&e| e) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Wait until the connections together have received at least `n` bytes.
     #[track_caller]
     pub fn wait_bytes(&self, n: usize, timeout: Duration) {
@@ -809,24 +843,36 @@ fn record_bytes(shared: &BackendShared, idx: usize, bytes: &[u8]) {
     shared.changed.notify_all();
 }
 
-fn serve_connection(shared: &BackendShared, stream: TcpStream) {
-    let idx = {
-        let mut state = lock(&shared.state);
-        state.connections.push(Vec::new());
-        let clone = match shared.script {
-            Some(_) => stream.try_clone().ok(),
-            None => None,
-        };
-        state.streams.push(clone);
-        state.connections.len() - 1
+/// Add an empty record for a freshly accepted connection and return its index.
+fn register_connection(shared: &BackendShared, stream: &TcpStream) -> usize {
+    let mut state = lock(&shared.state);
+    state.connections.push(Vec::new());
+    state.ended.push(false);
+    let clone = match shared.script {
+        Some(_) => stream.try_clone().ok(),
+        None => None,
     };
+    state.streams.push(clone);
+    let idx = state.connections.len() - 1;
+    drop(state);
     shared.changed.notify_all();
+    idx
+}
+
+fn serve_connection(shared: &BackendShared, idx: usize, stream: TcpStream) {
     let Some(script) = &shared.script else {
-        return; // dropping the stream closes it, unread
+        drop(stream); // closes it, unread
+        lock(&shared.state).ended[idx] = true;
+        shared.changed.notify_all();
+        return;
     };
     serve_requests(shared, idx, script, stream);
     // The clone kept the socket open; dropping it is what closes the connection.
-    lock(&shared.state).streams[idx] = None;
+    let mut state = lock(&shared.state);
+    state.streams[idx] = None;
+    state.ended[idx] = true;
+    drop(state);
+    shared.changed.notify_all();
 }
 
 fn serve_requests(shared: &BackendShared, idx: usize, script: &Script, mut stream: TcpStream) {

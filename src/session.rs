@@ -32,6 +32,9 @@ const DRIVE_BUDGET: usize = 16;
 /// How long a closing connection keeps reading (and discarding) what the client still sends,
 /// so that our last answer is not destroyed by a reset (RFC 9112 §9.6, "lingering close").
 const LINGER: Duration = Duration::from_secs(2);
+/// Room kept free in the client output buffer while forwarding, so that an answer of our own
+/// (at most ~200 bytes) always fits whole behind what is already queued.
+const LOCAL_ANSWER_ROOM: usize = 256;
 /// Most header fields httparse can be asked to parse in one head (`--max-fields` is capped here).
 pub const MAX_FIELDS_CAP: usize = 512;
 
@@ -536,8 +539,11 @@ impl Session {
                     let r = self.connect_next(ctx);
                     return self.after_step(r, ctx);
                 }
-                if ex.final_started {
-                    debug!("{}: response stalled, closing", self.client_ip);
+                if ex.final_started || !self.cout.is_empty() {
+                    // A stalled response, or a client that stopped reading what we queued for
+                    // it (interim responses): no answer can be delivered, and a 504 would
+                    // blame the upstream for the client's silence.
+                    debug!("{}: exchange stalled, closing", self.client_ip);
                     return Drive::Closed;
                 }
                 debug!("{}: upstream timed out: 504", self.client_ip);
@@ -816,8 +822,9 @@ impl Session {
         let parsed = request::parse(self.cin.data(), &limits, &mut headers[..fields]);
         let (info, head_len) = match parsed {
             Ok(None) => {
-                if self.client.eof {
-                    // The client gave up mid-head; there is nobody to answer.
+                // The client gave up mid-head; there is nobody to answer, but the previous
+                // response must still go out whole before the close.
+                if self.client.eof && self.cout.is_empty() {
                     return Err(Fail::Abort);
                 }
                 return Ok(false);
@@ -1140,7 +1147,7 @@ impl Session {
                             upgrade: true,
                         };
                         rewrite::response_head(&resp, &rctx, ctx.scratch);
-                        if ctx.scratch.len() > self.cout.room() {
+                        if ctx.scratch.len() > forward_room(&self.cout) {
                             return Ok(progress);
                         }
                         self.cout.extend(ctx.scratch);
@@ -1161,7 +1168,7 @@ impl Session {
                                 upgrade: false,
                             };
                             rewrite::response_head(&resp, &rctx, ctx.scratch);
-                            if ctx.scratch.len() > self.cout.room() {
+                            if ctx.scratch.len() > forward_room(&self.cout) {
                                 return Ok(progress);
                             }
                             self.cout.extend(ctx.scratch);
@@ -1189,7 +1196,7 @@ impl Session {
                         upgrade: false,
                     };
                     rewrite::response_head(&resp, &rctx, ctx.scratch);
-                    if ctx.scratch.len() > self.cout.room() {
+                    if ctx.scratch.len() > forward_room(&self.cout) {
                         return Ok(progress);
                     }
                     let upstream_framing = resp.framing;
@@ -1234,7 +1241,7 @@ impl Session {
                 ResponseBody::Length(rem) => {
                     let n = (*rem)
                         .min(self.uin.len() as u64)
-                        .min(self.cout.room() as u64) as usize;
+                        .min(forward_room(&self.cout) as u64) as usize;
                     if n > 0 {
                         self.cout.extend(&self.uin.data()[..n]);
                         self.uin.consume(n);
@@ -1257,7 +1264,12 @@ impl Session {
                 ResponseBody::Chunked(dec, mode) => {
                     ctx.scratch.clear();
                     let consumed = dec
-                        .transcode(self.uin.data(), ctx.scratch, self.cout.room(), *mode)
+                        .transcode(
+                            self.uin.data(),
+                            ctx.scratch,
+                            forward_room(&self.cout),
+                            *mode,
+                        )
                         .map_err(|e| {
                             warn!(
                                 "upstream {} sent a bad chunked body: {e:?}",
@@ -1279,7 +1291,8 @@ impl Session {
                     return Ok(progress);
                 }
                 ResponseBody::UntilClose => {
-                    let n = self.cout.extend(self.uin.data());
+                    let len = self.uin.len().min(forward_room(&self.cout));
+                    let n = self.cout.extend(&self.uin.data()[..len]);
                     if n > 0 {
                         self.uin.consume(n);
                         progress = true;
@@ -1493,6 +1506,11 @@ impl Session {
         }
         progress
     }
+}
+
+/// What the forwarding may put in the client output buffer: all but `LOCAL_ANSWER_ROOM`.
+fn forward_room(cout: &Buffer) -> usize {
+    cout.room().saturating_sub(LOCAL_ANSWER_ROOM)
 }
 
 impl Ctx<'_> {

@@ -35,8 +35,9 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Room kept free in the client output buffer while forwarding, so that an answer of our own
 /// (at most ~200 bytes) always fits whole behind what is already queued.
 const LOCAL_ANSWER_ROOM: usize = 256;
-/// Most header fields httparse can be asked to parse in one head (`--max-fields` is capped here).
-pub const MAX_FIELDS_CAP: usize = 512;
+/// Header slots parsed into on the stack; more (`--max-fields` above this) use the heap.
+/// Kept small because the slots are initialised on every parse.
+const STACK_FIELDS: usize = 128;
 
 /// What a session asks of the worker after it ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -817,9 +818,10 @@ impl Session {
             *started = Some(ctx.now);
         }
         let limits = ctx.cfg.limits;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS_CAP];
-        let fields = limits.max_fields.min(MAX_FIELDS_CAP);
-        let parsed = request::parse(self.cin.data(), &limits, &mut headers[..fields]);
+        let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+        let mut heap = Vec::new();
+        let headers = header_slots(&mut stack, &mut heap, limits.max_fields);
+        let parsed = request::parse(self.cin.data(), &limits, headers);
         let (info, head_len) = match parsed {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
@@ -1104,14 +1106,10 @@ impl Session {
                         return Ok(progress);
                     }
                     let limits = ctx.cfg.limits;
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_FIELDS_CAP];
-                    let fields = limits.max_fields.min(MAX_FIELDS_CAP);
-                    let parsed = response::parse(
-                        self.uin.data(),
-                        ex.req.is_head,
-                        &limits,
-                        &mut headers[..fields],
-                    );
+                    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+                    let mut heap = Vec::new();
+                    let headers = header_slots(&mut stack, &mut heap, limits.max_fields);
+                    let parsed = response::parse(self.uin.data(), ex.req.is_head, &limits, headers);
                     let resp = match parsed {
                         Ok(Some(r)) => r,
                         Ok(None) if up_eof => {
@@ -1505,6 +1503,20 @@ impl Session {
             progress = true;
         }
         progress
+    }
+}
+
+/// `fields` header slots: on the stack for the usual limits, on the heap beyond.
+fn header_slots<'s, 'b>(
+    stack: &'s mut [httparse::Header<'b>; STACK_FIELDS],
+    heap: &'s mut Vec<httparse::Header<'b>>,
+    fields: usize,
+) -> &'s mut [httparse::Header<'b>] {
+    if fields <= STACK_FIELDS {
+        &mut stack[..fields]
+    } else {
+        heap.resize(fields, httparse::EMPTY_HEADER);
+        &mut heap[..]
     }
 }
 

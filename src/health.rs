@@ -5,7 +5,7 @@
 //! The prober only owns the probe sockets; the worker registers them, routes their readiness
 //! here and schedules the sweep and the probe deadlines on its timer wheel.
 
-use crate::session::{connect_reason, is_local_error, is_upstream_down_error};
+use crate::session::{connect_reason, is_local_shortage, marks_upstream_down};
 use crate::upstream::Pool;
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -129,9 +129,9 @@ impl Prober {
 /// A failed probe: refused/unreachable/timed out takes the upstream down; the proxy's own
 /// shortage (EMFILE, EADDRNOTAVAIL, ...) says nothing about the upstream.
 fn judge(pool: &Pool, i: usize, e: &io::Error) {
-    if is_upstream_down_error(e) {
+    if marks_upstream_down(e) {
         pool.mark_down(i, &format!("health check: {}", connect_reason(e)));
-    } else if is_local_error(e) {
+    } else if is_local_shortage(e) {
         warn!("health check of {} skipped: {e}", pool.get(i).name);
     } else {
         debug!("health check of {} failed: {e}", pool.get(i).name);

@@ -555,11 +555,6 @@ impl Session {
         }
     }
 
-    /// The worker started shutting down: close now if idle, else finish the exchange and close.
-    pub fn on_shutdown(&self) -> bool {
-        self.is_idle()
-    }
-
     /// Move bytes until nothing more can move, or the budget runs out.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         self.attach_buffers(ctx.bufs);
@@ -1533,8 +1528,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Connect errors that say the upstream is not there: refused, unreachable, timed out.
-fn marks_upstream_down(e: &io::Error) -> bool {
+/// Connect errors that say the upstream is not there: refused, unreachable, timed out
+/// (shared with the health probe).
+pub fn marks_upstream_down(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ECONNREFUSED)
@@ -1546,8 +1542,9 @@ fn marks_upstream_down(e: &io::Error) -> bool {
     )
 }
 
-/// Errors that are the proxy's own shortage, not the upstream's fault.
-fn is_local_shortage(e: &io::Error) -> bool {
+/// Errors that are the proxy's own shortage, not the upstream's fault (shared with the health
+/// probe and accept).
+pub fn is_local_shortage(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE)
@@ -1568,14 +1565,4 @@ pub fn connect_reason(e: &io::Error) -> String {
         Some(libc::ETIMEDOUT) => "connect timed out".into(),
         _ => e.to_string(),
     }
-}
-
-/// Whether a connect error takes the upstream out of the rotation (shared with the health probe).
-pub fn is_upstream_down_error(e: &io::Error) -> bool {
-    marks_upstream_down(e)
-}
-
-/// Whether an error is the proxy's own shortage (shared with the health probe and accept).
-pub fn is_local_error(e: &io::Error) -> bool {
-    is_local_shortage(e)
 }

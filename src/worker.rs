@@ -313,7 +313,7 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if session::is_local_error(&e) => {
+                Err(e) if session::is_local_shortage(&e) => {
                     // Out of file descriptors or memory: stop accepting (interest stays, the
                     // readiness is remembered in accept_ready) instead of spinning on the error.
                     warn!("worker {}: accept paused: {e}", self.id);
@@ -560,7 +560,7 @@ impl Worker {
         let idle: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, e)| e.session.on_shutdown())
+            .filter(|(_, e)| e.session.is_idle())
             .map(|(k, _)| k)
             .collect();
         for k in idle {

@@ -143,6 +143,16 @@ impl Buffer {
         n
     }
 
+    /// How many bytes the next `read_from` offers to the reader: the free tail, which is all of
+    /// `room()` only when the queued bytes sit at the front (a short read is judged against this).
+    pub fn read_room(&self) -> usize {
+        if self.data.is_empty() || (self.start > 0 && self.end == self.data.len()) {
+            self.room()
+        } else {
+            self.data.len() - self.end
+        }
+    }
+
     /// One `read` into the free space. `Ok(0)` means end of stream (the caller checks `room()`
     /// first: reading into a full buffer is a caller bug and also returns `Ok(0)`).
     pub fn read_from<R: Read>(&mut self, src: &mut R) -> io::Result<usize> {
@@ -253,6 +263,17 @@ mod tests {
         assert_eq!(b.room(), 5);
         assert_eq!(b.extend(b"abcdefg"), 5);
         assert_eq!(b.data(), b"567abcde");
+    }
+
+    #[test]
+    fn read_room_is_what_a_read_is_offered() {
+        let mut b = Buffer::new(8);
+        assert_eq!(b.extend(b"012345"), 6);
+        b.consume(2);
+        assert_eq!((b.room(), b.read_room()), (4, 2), "the free tail only");
+        let mut src: &[u8] = b"abcdef";
+        assert_eq!(b.read_from(&mut src).ok(), Some(2));
+        assert_eq!((b.room(), b.read_room()), (2, 2), "a full tail compacts first");
     }
 
     #[test]

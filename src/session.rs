@@ -168,7 +168,7 @@ impl Peer {
             return Ok(0);
         }
         loop {
-            let room = buf.room();
+            let room = buf.read_room();
             match buf.read_from(&mut self.stream) {
                 Ok(0) => {
                     self.eof = true;
@@ -1023,7 +1023,7 @@ impl Session {
         let mut progress = false;
         // Room left for body bytes. When the request outgrows the buffer it stops being
         // replayable: the bytes already sent are let go.
-        if self.uout.room() == 0 {
+        if self.uout.room() < chunked::MIN_OUT_ROOM {
             if let Some(w) = ex.replay.take() {
                 self.uout.consume(w.min(self.uout.len()));
             }

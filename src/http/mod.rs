@@ -226,35 +226,38 @@ pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Append `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// `n` in decimal, written into `buf`: the digits are the returned tail (no allocation).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    digits(n, 10, buf)
+}
+
+/// `n` in lowercase hexadecimal without leading zeros (`0` for zero), written into `buf`.
+pub fn hex(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    digits(n, 16, buf)
+}
+
+fn digits(mut n: u64, radix: u64, buf: &mut [u8; 20]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        buf[i] = DIGITS[(n % radix) as usize];
+        n /= radix;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &buf[i..]
+}
+
+/// Append `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]));
 }
 
 /// Append `n` in lowercase hexadecimal without leading zeros (`0` for zero).
-pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = HEX[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(hex(n, &mut [0; 20]));
 }
 
 /// How many bytes `push_decimal(n)` appends.

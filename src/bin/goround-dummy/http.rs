@@ -478,32 +478,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn put_decimal(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn put_decimal(&mut self, n: u64) {
+        self.put(goround_mio::http::decimal(n, &mut [0; 20]));
     }
 
-    fn put_hex(&mut self, mut n: u64) {
-        let mut digits = [0u8; 16];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b"0123456789abcdef"[(n % 16) as usize];
-            n /= 16;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn put_hex(&mut self, n: u64) {
+        self.put(goround_mio::http::hex(n, &mut [0; 20]));
     }
 
     fn finish(self) -> Option<usize> {

@@ -273,7 +273,11 @@ mod tests {
         assert_eq!((b.room(), b.read_room()), (4, 2), "the free tail only");
         let mut src: &[u8] = b"abcdef";
         assert_eq!(b.read_from(&mut src).ok(), Some(2));
-        assert_eq!((b.room(), b.read_room()), (2, 2), "a full tail compacts first");
+        assert_eq!(
+            (b.room(), b.read_room()),
+            (2, 2),
+            "a full tail compacts first"
+        );
     }
 
     #[test]

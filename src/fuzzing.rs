@@ -18,7 +18,7 @@
 use crate::http::chunked::{Decoder, Output, MAX_SIZE_DIGITS, MIN_OUT_ROOM};
 use crate::http::request::{self, Request, RequestError};
 use crate::http::response::{self, Response, ResponseError};
-use crate::http::rewrite::{self, ForwardedFor, RequestContext, ResponseContext};
+use crate::http::rewrite::{self, ClientAddr, ForwardedFor, RequestContext, ResponseContext};
 use crate::http::{Framing, Limits, Version};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -129,10 +129,10 @@ pub fn request_head(data: &[u8]) {
     if let Ok(Some(req)) = request::parse(data, &limits, &mut hs[..fields]) {
         assert!(req.head_len <= data.len(), "head_len past the input");
         let ctx = RequestContext {
-            client_ip,
+            client_ip: ClientAddr::new(client_ip),
             forwarded_for,
         };
-        check_rewritten_request(&req, &ctx);
+        check_rewritten_request(&req, &ctx, client_ip);
     }
 }
 
@@ -147,7 +147,7 @@ fn request_outcome(buf: &[u8], limits: &Limits) -> Outcome {
     }
 }
 
-fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext) {
+fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext, client_ip: IpAddr) {
     let mut out = Vec::new();
     rewrite::request_head(req, ctx, &mut out);
     check_head_bytes(&out);
@@ -198,7 +198,7 @@ fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext) {
     }
 
     // The fields the rewriter writes, each exactly as often as documented.
-    let ip_text = match ctx.client_ip {
+    let ip_text = match client_ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
             .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
@@ -362,6 +362,7 @@ fn response_outcome(buf: &[u8], request_is_head: bool, limits: &Limits) -> Outco
         // Every refusal is a 502; the variant is the closest thing to a class.
         Err(ResponseError::Invalid(_)) => Outcome::Refused(0),
         Err(ResponseError::TooLarge) => Outcome::Refused(1),
+        Err(ResponseError::Slots(n)) => panic!("{n} slots asked for, {fields} given"),
     }
 }
 

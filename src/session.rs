@@ -13,9 +13,9 @@ use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
 use crate::connpool::ConnPool;
 use crate::http::chunked::{self, Decoder};
-use crate::http::request::{self, RequestInfo};
-use crate::http::response;
-use crate::http::rewrite::{self, RequestContext, ResponseContext};
+use crate::http::request::{self, RequestError, RequestInfo};
+use crate::http::response::{self, ResponseError};
+use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
 use crate::splice::{Pipe, PipePool};
 use crate::upstream::{Pool, Tried};
@@ -35,9 +35,39 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Room kept free in the client output buffer while forwarding, so that an answer of our own
 /// (at most ~200 bytes) always fits whole behind what is already queued.
 const LOCAL_ANSWER_ROOM: usize = 256;
-/// Header slots parsed into on the stack; more (`--max-fields` above this) use the heap.
-/// Kept small because the slots are initialised on every parse.
+/// Header slots a head is first parsed into. Slots are initialised on every parse (32 bytes
+/// each), which costs more than the parse itself for small heads; a head with more field lines
+/// is parsed again with exactly as many (see `parse_with_slots!`).
+const FEW_FIELDS: usize = 24;
+/// Beyond this many field lines (`--max-fields` above it), the slots are on the heap.
 const STACK_FIELDS: usize = 128;
+
+/// `let $parsed = $parse;` where `$parse` is an expression over header slots `$slots` sized to
+/// the head: first `FEW_FIELDS`, and if the parser answers `$again(n)`, exactly `n` (on the
+/// stack up to `STACK_FIELDS`). A statement macro: the slots must outlive `$parsed`.
+macro_rules! parse_with_slots {
+    (let $parsed:ident = |$slots:ident| $parse:expr, $again:path) => {
+        let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+        let mut many;
+        let mut heap = Vec::new();
+        let $parsed = {
+            let $slots = &mut few[..];
+            match $parse {
+                Err($again(n)) => {
+                    let $slots = if n <= STACK_FIELDS {
+                        many = [httparse::EMPTY_HEADER; STACK_FIELDS];
+                        &mut many[..n]
+                    } else {
+                        heap.resize(n, httparse::EMPTY_HEADER);
+                        &mut heap[..]
+                    };
+                    $parse
+                }
+                parsed => parsed,
+            }
+        };
+    };
+}
 
 /// What a session asks of the worker after it ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,8 +359,8 @@ impl From<io::Error> for Fail {
 pub struct Session {
     /// The client socket.
     client: Peer,
-    /// The client's address, with IPv4-mapped IPv6 written as IPv4.
-    client_ip: IpAddr,
+    /// The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 as IPv4).
+    client_ip: ClientAddr,
     /// Slab key: the source of both tokens.
     key: usize,
     /// The upstream connection, during an exchange or a tunnel.
@@ -369,7 +399,7 @@ impl Session {
         let size = buffer::size_for(cfg.limits.max_head);
         Session {
             client: Peer::new(stream),
-            client_ip: client_ip.to_canonical(),
+            client_ip: ClientAddr::new(client_ip),
             key,
             upstream: None,
             cin: Buffer::new(size),
@@ -428,8 +458,6 @@ impl Session {
         self.detach_buffers(bufs);
     }
 
-    /// Storage for the buffers this state needs: only the client input while waiting for a
-    /// head (a slow or idle client holds one buffer at most), all four during an exchange.
     /// Give the lent pipe back: for reuse when it is empty, else to be closed.
     fn return_pipe(&mut self, pipes: &mut PipePool) {
         if let Some((pipe, fill)) = self.pipe.take() {
@@ -437,6 +465,8 @@ impl Session {
         }
     }
 
+    /// Storage for the buffers this state needs: only the client input while waiting for a
+    /// head (a slow or idle client holds one buffer at most), all four during an exchange.
     fn attach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.attach(bufs);
         if !matches!(self.state, State::Head { .. }) {
@@ -559,7 +589,10 @@ impl Session {
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         self.attach_buffers(ctx.bufs);
         let d = self.drive_rounds(ctx);
-        if d != Drive::Closed && self.is_idle() {
+        if d != Drive::Closed {
+            // Every empty buffer goes back, not only an idle connection's: a session waiting on
+            // its upstream or its client holds storage only for bytes actually queued, so the
+            // worker's free list covers thousands of in-flight exchanges without allocating.
             self.detach_buffers(ctx.bufs);
         }
         d
@@ -663,11 +696,6 @@ impl Session {
             self.last_progress = ctx.now;
         }
 
-        progress |= self.process(ctx)?;
-
-        // uout → upstream.
-        progress |= self.write_upstream(ctx.now)?;
-
         // upstream → uin (not while a pipe is lent: the body goes through the pipe instead).
         if let Some(up) = &mut self.upstream {
             if up.connected && self.pipe.is_none() {
@@ -693,7 +721,12 @@ impl Session {
             }
         }
 
+        // One decision step over both directions, after both reads and before both writes: a
+        // request head goes upstream, and a response to the client, in the round they arrive.
         progress |= self.process(ctx)?;
+
+        // uout → upstream.
+        progress |= self.write_upstream(ctx.now)?;
 
         // cout → client.
         let n = self.client.write_from(self.cout.data())?;
@@ -813,10 +846,11 @@ impl Session {
             *started = Some(ctx.now);
         }
         let limits = ctx.cfg.limits;
-        let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
-        let mut heap = Vec::new();
-        let headers = header_slots(&mut stack, &mut heap, limits.max_fields);
-        let parsed = request::parse(self.cin.data(), &limits, headers);
+        let data = self.cin.data();
+        parse_with_slots!(
+            let parsed = |slots| request::parse(data, &limits, slots),
+            RequestError::Slots
+        );
         let (info, head_len) = match parsed {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
@@ -1101,10 +1135,11 @@ impl Session {
                         return Ok(progress);
                     }
                     let limits = ctx.cfg.limits;
-                    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
-                    let mut heap = Vec::new();
-                    let headers = header_slots(&mut stack, &mut heap, limits.max_fields);
-                    let parsed = response::parse(self.uin.data(), ex.req.is_head, &limits, headers);
+                    let (data, is_head) = (self.uin.data(), ex.req.is_head);
+                    parse_with_slots!(
+                        let parsed = |slots| response::parse(data, is_head, &limits, slots),
+                        ResponseError::Slots
+                    );
                     let resp = match parsed {
                         Ok(Some(r)) => r,
                         Ok(None) if up_eof => {
@@ -1498,20 +1533,6 @@ impl Session {
             progress = true;
         }
         progress
-    }
-}
-
-/// `fields` header slots: on the stack for the usual limits, on the heap beyond.
-fn header_slots<'s, 'b>(
-    stack: &'s mut [httparse::Header<'b>; STACK_FIELDS],
-    heap: &'s mut Vec<httparse::Header<'b>>,
-    fields: usize,
-) -> &'s mut [httparse::Header<'b>] {
-    if fields <= STACK_FIELDS {
-        &mut stack[..fields]
-    } else {
-        heap.resize(fields, httparse::EMPTY_HEADER);
-        &mut heap[..]
     }
 }
 

@@ -191,3 +191,28 @@ fn http10_upstream_status_line_becomes_http11() {
     assert_eq!(resp.header("X-Up"), Some("1"));
     assert_eq!(resp.body, b"nope");
 }
+
+/// `n` fields `X-F{i}: v{i}`, each ending in CRLF.
+fn many_fields(n: usize) -> String {
+    (0..n).map(|i| format!("X-F{i}: v{i}\r\n")).collect()
+}
+
+#[test]
+fn heads_with_more_fields_than_the_first_slots_are_forwarded_whole() {
+    // The proxy parses into a few header slots first and again with exactly as many as a head
+    // has: 30 fields take the second path on the stack, 150 (with --max-fields 200) the heap.
+    for (n, args) in [(30, &[][..]), (150, &["--max-fields", "200"][..])] {
+        let fields = many_fields(n);
+        let reply = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
+        let backend = RawBackend::fixed(reply.as_bytes());
+        let proxy = Proxy::with_upstreams(&[backend.port()], args);
+        let mut client = ResponseReader::connect(proxy.addr());
+        client.send(format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}\r\n").as_bytes());
+        let resp = client.read_response("GET");
+        assert_bytes_eq(&resp.raw, reply.as_bytes(), "response to the client");
+        let requests = backend.wait_requests(1, IO_TIMEOUT);
+        let expected =
+            format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}{XFF}X-Forwarded-Host: h\r\n\r\n");
+        assert_bytes_eq(&requests[0], expected.as_bytes(), "forwarded head");
+    }
+}

@@ -32,6 +32,10 @@ pub enum RequestError {
     NotImplemented,
     /// 505: an HTTP major version other than 1.
     VersionNotSupported,
+    /// Not the client's fault: the caller's header slots are fewer than the head's field
+    /// lines. Parse again with at least this many. Never returned when the slots number
+    /// `Limits::max_fields` or more; its status, should it ever reach a client, is 431.
+    Slots(usize),
 }
 
 impl RequestError {
@@ -41,7 +45,7 @@ impl RequestError {
             RequestError::BadRequest(_) => 400,
             RequestError::MethodNotAllowed => 405,
             RequestError::UriTooLong => 414,
-            RequestError::HeaderTooLarge => 431,
+            RequestError::HeaderTooLarge | RequestError::Slots(_) => 431,
             RequestError::NotImplemented => 501,
             RequestError::VersionNotSupported => 505,
         }
@@ -73,6 +77,8 @@ pub struct Request<'h, 'b> {
     pub path: &'b str,
     /// The summary the connection state machine keeps after the head buffer is gone.
     pub info: RequestInfo,
+    /// What the Connection field(s) say, read once for the parse and the rewrite.
+    pub(crate) connection: ConnectionTokens,
 }
 
 /// What the session needs to remember about a request once its head has been forwarded.
@@ -97,7 +103,8 @@ pub struct RequestInfo {
 /// Parse one request head from the start of `buf`.
 ///
 /// `Ok(None)`: the head is not complete yet (and not yet over a limit).
-/// `headers` is scratch space from the caller; its length must be at least `limits.max_fields`.
+/// `headers` is scratch space from the caller: a head with more field lines than it holds gets
+/// `RequestError::Slots` (initialising slots costs, so callers start small).
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
     limits: &Limits,
@@ -142,7 +149,8 @@ pub fn parse<'h, 'b>(
 
     let limited = &buf[..buf.len().min(limits.max_head)];
     let head_len = match scan_fields(limited, fields_start, limits.max_fields) {
-        Ok(Some(end)) => end,
+        Ok(Some((_, count))) if count > headers.len() => return Err(RequestError::Slots(count)),
+        Ok(Some((end, _))) => end,
         Ok(None) => return incomplete(),
         Err(ScanError::Invalid(why)) => return Err(RequestError::BadRequest(why)),
         Err(ScanError::TooManyFields) => return Err(RequestError::HeaderTooLarge),
@@ -201,6 +209,7 @@ pub fn parse<'h, 'b>(
         host,
         path,
         info,
+        connection: conn,
     }))
 }
 
@@ -289,7 +298,8 @@ pub(crate) enum ScanError {
 }
 
 /// Check the field lines starting at `pos` up to the empty line that ends the head, and return
-/// the end of the head. `Ok(None)`: `buf` ends before the head does.
+/// the end of the head and the number of field lines. `Ok(None)`: `buf` ends before the head
+/// does.
 ///
 /// What is refused, and httparse would otherwise accept or read differently:
 /// - a bare LF or a bare CR anywhere (RFC 9112 §2.2 allows a recipient to accept a bare LF; we
@@ -305,7 +315,7 @@ pub(crate) fn scan_fields(
     buf: &[u8],
     mut pos: usize,
     max_fields: usize,
-) -> Result<Option<usize>, ScanError> {
+) -> Result<Option<(usize, usize)>, ScanError> {
     use ScanError::Invalid;
     let mut fields = 0;
     loop {
@@ -316,7 +326,7 @@ pub(crate) fn scan_fields(
             b'\r' => {
                 return match buf.get(pos + 1) {
                     None => Ok(None),
-                    Some(b'\n') => Ok(Some(pos + 2)),
+                    Some(b'\n') => Ok(Some((pos + 2, fields))),
                     Some(_) => Err(Invalid("bare CR in the field section")),
                 }
             }
@@ -330,40 +340,78 @@ pub(crate) fn scan_fields(
             return Err(ScanError::TooManyFields);
         }
         // The name, up to the colon.
-        loop {
-            let Some(&b) = buf.get(pos) else {
-                return Ok(None);
-            };
-            pos += 1;
-            match b {
-                b':' => break,
-                _ if is_tchar(b) => {}
-                b' ' | b'\t' => return Err(Invalid("whitespace between field name and colon")),
-                b'\r' | b'\n' => return Err(Invalid("field line without a colon")),
-                _ => return Err(Invalid("invalid byte in a field name")),
-            }
+        let name_len = match buf[pos..].iter().position(|&b| !is_tchar(b)) {
+            Some(n) => n,
+            None => return Ok(None),
+        };
+        pos += name_len;
+        match buf[pos] {
+            b':' => pos += 1,
+            b' ' | b'\t' => return Err(Invalid("whitespace between field name and colon")),
+            b'\r' | b'\n' => return Err(Invalid("field line without a colon")),
+            _ => return Err(Invalid("invalid byte in a field name")),
         }
-        // The value, up to CRLF: field-vchar (VCHAR / obs-text), SP and HTAB.
+        match scan_value(buf, pos)? {
+            Some(next) => pos = next,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Check a field value starting at `pos` (field-vchar, SP and HTAB) up to its CRLF, and return
+/// where the next line starts. `Ok(None)`: `buf` ends first.
+fn scan_value(buf: &[u8], mut pos: usize) -> Result<Option<usize>, ScanError> {
+    use ScanError::Invalid;
+    loop {
+        // Eight bytes at a time while none is a control byte or DEL: most values are plain
+        // text, and this is the hot loop of every head.
+        while let Some(word) = buf.get(pos..pos + 8) {
+            let Ok(word) = <[u8; 8]>::try_from(word) else {
+                break;
+            };
+            let special = control_or_del(u64::from_le_bytes(word));
+            if special != 0 {
+                // The lowest flagged byte is a true one (see `control_or_del`): go straight to it.
+                pos += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            pos += 8;
+        }
+        // Then byte by byte up to the first control byte or DEL (HTAB goes back to the words).
         loop {
             let Some(&b) = buf.get(pos) else {
                 return Ok(None);
             };
             pos += 1;
             match b {
-                b'\t' | b' '..=b'~' | 0x80..=0xff => {}
-                b'\r' => match buf.get(pos) {
-                    None => return Ok(None),
-                    Some(b'\n') => {
-                        pos += 1;
-                        break;
+                b' '..=b'~' | 0x80..=0xff => {}
+                b'\t' => break,
+                b'\r' => {
+                    return match buf.get(pos) {
+                        None => Ok(None),
+                        Some(b'\n') => Ok(Some(pos + 1)),
+                        Some(_) => Err(Invalid("bare CR in a field value")),
                     }
-                    Some(_) => return Err(Invalid("bare CR in a field value")),
-                },
+                }
                 b'\n' => return Err(Invalid("bare LF ends a field line")),
                 _ => return Err(Invalid("control character in a field value")),
             }
         }
     }
+}
+
+/// Non-zero when any of the eight bytes of `w` (little-endian) is below 0x20 or is 0x7F (DEL),
+/// with the high bit of that byte set. The classic SWAR tests: `(x - 0x01..) & !x & 0x80..`
+/// flags the zero bytes of `x`, and with 0x20 instead of 0x01 the bytes below 0x20;
+/// `w ^ 0x7f..` turns DEL into zero. A borrow can flag a byte above a true one, never below: so
+/// the lowest flag is exact.
+fn control_or_del(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    let x = w ^ (ONES * 0x7f);
+    let del = x.wrapping_sub(ONES) & !x & HIGHS;
+    below_space | del
 }
 
 /// The fields whose count and syntax decide how the head is read.
@@ -567,7 +615,7 @@ fn is_reg_name(s: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
+            b if REG_NAME[usize::from(b)] => i += 1,
             _ => return false,
         }
     }
@@ -591,12 +639,23 @@ fn is_ip_literal(s: &[u8]) -> bool {
 }
 
 /// RFC 3986 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// `is_unreserved(b) || is_sub_delim(b)` as a table: one load per byte of every Host value.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    t
+};
+
 /// RFC 3986 `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`.
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
@@ -607,6 +666,72 @@ fn is_sub_delim(b: u8) -> bool {
 mod tests {
     use super::*;
     use RequestError::*;
+
+    /// The byte rule `scan_value` applies, stated plainly: the reference for its word path.
+    fn reference_value_end(buf: &[u8], pos: usize) -> Result<Option<usize>, ScanError> {
+        use ScanError::Invalid;
+        let rest = &buf[pos..];
+        let plain = |b: u8| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80;
+        let Some(i) = rest.iter().position(|&b| !plain(b)) else {
+            return Ok(None);
+        };
+        match (rest[i], rest.get(i + 1)) {
+            (b'\r', None) => Ok(None),
+            (b'\r', Some(b'\n')) => Ok(Some(pos + i + 2)),
+            (b'\r', Some(_)) => Err(Invalid("bare CR in a field value")),
+            (b'\n', _) => Err(Invalid("bare LF ends a field line")),
+            _ => Err(Invalid("control character in a field value")),
+        }
+    }
+
+    #[test]
+    fn control_or_del_flags_exactly_the_first_special_byte() {
+        // Every byte value at every position of a word, among fillers that stress borrows
+        // (0x00, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff).
+        for filler in [0x00u8, 0x1f, 0x20, 0x41, 0x7e, 0x7f, 0x80, 0xff] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut word = [b'a'; 8];
+                    word[at] = b;
+                    if at + 1 < 8 {
+                        word[at + 1..].fill(filler);
+                    }
+                    let special = |x: u8| x < 0x20 || x == 0x7f;
+                    let first = word.iter().position(|&x| special(x));
+                    let got = control_or_del(u64::from_le_bytes(word));
+                    let got_first = (got != 0).then(|| (got.trailing_zeros() / 8) as usize);
+                    assert_eq!(got_first, first, "{word:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn value_scan_agrees_with_the_byte_rule() {
+        // Values of every length up to 20 with one byte of every value at every position,
+        // then CRLF, a truncated end, or a bare CR.
+        for len in 0..20usize {
+            for at in 0..len.max(1) {
+                for b in 0..=255u8 {
+                    let mut value: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if at < len {
+                        value[at] = b;
+                    }
+                    for tail in [&b"\r\nX"[..], b"", b"\r", b"\rX"] {
+                        let mut buf = b"N:".to_vec();
+                        buf.extend_from_slice(&value);
+                        buf.extend_from_slice(tail);
+                        assert_eq!(
+                            scan_value(&buf, 2),
+                            reference_value_end(&buf, 2),
+                            "{:?}",
+                            String::from_utf8_lossy(&buf)
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     const L: Limits = Limits::DEFAULT;
 
@@ -796,11 +921,17 @@ mod tests {
             result_with(&four[..four.len() - 4], &limits),
             Err(HeaderTooLarge)
         );
-        // A scratch array shorter than max_fields is the caller's mistake, still not a panic.
+        // Fewer slots than field lines: the caller is told how many to come back with.
         let mut hs = [httparse::EMPTY_HEADER; 2];
         assert_eq!(
             parse(three, &L, &mut hs).map(|r| r.map(|r| r.head_len)),
-            Err(HeaderTooLarge)
+            Err(RequestError::Slots(3))
+        );
+        assert_eq!(RequestError::Slots(3).status(), 431);
+        let mut hs = [httparse::EMPTY_HEADER; 3];
+        assert_eq!(
+            parse(three, &L, &mut hs).map(|r| r.map(|r| r.head_len)),
+            Ok(Some(three.len()))
         );
     }
 

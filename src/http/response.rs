@@ -11,6 +11,9 @@ pub enum ResponseError {
     Invalid(&'static str),
     /// The head is larger than `Limits::max_head` or has more than `max_fields` fields.
     TooLarge,
+    /// The caller's header slots are fewer than the head's field lines: parse again with at
+    /// least this many. Never returned when the slots number `Limits::max_fields` or more.
+    Slots(usize),
 }
 
 /// A parsed, validated response head. Borrows the input bytes and the caller's httparse array.
@@ -30,6 +33,8 @@ pub struct Response<'h, 'b> {
     pub framing: Framing,
     /// The upstream will close after this response (`Connection: close`, or HTTP/1.0 without keep-alive).
     pub upstream_closes: bool,
+    /// What the Connection field(s) say, read once for the parse and the rewrite.
+    pub(crate) connection: ConnectionTokens,
 }
 
 /// Parse one response head from the start of `buf`.
@@ -61,7 +66,8 @@ pub fn parse<'h, 'b>(
         (_, Some(_)) => return Err(Invalid("bare CR in the status line")),
     };
     let head_len = match scan_fields(limited, fields_start, limits.max_fields) {
-        Ok(Some(end)) => end,
+        Ok(Some((_, count))) if count > headers.len() => return Err(ResponseError::Slots(count)),
+        Ok(Some((end, _))) => end,
         Ok(None) => return incomplete(),
         Err(ScanError::Invalid(why)) => return Err(Invalid(why)),
         Err(ScanError::TooManyFields) => return Err(ResponseError::TooLarge),
@@ -81,6 +87,7 @@ pub fn parse<'h, 'b>(
         Version::Http10 => conn.close || !conn.keep_alive,
     } || framing == Framing::UntilClose;
     Ok(Some(Response {
+        connection: conn,
         head_len,
         version,
         code,

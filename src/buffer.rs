@@ -92,7 +92,9 @@ impl Buffer {
         }
     }
 
-    /// Take storage from `pool` if this buffer has none yet.
+    /// Take storage from `pool` if this buffer has none yet. (Inlined: the session calls this
+    /// and `detach` for its four buffers on every drive, and almost always nothing is to do.)
+    #[inline]
     pub fn attach(&mut self, pool: &mut BufPool) {
         if self.data.is_empty() {
             self.data = pool.take(self.cap);
@@ -101,6 +103,7 @@ impl Buffer {
     }
 
     /// Give the storage back to `pool` when nothing is queued.
+    #[inline]
     pub fn detach(&mut self, pool: &mut BufPool) {
         if self.is_empty() && !self.data.is_empty() {
             pool.put(std::mem::take(&mut self.data));
@@ -193,14 +196,16 @@ impl BufPool {
 
     /// Storage of `cap` bytes: reused if one is free, else freshly allocated (zeroed pages the
     /// kernel maps lazily, so an untouched tail costs no memory).
+    #[inline]
     pub fn take(&mut self, cap: usize) -> Box<[u8]> {
         match self.free.pop() {
             Some(b) if b.len() == cap => b,
-            _ => vec![0; cap].into_boxed_slice(),
+            _ => allocate(cap),
         }
     }
 
     /// Return storage for reuse.
+    #[inline]
     pub fn put(&mut self, b: Box<[u8]>) {
         if self.free.len() < self.max_free && self.free.last().is_none_or(|f| f.len() == b.len()) {
             self.free.push(b);
@@ -215,6 +220,12 @@ impl BufPool {
     pub fn is_empty(&self) -> bool {
         self.free.is_empty()
     }
+}
+
+/// Fresh storage: out of line, since a warm worker reuses storage instead.
+#[cold]
+fn allocate(cap: usize) -> Box<[u8]> {
+    vec![0; cap].into_boxed_slice()
 }
 
 #[cfg(test)]

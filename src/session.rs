@@ -467,6 +467,7 @@ impl Session {
 
     /// Storage for the buffers this state needs: only the client input while waiting for a
     /// head (a slow or idle client holds one buffer at most), all four during an exchange.
+    #[inline]
     fn attach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.attach(bufs);
         if !matches!(self.state, State::Head { .. }) {
@@ -474,12 +475,14 @@ impl Session {
         }
     }
 
+    #[inline]
     fn attach_exchange_buffers(&mut self, bufs: &mut BufPool) {
         self.cout.attach(bufs);
         self.uin.attach(bufs);
         self.uout.attach(bufs);
     }
 
+    #[inline]
     fn detach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.detach(bufs);
         self.cout.detach(bufs);

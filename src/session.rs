@@ -1238,7 +1238,8 @@ impl Session {
                         Duration::ZERO
                     } else {
                         // Leave a second of margin under the upstream's own idle timeout.
-                        let hint = response::keep_alive_timeout(resp.headers)
+                        let hint = resp
+                            .keep_alive_timeout
                             .map(|s| Duration::from_secs(s.saturating_sub(1)));
                         hint.map_or(ctx.cfg.upstream_idle_timeout, |h| {
                             h.min(ctx.cfg.upstream_idle_timeout)

@@ -134,6 +134,76 @@ pub(crate) fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &[u
     field_elements(headers, name).any(|e| e.eq_ignore_ascii_case(token))
 }
 
+/// The fields that decide how a head is read, found in one pass over it (a length switch, then
+/// one case-insensitive compare): the readers of Transfer-Encoding, Connection, Expect, Upgrade
+/// and Keep-Alive look at the fields only when there is one to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyFields<'b> {
+    /// How many Host fields.
+    pub host_count: usize,
+    /// The (last) Host value.
+    pub host: &'b [u8],
+    /// How many Content-Length fields.
+    pub content_length_count: usize,
+    /// The (last) Content-Length value.
+    pub content_length: &'b [u8],
+    /// A Transfer-Encoding field is present.
+    pub transfer_encoding: bool,
+    /// A Connection field is present.
+    pub connection: bool,
+    /// An Expect field is present.
+    pub expect: bool,
+    /// An Upgrade field is present.
+    pub upgrade: bool,
+    /// A Keep-Alive field is present.
+    pub keep_alive: bool,
+}
+
+impl<'b> KeyFields<'b> {
+    /// Find the key fields of `headers`.
+    pub(crate) fn of(headers: &[httparse::Header<'b>]) -> Self {
+        let mut k = KeyFields::default();
+        for h in headers {
+            let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+            match h.name.len() {
+                4 if is("host") => {
+                    k.host_count += 1;
+                    k.host = h.value;
+                }
+                6 if is("expect") => k.expect = true,
+                7 if is("upgrade") => k.upgrade = true,
+                10 if is("connection") => k.connection = true,
+                10 if is("keep-alive") => k.keep_alive = true,
+                14 if is("content-length") => {
+                    k.content_length_count += 1;
+                    k.content_length = h.value;
+                }
+                17 if is("transfer-encoding") => k.transfer_encoding = true,
+                _ => {}
+            }
+        }
+        k
+    }
+
+    /// The Connection options, read only when there is a Connection field.
+    pub(crate) fn connection_tokens(&self, headers: &[httparse::Header<'_>]) -> ConnectionTokens {
+        if self.connection {
+            ConnectionTokens::of(headers)
+        } else {
+            ConnectionTokens::default()
+        }
+    }
+
+    /// The transfer codings, read only when there is a Transfer-Encoding field.
+    pub(crate) fn transfer_codings(&self, headers: &[httparse::Header<'_>]) -> TransferCodings {
+        if self.transfer_encoding {
+            TransferCodings::of(headers)
+        } else {
+            TransferCodings::default()
+        }
+    }
+}
+
 /// What the Connection field(s) of a head say (RFC 9110 §7.6.1), gathered in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ConnectionTokens {

@@ -7,7 +7,7 @@
 
 use super::{
     field_elements, has_token, is_tchar, is_token, parse_content_length, ConnectionTokens, Framing,
-    Limits, TransferCodings, Version,
+    KeyFields, Limits, Version,
 };
 
 /// Most empty lines (CRLF) skipped before the request line.
@@ -167,11 +167,11 @@ pub fn parse<'h, 'b>(
         }
     };
 
-    let fields = Fields::of(headers)?;
+    let fields = key_fields(headers)?;
     let (host, path) = resolve_target(method, target, version, &fields)?;
     let framing = request_framing(headers, version, &fields)?;
 
-    let conn = ConnectionTokens::of(headers);
+    let conn = fields.connection_tokens(headers);
     let keep_alive = match version {
         Version::Http11 => !conn.close,
         Version::Http10 => conn.keep_alive && !conn.close,
@@ -182,10 +182,14 @@ pub fn parse<'h, 'b>(
     // request MUST ignore that expectation." Any other expectation is forwarded as is rather
     // than answered with 417: the origin server may know it.
     let expect_continue =
-        version == Version::Http11 && has_body && has_token(headers, "expect", b"100-continue");
+        version == Version::Http11
+            && has_body
+            && fields.expect
+            && has_token(headers, "expect", b"100-continue");
     let upgrade_websocket = version == Version::Http11
         && method == "GET"
         && conn.upgrade
+        && fields.upgrade
         && field_elements(headers, "upgrade").any(is_websocket_protocol);
     let info = RequestInfo {
         version,
@@ -414,47 +418,20 @@ fn control_or_del(w: u64) -> u64 {
     below_space | del
 }
 
-/// The fields whose count and syntax decide how the head is read.
-struct Fields<'b> {
-    /// How many Host fields.
-    host_count: usize,
-    /// The (last) Host value.
-    host: &'b [u8],
-    /// How many Content-Length fields.
-    content_length_count: usize,
-    /// The (last) Content-Length value.
-    content_length: &'b [u8],
-}
-
-impl<'b> Fields<'b> {
-    fn of(headers: &[httparse::Header<'b>]) -> Result<Self, RequestError> {
-        let mut f = Fields {
-            host_count: 0,
-            host: b"",
-            content_length_count: 0,
-            content_length: b"",
-        };
-        for h in headers {
-            if h.name.eq_ignore_ascii_case("host") {
-                f.host_count += 1;
-                f.host = h.value;
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                f.content_length_count += 1;
-                f.content_length = h.value;
-            }
-        }
-        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
-        // HTTP/1.1 request message that lacks a Host header field and to any request message
-        // that contains more than one Host header field line or a Host header field with an
-        // invalid field value."
-        if f.host_count > 1 {
-            return Err(RequestError::BadRequest("more than one Host field"));
-        }
-        if f.host_count == 1 && !is_valid_host(f.host) {
-            return Err(RequestError::BadRequest("invalid Host field"));
-        }
-        Ok(f)
+/// The key fields of a request head, with the Host rules checked.
+fn key_fields<'b>(headers: &[httparse::Header<'b>]) -> Result<KeyFields<'b>, RequestError> {
+    let f = KeyFields::of(headers);
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that lacks a Host header field and to any request message
+    // that contains more than one Host header field line or a Host header field with an
+    // invalid field value."
+    if f.host_count > 1 {
+        return Err(RequestError::BadRequest("more than one Host field"));
     }
+    if f.host_count == 1 && !is_valid_host(f.host) {
+        return Err(RequestError::BadRequest("invalid Host field"));
+    }
+    Ok(f)
 }
 
 /// Check the target form and return (the host to forward, the path to forward).
@@ -462,7 +439,7 @@ fn resolve_target<'b>(
     method: &str,
     target: &'b str,
     version: Version,
-    fields: &Fields<'b>,
+    fields: &KeyFields<'b>,
 ) -> Result<(&'b [u8], &'b str), RequestError> {
     use RequestError::BadRequest;
     if version == Version::Http11 && fields.host_count == 0 {
@@ -514,10 +491,10 @@ fn resolve_target<'b>(
 fn request_framing(
     headers: &[httparse::Header<'_>],
     version: Version,
-    fields: &Fields<'_>,
+    fields: &KeyFields<'_>,
 ) -> Result<Framing, RequestError> {
     use RequestError::BadRequest;
-    let te = TransferCodings::of(headers);
+    let te = fields.transfer_codings(headers);
     if te.present {
         // RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
         // Transfer-Encoding or process such a request in accordance with the Transfer-Encoding

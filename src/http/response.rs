@@ -2,7 +2,7 @@
 //! message-body length rules of RFC 9112 §6.3.
 
 use super::request::{scan_fields, ScanError};
-use super::{parse_content_length, ConnectionTokens, Framing, Limits, TransferCodings, Version};
+use super::{parse_content_length, ConnectionTokens, Framing, KeyFields, Limits, Version};
 
 /// Why an upstream response head was refused. Every variant becomes a 502 for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct Response<'h, 'b> {
     pub upstream_closes: bool,
     /// What the Connection field(s) say, read once for the parse and the rewrite.
     pub(crate) connection: ConnectionTokens,
+    /// The `timeout=` of a Keep-Alive field, in seconds (see [`keep_alive_timeout`]).
+    pub keep_alive_timeout: Option<u64>,
 }
 
 /// Parse one response head from the start of `buf`.
@@ -80,8 +82,9 @@ pub fn parse<'h, 'b>(
         }
     };
 
-    let framing = response_framing(headers, version, code, request_is_head)?;
-    let conn = ConnectionTokens::of(headers);
+    let key = KeyFields::of(headers);
+    let framing = response_framing(headers, &key, version, code, request_is_head)?;
+    let conn = key.connection_tokens(headers);
     let upstream_closes = match version {
         Version::Http11 => conn.close,
         Version::Http10 => conn.close || !conn.keep_alive,
@@ -95,6 +98,11 @@ pub fn parse<'h, 'b>(
         headers,
         framing,
         upstream_closes,
+        keep_alive_timeout: if key.keep_alive {
+            keep_alive_timeout(headers)
+        } else {
+            None
+        },
     }))
 }
 
@@ -140,28 +148,24 @@ fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &str), ResponseError>
 /// The message-body length of a response (RFC 9112 §6.3), strict where the RFC allows a choice.
 fn response_framing(
     headers: &[httparse::Header<'_>],
+    key: &KeyFields<'_>,
     version: Version,
     code: u16,
     request_is_head: bool,
 ) -> Result<Framing, ResponseError> {
     use ResponseError::Invalid;
-    let mut length_fields = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
-    let length = match (length_fields.next(), length_fields.next()) {
-        (None, _) => None,
+    let length = match key.content_length_count {
+        0 => None,
         // RFC 9112 §6.3 rule 5: "If a message is received without Transfer-Encoding and with
         // an invalid Content-Length header field, then the message framing is invalid and the
         // recipient MUST treat it as an unrecoverable error ... If it is a response message
         // received by a proxy, the proxy MUST close the connection to the server, discard the
         // received response, and send a 502 (Bad Gateway) response to the client." Two fields,
         // even equal ones, are refused too: we never guess which one the sender meant.
-        (Some(h), None) => {
-            Some(parse_content_length(h.value).ok_or(Invalid("invalid Content-Length"))?)
-        }
-        (Some(_), Some(_)) => return Err(Invalid("more than one Content-Length field")),
+        1 => Some(parse_content_length(key.content_length).ok_or(Invalid("invalid Content-Length"))?),
+        _ => return Err(Invalid("more than one Content-Length field")),
     };
-    let te = TransferCodings::of(headers);
+    let te = key.transfer_codings(headers);
     if te.present {
         // RFC 9112 §6.3 rule 3 lets a recipient let Transfer-Encoding win over Content-Length,
         // "but ought to handle the message as an error": we do, and answer 502.

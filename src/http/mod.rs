@@ -91,6 +91,29 @@ static TCHAR: [bool; 256] = {
     t
 };
 
+/// Whether field name `name` is `lower` (a lowercase literal), ignoring case: one table load
+/// per byte, where `eq_ignore_ascii_case` lowers both sides (field-name compares are most of
+/// the work of classifying a head).
+pub(crate) fn name_is(name: &str, lower: &str) -> bool {
+    debug_assert!(!lower.bytes().any(|b| b.is_ascii_uppercase()));
+    name.len() == lower.len()
+        && name
+            .bytes()
+            .zip(lower.bytes())
+            .all(|(a, b)| LOWER[usize::from(a)] == b)
+}
+
+/// ASCII lowercase as a table.
+static LOWER: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    t
+};
+
 /// A non-empty run of tchars (RFC 9110 §5.6.2 `token`).
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
@@ -125,7 +148,7 @@ pub(crate) fn field_elements<'a, 'b: 'a>(
 ) -> impl Iterator<Item = &'b [u8]> + 'a {
     headers
         .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .filter(move |h| name_is(h.name, name))
         .flat_map(|h| list_elements(h.value))
 }
 
@@ -164,7 +187,7 @@ impl<'b> KeyFields<'b> {
     pub(crate) fn of(headers: &[httparse::Header<'b>]) -> Self {
         let mut k = KeyFields::default();
         for h in headers {
-            let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+            let is = |name: &str| name_is(h.name, name);
             match h.name.len() {
                 4 if is("host") => {
                     k.host_count += 1;
@@ -257,7 +280,7 @@ impl TransferCodings {
         let mut te = TransferCodings::default();
         for h in headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            .filter(|h| name_is(h.name, "transfer-encoding"))
         {
             te.present = true;
             let mut elements = 0;
@@ -317,6 +340,8 @@ pub fn hex(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     digits(n, 16, buf)
 }
 
+// Inlined so that each caller divides by a constant (a multiply) rather than by a variable.
+#[inline(always)]
 fn digits(mut n: u64, radix: u64, buf: &mut [u8; 20]) -> &[u8] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut i = buf.len();

@@ -79,6 +79,8 @@ pub struct Request<'h, 'b> {
     pub info: RequestInfo,
     /// What the Connection field(s) say, read once for the parse and the rewrite.
     pub(crate) connection: ConnectionTokens,
+    /// The head as received (`headers` point into it), for copying field lines whole.
+    pub(crate) raw: &'b [u8],
 }
 
 /// What the session needs to remember about a request once its head has been forwarded.
@@ -214,6 +216,7 @@ pub fn parse<'h, 'b>(
         path,
         info,
         connection: conn,
+        raw: &buf[..head_len],
     }))
 }
 

@@ -37,6 +37,8 @@ pub struct Response<'h, 'b> {
     pub(crate) connection: ConnectionTokens,
     /// The `timeout=` of a Keep-Alive field, in seconds (see [`keep_alive_timeout`]).
     pub keep_alive_timeout: Option<u64>,
+    /// The head as received (`headers` point into it), for copying field lines whole.
+    pub(crate) raw: &'b [u8],
 }
 
 /// Parse one response head from the start of `buf`.
@@ -91,6 +93,7 @@ pub fn parse<'h, 'b>(
     } || framing == Framing::UntilClose;
     Ok(Some(Response {
         connection: conn,
+        raw: &buf[..head_len],
         head_len,
         version,
         code,

@@ -6,7 +6,7 @@
 
 use super::request::Request;
 use super::response::Response;
-use super::{field_elements, has_token, push_decimal, ConnectionTokens, Framing};
+use super::{field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -130,21 +130,23 @@ pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u
     // message is forwarded and, for each connection-option in this field, remove any header or
     // trailer field(s) from the message with the same name as the connection-option".
     let named = names_a_field(&req.connection);
+    let mut copy = FieldCopy::new(req.raw);
     for h in req.headers {
         if is_request_hop_by_hop(h.name)
             || (named && has_token(req.headers, "connection", h.name.as_bytes()))
         {
             continue;
         }
-        push_field(out, h.name.as_bytes(), h.value);
+        copy.push(out, h);
     }
+    copy.flush(out);
 
     out.extend_from_slice(b"X-Forwarded-For: ");
     if ctx.forwarded_for == ForwardedFor::Append {
         for h in req
             .headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            .filter(|h| name_is(h.name, "x-forwarded-for"))
         {
             if !h.value.is_empty() {
                 out.extend_from_slice(h.value);
@@ -210,14 +212,16 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
     out.extend_from_slice(b"\r\n");
 
     let named = names_a_field(&resp.connection);
+    let mut copy = FieldCopy::new(resp.raw);
     for h in resp.headers {
         if is_response_hop_by_hop(h.name)
             || (named && has_token(resp.headers, "connection", h.name.as_bytes()))
         {
             continue;
         }
-        push_field(out, h.name.as_bytes(), h.value);
+        copy.push(out, h);
     }
+    copy.flush(out);
 
     let bodiless = resp.code < 200 || resp.code == 204;
     match ctx.framing {
@@ -232,7 +236,7 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
             if let Some(h) = resp
                 .headers
                 .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .find(|h| name_is(h.name, "content-length"))
             {
                 push_field(out, b"Content-Length", h.value);
             }
@@ -263,7 +267,7 @@ fn names_a_field(tokens: &ConnectionTokens) -> bool {
 /// fields we write ourselves, Trailer (we drop trailers), and the X-Forwarded-* fields we
 /// write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
 fn is_request_hop_by_hop(name: &str) -> bool {
-    let any = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    let any = |names: &[&str]| names.iter().any(|n| name_is(name, n));
     // Matching on the length first keeps this to one or two compares per field.
     match name.len() {
         2 => any(&["te"]),
@@ -280,7 +284,7 @@ fn is_request_hop_by_hop(name: &str) -> bool {
 
 /// Fields never copied from a response: hop-by-hop ones and the framing fields we write.
 fn is_response_hop_by_hop(name: &str) -> bool {
-    let any = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    let any = |names: &[&str]| names.iter().any(|n| name_is(name, n));
     match name.len() {
         2 => any(&["te"]),
         7 => any(&["upgrade", "trailer"]),
@@ -337,6 +341,63 @@ fn push_list_element(out: &mut Vec<u8>, first: &mut bool, name: &[u8], element: 
 }
 
 /// `name: value\r\n`.
+/// Copies the kept field lines of a head. A line received exactly as we would write it
+/// (`name: value` CRLF: one SP after the colon, no trailing whitespace) is copied from the
+/// received bytes, and a run of such adjacent lines in one copy: most heads are all of that
+/// form, and one copy costs a tenth of writing each line in four pieces.
+struct FieldCopy<'b> {
+    /// The received head the fields' names and values point into.
+    raw: &'b [u8],
+    /// The run of canonical lines not yet copied: its start and end in `raw`.
+    run: Option<(usize, usize)>,
+}
+
+impl<'b> FieldCopy<'b> {
+    fn new(raw: &'b [u8]) -> Self {
+        FieldCopy { raw, run: None }
+    }
+
+    /// Write `h` (or add it to the run).
+    fn push(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+        match self.canonical_line(h) {
+            Some((start, end)) => match &mut self.run {
+                Some((_, run_end)) if *run_end == start => *run_end = end,
+                _ => {
+                    self.flush(out);
+                    self.run = Some((start, end));
+                }
+            },
+            None => {
+                self.flush(out);
+                push_field(out, h.name.as_bytes(), h.value);
+            }
+        }
+    }
+
+    /// Copy the pending run.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((start, end)) = self.run.take() {
+            out.extend_from_slice(&self.raw[start..end]);
+        }
+    }
+
+    /// Where `h`'s line is in `raw`, if it is there exactly as `push_field` would write it.
+    /// Only addresses are compared (no unsafe): a name or value from anywhere else, or a line
+    /// with other whitespace, gets `None`.
+    fn canonical_line(&self, h: &httparse::Header<'_>) -> Option<(usize, usize)> {
+        let base = self.raw.as_ptr() as usize;
+        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+        let value_start = start + h.name.len() + 2;
+        if h.value.as_ptr() as usize != base + value_start {
+            return None;
+        }
+        let end = value_start + h.value.len() + 2;
+        let line = self.raw.get(start..end)?;
+        (line[h.name.len()..h.name.len() + 2] == *b": " && line.ends_with(b"\r\n"))
+            .then_some((start, end))
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

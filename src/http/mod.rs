@@ -91,16 +91,15 @@ static TCHAR: [bool; 256] = {
     t
 };
 
-/// Whether field name `name` is `lower` (a lowercase literal), ignoring case: one table load
-/// per byte, where `eq_ignore_ascii_case` lowers both sides (field-name compares are most of
-/// the work of classifying a head).
-pub(crate) fn name_is(name: &str, lower: &str) -> bool {
-    debug_assert!(!lower.bytes().any(|b| b.is_ascii_uppercase()));
-    name.len() == lower.len()
+/// Whether field name `name` is `other`, ignoring ASCII case: through a lowercase table, where
+/// `eq_ignore_ascii_case` lowers each byte arithmetically (field-name compares are most of the
+/// work of classifying a head).
+pub(crate) fn name_is(name: &str, other: &str) -> bool {
+    name.len() == other.len()
         && name
             .bytes()
-            .zip(lower.bytes())
-            .all(|(a, b)| LOWER[usize::from(a)] == b)
+            .zip(other.bytes())
+            .all(|(a, b)| LOWER[usize::from(a)] == LOWER[usize::from(b)])
 }
 
 /// ASCII lowercase as a table.
@@ -407,6 +406,38 @@ mod tests {
         let v: Vec<&[u8]> = list_elements(b" a ,, b\t,c , ,").collect();
         assert_eq!(v, vec![&b"a"[..], b"b", b"c"]);
         assert_eq!(list_elements(b" , ,").count(), 0);
+    }
+
+    #[test]
+    fn name_is_agrees_with_eq_ignore_ascii_case() {
+        let names = [
+            "Host",
+            "HOST",
+            "host",
+            "hOsT",
+            "Hos",
+            "Hostx",
+            "H\u{f3}st",
+            "Content-Length",
+            "content-length",
+            "Content_Length",
+            "Content\rLength",
+            "",
+            "-",
+            "\r",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(name_is(a, b), a.eq_ignore_ascii_case(b), "{a:?} {b:?}");
+            }
+        }
+        // Every byte pair, as one-byte names.
+        for x in 0..128u8 {
+            for y in 0..128u8 {
+                let (a, b) = ((x as char).to_string(), (y as char).to_string());
+                assert_eq!(name_is(&a, &b), a.eq_ignore_ascii_case(&b), "{x} {y}");
+            }
+        }
     }
 
     #[test]

@@ -183,11 +183,10 @@ pub fn parse<'h, 'b>(
     // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
     // request MUST ignore that expectation." Any other expectation is forwarded as is rather
     // than answered with 417: the origin server may know it.
-    let expect_continue =
-        version == Version::Http11
-            && has_body
-            && fields.expect
-            && has_token(headers, "expect", b"100-continue");
+    let expect_continue = version == Version::Http11
+        && has_body
+        && fields.expect
+        && has_token(headers, "expect", b"100-continue");
     let upgrade_websocket = version == Version::Http11
         && method == "GET"
         && conn.upgrade

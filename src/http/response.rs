@@ -165,7 +165,9 @@ fn response_framing(
         // received by a proxy, the proxy MUST close the connection to the server, discard the
         // received response, and send a 502 (Bad Gateway) response to the client." Two fields,
         // even equal ones, are refused too: we never guess which one the sender meant.
-        1 => Some(parse_content_length(key.content_length).ok_or(Invalid("invalid Content-Length"))?),
+        1 => Some(
+            parse_content_length(key.content_length).ok_or(Invalid("invalid Content-Length"))?,
+        ),
         _ => return Err(Invalid("more than one Content-Length field")),
     };
     let te = key.transfer_codings(headers);

@@ -39,7 +39,14 @@ pub struct TimerWheel {
     current_tick: u64,
     /// Number of pending entries.
     len: usize,
+    /// The earliest pending deadline, when known (`UNKNOWN` otherwise). Kept by `insert`, and
+    /// dropped by an `advance` that reaches it: so `next_timeout`, asked before every poll,
+    /// walks the wheel only after a deadline passed, not on every event loop turn.
+    earliest: u64,
 }
+
+/// `TimerWheel::earliest` when it has to be found again.
+const UNKNOWN: u64 = u64::MAX;
 
 impl TimerWheel {
     /// An empty wheel whose clock starts at `now_ms`.
@@ -48,6 +55,7 @@ impl TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             current_tick: tick_of(now_ms),
             len: 0,
+            earliest: UNKNOWN,
         }
     }
     /// Schedule `key` to expire at `deadline_ms` (a deadline in the past expires on the next advance).
@@ -57,6 +65,10 @@ impl TimerWheel {
         let tick = tick_of(deadline_ms).max(self.current_tick);
         self.slots[slot_of(tick)].push((deadline_ms, key));
         self.len += 1;
+        // With nothing pending before, the old value is stale or unknown: this is the earliest.
+        if self.len == 1 || (self.earliest != UNKNOWN && deadline_ms < self.earliest) {
+            self.earliest = deadline_ms;
+        }
     }
     /// Move time forward to `now_ms`, appending every key whose deadline is `<= now_ms` to `expired`.
     ///
@@ -75,6 +87,9 @@ impl TimerWheel {
             self.expire_slot(slot_of(tick), now_ms, expired);
         }
         self.current_tick = self.current_tick.max(now_tick);
+        if self.earliest <= now_ms {
+            self.earliest = UNKNOWN;
+        }
     }
     /// Remove the entries of one slot that are due at `now_ms`; later rounds stay.
     fn expire_slot(&mut self, slot: usize, now_ms: u64, expired: &mut Vec<u64>) {
@@ -94,16 +109,25 @@ impl TimerWheel {
     /// Milliseconds from `now_ms` until the earliest pending deadline (0 if one is due), or
     /// `None` when empty. May be early (never late): it is a poll timeout.
     ///
-    /// Exact, in fact. Cost: walks the slots from the current tick until the first one holding
+    /// Exact, in fact. Cost: nothing, unless the earliest deadline is unknown (an `advance`
+    /// reached it); then a walk of the slots from the current tick until the first one holding
     /// an entry of its own round, looking at every entry of each slot passed (entries of later
     /// rounds included): usually a few slots. Only when nothing is due within one rotation
     /// does it look at every entry (`SLOTS` slots and `len` entries), which happens when the
     /// only timers left are far away, i.e. when the process is idle anyway.
-    pub fn next_timeout(&self, now_ms: u64) -> Option<u64> {
+    pub fn next_timeout(&mut self, now_ms: u64) -> Option<u64> {
         if self.len == 0 {
             return None;
         }
-        let earliest = (0..SLOTS as u64)
+        if self.earliest == UNKNOWN {
+            self.earliest = self.find_earliest().unwrap_or(UNKNOWN);
+        }
+        Some(self.earliest.saturating_sub(now_ms))
+    }
+
+    /// The earliest pending deadline, by walking the wheel.
+    fn find_earliest(&self) -> Option<u64> {
+        (0..SLOTS as u64)
             .find_map(|i| {
                 let tick = self.current_tick + i;
                 self.slots[slot_of(tick)]
@@ -113,8 +137,7 @@ impl TimerWheel {
                     .filter(|&d| tick_of(d) == tick || (i == 0 && tick_of(d) < tick))
                     .min()
             })
-            .or_else(|| self.slots.iter().flatten().map(|&(d, _)| d).min());
-        earliest.map(|d| d.saturating_sub(now_ms))
+            .or_else(|| self.slots.iter().flatten().map(|&(d, _)| d).min())
     }
     /// Number of pending entries.
     pub fn len(&self) -> usize {

@@ -160,7 +160,7 @@ struct Cli {
     max_fields: usize,
 
     /// Most idle keep-alive connections kept per upstream (per worker); 0 turns pooling off
-    #[arg(long, value_name = "N", default_value = "32", value_parser = clap::value_parser!(u32))]
+    #[arg(long, value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32))]
     upstream_idle: u32,
 
     /// How long an idle upstream connection is kept; shorter than most backends' own idle

@@ -46,11 +46,13 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let nofile = raise_nofile_limit();
     let workers = cfg.workers.max(1);
-    // Each connection may hold two descriptors (client and upstream); keep some for listeners,
-    // probes, epoll and logs.
+    // Each connection may hold two descriptors (client and upstream), and each worker's pool
+    // may hold up to `--upstream-idle` more per upstream; keep some for listeners, probes,
+    // epoll and logs.
+    let pooled = cfg.upstream_idle * cfg.upstreams.len() * workers;
     let max_connections = cfg
         .max_connections
-        .unwrap_or_else(|| (nofile.saturating_sub(64) / 2).max(workers));
+        .unwrap_or_else(|| (nofile.saturating_sub(64 + pooled) / 2).max(workers));
     cfg.max_connections = Some(max_connections);
     let listeners = listen::bind(cfg.listen, cfg.dual_stack, workers, cfg.backlog)
         .map_err(|e| format!("cannot listen: {e}"))?;

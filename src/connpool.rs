@@ -152,6 +152,30 @@ impl ConnPool {
         }
     }
 
+    /// Readiness reported for idle connection `id`. An idle connection has nothing to say, so
+    /// an EOF, an error or bytes waiting mean it can't be reused. But the sockets are
+    /// edge-triggered for both directions: a writable edge (the ACK of the last request) or a
+    /// readable edge for bytes the last exchange already read (or spliced) arrive after the
+    /// connection went idle, and evicting on those closed half the pool under load. So only a
+    /// readable or error event counts, and a peek confirms it.
+    pub fn on_idle_event(&mut self, id: usize, ev: &mio::event::Event, registry: &Registry) {
+        if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+            return;
+        }
+        if !ev.is_error() {
+            let Some(Owner::Idle(upstream)) = self.owner(id) else {
+                return;
+            };
+            let quiet = self.idle.get(upstream).and_then(|list| list.iter().find(|c| c.id == id)).is_some_and(|c| {
+                matches!(c.stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            });
+            if quiet {
+                return;
+            }
+        }
+        self.evict(id, registry);
+    }
+
     /// Idle connection `id` became readable (EOF or stray bytes): it can't be reused.
     pub fn evict(&mut self, id: usize, registry: &Registry) {
         let Some(Owner::Idle(upstream)) = self.owner(id) else {

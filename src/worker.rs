@@ -228,8 +228,9 @@ impl Worker {
                                     }
                                 }
                             }
-                            // An idle connection has nothing to say: EOF or stray bytes.
-                            Some(Owner::Idle(_)) => self.conns.evict(id, self.poll.registry()),
+                            Some(Owner::Idle(_)) => {
+                                self.conns.on_idle_event(id, ev, self.poll.registry());
+                            }
                             None => {}
                         }
                     }

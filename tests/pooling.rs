@@ -140,3 +140,26 @@ fn keep_alive_clients_spread_over_pooled_upstreams() {
     let expected: Vec<u16> = (0..9).map(|i| p[i % 3]).collect();
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn large_responses_keep_their_upstream_connection_spliced_or_copied() {
+    // After a large body the connection goes idle with readiness edges still in flight (the
+    // ACK of the request, data already read or spliced): those must not evict it.
+    let body = "x".repeat(1 << 20);
+    let backend = RawBackend::fixed(&ok_response(&body));
+    for args in [&[][..], &["--splice-min", "0"][..]] {
+        let proxy = Proxy::with_upstreams(&[backend.port()], args);
+        let before = used_connections(&backend);
+        for _ in 0..5 {
+            let (status, got) = get(proxy.addr(), "/");
+            assert_eq!((status, got.len()), (200, body.len()), "{args:?}");
+            // Let late readiness events reach the idle connection before the next request.
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            used_connections(&backend) - before,
+            1,
+            "one pooled connection serves all five ({args:?})"
+        );
+    }
+}

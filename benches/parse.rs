@@ -120,6 +120,7 @@ fn response_heads(c: &mut Criterion) {
                         close: false,
                         keep_alive_http10: false,
                         upgrade: false,
+                        client_version: Version::Http11,
                     };
                     rewrite::response_head(&resp, &ctx, &mut out);
                 }

@@ -64,6 +64,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
     pub forwarded_for: ForwardedFor,
+    /// `--underscores-in-headers`: forward request fields whose name contains `_` (by default
+    /// they are dropped).
+    pub underscores_in_headers: bool,
     /// From `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
     pub log_level: log::LevelFilter,
     /// Info-level remarks found while parsing, before any logger exists (e.g. a name that
@@ -186,6 +189,11 @@ struct Cli {
     /// or replace (write only the client address; for an edge proxy)
     #[arg(long, value_name = "MODE", default_value = "append", value_parser = parse_forwarded_for)]
     forwarded_for: ForwardedFor,
+
+    /// Forward request header fields whose name contains `_`; by default they are dropped, since
+    /// CGI-style backends read `X_Forwarded_For` as `X-Forwarded-For`
+    #[arg(long)]
+    underscores_in_headers: bool,
 
     /// Start three dummy backends on 127.0.0.1:8081-8083; they are the upstreams unless
     /// --upstream is given (then they run alongside, unused unless listed)
@@ -533,6 +541,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
         },
         demo: cli.demo,
         forwarded_for: cli.forwarded_for,
+        underscores_in_headers: cli.underscores_in_headers,
         max_connections: cli.max_connections,
         splice_min: cli.splice_min,
         upstream_idle: cli.upstream_idle as usize,
@@ -753,6 +762,7 @@ mod tests {
         assert_eq!(c.backlog, 1024);
         assert_eq!(c.limits, Limits::DEFAULT);
         assert!(!c.demo);
+        assert!(!c.underscores_in_headers);
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.notices.is_empty());
     }
@@ -791,6 +801,7 @@ mod tests {
             "16KiB",
             "--max-fields",
             "50",
+            "--underscores-in-headers",
         ])
         .unwrap();
         assert_eq!((c.listen, c.dual_stack), (v4([127, 0, 0, 1], 0), false));
@@ -821,6 +832,7 @@ mod tests {
                 ..Limits::DEFAULT
             }
         );
+        assert!(c.underscores_in_headers);
     }
 
     #[test]

@@ -98,11 +98,12 @@ const RESPONSE_WRITTEN: &[&str] = &[
 ///
 /// The last byte picks the options: bits 0-1 the client address (192.0.2.7, the same as an
 /// IPv4-mapped IPv6 address, or 2001:db8::7), bit 2 `ForwardedFor::Replace`, bits 3-4 both set
-/// [`SMALL_LIMITS`].
+/// [`SMALL_LIMITS`], bit 5 `underscores_in_headers`.
 ///
 /// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head,
 /// rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
-/// with exactly the fields the rewriter documents and every end-to-end field in order.
+/// with exactly the fields the rewriter documents and every end-to-end field in order (no
+/// field with `_` in its name unless allowed, no Expect from an HTTP/1.0 client).
 pub fn request_head(data: &[u8]) {
     let sel = data.last().copied().unwrap_or(0);
     let client_ip = match sel & 3 {
@@ -131,6 +132,7 @@ pub fn request_head(data: &[u8]) {
         let ctx = RequestContext {
             client_ip: ClientAddr::new(client_ip),
             forwarded_for,
+            underscores_in_headers: sel & 0x20 != 0,
         };
         check_rewritten_request(&req, &ctx, client_ip);
     }
@@ -193,6 +195,21 @@ fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext, client_i
             again.info.expect_continue,
             req.info.expect_continue,
             "{}",
+            shown()
+        );
+    } else {
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored, not passed on to an
+        // upstream that reads HTTP/1.1.
+        assert!(
+            values(again.headers, "expect").is_empty(),
+            "Expect from HTTP/1.0\n{}",
+            shown()
+        );
+    }
+    if !ctx.underscores_in_headers {
+        assert!(
+            !again.headers.iter().any(|h| h.name.contains('_')),
+            "a field name with `_`\n{}",
             shown()
         );
     }
@@ -285,7 +302,11 @@ fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext, client_i
     assert_eq!(values(again.headers, "upgrade"), upgrade, "{}", shown());
 
     // Every end-to-end field of the input, in order, and nothing else.
-    let kept = end_to_end(req.headers, REQUEST_DROPPED);
+    let mut kept = end_to_end(req.headers, REQUEST_DROPPED);
+    kept.retain(|(name, _)| {
+        (ctx.underscores_in_headers || !name.contains('_'))
+            && (req.version == Version::Http11 || !name.eq_ignore_ascii_case("expect"))
+    });
     let copied = without(again.headers, REQUEST_WRITTEN);
     assert_eq!(copied, kept, "end-to-end fields\n{}", shown());
 }
@@ -302,8 +323,9 @@ fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext, client_i
 /// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head is
 /// rewritten for HTTP/1.1 and HTTP/1.0 clients, closing or not (and as a WebSocket switch for a
 /// 101), and each result parses back completely to the same status with exactly the framing
-/// the context asked for, the documented framing and connection fields, and every end-to-end
-/// field in order.
+/// the context asked for, the documented framing and connection fields (never a
+/// Transfer-Encoding for an HTTP/1.0 client), and every end-to-end field in order. Whether an
+/// HTTP/1.0 client is refused the body ([`response::client_can_decode`]) matches the codings.
 pub fn response_head(data: &[u8]) {
     let sel = data.last().copied().unwrap_or(0);
     let request_is_head = sel & 1 != 0;
@@ -328,6 +350,19 @@ pub fn response_head(data: &[u8]) {
     let bodiless = request_is_head || resp.code < 200 || resp.code == 204 || resp.code == 304;
     assert_eq!(bodiless, resp.framing == Framing::None, "{:?}", resp);
 
+    // An HTTP/1.0 client cannot be sent a body under a coding the proxy does not remove.
+    let coded_body = matches!(resp.framing, Framing::Chunked | Framing::UntilClose)
+        && list(resp.headers, "transfer-encoding")
+            .iter()
+            .any(|c| !c.eq_ignore_ascii_case(b"chunked"));
+    assert!(response::client_can_decode(&resp, Version::Http11));
+    assert_eq!(
+        response::client_can_decode(&resp, Version::Http10),
+        !coded_body,
+        "{:?}",
+        resp
+    );
+
     let mut contexts = Vec::with_capacity(5);
     for client in [Version::Http11, Version::Http10] {
         for close in [false, true] {
@@ -336,6 +371,7 @@ pub fn response_head(data: &[u8]) {
                 close,
                 keep_alive_http10: client == Version::Http10 && !close,
                 upgrade: false,
+                client_version: client,
             });
         }
     }
@@ -345,6 +381,7 @@ pub fn response_head(data: &[u8]) {
             close: false,
             keep_alive_http10: false,
             upgrade: true,
+            client_version: Version::Http11,
         });
     }
     for ctx in &contexts {
@@ -408,7 +445,8 @@ fn check_rewritten_response(resp: &Response<'_, '_>, request_is_head: bool, ctx:
         shown()
     );
 
-    // Transfer-Encoding: at most one field, listing what the context calls for.
+    // Transfer-Encoding: at most one field, listing what the context calls for; none at all
+    // for an HTTP/1.0 client (RFC 9112 §6.1).
     let codings = list(resp.headers, "transfer-encoding");
     let under_chunked: Vec<&[u8]> = codings
         .iter()
@@ -416,6 +454,7 @@ fn check_rewritten_response(resp: &Response<'_, '_>, request_is_head: bool, ctx:
         .filter(|c| !c.eq_ignore_ascii_case(b"chunked"))
         .collect();
     let want_te: Vec<&[u8]> = match ctx.framing {
+        _ if ctx.client_version == Version::Http10 => vec![],
         Framing::Length(_) => vec![],
         Framing::Chunked => {
             let mut v = under_chunked;
@@ -431,6 +470,12 @@ fn check_rewritten_response(resp: &Response<'_, '_>, request_is_head: bool, ctx:
     assert!(
         values(again.headers, "transfer-encoding").len() <= 1,
         "more than one Transfer-Encoding\n{}",
+        shown()
+    );
+    assert!(
+        ctx.client_version == Version::Http11
+            || values(again.headers, "transfer-encoding").is_empty(),
+        "Transfer-Encoding for an HTTP/1.0 client\n{}",
         shown()
     );
     assert_eq!(
@@ -1137,11 +1182,18 @@ mod tests {
             b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
         request_head(b"garbage\x18");
+        // Underscored names dropped (last byte: bit 5 clear) or kept (set); Expect from 1.0.
+        request_head(
+            b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nX_A: 1\r\nContent-Length: 1\r\n\r\n\x00",
+        );
+        request_head(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nX_A: 1\r\nContent-Length: 1\r\n\r\n\x20");
         response_head(
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
         );
         response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
         response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        // The response to a HEAD (last byte: bit 0 set).
+        response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\x01");
         response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\x01");
         response_head(
             b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",

@@ -877,6 +877,7 @@ impl Session {
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
                     forwarded_for: ctx.cfg.forwarded_for,
+                    underscores_in_headers: ctx.cfg.underscores_in_headers,
                 };
                 rewrite::request_head(&req, &rctx, ctx.scratch);
                 (req.info, req.head_len)
@@ -1176,6 +1177,7 @@ impl Session {
                             close: false,
                             keep_alive_http10: false,
                             upgrade: true,
+                            client_version: ex.req.version,
                         };
                         rewrite::response_head(&resp, &rctx, ctx.scratch);
                         if ctx.scratch.len() > forward_room(&self.cout) {
@@ -1197,6 +1199,7 @@ impl Session {
                                 close: false,
                                 keep_alive_http10: false,
                                 upgrade: false,
+                                client_version: ex.req.version,
                             };
                             rewrite::response_head(&resp, &rctx, ctx.scratch);
                             if ctx.scratch.len() > forward_room(&self.cout) {
@@ -1208,6 +1211,13 @@ impl Session {
                         self.uin.consume(head_len);
                         progress = true;
                         continue;
+                    }
+                    if !response::client_can_decode(&resp, ex.req.version) {
+                        warn!(
+                            "upstream {} sent a transfer coding an HTTP/1.0 client cannot receive: 502",
+                            ctx.pool.get(up.idx).name
+                        );
+                        return Err(Fail::Respond(502));
                     }
                     let framing = response::client_framing(resp.framing, ex.req.version);
                     // A request body still on its way is forwarded to its end and the
@@ -1225,6 +1235,7 @@ impl Session {
                         close,
                         keep_alive_http10: !close && ex.req.version == Version::Http10,
                         upgrade: false,
+                        client_version: ex.req.version,
                     };
                     rewrite::response_head(&resp, &rctx, ctx.scratch);
                     if ctx.scratch.len() > forward_room(&self.cout) {

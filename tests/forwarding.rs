@@ -12,8 +12,13 @@ const XFF: &str = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n";
 /// Send `request` through a proxy in front of a recording backend that answers `200 ok`;
 /// returns what the backend received and what the client got.
 fn through_proxy(request: &[u8], method: &str) -> (Vec<u8>, Response) {
+    through_proxy_with(request, method, &[])
+}
+
+/// [`through_proxy`] with `extra` flags.
+fn through_proxy_with(request: &[u8], method: &str, extra: &[&str]) -> (Vec<u8>, Response) {
     let backend = RawBackend::fixed(&ok_response("ok"));
-    let proxy = Proxy::with_upstreams(&[backend.port()], &[]);
+    let proxy = Proxy::with_upstreams(&[backend.port()], extra);
     let mut client = ResponseReader::connect(proxy.addr());
     client.send(request);
     let resp = client.read_response(method);
@@ -76,6 +81,34 @@ fn hop_by_hop_fields_are_dropped_whatever_their_case() {
     let expected =
         format!("GET / HTTP/1.1\r\nHost: h\r\nX-Keep: 1\r\n{XFF}X-Forwarded-Host: h\r\n\r\n");
     assert_bytes_eq(&forwarded, expected.as_bytes(), "forwarded head");
+}
+
+/// CGI-style backends read `_` as `-` (both become `HTTP_X_FORWARDED_FOR`): a field named
+/// `X_Forwarded_For` would get past `--forwarded-for replace`, `Transfer_Encoding` past the
+/// framing rules. Such fields are dropped, as nginx does by default.
+#[test]
+fn fields_with_underscores_are_dropped() {
+    let request = b"POST /p HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-A: 1\r\n\
+        Transfer_Encoding: chunked\r\nX_Real_IP: 6.6.6.6\r\nContent-Length: 2\r\nX-B: 2\r\n\r\nhi";
+    let (forwarded, _) = through_proxy_with(request, "POST", &["--forwarded-for", "replace"]);
+    let expected = format!(
+        "POST /p HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n{XFF}X-Forwarded-Host: h\r\n\
+         Content-Length: 2\r\n\r\nhi"
+    );
+    assert_bytes_eq(&forwarded, expected.as_bytes(), "forwarded request");
+}
+
+/// `--underscores-in-headers` forwards them as ordinary fields, in place.
+#[test]
+fn underscores_in_headers_flag_forwards_them() {
+    let request = b"POST /p HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-A: 1\r\n\
+        Transfer_Encoding: chunked\r\nContent-Length: 2\r\n\r\nhi";
+    let (forwarded, _) = through_proxy_with(request, "POST", &["--underscores-in-headers"]);
+    let expected = format!(
+        "POST /p HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-A: 1\r\n\
+         Transfer_Encoding: chunked\r\n{XFF}X-Forwarded-Host: h\r\nContent-Length: 2\r\n\r\nhi"
+    );
+    assert_bytes_eq(&forwarded, expected.as_bytes(), "forwarded request");
 }
 
 #[test]

@@ -181,8 +181,10 @@ pub fn parse<'h, 'b>(
     let has_body =
         matches!(framing, Framing::Chunked) || matches!(framing, Framing::Length(n) if n > 0);
     // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
-    // request MUST ignore that expectation." Any other expectation is forwarded as is rather
-    // than answered with 417: the origin server may know it.
+    // request MUST ignore that expectation" (and the rewriter drops an HTTP/1.0 client's
+    // Expect fields, or the upstream, reading HTTP/1.1, would honour them). From HTTP/1.1, any
+    // other expectation is forwarded as is rather than answered with 417: the origin server
+    // may know it.
     let expect_continue = version == Version::Http11
         && has_body
         && fields.expect

@@ -2,7 +2,9 @@
 //! message-body length rules of RFC 9112 §6.3.
 
 use super::request::{scan_fields, ScanError};
-use super::{parse_content_length, ConnectionTokens, Framing, KeyFields, Limits, Version};
+use super::{
+    parse_content_length, ConnectionTokens, Framing, KeyFields, Limits, TransferCodings, Version,
+};
 
 /// Why an upstream response head was refused. Every variant becomes a 502 for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +224,21 @@ pub fn client_framing(upstream: Framing, client: Version) -> Framing {
         (Framing::Chunked, Version::Http10) => Framing::UntilClose,
         (f, _) => f,
     }
+}
+
+/// Whether a `client` of this version can be sent `resp`'s body. Only an HTTP/1.0 client
+/// ever cannot: RFC 9112 §6.1 says "A server MUST NOT send a response containing
+/// Transfer-Encoding unless the corresponding request indicates HTTP/1.1 (or later minor
+/// revisions)". The proxy removes a chunked coding itself, but a body under any other coding
+/// (`gzip, chunked`, or close-delimited `gzip`) it cannot undo, and forwarded without the field
+/// that names the coding, the client would take the coded bytes for the content. The caller
+/// answers 502 instead (as nginx does for a transfer coding it does not know).
+/// A response without a body (HEAD, 1xx, 204, 304) is always fine: its Transfer-Encoding only
+/// describes, and the rewriter drops it for an HTTP/1.0 client.
+pub fn client_can_decode(resp: &Response<'_, '_>, client: Version) -> bool {
+    client == Version::Http11
+        || !matches!(resp.framing, Framing::Chunked | Framing::UntilClose)
+        || !TransferCodings::of(resp.headers).other
 }
 
 /// The idle timeout an upstream announces with `Keep-Alive: timeout=N` (seconds), if any.
@@ -588,6 +605,40 @@ mod tests {
         for f in [None, Length(0), Length(9), UntilClose] {
             assert_eq!(client_framing(f, Version::Http10), f);
             assert_eq!(client_framing(f, Version::Http11), f);
+        }
+    }
+
+    #[test]
+    fn http10_clients_get_no_body_under_a_coding_but_chunked() {
+        let can = |head: &str, is_head: bool, client: Version| {
+            with(head.as_bytes(), is_head, |r| client_can_decode(r, client))
+        };
+        let refused = [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, br\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+        ];
+        for head in refused {
+            assert!(!can(head, false, Version::Http10), "{head}");
+            assert!(can(head, false, Version::Http11), "{head}");
+            // No body to decode: only the field goes.
+            assert!(can(head, true, Version::Http10), "{head}");
+        }
+        let fine = [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.0 200 OK\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ];
+        for head in fine {
+            for client in [Version::Http10, Version::Http11] {
+                assert!(can(head, false, client), "{head} {client:?}");
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::request::Request;
 use super::response::Response;
-use super::{field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing};
+use super::{field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing, Version};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -94,14 +94,21 @@ pub struct RequestContext {
     pub client_ip: ClientAddr,
     /// Whether the client's X-Forwarded-For is kept (and appended to) or replaced.
     pub forwarded_for: ForwardedFor,
+    /// Forward fields whose name contains `_` (`--underscores-in-headers`). Off, they are
+    /// dropped: CGI and WSGI backends read `-` and `_` as the same character (both become
+    /// `HTTP_X_FORWARDED_FOR`), so `X_Forwarded_For` or `Transfer_Encoding` would pass for
+    /// the fields we control.
+    pub underscores_in_headers: bool,
 }
 
 impl RequestContext {
-    /// A context for `client_ip` with the default X-Forwarded-For policy (append).
+    /// A context for `client_ip` with the default policies: X-Forwarded-For appended to,
+    /// fields with `_` in their name dropped.
     pub fn new(client_ip: IpAddr) -> Self {
         RequestContext {
             client_ip: ClientAddr::new(client_ip),
             forwarded_for: ForwardedFor::default(),
+            underscores_in_headers: false,
         }
     }
 }
@@ -109,6 +116,8 @@ impl RequestContext {
 /// Append the head to send upstream for `req` to `out`.
 /// The request line says HTTP/1.1; hop-by-hop fields are dropped; X-Forwarded-For gets the
 /// client appended; exactly one framing header is emitted from `req.framing`; CRLF everywhere.
+/// Also dropped: fields with `_` in their name (unless `ctx.underscores_in_headers`), and
+/// Expect from an HTTP/1.0 client.
 ///
 /// Layout: request line, `Host`, the received end-to-end fields in order, `X-Forwarded-For`,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host` (when the host is not empty), the framing field,
@@ -130,10 +139,17 @@ pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u
     // message is forwarded and, for each connection-option in this field, remove any header or
     // trailer field(s) from the message with the same name as the connection-option".
     let named = names_a_field(&req.connection);
+    // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
+    // request MUST ignore that expectation." Our request line says HTTP/1.1, so an upstream
+    // would honour it: the field goes, and any other expectation with it (HTTP/1.0 defines
+    // none).
+    let drop_expect = req.version == Version::Http10;
     let mut copy = FieldCopy::new(req.raw);
     for h in req.headers {
         if is_request_hop_by_hop(h.name)
             || (named && has_token(req.headers, "connection", h.name.as_bytes()))
+            || (drop_expect && name_is(h.name, "expect"))
+            || (!ctx.underscores_in_headers && h.name.as_bytes().contains(&b'_'))
         {
             continue;
         }
@@ -183,6 +199,8 @@ pub struct ResponseContext {
     /// This is a 101 to a WebSocket upgrade the client asked for: write `Connection: upgrade`
     /// and `Upgrade: websocket` (the upstream's own Upgrade/Connection are never copied).
     pub upgrade: bool,
+    /// The version of the client's request: an HTTP/1.0 client never gets Transfer-Encoding.
+    pub client_version: Version,
 }
 
 /// Append the head to send to the client for `resp` to `out`.
@@ -196,14 +214,18 @@ pub struct ResponseContext {
 /// - `Length(n)`: `Content-Length: n`.
 /// - `Chunked`: `Transfer-Encoding: chunked`, after any other codings the upstream applied
 ///   under its chunked layer (`gzip, chunked` stays `gzip, chunked`: we re-chunk, we do not
-///   decode gzip).
-/// - `UntilClose`: no Content-Length. If the upstream's body was chunked and is de-chunked for
-///   an HTTP/1.0 client, other codings it named stay listed; if the upstream's body is itself
+///   decode gzip). Never the framing for an HTTP/1.0 client (see `response::client_framing`).
+/// - `UntilClose`: no Content-Length. For an HTTP/1.1 client whose upstream body is itself
 ///   close-delimited under a Transfer-Encoding (final coding not chunked), the bytes pass
-///   untouched and so does the list.
+///   untouched and so does the list. For an HTTP/1.0 client, nothing: the caller refuses a
+///   body under any coding but chunked (`response::client_can_decode`) and de-chunks the rest.
 /// - `None`: nothing for 1xx and 204. A 304 keeps the upstream's Content-Length, and so does
-///   the response to a HEAD, which also keeps the upstream's Transfer-Encoding: both describe
-///   the body a GET would have had (RFC 9110 §8.6, §9.3.2).
+///   the response to a HEAD, which also keeps the upstream's Transfer-Encoding for an HTTP/1.1
+///   client: both describe the body a GET would have had (RFC 9110 §8.6, §9.3.2).
+///
+/// RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding unless the
+/// corresponding request indicates HTTP/1.1 (or later minor revisions)": whatever the framing,
+/// a response to an HTTP/1.0 client has no Transfer-Encoding.
 pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(resp.code));
@@ -224,13 +246,9 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
     copy.flush(out);
 
     let bodiless = resp.code < 200 || resp.code == 204;
+    let te_allowed = ctx.client_version == Version::Http11;
     match ctx.framing {
         Framing::Length(n) => push_content_length(out, n),
-        Framing::Chunked => push_transfer_encoding(out, resp, Codings::UnderChunked, true),
-        Framing::UntilClose if resp.framing == Framing::Chunked => {
-            push_transfer_encoding(out, resp, Codings::UnderChunked, false);
-        }
-        Framing::UntilClose => push_transfer_encoding(out, resp, Codings::All, false),
         Framing::None if bodiless => {}
         Framing::None => {
             if let Some(h) = resp
@@ -240,10 +258,16 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
             {
                 push_field(out, b"Content-Length", h.value);
             }
-            if resp.code != 304 {
+            if resp.code != 304 && te_allowed {
                 push_transfer_encoding(out, resp, Codings::All, false);
             }
         }
+        Framing::Chunked | Framing::UntilClose if !te_allowed => {}
+        Framing::Chunked => push_transfer_encoding(out, resp, Codings::UnderChunked, true),
+        Framing::UntilClose if resp.framing == Framing::Chunked => {
+            push_transfer_encoding(out, resp, Codings::UnderChunked, false);
+        }
+        Framing::UntilClose => push_transfer_encoding(out, resp, Codings::All, false),
     }
 
     if ctx.upgrade {
@@ -340,7 +364,6 @@ fn push_list_element(out: &mut Vec<u8>, first: &mut bool, name: &[u8], element: 
     out.extend_from_slice(element);
 }
 
-/// `name: value\r\n`.
 /// Copies the kept field lines of a head. A line received exactly as we would write it
 /// (`name: value` CRLF: one SP after the colon, no trailing whitespace) is copied from the
 /// received bytes, and a run of such adjacent lines in one copy: most heads are all of that
@@ -398,6 +421,7 @@ impl<'b> FieldCopy<'b> {
     }
 }
 
+/// `name: value\r\n`.
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -485,6 +509,16 @@ mod tests {
             close: false,
             keep_alive_http10: false,
             upgrade: false,
+            client_version: Version::Http11,
+        }
+    }
+
+    /// [`resp_ctx`] for an HTTP/1.0 client, closing (the only way a de-chunked body ends).
+    fn resp_ctx_http10(framing: Framing) -> ResponseContext {
+        ResponseContext {
+            close: true,
+            client_version: Version::Http10,
+            ..resp_ctx(framing)
         }
     }
 
@@ -709,6 +743,88 @@ mod tests {
     }
 
     #[test]
+    fn http10_expectations_are_dropped() {
+        for expect in [
+            "Expect: 100-continue",
+            "expect: 100-Continue",
+            "EXPECT: something",
+        ] {
+            let head = format!(
+                "POST /u HTTP/1.0\r\nHost: h\r\n{expect}\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n"
+            );
+            assert_eq!(
+                rewrite_request(head.as_bytes(), &ctx()),
+                "POST /u HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-Forwarded-For: 192.0.2.7\r\n\
+                 X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nContent-Length: 3\r\n\r\n"
+            );
+        }
+        assert_eq!(
+            rewrite_request(
+                b"GET / HTTP/1.0\r\nExpect: 100-continue\r\nExpect: x\r\n\r\n",
+                &ctx()
+            ),
+            "GET / HTTP/1.1\r\nHost: \r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+        // HTTP/1.1 keeps its expectations, every one of them.
+        assert_eq!(
+            rewrite_request(
+                b"POST /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nExpect: x\r\n\
+                  Content-Length: 3\r\n\r\n",
+                &ctx()
+            ),
+            "POST /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nExpect: x\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\
+             Content-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn fields_with_underscores_are_dropped_unless_allowed() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-A: 1\r\n\
+                     Transfer_Encoding: chunked\r\ncontent_length: 5\r\n_: x\r\nX-B: 2\r\n\r\n";
+        assert_eq!(
+            rewrite_request(head, &ctx()),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+        let allowed = RequestContext {
+            underscores_in_headers: true,
+            ..ctx()
+        };
+        assert_eq!(
+            rewrite_request(head, &allowed),
+            "GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-A: 1\r\n\
+             Transfer_Encoding: chunked\r\ncontent_length: 5\r\n_: x\r\nX-B: 2\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+        // Allowed, they are ordinary fields: not framing, not X-Forwarded-For.
+        let replace = RequestContext {
+            forwarded_for: ForwardedFor::Replace,
+            ..allowed
+        };
+        let out = rewrite_request(head, &replace);
+        assert!(out.contains("\r\nX-Forwarded-For: 192.0.2.7\r\n"), "{out}");
+        // Connection may still name one: it goes either way.
+        assert_eq!(
+            rewrite_request(
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: X_Hop\r\nx_hop: 1\r\n\r\n",
+                &allowed
+            ),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+        // Responses are not filtered.
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nX_Up: 1\r\nContent-Length: 0\r\n\r\n",
+                false,
+                &resp_ctx(Framing::Length(0))
+            ),
+            "HTTP/1.1 200 OK\r\nX_Up: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn http10_without_host_gets_an_empty_host() {
         let out = rewrite_request(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &ctx());
         assert_eq!(
@@ -858,25 +974,17 @@ mod tests {
             rewrite_response(chunked, false, &resp_ctx(Framing::Chunked)),
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
-        let close = ResponseContext {
-            close: true,
-            ..resp_ctx(Framing::UntilClose)
-        };
-        assert_eq!(
-            rewrite_response(chunked, false, &close),
-            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
-        );
         let gzip =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP\r\nTransfer-Encoding: Chunked\r\n\r\n";
         assert_eq!(
             rewrite_response(gzip, false, &resp_ctx(Framing::Chunked)),
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP, chunked\r\n\r\n"
         );
-        assert_eq!(
-            rewrite_response(gzip, false, &close),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP\r\nConnection: close\r\n\r\n"
-        );
         // Close-delimited under a coding: the bytes pass untouched, so does the list.
+        let close = ResponseContext {
+            close: true,
+            ..resp_ctx(Framing::UntilClose)
+        };
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
         assert_eq!(
             rewrite_response(raw, false, &close),
@@ -885,6 +993,75 @@ mod tests {
         assert_eq!(
             rewrite_response(b"HTTP/1.0 200 OK\r\nServer: s\r\n\r\n", false, &close),
             "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    /// RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding unless
+    /// the corresponding request indicates HTTP/1.1". The session refuses the coded bodies
+    /// (`response::client_can_decode`); the rewriter writes no Transfer-Encoding whatever it
+    /// is given.
+    #[test]
+    fn http10_clients_never_get_transfer_encoding() {
+        let ctx = resp_ctx_http10(Framing::UntilClose);
+        // De-chunked: the chunked layer is gone, and so is the field.
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: s\r\n\r\n",
+                false,
+                &ctx
+            ),
+            "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: close\r\n\r\n"
+        );
+        for coded in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP\r\nTransfer-Encoding: Chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        ] {
+            assert_eq!(
+                rewrite_response(coded, false, &ctx),
+                "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+            );
+        }
+        // HEAD: the Transfer-Encoding describing the GET body goes, a Content-Length stays.
+        let head_ctx = resp_ctx_http10(Framing::None);
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nETag: \"x\"\r\n\r\n",
+                true,
+                &head_ctx
+            ),
+            "HTTP/1.1 200 OK\r\nETag: \"x\"\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\nETag: \"x\"\r\n\r\n",
+                true,
+                &head_ctx
+            ),
+            "HTTP/1.1 200 OK\r\nETag: \"x\"\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
+        );
+        let keep_alive = ResponseContext {
+            close: false,
+            keep_alive_http10: true,
+            ..head_ctx
+        };
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+                &keep_alive
+            ),
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        );
+        // A length is a length, whoever asks.
+        assert_eq!(
+            rewrite_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+                false,
+                &resp_ctx_http10(Framing::Length(2))
+            ),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
         );
     }
 

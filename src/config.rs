@@ -58,7 +58,8 @@ pub struct Config {
     pub upstream_idle_timeout: Duration,
     /// `--upstream-max-requests`.
     pub upstream_max_requests: u32,
-    /// `--splice-min`: bodies this long or longer go by splice(2); 0: never.
+    /// `--splice-min`: body spans this long or longer (what is left of a Content-Length body,
+    /// or of a chunk's data) go by splice(2), and so do tunnels while they stream; 0: never.
     pub splice_min: usize,
     /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
     pub max_connections: Option<usize>,
@@ -175,8 +176,9 @@ struct Cli {
     #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..))]
     upstream_max_requests: u32,
 
-    /// Content-Length bodies at least this long are moved with splice(2) (zero-copy) instead of
-    /// through user-space buffers; 0 turns splicing off
+    /// Body spans at least this long (the rest of a Content-Length body, the data of a chunk),
+    /// both ways, are moved with splice(2) (zero-copy) instead of through user-space buffers,
+    /// and so are tunnels while they stream; 0 turns splicing off
     #[arg(long, value_name = "SIZE", default_value = "128k", value_parser = parse_size_or_zero)]
     splice_min: usize,
 

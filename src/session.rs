@@ -17,7 +17,7 @@ use crate::http::request::{self, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
-use crate::splice::{Pipe, PipePool};
+use crate::splice::{PipePool, Pulled, Span};
 use crate::upstream::{Pool, Tried};
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -293,9 +293,6 @@ enum ResponseBody {
     Chunked(Decoder, chunked::Output),
     /// Everything until the upstream closes.
     UntilClose,
-    /// This many bytes of a Content-Length body left to take from the upstream, moved by
-    /// splice(2) through the session's pipe.
-    Spliced(u64),
     /// The response has been queued for the client in full.
     Done,
 }
@@ -383,8 +380,12 @@ pub struct Session {
     idle_since: Instant,
     /// Last time a byte moved in either direction: the base of read/write timeouts.
     last_progress: Instant,
-    /// A pipe lent by the worker for a long body span, and the bytes sitting in it.
-    pipe: Option<(Pipe, usize)>,
+    /// Client → upstream bytes going by splice(2): a long span of the request body, or the
+    /// tunnel's bytes. While it has bytes to take, the client socket is read by it alone.
+    up_span: Option<Span>,
+    /// Upstream → client bytes going by splice(2): a long span of the response body, or the
+    /// tunnel's bytes. While it has bytes to take, the upstream socket is read by it alone.
+    down_span: Option<Span>,
 }
 
 impl Session {
@@ -411,7 +412,8 @@ impl Session {
             served: 0,
             idle_since: now,
             last_progress: now,
-            pipe: None,
+            up_span: None,
+            down_span: None,
         }
     }
 
@@ -450,7 +452,7 @@ impl Session {
         conns: &mut ConnPool,
         pipes: &mut PipePool,
     ) {
-        self.return_pipe(pipes);
+        self.end_spans(pipes);
         self.drop_upstream(registry, conns);
         let _ = registry.deregister(&mut self.client.stream);
         self.cin.clear();
@@ -458,11 +460,20 @@ impl Session {
         self.detach_buffers(bufs);
     }
 
-    /// Give the lent pipe back: for reuse when it is empty, else to be closed.
-    fn return_pipe(&mut self, pipes: &mut PipePool) {
-        if let Some((pipe, fill)) = self.pipe.take() {
-            pipes.put(pipe, fill == 0);
+    /// Give the lent pipes back (the pool closes one that still holds bytes).
+    fn end_spans(&mut self, pipes: &mut PipePool) {
+        if let Some(span) = self.up_span.take() {
+            span.finish(pipes);
         }
+        if let Some(span) = self.down_span.take() {
+            span.finish(pipes);
+        }
+    }
+
+    /// Bytes sit in a pipe, waiting for their destination to take them.
+    fn spans_hold_bytes(&self) -> bool {
+        let holds = |s: &Option<Span>| s.as_ref().is_some_and(|s| s.held() > 0);
+        holds(&self.up_span) || holds(&self.down_span)
     }
 
     /// Storage for the buffers this state needs: only the client input while waiting for a
@@ -528,11 +539,13 @@ impl Session {
                     // While the request is kept for a replay, the upstream buffer also holds
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
-                    let in_pipe = self.pipe.as_ref().is_some_and(|(_, fill)| *fill > 0);
+                    let in_pipe = self.spans_hold_bytes();
                     io_deadline(!self.cout.is_empty() || self.uout.len() > sent || in_pipe)
                 }
             },
-            State::Tunnel => io_deadline(!self.cout.is_empty() || !self.uout.is_empty()),
+            State::Tunnel => io_deadline(
+                !self.cout.is_empty() || !self.uout.is_empty() || self.spans_hold_bytes(),
+            ),
             State::Closing { linger_since } => match linger_since {
                 Some(t) => *t + LINGER,
                 None => io_deadline(true),
@@ -638,7 +651,7 @@ impl Session {
             _ => false,
         };
         self.drop_upstream(ctx.registry, ctx.conns);
-        self.return_pipe(ctx.pipes);
+        self.end_spans(ctx.pipes);
         match e {
             Fail::Respond(status) if !final_started => {
                 // Keep the connection when the request was read in full and nothing is off
@@ -693,15 +706,19 @@ impl Session {
             let lingering = linger_since.is_some();
             return self.round_closing(ctx.now, lingering);
         }
-        let n = self.client.read_into(&mut self.cin)?;
-        if n > 0 {
-            progress = true;
-            self.last_progress = ctx.now;
+        // (Not while a span takes the client's bytes straight from the socket.)
+        if self.up_span.as_ref().is_none_or(|s| s.to_read() == 0) {
+            let n = self.client.read_into(&mut self.cin)?;
+            if n > 0 {
+                progress = true;
+                self.last_progress = ctx.now;
+            }
         }
 
-        // upstream → uin (not while a pipe is lent: the body goes through the pipe instead).
+        // upstream → uin (not while a span takes the upstream's bytes straight from the socket).
+        let spliced = self.down_span.as_ref().is_some_and(|s| s.to_read() > 0);
         if let Some(up) = &mut self.upstream {
-            if up.connected && self.pipe.is_none() {
+            if up.connected && !spliced {
                 match up.peer.read_into(&mut self.uin) {
                     Ok(n) if n > 0 => {
                         progress = true;
@@ -823,12 +840,13 @@ impl Session {
             State::Exchange(_) => {
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;
+                progress |= self.pump_request_span(ctx)?;
                 progress |= self.pump_response(ctx)?;
-                progress |= self.pump_spliced(ctx)?;
+                progress |= self.pump_response_span(ctx)?;
                 progress |= self.maybe_finish(ctx);
                 Ok(progress)
             }
-            State::Tunnel => Ok(self.pump_tunnel()),
+            State::Tunnel => self.pump_tunnel(ctx),
             State::Closing { .. } => Ok(false),
         }
     }
@@ -1071,6 +1089,10 @@ impl Session {
             self.uout.clear();
             ex.replay = None;
         }
+        if self.up_span.is_some() {
+            // A span of the body is under way: `pump_request_span` moves it.
+            return Ok(progress);
+        }
         match &mut ex.req_body {
             RequestBody::Done => {}
             RequestBody::Length(rem) => {
@@ -1115,6 +1137,74 @@ impl Session {
                     return Err(Fail::Abort);
                 }
             }
+        }
+        // What is left of a Content-Length body, or of the current chunk's data, goes by
+        // splice(2) once the buffered bytes are through; never while the request is kept for
+        // a replay, which needs every byte in the buffer.
+        let connected = self.upstream.as_ref().is_some_and(|u| u.connected);
+        if self.cin.is_empty() && ex.replay.is_none() && connected && !write_failed {
+            let left = match &ex.req_body {
+                RequestBody::Length(rem) => *rem,
+                RequestBody::Chunked(dec) => dec.data_remaining(),
+                RequestBody::Done => 0,
+            };
+            self.up_span = lend_span(ctx, left);
+            progress |= self.up_span.is_some();
+        }
+        Ok(progress)
+    }
+
+    /// Move a span of the request body client socket → pipe → upstream socket, counting its
+    /// bytes off the body's framing as they leave the client.
+    fn pump_request_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let (Some(span), State::Exchange(ex)) = (&mut self.up_span, &mut self.state) else {
+            return Ok(false);
+        };
+        let Some(up) = &mut self.upstream else {
+            return Err(Fail::Abort);
+        };
+        if up.write_failed {
+            // The upstream stopped reading: the copy path takes the rest of the body and drops
+            // it; what the pipe holds goes with the pipe.
+            if let Some(span) = self.up_span.take() {
+                span.finish(ctx.pipes);
+            }
+            return Ok(true);
+        }
+        // The span's bytes come after everything queued before it.
+        let ready = self.uout.is_empty();
+        let moved = match move_span(span, &mut self.client, &mut up.peer, ready) {
+            Ok(m) => m,
+            Err(SpanError::Source(e)) => {
+                debug!("{}: client read error mid-upload: {e}", self.client_ip);
+                return Err(Fail::Abort);
+            }
+            Err(SpanError::Dest(e)) => {
+                // As on the copy path: the upstream may still have answered (an early 413).
+                debug!("upstream write error: {e}");
+                up.write_failed = true;
+                return Ok(true);
+            }
+        };
+        let pulled = moved.pulled as u64;
+        match &mut ex.req_body {
+            RequestBody::Length(rem) => *rem = rem.saturating_sub(pulled),
+            RequestBody::Chunked(dec) => dec.skip_data(pulled).map_err(|_| Fail::Abort)?,
+            RequestBody::Done => {}
+        }
+        let mut progress = moved.progress;
+        if span.is_done() {
+            if let Some(span) = self.up_span.take() {
+                span.finish(ctx.pipes);
+            }
+            progress = true;
+        } else if self.client.eof && span.held() == 0 {
+            // What the client sent has gone on; the upstream sees the body stop short.
+            debug!("{}: client closed mid-upload", self.client_ip);
+            return Err(Fail::Abort);
+        }
+        if progress {
+            self.last_progress = ctx.now;
         }
         Ok(progress)
     }
@@ -1260,12 +1350,6 @@ impl Session {
                     self.uin.consume(head_len);
                     ex.final_started = true;
                     ex.close_after = close;
-                    let splice_min = ctx.cfg.splice_min as u64;
-                    if let Framing::Length(n) = upstream_framing {
-                        if splice_min > 0 && n >= splice_min && self.pipe.is_none() {
-                            self.pipe = ctx.pipes.take().map(|p| (p, 0));
-                        }
-                    }
                     ex.resp = match upstream_framing {
                         Framing::None | Framing::Length(0) => ResponseBody::Done,
                         Framing::Length(n) => ResponseBody::Length(n),
@@ -1280,6 +1364,10 @@ impl Session {
                         Framing::UntilClose => ResponseBody::UntilClose,
                     };
                     progress = true;
+                }
+                ResponseBody::Length(_) | ResponseBody::Chunked(..) if self.down_span.is_some() => {
+                    // A span of the body is under way: `pump_response_span` moves it.
+                    return Ok(progress);
                 }
                 ResponseBody::Length(rem) => {
                     let n = (*rem)
@@ -1296,14 +1384,13 @@ impl Session {
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
                         return Err(Fail::Abort);
-                    } else if self.pipe.is_some() && self.uin.is_empty() && self.cout.is_empty() {
-                        // What came with the head has been flushed: the rest goes by splice.
-                        ex.resp = ResponseBody::Spliced(*rem);
-                        progress = true;
+                    } else if self.uin.is_empty() {
+                        // What came with the head is through: the rest may go by splice.
+                        self.down_span = lend_span(ctx, *rem);
+                        progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
                 }
-                ResponseBody::Spliced(_) => return Ok(progress),
                 ResponseBody::Chunked(dec, mode) => {
                     ctx.scratch.clear();
                     let consumed = dec
@@ -1330,6 +1417,10 @@ impl Session {
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
                         return Err(Fail::Abort);
+                    } else if self.uin.is_empty() {
+                        // Inside a long chunk, its size line queued: its data may go by splice.
+                        self.down_span = lend_span(ctx, dec.data_remaining());
+                        progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
                 }
@@ -1351,67 +1442,51 @@ impl Session {
         }
     }
 
-    /// Move a Content-Length response body upstream socket → pipe → client socket.
-    fn pump_spliced(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
-        let State::Exchange(ex) = &mut self.state else {
+    /// Move a span of the response body upstream socket → pipe → client socket, counting its
+    /// bytes off the body's framing as they leave the upstream.
+    fn pump_response_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let (Some(span), State::Exchange(ex)) = (&mut self.down_span, &mut self.state) else {
             return Ok(false);
         };
-        let ResponseBody::Spliced(to_read) = &mut ex.resp else {
-            return Ok(false);
-        };
-        let (Some(up), Some((pipe, fill))) = (&mut self.upstream, &mut self.pipe) else {
+        let Some(up) = &mut self.upstream else {
             return Err(Fail::Abort);
         };
-        let mut progress = false;
-        if *to_read > 0 && up.peer.readable && *fill < pipe.capacity() {
-            let want = (*to_read).min((pipe.capacity() - *fill) as u64) as usize;
-            match pipe.fill_from(up.peer.stream.as_raw_fd(), want) {
-                Ok(0) => {
-                    warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
-                    return Err(Fail::Abort);
-                }
-                Ok(n) => {
-                    // A short splice says nothing about the socket: the pipe counts pages, not
-                    // bytes, and may be out of slots with bytes to spare.
-                    *fill += n;
-                    *to_read -= n as u64;
-                    progress = true;
-                }
-                // EAGAIN with bytes in the pipe may mean the pipe is full: retry after a drain.
-                // With an empty pipe it can only be the socket.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if *fill == 0 {
-                        up.peer.readable = false;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                Err(e) => {
-                    debug!("splice from upstream: {e}");
-                    return Err(Fail::Abort);
-                }
+        // The span's bytes come after everything queued before it (the head, the size line).
+        let ready = self.cout.is_empty();
+        let moved = match move_span(span, &mut up.peer, &mut self.client, ready) {
+            Ok(m) => m,
+            Err(SpanError::Source(e)) => {
+                warn!(
+                    "upstream {} read error mid-body: {e}",
+                    ctx.pool.get(up.idx).name
+                );
+                return Err(Fail::Abort);
             }
+            Err(SpanError::Dest(e)) => {
+                debug!("{}: write error: {e}", self.client_ip);
+                return Err(Fail::Abort);
+            }
+        };
+        let pulled = moved.pulled as u64;
+        match &mut ex.resp {
+            ResponseBody::Length(rem) => *rem = rem.saturating_sub(pulled),
+            ResponseBody::Chunked(dec, _) => dec.skip_data(pulled).map_err(|_| Fail::Abort)?,
+            _ => {}
         }
-        if *fill > 0 && self.client.writable {
-            match pipe.drain_to(self.client.stream.as_raw_fd(), *fill) {
-                Ok(n) => {
-                    *fill -= n;
-                    progress |= n > 0;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                Err(e) => {
-                    debug!("splice to client: {e}");
-                    return Err(Fail::Abort);
-                }
+        let mut progress = moved.progress;
+        if span.is_done() {
+            if let Some(span) = self.down_span.take() {
+                span.finish(ctx.pipes);
             }
+            progress = true;
+        } else if up.peer.eof && span.held() == 0 {
+            // Every byte the upstream sent has reached the client, which now sees a close in
+            // the middle of the body.
+            warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+            return Err(Fail::Abort);
         }
         if progress {
             self.last_progress = ctx.now;
-        }
-        if *to_read == 0 && *fill == 0 {
-            ex.resp = ResponseBody::Done;
-            self.return_pipe(ctx.pipes);
-            progress = true;
         }
         Ok(progress)
     }
@@ -1485,7 +1560,7 @@ impl Session {
     /// (the whole request sent, the whole response read, nothing extra, keep-alive on both
     /// sides), else close it.
     fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
-        self.return_pipe(ctx.pipes);
+        self.end_spans(ctx.pipes);
         let keep = match &self.state {
             State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => ex.upstream_keep,
             _ => Duration::ZERO,
@@ -1497,7 +1572,8 @@ impl Session {
                 && !up.peer.eof
                 && !up.peer.hung_up
                 && self.uin.is_empty()
-                && self.uout.is_empty();
+                && self.uout.is_empty()
+                && !(up.peer.readable && has_bytes_past_the_response(&up.peer.stream));
             if clean {
                 let expires = ctx.now + keep;
                 ctx.conns.put(
@@ -1517,20 +1593,105 @@ impl Session {
         self.uout.clear();
     }
 
-    /// Tunnel: bytes go both ways untouched.
-    fn pump_tunnel(&mut self) -> bool {
+    /// Tunnel: bytes go both ways untouched, through the buffers or by splice(2).
+    fn pump_tunnel(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let mut progress = false;
-        if !self.cin.is_empty() {
+        // A direction's buffered bytes wait while its span is under way: they came later.
+        if self.up_span.is_none() && !self.cin.is_empty() {
             let n = self.uout.extend(self.cin.data());
             self.cin.consume(n);
             progress |= n > 0;
         }
-        if !self.uin.is_empty() {
+        if self.down_span.is_none() && !self.uin.is_empty() {
             let n = self.cout.extend(self.uin.data());
             self.uin.consume(n);
             progress |= n > 0;
         }
-        progress
+        progress |= self.pump_tunnel_spans(ctx)?;
+        Ok(progress)
+    }
+
+    /// Tunnel: a direction goes by splice(2) while it streams. A read that filled the whole
+    /// buffer and left the socket readable says a burst is under way: the next bytes go
+    /// through a pipe until the socket is drained, then the pipe goes back to the pool, so an
+    /// idle tunnel holds none. Small messages (most WebSocket frames) stay on the copy path,
+    /// where one read and one write move them, against two splices and the EAGAIN that ends
+    /// a span.
+    fn pump_tunnel_spans(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let Some(up) = &mut self.upstream else {
+            return Ok(false);
+        };
+        let mut progress = false;
+
+        // Client → upstream.
+        let streaming = self.client.readable && !self.client.eof && self.cin.is_empty();
+        if self.up_span.is_none() && streaming && !up.write_failed {
+            self.up_span = lend_span(ctx, u64::MAX);
+        }
+        if let Some(span) = &mut self.up_span {
+            let ready = self.uout.is_empty();
+            let drained = match move_span(span, &mut self.client, &mut up.peer, ready) {
+                Ok(m) => {
+                    progress |= m.progress;
+                    m.drained
+                }
+                Err(SpanError::Source(e)) => {
+                    debug!("{}: tunnel read error: {e}", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+                Err(SpanError::Dest(e)) => {
+                    // As on the copy path: nothing more goes to the upstream.
+                    debug!("upstream write error: {e}");
+                    up.write_failed = true;
+                    progress = true;
+                    false
+                }
+            };
+            let idle = (drained || self.client.eof) && span.held() == 0;
+            if span.is_done() || idle || up.write_failed {
+                if let Some(span) = self.up_span.take() {
+                    span.finish(ctx.pipes);
+                }
+                progress = true;
+            }
+        }
+
+        // Upstream → client.
+        let streaming = up.peer.readable && !up.peer.eof && self.uin.is_empty();
+        if self.down_span.is_none() && streaming {
+            self.down_span = lend_span(ctx, u64::MAX);
+        }
+        if let Some(span) = &mut self.down_span {
+            let ready = self.cout.is_empty();
+            let drained = match move_span(span, &mut up.peer, &mut self.client, ready) {
+                Ok(m) => {
+                    progress |= m.progress;
+                    m.drained
+                }
+                Err(SpanError::Source(e)) => {
+                    // As on the copy path: a read error ends that direction like a close.
+                    debug!("upstream read error: {e}");
+                    up.peer.eof = true;
+                    up.peer.readable = false;
+                    progress = true;
+                    false
+                }
+                Err(SpanError::Dest(e)) => {
+                    debug!("{}: tunnel write error: {e}", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+            };
+            if span.is_done() || ((drained || up.peer.eof) && span.held() == 0) {
+                if let Some(span) = self.down_span.take() {
+                    span.finish(ctx.pipes);
+                }
+                progress = true;
+            }
+        }
+        if progress {
+            self.last_progress = ctx.now;
+        }
+        Ok(progress)
     }
 
     /// Tunnel: pass each side's end of stream on once its bytes are flushed.
@@ -1539,16 +1700,96 @@ impl Session {
         let Some(up) = &mut self.upstream else {
             return false;
         };
-        if self.client.eof && self.cin.is_empty() && self.uout.is_empty() && !up.peer.shut {
+        let up_flushed = self.cin.is_empty() && self.uout.is_empty() && self.up_span.is_none();
+        if self.client.eof && up_flushed && !up.peer.shut {
             up.peer.shutdown_write();
             progress = true;
         }
-        if up.peer.eof && self.uin.is_empty() && self.cout.is_empty() && !self.client.shut {
+        let down_flushed = self.uin.is_empty() && self.cout.is_empty() && self.down_span.is_none();
+        if up.peer.eof && down_flushed && !self.client.shut {
             self.client.shutdown_write();
             progress = true;
         }
         progress
     }
+}
+
+/// What one `move_span` call did.
+#[derive(Debug, Default)]
+struct SpanMoved {
+    /// Bytes taken from the source (for the body's framing count).
+    pulled: usize,
+    /// Bytes moved into or out of the pipe.
+    progress: bool,
+    /// The source had nothing to give and the pipe is empty: the stream paused.
+    drained: bool,
+}
+
+/// Which end of a span failed.
+#[derive(Debug)]
+enum SpanError {
+    /// Reading the source socket.
+    Source(io::Error),
+    /// Writing the destination socket.
+    Dest(io::Error),
+}
+
+/// Move what can move through `span`: from `src` into the pipe, and out of it to `dst` once
+/// `dst_ready` (everything queued for `dst` before the span has gone). The source's end of
+/// stream is recorded in `src.eof`; readiness is kept like the copy path keeps it.
+fn move_span(
+    span: &mut Span,
+    src: &mut Peer,
+    dst: &mut Peer,
+    dst_ready: bool,
+) -> Result<SpanMoved, SpanError> {
+    let mut moved = SpanMoved::default();
+    if src.readable && !src.eof && span.can_pull() {
+        match span.pull(src.stream.as_raw_fd()) {
+            Ok(Pulled::Bytes(n)) => {
+                moved.pulled = n;
+                moved.progress = true;
+            }
+            Ok(Pulled::Eof) => {
+                src.eof = true;
+                moved.progress = true;
+            }
+            Ok(Pulled::Drained) => {
+                src.readable = false;
+                moved.drained = true;
+            }
+            // Keep the readiness: the pipe may have been full; a push makes room.
+            Ok(Pulled::Blocked) => {}
+            Err(e) => return Err(SpanError::Source(e)),
+        }
+    }
+    if dst_ready && span.held() > 0 && dst.writable && !dst.shut {
+        match span.push(dst.stream.as_raw_fd()) {
+            Ok(Some(n)) => moved.progress |= n > 0,
+            Ok(None) => dst.writable = false,
+            Err(e) => return Err(SpanError::Dest(e)),
+        }
+    }
+    Ok(moved)
+}
+
+/// A socket not read to `WouldBlock` may hold bytes past the response (a span takes exactly
+/// the body's length, and a full read leaves the socket unknown): stray bytes, or an EOF, that
+/// would be read as the next response on a reused connection. Edge-triggered, they raise no
+/// new event once the connection is idle, so look now.
+fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
+    !matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// A span of `left` bytes through a pipe of the worker's pool, when it is long enough to be
+/// worth one (`--splice-min`) and a pipe is free. `None`: the copy path does the work; a pool
+/// that is out of pipes never fails a request.
+fn lend_span(ctx: &mut Ctx<'_>, left: u64) -> Option<Span> {
+    let min = ctx.cfg.splice_min as u64;
+    if min == 0 || left < min {
+        return None;
+    }
+    ctx.pipes.take().map(|pipe| Span::new(pipe, left))
 }
 
 /// What the forwarding may put in the client output buffer: all but `LOCAL_ANSWER_ROOM`.

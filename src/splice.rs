@@ -1,5 +1,6 @@
 //! Zero-copy forwarding with splice(2): socket → pipe → socket, the bytes never enter user
-//! space. Used for long body spans of known length; the copy path stays the fallback.
+//! space. Used for long body spans of known length (the rest of a Content-Length body, the data
+//! of a long chunk) and for tunnels while they stream; the copy path stays the fallback.
 //!
 //! Pipes cost two descriptors each and, past `fs.pipe-user-pages-soft`, new pipes shrink to
 //! one page; so a worker keeps a small bounded pool of pipes and lends one to a connection only
@@ -20,6 +21,9 @@ pub struct Pipe {
     wr: OwnedFd,
     /// Its capacity in bytes.
     cap: usize,
+    /// Bytes spliced in and not yet out: the pipe's own count, so that the pool can tell an
+    /// empty pipe from one that must be closed.
+    held: usize,
 }
 
 impl Pipe {
@@ -42,7 +46,12 @@ impl Pipe {
             .ok()
             .filter(|&c| c > 0)
             .ok_or_else(io::Error::last_os_error)?;
-        Ok(Pipe { rd, wr, cap })
+        Ok(Pipe {
+            rd,
+            wr,
+            cap,
+            held: 0,
+        })
     }
 
     /// The pipe's capacity.
@@ -50,14 +59,31 @@ impl Pipe {
         self.cap
     }
 
+    /// Bytes in the pipe: spliced in, not yet spliced out.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
     /// Move up to `len` bytes from socket `from` into the pipe. `Ok(0)` is end of stream.
-    pub fn fill_from(&self, from: RawFd, len: usize) -> io::Result<usize> {
-        splice(from, self.wr.as_raw_fd(), len)
+    pub fn fill_from(&mut self, from: RawFd, len: usize) -> io::Result<usize> {
+        let n = splice(from, self.wr.as_raw_fd(), len)?;
+        self.held += n;
+        Ok(n)
     }
 
     /// Move up to `len` bytes from the pipe to socket `to`.
-    pub fn drain_to(&self, to: RawFd, len: usize) -> io::Result<usize> {
-        splice(self.rd.as_raw_fd(), to, len)
+    pub fn drain_to(&mut self, to: RawFd, len: usize) -> io::Result<usize> {
+        let n = splice(self.rd.as_raw_fd(), to, len.min(self.held))?;
+        self.held -= n;
+        Ok(n)
+    }
+
+    /// Empty by our count and by the kernel's (FIONREAD): fit to lend again.
+    fn is_empty(&self) -> bool {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe we own writes one int into the variable we own.
+        let r = unsafe { libc::ioctl(self.rd.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        self.held == 0 && r == 0 && queued == 0
     }
 }
 
@@ -75,6 +101,101 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         )
     };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// What one pull from the source socket into a span's pipe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulled {
+    /// This many bytes went into the pipe.
+    Bytes(usize),
+    /// The source closed its sending side.
+    Eof,
+    /// Nothing: the socket has nothing to give now (EAGAIN into an empty pipe).
+    Drained,
+    /// Nothing, perhaps for want of pipe room (the pipe counts pages, not bytes, so it can be
+    /// full with bytes to spare): try again after a push.
+    Blocked,
+}
+
+/// A run of bytes moved socket → pipe → socket without entering user space: a body span of
+/// known length, or one direction of a tunnel (unbounded).
+#[derive(Debug)]
+pub struct Span {
+    /// The lent pipe.
+    pipe: Pipe,
+    /// Bytes still to take from the source socket.
+    to_read: u64,
+}
+
+impl Span {
+    /// A span of `len` bytes (`u64::MAX`: until the source's end) through `pipe`.
+    pub fn new(pipe: Pipe, len: u64) -> Span {
+        Span { pipe, to_read: len }
+    }
+
+    /// Bytes still to take from the source.
+    pub fn to_read(&self) -> u64 {
+        self.to_read
+    }
+
+    /// Bytes taken from the source and not yet given to the destination.
+    pub fn held(&self) -> usize {
+        self.pipe.held()
+    }
+
+    /// Every byte of the span has reached the destination.
+    pub fn is_done(&self) -> bool {
+        self.to_read == 0 && self.pipe.held() == 0
+    }
+
+    /// Room for a pull: bytes are still to come and the pipe is not full by our count.
+    pub fn can_pull(&self) -> bool {
+        self.to_read > 0 && self.pipe.held() < self.pipe.capacity()
+    }
+
+    /// Take what the source socket has, up to the span's end and the pipe's room.
+    pub fn pull(&mut self, from: RawFd) -> io::Result<Pulled> {
+        let room = self.pipe.capacity().saturating_sub(self.pipe.held());
+        let want = usize::try_from(self.to_read).map_or(room, |r| r.min(room));
+        if want == 0 {
+            return Ok(Pulled::Blocked);
+        }
+        loop {
+            match self.pipe.fill_from(from, want) {
+                Ok(0) => return Ok(Pulled::Eof),
+                Ok(n) => {
+                    self.to_read -= n as u64;
+                    return Ok(Pulled::Bytes(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(if self.pipe.held() == 0 {
+                        Pulled::Drained
+                    } else {
+                        Pulled::Blocked
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Give the destination socket what the pipe holds. `Ok(None)`: it would block.
+    pub fn push(&mut self, to: RawFd) -> io::Result<Option<usize>> {
+        loop {
+            match self.pipe.drain_to(to, self.pipe.held()) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// End the span: the pipe goes back to `pool` (closed if it still holds bytes).
+    pub fn finish(self, pool: &mut PipePool) {
+        pool.put(self.pipe);
+    }
 }
 
 /// A worker's pipes: at most `max` exist at once; an empty pipe goes back for reuse.
@@ -118,18 +239,24 @@ impl PipePool {
         }
     }
 
-    /// Give back a pipe that is empty (one still holding bytes is dropped: closed).
-    pub fn put(&mut self, pipe: Pipe, empty: bool) {
-        if empty {
+    /// Give a pipe back: kept for reuse when it is empty, closed when it still holds bytes
+    /// (bytes of a connection that failed mid-span must never reach another one).
+    pub fn put(&mut self, pipe: Pipe) {
+        if pipe.is_empty() {
             self.free.push(pipe);
         } else {
-            self.live -= 1;
+            self.live = self.live.saturating_sub(1);
         }
     }
 
     /// A lent pipe was dropped with its connection.
     pub fn lost(&mut self) {
         self.live = self.live.saturating_sub(1);
+    }
+
+    /// Pipes lent out now.
+    pub fn lent(&self) -> usize {
+        self.live - self.free.len()
     }
 }
 
@@ -147,14 +274,16 @@ mod tests {
         let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(l2.local_addr().unwrap()).unwrap();
         let (mut d, _) = l2.accept().unwrap();
-        let pipe = Pipe::new().unwrap();
+        let mut pipe = Pipe::new().unwrap();
         assert!(pipe.capacity() >= 4096);
         a.write_all(b"zero-copy").unwrap();
         let mut moved = 0;
         while moved < 9 {
             moved += pipe.fill_from(b.as_raw_fd(), 9 - moved).unwrap_or(0);
         }
-        assert_eq!(pipe.drain_to(c.as_raw_fd(), 9).unwrap(), 9);
+        assert_eq!(pipe.held(), 9);
+        assert_eq!(pipe.drain_to(c.as_raw_fd(), 100).unwrap(), 9);
+        assert_eq!(pipe.held(), 0);
         let mut out = [0u8; 9];
         d.read_exact(&mut out).unwrap();
         assert_eq!(&out, b"zero-copy");
@@ -165,9 +294,82 @@ mod tests {
         let mut pool = PipePool::new(1);
         let p = pool.take().unwrap();
         assert!(pool.take().is_none());
-        pool.put(p, true);
-        let p = pool.take().unwrap();
-        pool.put(p, false);
-        assert!(pool.take().is_some(), "a dropped pipe frees its place");
+        assert_eq!(pool.lent(), 1);
+        pool.put(p);
+        assert_eq!(pool.lent(), 0);
+        assert!(pool.take().is_some());
+    }
+
+    /// Two connected sockets: (what we write into, what the span reads from).
+    fn socket_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_pipe_holding_bytes_is_closed_not_reused() {
+        let mut pool = PipePool::new(1);
+        let (mut a, b) = socket_pair();
+        let mut span = Span::new(pool.take().unwrap(), 100);
+        a.write_all(b"stray").unwrap();
+        let mut got = Pulled::Drained;
+        for _ in 0..1000 {
+            got = span.pull(b.as_raw_fd()).unwrap();
+            if got != Pulled::Drained {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(got, Pulled::Bytes(5));
+        assert_eq!((span.held(), span.to_read()), (5, 95));
+        span.finish(&mut pool);
+        assert_eq!(pool.lent(), 0);
+        // A fresh pipe replaces it: nothing of the stray bytes can come out of it.
+        let mut fresh = pool.take().unwrap();
+        assert_eq!(fresh.held(), 0);
+        assert!(fresh.is_empty());
+        let (c, _d) = socket_pair();
+        let e = fresh.drain_to(c.as_raw_fd(), 5);
+        assert_eq!(e.unwrap(), 0, "an empty pipe gives nothing");
+    }
+
+    #[test]
+    fn a_span_stops_at_its_length_and_reports_the_end_of_stream() {
+        let (mut a, b) = socket_pair();
+        let (c, mut d) = socket_pair();
+        c.set_nonblocking(false).unwrap();
+        let mut span = Span::new(Pipe::new().unwrap(), 4);
+        assert_eq!(span.pull(b.as_raw_fd()).unwrap(), Pulled::Drained);
+        a.write_all(b"abcdefgh").unwrap();
+        let mut pulled = 0;
+        while span.can_pull() {
+            match span.pull(b.as_raw_fd()).unwrap() {
+                Pulled::Bytes(n) => pulled += n,
+                Pulled::Drained | Pulled::Blocked => std::thread::yield_now(),
+                Pulled::Eof => panic!("no end of stream yet"),
+            }
+        }
+        assert_eq!(pulled, 4);
+        assert_eq!(span.push(c.as_raw_fd()).unwrap(), Some(4));
+        assert!(span.is_done());
+        let mut out = [0u8; 4];
+        d.read_exact(&mut out).unwrap();
+        assert_eq!(&out, b"abcd");
+        // The rest stays in the socket; after it, the end of stream.
+        drop(a);
+        let mut rest = Span::new(Pipe::new().unwrap(), u64::MAX);
+        let mut seen = Vec::new();
+        loop {
+            match rest.pull(b.as_raw_fd()).unwrap() {
+                Pulled::Bytes(n) => seen.push(n),
+                Pulled::Eof => break,
+                Pulled::Drained | Pulled::Blocked => std::thread::yield_now(),
+            }
+        }
+        assert_eq!(seen.iter().sum::<usize>(), 4);
+        assert_eq!(rest.held(), 4);
     }
 }

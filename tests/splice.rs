@@ -1,16 +1,115 @@
-//! Long Content-Length response bodies go by splice(2); the bytes, the framing and the
-//! failure behaviour are the same as on the copy path.
+//! Long body spans go by splice(2): Content-Length bodies both ways, the data of long chunks
+//! both ways, and tunnels while they stream. The bytes, the framing and the failure behaviour
+//! are the same as on the copy path, and a worker out of pipes copies instead.
 
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::thread;
+use std::time::{Duration, Instant};
 
 const BODY: usize = 3 * 1024 * 1024 + 17;
 
-fn download(proxy: &Proxy, path: &str) -> Response {
-    let mut client = ResponseReader::connect(proxy.addr());
-    client.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-    client.read_response("GET")
+/// `--splice-min` values: off; every span, even five bytes of a chunk; and a threshold the
+/// long spans pass and the short ones do not.
+const SPLICE_MINS: [&str; 3] = ["0", "1", "64k"];
+
+/// Chunk sizes of the chunked bodies: long ones (spliced at 64k) between short ones (copied).
+const CHUNKS: [usize; 6] = [300 * 1024, 5, 1024 * 1024 + 3, 17, 200 * 1024, 70 * 1024];
+
+/// Most pipes one worker lends at once (`MAX_PIPES` in src/worker.rs).
+const MAX_PIPES: usize = 64;
+
+const UPGRADE_REQUEST: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// `len` bytes of every value (CR, LF and NUL included), different for each `seed`.
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(131) ^ (i >> 9)) as u8 ^ seed)
+        .collect()
+}
+
+/// Equal bytes, or a panic that says where they differ (not megabytes of both).
+#[track_caller]
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got == want {
+        return;
+    }
+    let at = got.iter().zip(want).position(|(a, b)| a != b);
+    let at = at.unwrap_or(got.len().min(want.len()));
+    let around = |b: &[u8]| show(&b[at.saturating_sub(16).min(b.len())..(at + 16).min(b.len())]);
+    panic!(
+        "{what}: {} bytes, {} wanted; first difference at {at}: {} vs {}",
+        got.len(),
+        want.len(),
+        around(got),
+        around(want)
+    );
+}
+
+/// The body after the head in `message`.
+#[track_caller]
+fn after_head(message: &[u8]) -> &[u8] {
+    let end = find(message, b"\r\n\r\n").expect("a complete head") + 4;
+    &message[end..]
+}
+
+/// `chunks` as a sender might frame them: size lines in upper case, with leading zeros,
+/// extensions and whitespace, and a trailer section.
+fn sloppy_chunked(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let line = match i % 3 {
+            0 => format!("{:X}", c.len()),
+            1 => format!("00{:x};name=value", c.len()),
+            _ => format!("{:x} ;q=\"a;b\"", c.len()),
+        };
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+    out
+}
+
+fn chunk_data(seed: usize) -> Vec<Vec<u8>> {
+    CHUNKS
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| bytes(n, (seed * 16 + i) as u8))
+        .collect()
+}
+
+/// The clean framing the proxy promises: one chunk per received chunk, lower-case sizes.
+fn canonical(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    chunked(&refs)
+}
+
+/// Pipe descriptors `pid` holds.
+fn pipe_fds(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        panic!("cannot list the descriptors of {pid}");
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// The proxy made pipes (they stay in its pool) only when splicing is on.
+#[track_caller]
+fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
+    let made = pipe_fds(proxy.pid()) - base;
+    if splice_min == "0" {
+        assert_eq!(made, 0, "pipes made with splicing off");
+    } else {
+        assert!(made >= 2, "no pipe made with --splice-min {splice_min}");
+    }
 }
 
 #[test]
@@ -18,6 +117,7 @@ fn spliced_and_copied_bodies_are_identical() {
     let dummies = Dummies::start(1);
     for splice_min in ["1", "0", "128k"] {
         let proxy = Proxy::with_upstreams(&dummies.ports(), &["--splice-min", splice_min]);
+        let base = pipe_fds(proxy.pid());
         // Twice on one connection: the pipe goes back to the pool clean and is reused.
         let mut client = ResponseReader::connect(proxy.addr());
         for _ in 0..2 {
@@ -33,8 +133,175 @@ fn spliced_and_copied_bodies_are_identical() {
                 "body differs with --splice-min {splice_min}"
             );
         }
-        let small = download(&proxy, "/");
-        assert_eq!(small.status, 200);
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response("GET").status, 200);
+        assert_pipes_used(&proxy, base, splice_min);
+    }
+}
+
+#[test]
+fn uploads_with_content_length_are_identical() {
+    let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
+    for (k, splice_min) in SPLICE_MINS.into_iter().enumerate() {
+        let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
+        let base = pipe_fds(proxy.pid());
+        let mut client = ResponseReader::connect(proxy.addr());
+        for round in 0..2 {
+            let body = bytes(BODY, (k * 2 + round) as u8);
+            let before = backend.requests().len();
+            let head = format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+            client.send(head.as_bytes());
+            client.send(&body);
+            let resp = client.read_response("POST");
+            assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
+            let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
+            assert!(got.starts_with(b"POST /up HTTP/1.1\r\n"), "{}", show(got));
+            let what = format!("upload {round} with --splice-min {splice_min}");
+            assert_same(after_head(got), &body, &what);
+        }
+        // The connection carries on after the spans.
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response("GET").status, 200);
+        assert_pipes_used(&proxy, base, splice_min);
+    }
+}
+
+#[test]
+fn an_upload_after_100_continue_goes_through_whole() {
+    let dummies = Dummies::start(1);
+    for splice_min in SPLICE_MINS {
+        let proxy = Proxy::with_upstreams(&dummies.ports(), &["--splice-min", splice_min]);
+        let mut client = ResponseReader::connect(proxy.addr());
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {BODY}\r\n\r\n"
+        );
+        client.send(head.as_bytes());
+        assert_eq!(client.read_response("POST").status, 100);
+        // The echo comes back while the body goes: write from another thread.
+        let body = bytes(BODY, 7);
+        let mut writer = client
+            .stream()
+            .try_clone()
+            .expect("clone the client socket");
+        let sent = body.clone();
+        let sender = thread::spawn(move || writer.write_all(&sent));
+        let resp = client.read_response("POST");
+        sender
+            .join()
+            .expect("writer thread")
+            .expect("send the body");
+        assert_eq!(resp.status, 200);
+        assert!(resp.body.starts_with(b"POST /echo HTTP/1.1\r\n"));
+        let what = format!("echoed body with --splice-min {splice_min}");
+        assert_same(after_head(&resp.body), &body, &what);
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response("GET").status, 200);
+    }
+}
+
+#[test]
+fn chunked_uploads_are_identical() {
+    let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
+    for (k, splice_min) in SPLICE_MINS.into_iter().enumerate() {
+        let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
+        let base = pipe_fds(proxy.pid());
+        let mut client = ResponseReader::connect(proxy.addr());
+        for round in 0..2 {
+            let chunks = chunk_data(k * 2 + round);
+            let before = backend.requests().len();
+            client.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+            client.send(&sloppy_chunked(&chunks));
+            let resp = client.read_response("POST");
+            assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
+            let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
+            let what = format!("chunked upload {round} with --splice-min {splice_min}");
+            assert_same(after_head(got), &canonical(&chunks), &what);
+        }
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response("GET").status, 200);
+        assert_pipes_used(&proxy, base, splice_min);
+    }
+}
+
+#[test]
+fn chunked_downloads_are_identical() {
+    let chunks = chunk_data(5);
+    let data = chunks.concat();
+    let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    reply.extend(sloppy_chunked(&chunks));
+    let backend = RawBackend::start(move |_| Reply::KeepAlive(reply.clone()));
+    for splice_min in SPLICE_MINS {
+        let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
+        let base = pipe_fds(proxy.pid());
+        // HTTP/1.1: re-chunked; twice on one connection.
+        let mut client = ResponseReader::connect(proxy.addr());
+        for round in 0..2 {
+            client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            let resp = client.read_response("GET");
+            assert_eq!(resp.framing, BodyFraming::Chunked, "{}", show(resp.head()));
+            let what = format!("download {round} with --splice-min {splice_min}");
+            assert_same(&resp.raw[resp.head_len..], &canonical(&chunks), &what);
+        }
+        // HTTP/1.0: de-chunked, then a close.
+        let mut client = ResponseReader::connect(proxy.addr());
+        client.send(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n");
+        let resp = client.read_response("GET");
+        assert_eq!(resp.framing, BodyFraming::Close, "{}", show(resp.head()));
+        let what = format!("HTTP/1.0 download with --splice-min {splice_min}");
+        assert_same(&resp.body, &data, &what);
+        assert_pipes_used(&proxy, base, splice_min);
+    }
+}
+
+#[test]
+fn tunnels_carry_megabytes_both_ways() {
+    let dummies = Dummies::start(1);
+    for splice_min in SPLICE_MINS {
+        let proxy = Proxy::with_upstreams(&dummies.ports(), &["--splice-min", splice_min]);
+        let base = pipe_fds(proxy.pid());
+        let mut client = ResponseReader::connect(proxy.addr());
+        client.send(UPGRADE_REQUEST);
+        assert_eq!(client.read_response("GET").status, 101);
+        client.send(b"ping");
+        assert_eq!(client.read_bytes(4), b"ping");
+        // Bursts and small writes mixed, while the echo streams back.
+        let data = bytes(4 * 1024 * 1024 + 5, 11);
+        let mut writer = client
+            .stream()
+            .try_clone()
+            .expect("clone the client socket");
+        let sent = data.clone();
+        let sender = thread::spawn(move || {
+            let mut at = 0;
+            for size in [1, 100, 1 << 20, 7, 300 * 1024, 64 * 1024, 3]
+                .iter()
+                .cycle()
+            {
+                let end = (at + size).min(sent.len());
+                writer.write_all(&sent[at..end])?;
+                at = end;
+                if at == sent.len() {
+                    return Ok(());
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let echoed = client.read_bytes(data.len());
+        sender
+            .join()
+            .expect("writer thread")
+            .expect("write into the tunnel");
+        assert_same(
+            &echoed,
+            &data,
+            &format!("echo with --splice-min {splice_min}"),
+        );
+        // A small message after the bursts.
+        client.send(b"pong");
+        assert_eq!(client.read_bytes(4), b"pong");
+        assert_pipes_used(&proxy, base, splice_min);
+        let _ = client.stream().shutdown(Shutdown::Write);
+        client.expect_close(IO_TIMEOUT);
     }
 }
 
@@ -46,7 +313,6 @@ fn an_upstream_that_stops_short_mid_splice_closes_the_client() {
     let backend = RawBackend::start(move |_| Reply::Close(reply.clone()));
     let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
     let mut stream = std::net::TcpStream::connect(proxy.addr()).expect("connect");
-    use std::io::Write;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
@@ -68,4 +334,201 @@ fn an_upstream_that_stops_short_mid_splice_closes_the_client() {
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
     assert_eq!(read_to_close(&mut stream).len(), got.len());
+}
+
+#[test]
+fn bytes_past_a_spliced_body_keep_the_upstream_connection_from_reuse() {
+    // A span takes exactly the body's length: what the upstream sent beyond it (here a
+    // response nobody asked for) stays in its socket, and must not answer the next request.
+    // The whole answer arrives at once, so no readiness event comes after the span: only a
+    // look into the socket finds the stray bytes.
+    let body = bytes(80 * 1024, 6);
+    let mut reply =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    reply.extend_from_slice(&body);
+    reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!");
+    let backend = RawBackend::start(move |_| Reply::KeepAlive(reply.clone()));
+    for splice_min in SPLICE_MINS {
+        let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
+        let mut client = ResponseReader::connect(proxy.addr());
+        for round in 0..3 {
+            client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            let resp = client.read_response("GET");
+            let what = format!("response {round} with --splice-min {splice_min}");
+            assert_eq!(resp.status, 200, "{what}");
+            assert_same(&resp.body, &body, &what);
+        }
+    }
+}
+
+#[test]
+fn an_upstream_that_stops_short_mid_chunk_closes_the_client() {
+    // A 1 MiB chunk of which 300 KiB come, then the upstream closes.
+    let data = bytes(300 * 1024, 3);
+    let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n".to_vec();
+    reply.extend_from_slice(b"0100000;x=y\r\n");
+    reply.extend_from_slice(&data);
+    let backend = RawBackend::start(move |_| Reply::Close(reply.clone()));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
+    let mut stream = connect(proxy.addr());
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    let got = read_to_close(&mut stream);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", show(&got));
+    // Every byte received, in clean framing, and no last chunk: the client sees the cut.
+    let mut want = b"5\r\nfirst\r\n100000\r\n".to_vec();
+    want.extend_from_slice(&data);
+    assert_same(after_head(&got), &want, "truncated chunked body");
+}
+
+#[test]
+fn a_client_that_stops_short_mid_splice_leaves_the_upstream_a_short_body() {
+    let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("unexpected")));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
+    let data = bytes(300 * 1024, 4);
+    let cases: [(&[u8], &[u8]); 2] = [
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n",
+            b"",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n",
+            b"100000\r\n",
+        ),
+    ];
+    for (head, framing) in cases {
+        let mark = backend.connection_count();
+        let mut stream = connect(proxy.addr());
+        stream.write_all(head).expect("send the head");
+        stream.write_all(&data).expect("send the body");
+        stream.shutdown(Shutdown::Write).expect("shutdown");
+        // Nobody to answer a request cut short: the proxy closes.
+        assert_eq!(read_to_close(&mut stream), b"", "{}", show(head));
+        // The backend may not have accepted the connection yet when the client sees the close.
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let got = loop {
+            let records = backend.connections();
+            let post = records[mark..].iter().find(|r| r.starts_with(b"POST"));
+            if let Some(got) = post {
+                assert!(
+                    backend.wait_ended_since(mark, IO_TIMEOUT),
+                    "upstream still open"
+                );
+                break backend.connections()[mark..]
+                    .iter()
+                    .find(|r| r.starts_with(b"POST"))
+                    .cloned()
+                    .unwrap_or_else(|| got.clone());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no request upstream: {}",
+                show(head)
+            );
+            thread::sleep(Duration::from_millis(5));
+        };
+        // Every byte the client sent, then a close: the body stops short of its framing.
+        let mut want = framing.to_vec();
+        want.extend_from_slice(&data);
+        assert_same(after_head(&got), &want, "truncated upload");
+        assert!(backend.requests().is_empty(), "a complete request was seen");
+    }
+}
+
+#[test]
+fn an_upstream_that_stops_reading_mid_splice_still_answers() {
+    // It reads the head and some of a 4 MiB body, answers 413 and closes with bytes unread
+    // (a reset): the proxy's next splice into it fails.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 64 * 1024];
+            // Health probes connect and close: wait for a connection with a request.
+            while got.len() < 300 * 1024 {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if got.len() >= 300 * 1024 {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!",
+                );
+                return;
+            }
+        }
+    });
+    let proxy = Proxy::with_upstreams(&[port], &["--splice-min", "64k"]);
+    let mut client = ResponseReader::connect(proxy.addr());
+    let len = 4 * 1024 * 1024;
+    client.send(format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+    let body = bytes(len, 5);
+    let mut writer = client
+        .stream()
+        .try_clone()
+        .expect("clone the client socket");
+    let sender = thread::spawn(move || writer.write_all(&body));
+    let resp = client.read_response("POST");
+    assert_eq!((resp.status, resp.body.as_slice()), (413, &b"big!"[..]));
+    // The rest of the body is read and dropped, not left to stall the client.
+    sender
+        .join()
+        .expect("writer thread")
+        .expect("the whole body is taken");
+    server.join().expect("server thread");
+}
+
+#[test]
+fn a_worker_out_of_pipes_copies_instead() {
+    const CLIENTS: usize = MAX_PIPES + 6;
+    const HALF: usize = 200 * 1024;
+    let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "4k"]);
+    let base = pipe_fds(proxy.pid());
+    // Every upload stops half-way, its span waiting for the client with a pipe lent.
+    let mut clients = Vec::new();
+    for k in 0..CLIENTS {
+        let body = bytes(2 * HALF, k as u8);
+        let mut client = ResponseReader::connect(proxy.addr());
+        let head = format!(
+            "POST /up/{k} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            2 * HALF
+        );
+        client.send(head.as_bytes());
+        client.send(&body[..HALF]);
+        clients.push((client, body));
+    }
+    // All the pipes are lent, and no more: the uploads beyond go by copy.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let lent = (pipe_fds(proxy.pid()) - base) / 2;
+        assert!(lent <= MAX_PIPES, "{lent} pipes");
+        if lent == MAX_PIPES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {lent} pipes lent");
+        thread::sleep(Duration::from_millis(10));
+    }
+    for (client, body) in &mut clients {
+        client.send(&body[HALF..]);
+    }
+    for (client, _) in &mut clients {
+        let resp = client.read_response("POST");
+        assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
+    }
+    let requests = backend.wait_requests(CLIENTS, IO_TIMEOUT);
+    assert_eq!(requests.len(), CLIENTS);
+    for got in &requests {
+        let target = got.split(|&b| b == b' ').nth(1).expect("a request line");
+        let k: usize = String::from_utf8_lossy(target)
+            .trim_start_matches("/up/")
+            .parse()
+            .expect("a client number");
+        let what = format!("upload of client {k}");
+        assert_same(after_head(got), &bytes(2 * HALF, k as u8), &what);
+    }
 }

@@ -138,6 +138,37 @@ impl Decoder {
         self.state == State::Done
     }
 
+    /// Data bytes of the current chunk not consumed yet: nonzero only between a chunk's size
+    /// line (already consumed, and in `Rechunk` mode already written) and its data's end.
+    /// These bytes go to the output verbatim in both modes, so a caller may move them by
+    /// another way (splice(2)) and account for them with [`Decoder::skip_data`].
+    pub fn data_remaining(&self) -> u64 {
+        if self.state == State::Data {
+            self.remaining
+        } else {
+            0
+        }
+    }
+
+    /// Account for `n` data bytes of the current chunk that reached the receiver without
+    /// passing through [`Decoder::transcode`]: as if they had been transcoded. After the last
+    /// one the decoder expects the CRLF that ends the chunk's data. More than
+    /// [`Decoder::data_remaining`] is refused (and the decoder fails): the framing would be lost.
+    pub fn skip_data(&mut self, n: u64) -> Result<(), ChunkedError> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n > self.data_remaining() {
+            self.state = State::Failed;
+            return Err(ChunkedError::Invalid("skipped past the chunk data"));
+        }
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.state = State::DataCr;
+        }
+        Ok(())
+    }
+
     /// Take one step from the non-empty `input`; `Ok(0)` means no room to write.
     fn step(
         &mut self,
@@ -686,6 +717,78 @@ mod tests {
         assert_eq!(d.transcode(&body[26..], &mut out, 7, r), Ok(1));
         assert!(d.is_done());
         assert_eq!(out, b"\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn skipped_data_counts_as_transcoded() {
+        let body = b"a;x=y\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n";
+        for mode in [Output::Rechunk, Output::Dechunk] {
+            let mut d = Decoder::new(&Limits::DEFAULT);
+            let mut out = Vec::new();
+            assert_eq!(d.data_remaining(), 0);
+            // Up to the size line's end, and two data bytes.
+            assert_eq!(d.transcode(&body[..9], &mut out, 100, mode), Ok(9));
+            assert_eq!(d.data_remaining(), 8);
+            // Six bytes go another way; two more through the decoder.
+            assert_eq!(d.skip_data(0), Ok(()));
+            assert_eq!(d.skip_data(6), Ok(()));
+            assert_eq!(d.data_remaining(), 2);
+            assert_eq!(d.transcode(&body[15..17], &mut out, 100, mode), Ok(2));
+            assert_eq!(d.data_remaining(), 0);
+            let rest = d.transcode(&body[17..], &mut out, 100, mode);
+            assert_eq!(rest, Ok(body.len() - 17));
+            assert!(d.is_done());
+            let want: &[u8] = match mode {
+                Output::Rechunk => b"a\r\n0189\r\n3\r\nabc\r\n0\r\n\r\n",
+                Output::Dechunk => b"0189abc",
+            };
+            assert_eq!(out, want, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn skipping_the_whole_chunk_leaves_its_crlf_to_the_decoder() {
+        let mut d = Decoder::new(&Limits::DEFAULT);
+        let mut out = Vec::new();
+        let r = Output::Rechunk;
+        assert_eq!(d.transcode(b"10\r\n", &mut out, 100, r), Ok(4));
+        assert_eq!(d.skip_data(16), Ok(()));
+        assert_eq!(d.data_remaining(), 0);
+        // The CRLF after the data is still checked.
+        assert_eq!(
+            d.transcode(b"x", &mut out, 100, r),
+            Err(ChunkedError::Invalid("chunk data not followed by CRLF"))
+        );
+        let mut d = Decoder::new(&Limits::DEFAULT);
+        out.clear();
+        d.transcode(b"10\r\n", &mut out, 100, r).unwrap();
+        d.skip_data(16).unwrap();
+        assert_eq!(d.transcode(b"\r\n0\r\n\r\n", &mut out, 100, r), Ok(7));
+        assert!(d.is_done());
+        assert_eq!(out, b"10\r\n\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn skipping_outside_chunk_data_is_refused() {
+        let over = Err(ChunkedError::Invalid("skipped past the chunk data"));
+        // Before any size line.
+        let mut d = Decoder::new(&Limits::DEFAULT);
+        assert_eq!(d.skip_data(1), over);
+        assert!(d
+            .transcode(b"0\r\n\r\n", &mut Vec::new(), 100, Output::Rechunk)
+            .is_err());
+        // Past the chunk's end.
+        let mut d = Decoder::new(&Limits::DEFAULT);
+        let mut out = Vec::new();
+        d.transcode(b"4\r\nab", &mut out, 100, Output::Rechunk)
+            .unwrap();
+        assert_eq!(d.skip_data(3), over);
+        assert_eq!(d.data_remaining(), 0);
+        // In the middle of a size line.
+        let mut d = Decoder::new(&Limits::DEFAULT);
+        d.transcode(b"4", &mut out, 100, Output::Rechunk).unwrap();
+        assert_eq!(d.data_remaining(), 0);
+        assert_eq!(d.skip_data(1), over);
     }
 
     #[test]

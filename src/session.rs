@@ -165,6 +165,8 @@ struct Peer {
     /// we have read: edge-triggered, that news will not come again, so a connection with it
     /// must never go to the idle pool.
     hung_up: bool,
+    /// TCP_NODELAY is set (see `Session::nagle_off`).
+    nodelay: bool,
 }
 
 impl Peer {
@@ -176,6 +178,7 @@ impl Peer {
             eof: false,
             shut: false,
             hung_up: false,
+            nodelay: false,
         }
     }
 
@@ -768,12 +771,14 @@ impl Session {
         progress |= self.write_upstream(ctx.now)?;
 
         // cout → client.
+        self.nagle_off();
         let n = self.client.write_from(self.cout.data())?;
         if n > 0 {
             self.cout.consume(n);
             progress = true;
             self.last_progress = ctx.now;
         }
+        self.nagle_off();
         if let State::Tunnel = self.state {
             progress |= self.tunnel_half_close();
             if self.client.shut && self.upstream.as_ref().is_none_or(|u| u.peer.shut) {
@@ -784,6 +789,23 @@ impl Session {
             progress = true;
         }
         Ok(progress)
+    }
+
+    /// Turn Nagle's algorithm off on the client socket once a response can be held by it:
+    /// when a write leaves bytes behind, a pipe carries the body, a tunnel is open, or the
+    /// connection serves its second request (a small response behind an unacknowledged one
+    /// would wait for the client's delayed ACK, up to 40 ms). A connection that carries one
+    /// small response, which all `Connection: close` traffic is, never pays the setsockopt.
+    fn nagle_off(&mut self) {
+        if !self.client.nodelay
+            && (self.served > 0
+                || !self.cout.is_empty()
+                || self.down_span.is_some()
+                || matches!(self.state, State::Tunnel))
+        {
+            self.client.nodelay = true;
+            let _ = self.client.stream.set_nodelay(true);
+        }
     }
 
     fn round_closing(&mut self, now: Instant, lingering: bool, clean: bool) -> Result<bool, Fail> {

@@ -302,7 +302,6 @@ impl Worker {
                         warn!("cannot register a client socket: {e}");
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
                     let session = Session::new(stream, addr.ip(), key, &self.cfg, self.now);
                     entry.insert(Entry {
                         session,

@@ -35,8 +35,8 @@ const EVENTS_CAPACITY: usize = 1024;
 /// 512 busy connections to cycle without the allocator zeroing fresh buffers per request (at
 /// most 128 MiB kept after a burst).
 const FREE_BUFFERS: usize = 2048;
-/// Most pipes a worker lends for splice(2) at once (two descriptors each); connections beyond
-/// that use the copy path.
+/// Most pipes a worker lends for splice(2) at once (two descriptors each; a connection may hold
+/// one per direction); spans beyond that use the copy path.
 const MAX_PIPES: usize = 64;
 /// Least time between two "connection limit reached" warnings.
 const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);

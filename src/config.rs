@@ -19,6 +19,15 @@ use std::time::Duration;
 /// when no `--upstream` is given.
 pub const DEMO_PORTS: [u16; 3] = [8081, 8082, 8083];
 
+/// Default `--splice-min` for request bodies and tunnels: below about 128 KiB splicing an upload
+/// saves nothing measurable; from 256 KiB it costs 7–28 % less CPU than copying, 56 % at 64 MiB.
+pub const SPLICE_MIN: usize = 128 * 1024;
+
+/// Default `--splice-min` for response bodies: on loopback a spliced 1 MiB download costs about
+/// 15 % more proxy CPU than a copied one (311 vs 271 µs), 2 MiB about 10 % less and 4 MiB 37 %
+/// less; the crossover is near 1.5 MiB.
+pub const SPLICE_MIN_RESPONSE: usize = 2 * 1024 * 1024;
+
 /// Everything the engine needs, validated.
 #[derive(Debug)]
 pub struct Config {
@@ -58,9 +67,13 @@ pub struct Config {
     pub upstream_idle_timeout: Duration,
     /// `--upstream-max-requests`.
     pub upstream_max_requests: u32,
-    /// `--splice-min`: body spans this long or longer (what is left of a Content-Length body,
-    /// or of a chunk's data) go by splice(2), and so do tunnels while they stream; 0: never.
+    /// `--splice-min`: request body spans this long or longer (what is left of a Content-Length
+    /// body, or of a chunk's data) go by splice(2), and so do tunnels while they stream; 0:
+    /// never.
     pub splice_min: usize,
+    /// The same for response body spans (`--splice-min` when given, else
+    /// [`SPLICE_MIN_RESPONSE`]).
+    pub splice_min_response: usize,
     /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
     pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
@@ -178,9 +191,10 @@ struct Cli {
 
     /// Body spans at least this long (the rest of a Content-Length body, the data of a chunk),
     /// both ways, are moved with splice(2) (zero-copy) instead of through user-space buffers,
-    /// and so are tunnels while they stream; 0 turns splicing off
-    #[arg(long, value_name = "SIZE", default_value = "128k", value_parser = parse_size_or_zero)]
-    splice_min: usize,
+    /// and so are tunnels while they stream; 0 turns splicing off [default: 128k for request
+    /// bodies and tunnels, 2m for response bodies]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
+    splice_min: Option<usize>,
 
     /// Most client connections open at once; at the limit the proxy stops accepting until one
     /// closes (default: derived from the open-files limit, two descriptors per connection)
@@ -545,7 +559,8 @@ fn validate(cli: Cli) -> Result<Config, String> {
         forwarded_for: cli.forwarded_for,
         underscores_in_headers: cli.underscores_in_headers,
         max_connections: cli.max_connections,
-        splice_min: cli.splice_min,
+        splice_min: cli.splice_min.unwrap_or(SPLICE_MIN),
+        splice_min_response: cli.splice_min.unwrap_or(SPLICE_MIN_RESPONSE),
         upstream_idle: cli.upstream_idle as usize,
         upstream_idle_timeout: cli.upstream_idle_timeout,
         upstream_max_requests: cli.upstream_max_requests,
@@ -767,6 +782,16 @@ mod tests {
         assert!(!c.underscores_in_headers);
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.notices.is_empty());
+        assert_eq!(c.upstream_idle, 256);
+        assert_eq!((c.splice_min, c.splice_min_response), (128 << 10, 2 << 20));
+    }
+
+    #[test]
+    fn an_explicit_splice_min_sets_both_directions() {
+        for (arg, want) in [("64k", 64 << 10), ("0", 0), ("4m", 4 << 20)] {
+            let c = parse(&["--upstream", "127.0.0.1:9000", "--splice-min", arg]).unwrap();
+            assert_eq!((c.splice_min, c.splice_min_response), (want, want), "{arg}");
+        }
     }
 
     #[test]

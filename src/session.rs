@@ -1193,7 +1193,7 @@ impl Session {
                 RequestBody::Chunked(dec) => dec.data_remaining(),
                 RequestBody::Done => 0,
             };
-            self.up_span = lend_span(ctx, left);
+            self.up_span = lend_span(ctx, left, ctx.cfg.splice_min);
             progress |= self.up_span.is_some();
         }
         Ok(progress)
@@ -1431,7 +1431,7 @@ impl Session {
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // What came with the head is through: the rest may go by splice.
-                        self.down_span = lend_span(ctx, *rem);
+                        self.down_span = lend_span(ctx, *rem, ctx.cfg.splice_min_response);
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
@@ -1464,7 +1464,8 @@ impl Session {
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // Inside a long chunk, its size line queued: its data may go by splice.
-                        self.down_span = lend_span(ctx, dec.data_remaining());
+                        self.down_span =
+                            lend_span(ctx, dec.data_remaining(), ctx.cfg.splice_min_response);
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
@@ -1675,7 +1676,7 @@ impl Session {
         // Client → upstream.
         let streaming = self.client.readable && !self.client.eof && self.cin.is_empty();
         if self.up_span.is_none() && streaming && !up.write_failed {
-            self.up_span = lend_span(ctx, u64::MAX);
+            self.up_span = lend_span(ctx, u64::MAX, ctx.cfg.splice_min);
         }
         if let Some(span) = &mut self.up_span {
             let ready = self.uout.is_empty();
@@ -1708,7 +1709,7 @@ impl Session {
         // Upstream → client.
         let streaming = up.peer.readable && !up.peer.eof && self.uin.is_empty();
         if self.down_span.is_none() && streaming {
-            self.down_span = lend_span(ctx, u64::MAX);
+            self.down_span = lend_span(ctx, u64::MAX, ctx.cfg.splice_min);
         }
         if let Some(span) = &mut self.down_span {
             let ready = self.cout.is_empty();
@@ -1830,11 +1831,11 @@ fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
     !matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// A span of `left` bytes through a pipe of the worker's pool, when it is long enough to be
-/// worth one (`--splice-min`) and a pipe is free. `None`: the copy path does the work; a pool
+/// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long
+/// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
-fn lend_span(ctx: &mut Ctx<'_>, left: u64) -> Option<Span> {
-    let min = ctx.cfg.splice_min as u64;
+fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Span> {
+    let min = min as u64;
     if min == 0 || left < min {
         return None;
     }

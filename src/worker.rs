@@ -141,7 +141,7 @@ impl Worker {
             .unwrap_or(usize::MAX)
             .div_ceil(workers)
             .max(1);
-        let cfg_splice = cfg.splice_min > 0;
+        let cfg_splice = cfg.splice_min > 0 || cfg.splice_min_response > 0;
         let conns = ConnPool::new(pool.len(), cfg.upstream_idle, cfg.upstream_max_requests);
         let mut w = Worker {
             id,

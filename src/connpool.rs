@@ -166,10 +166,9 @@ impl ConnPool {
             let Some(Owner::Idle(upstream)) = self.owner(id) else {
                 return;
             };
-            let quiet = self.idle.get(upstream).and_then(|list| list.iter().find(|c| c.id == id)).is_some_and(|c| {
-                matches!(c.stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            });
-            if quiet {
+            let idle = self.idle.get(upstream);
+            let conn = idle.and_then(|list| list.iter().find(|c| c.id == id));
+            if conn.is_some_and(|c| is_quiet(&c.stream)) {
                 return;
             }
         }
@@ -212,4 +211,9 @@ impl ConnPool {
     pub fn idle_count(&self) -> usize {
         self.idle.iter().map(Vec::len).sum()
     }
+}
+/// Nothing to read on `stream`, not even an EOF: a one-byte peek would block. How an idle
+/// (or about to be pooled) upstream connection is told from one with stray bytes or a close.
+pub fn is_quiet(stream: &TcpStream) -> bool {
+    matches!(stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

@@ -11,7 +11,7 @@
 
 use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
-use crate::connpool::ConnPool;
+use crate::connpool::{self, ConnPool};
 use crate::http::chunked::{self, Decoder};
 use crate::http::request::{self, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
@@ -1828,7 +1828,7 @@ fn move_span(
 /// would be read as the next response on a reused connection. Edge-triggered, they raise no
 /// new event once the connection is idle, so look now.
 fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
-    !matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    !connpool::is_quiet(stream)
 }
 
 /// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long

@@ -10,6 +10,7 @@
 //! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
 //! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
+//! - [`sys`]: the data path's socket reads and writes as direct system calls.
 //! - [`session`]: the state machine of one client connection and its upstream connection.
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself.
@@ -26,6 +27,7 @@ pub mod http;
 pub mod listen;
 pub mod session;
 pub mod splice;
+pub mod sys;
 pub mod timer;
 pub mod upstream;
 pub mod worker;

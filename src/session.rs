@@ -18,11 +18,12 @@ use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
 use crate::splice::{PipePool, Pulled, Span};
+use crate::sys;
 use crate::upstream::{Pool, Tried};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -35,6 +36,13 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Room kept free in the client output buffer while forwarding, so that an answer of our own
 /// (at most ~200 bytes) always fits whole behind what is already queued.
 const LOCAL_ANSWER_ROOM: usize = 256;
+/// How long a new connection's first exchange may wait on its upstream before the client
+/// socket joins the epoll set. A client is registered only once the session waits for it (more
+/// request bytes, room to write, the next request); a `Connection: close` exchange that is
+/// answered within this delay never costs the epoll_ctl, and the removal from the epoll set at
+/// its close. Past the delay the socket is registered anyway, so that a client that resets
+/// during a long upstream wait is noticed and the upstream request let go.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(5);
 /// Header slots a head is first parsed into. Slots are initialised on every parse (32 bytes
 /// each), which costs more than the parse itself for small heads; a head with more field lines
 /// is parsed again with exactly as many (see `parse_with_slots!`).
@@ -167,6 +175,9 @@ struct Peer {
     hung_up: bool,
     /// TCP_NODELAY is set (see `Session::nagle_off`).
     nodelay: bool,
+    /// Something was written to the socket already: a further small write could be held by
+    /// Nagle's algorithm behind an unacknowledged one.
+    wrote: bool,
 }
 
 impl Peer {
@@ -179,6 +190,7 @@ impl Peer {
             shut: false,
             hung_up: false,
             nodelay: false,
+            wrote: false,
         }
     }
 
@@ -202,7 +214,7 @@ impl Peer {
         }
         loop {
             let room = buf.read_room();
-            match buf.read_from(&mut self.stream) {
+            match buf.read_from(&mut sys::Recv(self.stream.as_raw_fd())) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
@@ -226,14 +238,18 @@ impl Peer {
         }
     }
 
-    /// Write once from `bytes` if there is reason to. Returns how many were written.
-    fn write_from(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    /// Write once from `bytes` if there is reason to. Returns how many were written. `more`:
+    /// the socket is closed or shut down right after these bytes (see `sys::send`).
+    fn write_from(&mut self, bytes: &[u8], more: bool) -> io::Result<usize> {
         if !self.writable || bytes.is_empty() || self.shut {
             return Ok(0);
         }
         loop {
-            match self.stream.write(bytes) {
-                Ok(n) => return Ok(n),
+            match sys::send(self.stream.as_raw_fd(), bytes, more) {
+                Ok(n) => {
+                    self.wrote = true;
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return Ok(0);
@@ -365,6 +381,8 @@ impl From<io::Error> for Fail {
 pub struct Session {
     /// The client socket.
     client: Peer,
+    /// The client socket is in the worker's epoll set (see `CLIENT_WATCH_AFTER`).
+    client_registered: bool,
     /// The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 as IPv4).
     client_ip: ClientAddr,
     /// Slab key: the source of both tokens.
@@ -398,7 +416,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for a freshly accepted client (already registered by the worker).
+    /// A session for a freshly accepted client, not registered yet: the worker drives it at
+    /// once, and it joins the epoll set only when it has to wait for the client.
     pub fn new(
         stream: TcpStream,
         client_ip: IpAddr,
@@ -407,8 +426,15 @@ impl Session {
         now: Instant,
     ) -> Self {
         let size = buffer::size_for(cfg.limits.max_head);
+        let mut client = Peer::new(stream);
+        // Not registered, so no event will say so: assume the request is there and the send
+        // buffer empty. A read or write that would block clears the guess, and registering
+        // then reports the socket's real readiness (epoll checks it when a socket is added).
+        client.readable = true;
+        client.writable = true;
         Session {
-            client: Peer::new(stream),
+            client,
+            client_registered: false,
             client_ip: ClientAddr::new(client_ip),
             key,
             upstream: None,
@@ -424,11 +450,6 @@ impl Session {
             up_span: None,
             down_span: None,
         }
-    }
-
-    /// The client socket, for registration.
-    pub fn client_stream(&mut self) -> &mut TcpStream {
-        &mut self.client.stream
     }
 
     /// Readiness reported for the client socket.
@@ -522,6 +543,22 @@ impl Session {
 
     /// When the session wants to be woken if nothing happens before.
     pub fn deadline(&self, cfg: &Config) -> Instant {
+        let timeout = self.timeout_deadline(cfg);
+        match self.client_watch_deadline() {
+            Some(t) => t.min(timeout),
+            None => timeout,
+        }
+    }
+
+    /// When a first exchange still waiting on its upstream registers the client socket
+    /// (`CLIENT_WATCH_AFTER`); None once registered.
+    fn client_watch_deadline(&self) -> Option<Instant> {
+        // Unregistered means no wait for the client yet: `idle_since` is still the accept.
+        (!self.client_registered).then(|| self.idle_since + CLIENT_WATCH_AFTER)
+    }
+
+    /// When the current wait times out.
+    fn timeout_deadline(&self, cfg: &Config) -> Instant {
         let io_deadline = |pending_output: bool| {
             let t = if pending_output {
                 cfg.write_timeout
@@ -565,6 +602,15 @@ impl Session {
 
     /// The deadline passed (the worker checked `deadline()`): act on it.
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        if self.client_watch_deadline().is_some_and(|t| ctx.now >= t) {
+            if let Err(e) = self.register_client(ctx.registry) {
+                warn!("cannot register a client socket: {e}");
+                return Drive::Closed;
+            }
+            if ctx.now < self.timeout_deadline(ctx.cfg) {
+                return Drive::Idle;
+            }
+        }
         self.attach_buffers(ctx.bufs);
         match &mut self.state {
             State::Head { started } => {
@@ -617,7 +663,13 @@ impl Session {
     /// Move bytes until nothing more can move, or the budget runs out.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         self.attach_buffers(ctx.bufs);
-        let d = self.drive_rounds(ctx);
+        let mut d = self.drive_rounds(ctx);
+        if d != Drive::Closed && !self.client_registered && self.waits_for_client() {
+            if let Err(e) = self.register_client(ctx.registry) {
+                warn!("cannot register a client socket: {e}");
+                d = Drive::Closed;
+            }
+        }
         if d != Drive::Closed {
             // Every empty buffer goes back, not only an idle connection's: a session waiting on
             // its upstream or its client holds storage only for bytes actually queued, so the
@@ -625,6 +677,30 @@ impl Session {
             self.detach_buffers(ctx.bufs);
         }
         d
+    }
+
+    /// Whether the session needs the client socket's readiness to go on: anything but a
+    /// first exchange whose request is in and whose answer is not yet queued.
+    fn waits_for_client(&self) -> bool {
+        match &self.state {
+            State::Exchange(ex) => {
+                !matches!(ex.req_body, RequestBody::Done)
+                    || !self.cout.is_empty()
+                    || self.up_span.is_some()
+                    || self.down_span.is_some()
+            }
+            _ => true,
+        }
+    }
+
+    fn register_client(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(
+            &mut self.client.stream,
+            client_token(self.key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.client_registered = true;
+        Ok(())
     }
 
     fn drive_rounds(&mut self, ctx: &mut Ctx<'_>) -> Drive {
@@ -771,14 +847,24 @@ impl Session {
         progress |= self.write_upstream(ctx.now)?;
 
         // cout → client.
-        self.nagle_off();
-        let n = self.client.write_from(self.cout.data())?;
+        if !self.cout.is_empty() {
+            self.nagle_off();
+        }
+        // The last bytes of a connection that closes cleanly right after them go out with the
+        // FIN, in one segment: the client's kernel acknowledges both at once.
+        let last = matches!(
+            self.state,
+            State::Closing {
+                linger_since: None,
+                clean: true
+            }
+        );
+        let n = self.client.write_from(self.cout.data(), last)?;
         if n > 0 {
             self.cout.consume(n);
             progress = true;
             self.last_progress = ctx.now;
         }
-        self.nagle_off();
         if let State::Tunnel = self.state {
             progress |= self.tunnel_half_close();
             if self.client.shut && self.upstream.as_ref().is_none_or(|u| u.peer.shut) {
@@ -791,15 +877,14 @@ impl Session {
         Ok(progress)
     }
 
-    /// Turn Nagle's algorithm off on the client socket once a response can be held by it:
-    /// when a write leaves bytes behind, a pipe carries the body, a tunnel is open, or the
-    /// connection serves its second request (a small response behind an unacknowledged one
-    /// would wait for the client's delayed ACK, up to 40 ms). A connection that carries one
-    /// small response, which all `Connection: close` traffic is, never pays the setsockopt.
+    /// Turn Nagle's algorithm off on the client socket before a write it could hold: any
+    /// write after the first (the rest of a response a write left behind, the next response),
+    /// a pipe carrying the body, a tunnel. A small write behind an unacknowledged one would
+    /// wait for the client's delayed ACK, up to 40 ms. A connection that carries one response
+    /// in one write, which most `Connection: close` traffic is, never pays the setsockopt.
     fn nagle_off(&mut self) {
         if !self.client.nodelay
-            && (self.served > 0
-                || !self.cout.is_empty()
+            && (self.client.wrote
                 || self.down_span.is_some()
                 || matches!(self.state, State::Tunnel))
         {
@@ -811,7 +896,7 @@ impl Session {
     fn round_closing(&mut self, now: Instant, lingering: bool, clean: bool) -> Result<bool, Fail> {
         let mut progress = false;
         if !self.cout.is_empty() {
-            let n = self.client.write_from(self.cout.data())?;
+            let n = self.client.write_from(self.cout.data(), false)?;
             if n > 0 {
                 self.cout.consume(n);
                 self.last_progress = now;
@@ -858,7 +943,7 @@ impl Session {
         };
         let from = replay.as_ref().map_or(0, |w| **w);
         let pending = &self.uout.data()[from.min(self.uout.len())..];
-        match up.peer.write_from(pending) {
+        match up.peer.write_from(pending, false) {
             Ok(0) => Ok(false),
             Ok(n) => {
                 match replay {
@@ -1491,6 +1576,10 @@ impl Session {
     /// Move a span of the response body upstream socket → pipe → client socket, counting its
     /// bytes off the body's framing as they leave the upstream.
     fn pump_response_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        if self.down_span.is_none() {
+            return Ok(false);
+        }
+        self.nagle_off();
         let (Some(span), State::Exchange(ex)) = (&mut self.down_span, &mut self.state) else {
             return Ok(false);
         };

@@ -291,25 +291,21 @@ impl Worker {
                 );
             }
             match listener.accept() {
-                Ok((mut stream, addr)) => {
+                Ok((stream, addr)) => {
+                    // Not registered yet: driven right away, the session reads the request
+                    // that is usually there already, and registers the socket only once it
+                    // has to wait for the client (see `Session::new`).
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        session::client_token(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!("cannot register a client socket: {e}");
-                        continue;
-                    }
                     let session = Session::new(stream, addr.ip(), key, &self.cfg, self.now);
                     entry.insert(Entry {
                         session,
                         timer_gen: 0,
                         armed: None,
-                        dirty: false,
+                        dirty: true,
                     });
-                    self.arm(key);
+                    // Its timer is armed after that first drive.
+                    self.dirty.push(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -593,6 +593,30 @@ fn clients_vanishing_mid_upload_and_mid_download_leave_the_proxy_healthy() {
     assert!(resp.body.ends_with(b"\r\n\r\nhello"), "{}", show(&resp.raw));
 }
 
+#[test]
+fn a_client_that_resets_while_its_first_request_waits_lets_the_upstream_request_go() {
+    // A new connection's client socket joins the epoll set only once the session waits for it,
+    // or after a few milliseconds of waiting on the upstream: a client that gives up on a slow
+    // first request must still be noticed, and its upstream connection closed, long before
+    // the read timeout.
+    let backend = RawBackend::start(|_| Reply::Never);
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--read-timeout", "30s"]);
+    for (i, close) in ["Connection: close\r\n", ""].into_iter().enumerate() {
+        let mut client = connect(proxy.addr());
+        let head = format!("GET /slow HTTP/1.1\r\nHost: t\r\n{close}\r\n");
+        client.write_all(head.as_bytes()).expect("send the request");
+        backend.wait_requests(i + 1, Duration::from_secs(5));
+        let started = Instant::now();
+        reset(client);
+        assert!(
+            backend.wait_ended_since(0, Duration::from_secs(3)),
+            "request {i}: the upstream connection is still open {:?} after the client reset",
+            started.elapsed()
+        );
+    }
+    assert!(proxy.logs().iter().all(|l| !l.contains("panicked")));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The connection limit
 // ---------------------------------------------------------------------------------------------

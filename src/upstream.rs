@@ -128,6 +128,25 @@ impl Pool {
     /// No lock, no allocation: one `fetch_add` and two passes over the alive flags.
     pub fn pick(&self, tried: &Tried) -> Option<usize> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.len() <= 64 {
+            // The common case in one pass: the candidates as bits of one word.
+            let mut candidates = 0u64;
+            for (i, s) in self.states.iter().enumerate() {
+                if s.alive.load(Ordering::Relaxed) {
+                    candidates |= 1 << i;
+                }
+            }
+            candidates &= !tried.words.first().copied().unwrap_or(0);
+            let count = candidates.count_ones() as usize;
+            if count == 0 {
+                return None;
+            }
+            // Clear the k lowest candidates; the lowest left is the k-th.
+            for _ in 0..n % count {
+                candidates &= candidates - 1;
+            }
+            return Some(candidates.trailing_zeros() as usize);
+        }
         let is_candidate = |i: usize| !tried.contains(i) && self.is_alive(i);
         let count = (0..self.len()).filter(|&i| is_candidate(i)).count();
         if count == 0 {
@@ -292,6 +311,30 @@ mod tests {
         assert_eq!(t.words.len(), 3);
         assert_eq!(t.words.capacity(), cap);
         assert!(!t.contains(0) && !t.contains(63) && !t.contains(64) && !t.contains(130));
+    }
+
+    #[test]
+    fn the_one_word_pick_and_the_general_pick_agree() {
+        // Up to 64 upstreams take the one-word path, more the two passes: the same rotation
+        // either way, with some down and some tried.
+        for n in [1, 5, 63, 64, 65, 130] {
+            let p = pool(n);
+            let mut tried = Tried::default();
+            for i in (0..n).step_by(3) {
+                p.mark_down(i, "x");
+            }
+            for i in (1..n).step_by(7) {
+                tried.insert(i);
+            }
+            let want: Vec<usize> = (0..n)
+                .filter(|&i| p.is_alive(i) && !tried.contains(i))
+                .collect();
+            for round in 0..3 * n {
+                let got = p.pick(&tried);
+                let expect = (!want.is_empty()).then(|| want[round % want.len()]);
+                assert_eq!(got, expect, "{n} upstreams, pick {round}");
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! byte of the head is checked here first; httparse then only splits what we already accepted.
 
 use super::{
-    field_elements, has_token, is_tchar, is_token, parse_content_length, ConnectionTokens, Framing,
+    field_elements, has_token, is_tchar, parse_content_length, ConnectionTokens, Framing,
     KeyFields, Limits, Version,
 };
 
@@ -242,39 +242,56 @@ fn skip_leading_empty_lines(buf: &[u8]) -> Result<Option<usize>, RequestError> {
     ))
 }
 
-/// `method SP request-target SP HTTP-version`, single spaces (RFC 9112 §3).
+/// `method SP request-target SP HTTP-version`, single spaces (RFC 9112 §3). One pass over
+/// the line: the method's token bytes, the target's visible ones, then the version.
 fn parse_request_line(line: &[u8]) -> Result<(&str, &str, Version), RequestError> {
     use RequestError::BadRequest;
-    let sp = line
+    let method_len = line
         .iter()
-        .position(|&b| b == b' ')
+        .position(|&b| !is_tchar(b))
         .ok_or(BadRequest("request line without target"))?;
-    let method = &line[..sp];
-    if !is_token(method) {
-        return Err(BadRequest("method is not a token"));
+    match line[method_len] {
+        b' ' if method_len > 0 => {}
+        b' ' => return Err(BadRequest("method is not a token")),
+        _ if !line[method_len..].contains(&b' ') => {
+            return Err(BadRequest("request line without target"))
+        }
+        _ => return Err(BadRequest("method is not a token")),
     }
-    let rest = &line[sp + 1..];
-    let sp = rest
-        .iter()
-        .position(|&b| b == b' ')
-        .ok_or(BadRequest("request line without version"))?;
-    let target = &rest[..sp];
-    if target.is_empty() {
-        return Err(BadRequest("more than one space in the request line"));
-    }
+    let target_start = method_len + 1;
     // A target is URI characters only: visible ASCII. Non-ASCII bytes are refused rather than
     // guessed at (RFC 3986 has none; a server behind us could decode them differently).
-    if !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
-        return Err(BadRequest("invalid byte in the request target"));
+    let mut fragment = false;
+    let mut end = target_start;
+    loop {
+        match line.get(end) {
+            Some(b' ') => break,
+            Some(b'#') => fragment = true,
+            Some(0x21..=0x7e) => {}
+            Some(_) if line[end..].contains(&b' ') => {
+                return Err(BadRequest("invalid byte in the request target"))
+            }
+            _ => return Err(BadRequest("request line without version")),
+        }
+        end += 1;
     }
-    if target.contains(&b'#') {
+    if end == target_start {
+        return Err(BadRequest("more than one space in the request line"));
+    }
+    if fragment {
         return Err(BadRequest("fragment in the request target"));
     }
-    let version = parse_version(&rest[sp + 1..])?;
-    // Both are ASCII by the checks above, so these conversions cannot fail.
-    let method = std::str::from_utf8(method).map_err(|_| BadRequest("method is not a token"))?;
-    let target = std::str::from_utf8(target)
+    let version = parse_version(&line[end + 1..])?;
+    // Method and target are ASCII by the checks above: one conversion for both, and slicing at
+    // ASCII positions cannot split a character.
+    let text = std::str::from_utf8(&line[..end])
         .map_err(|_| BadRequest("invalid byte in the request target"))?;
+    let method = text
+        .get(..method_len)
+        .ok_or(BadRequest("method is not a token"))?;
+    let target = text
+        .get(target_start..)
+        .ok_or(BadRequest("invalid byte in the request target"))?;
     Ok((method, target, version))
 }
 
@@ -561,12 +578,10 @@ pub(crate) fn split_host_port(v: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         (literal, rest)
     } else {
-        let colon = v.iter().position(|&b| b == b':').unwrap_or(v.len());
-        let (reg_name, rest) = v.split_at(colon);
-        if !is_reg_name(reg_name) {
-            return None;
-        }
-        (reg_name, rest)
+        // One pass: the reg-name up to the first byte outside it, which must be the colon
+        // before the port (or the end).
+        let end = reg_name_len(v)?;
+        v.split_at(end)
     };
     let port = match rest {
         [] => rest,
@@ -583,24 +598,27 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
     split_host_port(v).is_some()
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )`; an IPv4 address is one too.
-fn is_reg_name(s: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded / sub-delims )` at the start of
+/// `s` (an IPv4 address is one too), which must end at a colon or the end of `s`; `None` for a
+/// byte outside the grammar or a broken percent-encoding.
+fn reg_name_len(s: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'%' => {
-                if !(s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-                {
-                    return false;
-                }
-                i += 3;
+    while let Some(&b) = s.get(i) {
+        if REG_NAME[usize::from(b)] {
+            i += 1;
+            continue;
+        }
+        match b {
+            b'%' if s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) =>
+            {
+                i += 3
             }
-            b if REG_NAME[usize::from(b)] => i += 1,
-            _ => return false,
+            b':' => return Some(i),
+            _ => return None,
         }
     }
-    true
+    Some(i)
 }
 
 /// The inside of `[...]`: an IPv6 address or `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved /

@@ -28,7 +28,7 @@ pub struct Response<'h, 'b> {
     /// The status code, 100..=999.
     pub code: u16,
     /// The reason phrase as received (possibly empty; empty too when it is not UTF-8).
-    pub reason: &'b str,
+    pub reason: &'b [u8],
     /// All header fields as received, in order (values without surrounding OWS).
     pub headers: &'h [httparse::Header<'b>],
     /// The body framing as the upstream sends it, given the request method (HEAD) and status.
@@ -113,7 +113,7 @@ pub fn parse<'h, 'b>(
 
 /// `HTTP-version SP status-code SP [ reason-phrase ]` (RFC 9112 §4). A missing SP after the
 /// code is accepted too, as httparse does: some servers send `HTTP/1.1 200` and nothing else.
-fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &str), ResponseError> {
+fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &[u8]), ResponseError> {
     use ResponseError::Invalid;
     let (version, rest) = match line {
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0', b' ', rest @ ..] => {
@@ -139,15 +139,22 @@ fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &str), ResponseError>
         return Err(Invalid("status code below 100"));
     }
     // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
-    if !reason
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
-    {
-        return Err(Invalid("control character in the reason phrase"));
+    let mut non_ascii = false;
+    for &b in reason {
+        match b {
+            b'\t' | b' '..=b'~' => {}
+            0x80.. => non_ascii = true,
+            _ => return Err(Invalid("control character in the reason phrase")),
+        }
     }
     // RFC 9112 §4: "A client SHOULD ignore the reason-phrase content because it is not a
     // reliable channel for information": a non-UTF-8 one is dropped rather than refused.
-    Ok((version, code, std::str::from_utf8(reason).unwrap_or("")))
+    let reason = if non_ascii && std::str::from_utf8(reason).is_err() {
+        &[]
+    } else {
+        reason
+    };
+    Ok((version, code, reason))
 }
 
 /// The message-body length of a response (RFC 9112 §6.3), strict where the RFC allows a choice.
@@ -306,7 +313,10 @@ mod tests {
         let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  b \r\nx-a: c\r\n\r\nhello";
         with(buf, false, |r| {
             assert_eq!(r.head_len, buf.len() - 5);
-            assert_eq!((r.version, r.code, r.reason), (Version::Http11, 200, "OK"));
+            assert_eq!(
+                (r.version, r.code, r.reason),
+                (Version::Http11, 200, &b"OK"[..])
+            );
             assert_eq!(r.framing, Framing::Length(5));
             assert!(!r.upstream_closes);
             let fields: Vec<(&str, &[u8])> = r.headers.iter().map(|h| (h.name, h.value)).collect();
@@ -329,19 +339,22 @@ mod tests {
     #[test]
     fn reason_phrase_forms() {
         with(b"HTTP/1.1 204 \r\n\r\n", false, |r| {
-            assert_eq!((r.code, r.reason), (204, ""))
+            assert_eq!((r.code, r.reason), (204, &b""[..]))
         });
         with(b"HTTP/1.1 204\r\n\r\n", false, |r| {
-            assert_eq!((r.code, r.reason), (204, ""))
+            assert_eq!((r.code, r.reason), (204, &b""[..]))
         });
         with(b"HTTP/1.0 404 Not  Found\there\r\n\r\n", false, |r| {
-            assert_eq!((r.version, r.reason), (Version::Http10, "Not  Found\there"));
+            assert_eq!(
+                (r.version, r.reason),
+                (Version::Http10, &b"Not  Found\there"[..])
+            );
         });
         with("HTTP/1.1 200 Très bien\r\n\r\n".as_bytes(), false, |r| {
-            assert_eq!(r.reason, "Très bien")
+            assert_eq!(r.reason, "Très bien".as_bytes())
         });
         with(b"HTTP/1.1 200 \xff\r\n\r\n", false, |r| {
-            assert_eq!(r.reason, "")
+            assert_eq!(r.reason, b"")
         });
         assert_eq!(
             err(b"HTTP/1.1 200 O\x01K\r\n\r\n"),

@@ -230,7 +230,7 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(resp.code));
     out.push(b' ');
-    out.extend_from_slice(resp.reason.as_bytes());
+    out.extend_from_slice(resp.reason);
     out.extend_from_slice(b"\r\n");
 
     let named = names_a_field(&resp.connection);

@@ -177,7 +177,7 @@ struct Cli {
     max_fields: usize,
 
     /// Most idle keep-alive connections kept per upstream (per worker); 0 turns pooling off
-    #[arg(long, value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32))]
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32))]
     upstream_idle: u32,
 
     /// How long an idle upstream connection is kept; shorter than most backends' own idle
@@ -782,7 +782,7 @@ mod tests {
         assert!(!c.underscores_in_headers);
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.notices.is_empty());
-        assert_eq!(c.upstream_idle, 256);
+        assert_eq!(c.upstream_idle, 1024);
         assert_eq!((c.splice_min, c.splice_min_response), (128 << 10, 2 << 20));
     }
 

@@ -603,8 +603,7 @@ impl Session {
     /// The deadline passed (the worker checked `deadline()`): act on it.
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         if self.client_watch_deadline().is_some_and(|t| ctx.now >= t) {
-            if let Err(e) = self.register_client(ctx.registry) {
-                warn!("cannot register a client socket: {e}");
+            if !self.register_client(ctx.registry) {
                 return Drive::Closed;
             }
             if ctx.now < self.timeout_deadline(ctx.cfg) {
@@ -664,11 +663,12 @@ impl Session {
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
         self.attach_buffers(ctx.bufs);
         let mut d = self.drive_rounds(ctx);
-        if d != Drive::Closed && !self.client_registered && self.waits_for_client() {
-            if let Err(e) = self.register_client(ctx.registry) {
-                warn!("cannot register a client socket: {e}");
-                d = Drive::Closed;
-            }
+        if d != Drive::Closed
+            && !self.client_registered
+            && self.waits_for_client()
+            && !self.register_client(ctx.registry)
+        {
+            d = Drive::Closed;
         }
         if d != Drive::Closed {
             // Every empty buffer goes back, not only an idle connection's: a session waiting on
@@ -693,14 +693,20 @@ impl Session {
         }
     }
 
-    fn register_client(&mut self, registry: &Registry) -> io::Result<()> {
-        registry.register(
-            &mut self.client.stream,
-            client_token(self.key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.client_registered = true;
-        Ok(())
+    /// Add the client socket to the epoll set; false (logged) when the OS refuses, and then
+    /// the session can only close: nothing would ever wake it.
+    fn register_client(&mut self, registry: &Registry) -> bool {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match registry.register(&mut self.client.stream, client_token(self.key), interest) {
+            Ok(()) => {
+                self.client_registered = true;
+                true
+            }
+            Err(e) => {
+                warn!("cannot register a client socket: {e}");
+                false
+            }
+        }
     }
 
     fn drive_rounds(&mut self, ctx: &mut Ctx<'_>) -> Drive {

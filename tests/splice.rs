@@ -91,6 +91,19 @@ fn canonical(chunks: &[Vec<u8>]) -> Vec<u8> {
     chunked(&refs)
 }
 
+/// Where Content-Length bodies pause (`Reply::KeepAlivePaused`, `send_paused`): past the first
+/// buffer's worth, where a request is no longer kept for a replay, and long before the end.
+const PAUSE_INTO_BODY: usize = 256 * 1024;
+
+/// Send `body` with a pause `at` bytes into it: the proxy finds the client drained mid-body
+/// there, which is when the rest of an upload (or of its current chunk) goes by splice.
+fn send_paused(client: &mut ResponseReader, body: &[u8], at: usize) {
+    let (first, rest) = body.split_at(at.min(body.len()));
+    client.send(first);
+    thread::sleep(PACED_PAUSE);
+    client.send(rest);
+}
+
 /// Pipe descriptors `pid` holds.
 fn pipe_fds(pid: u32) -> usize {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -114,9 +127,14 @@ fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
 
 #[test]
 fn spliced_and_copied_bodies_are_identical() {
-    let dummies = Dummies::start(1);
+    // The dummy's /big, with a pause 256 KiB into the body: the proxy then finds the upstream
+    // drained mid-body, which is when the rest goes by splice, however loaded the machine is.
+    let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n").into_bytes();
+    let pause_at = reply.len() + PAUSE_INTO_BODY;
+    reply.extend(pattern(BODY));
+    let backend = RawBackend::start(move |_| Reply::KeepAlivePaused(reply.clone(), pause_at));
     for splice_min in ["1", "0", "128k"] {
-        let proxy = Proxy::with_upstreams(&dummies.ports(), &["--splice-min", splice_min]);
+        let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
         let base = pipe_fds(proxy.pid());
         // Twice on one connection: the pipe goes back to the pool clean and is reused.
         let mut client = ResponseReader::connect(proxy.addr());
@@ -151,7 +169,7 @@ fn uploads_with_content_length_are_identical() {
             let before = backend.requests().len();
             let head = format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
             client.send(head.as_bytes());
-            client.send(&body);
+            send_paused(&mut client, &body, PAUSE_INTO_BODY);
             let resp = client.read_response("POST");
             assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
             let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
@@ -210,7 +228,9 @@ fn chunked_uploads_are_identical() {
             let chunks = chunk_data(k * 2 + round);
             let before = backend.requests().len();
             client.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-            client.send(&sloppy_chunked(&chunks));
+            // Halfway into the 1 MiB chunk: most of a chunk still to come.
+            let at = CHUNKS[0] + CHUNKS[1] + CHUNKS[2] / 2;
+            send_paused(&mut client, &sloppy_chunked(&chunks), at);
             let resp = client.read_response("POST");
             assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
             let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
@@ -228,8 +248,13 @@ fn chunked_downloads_are_identical() {
     let chunks = chunk_data(5);
     let data = chunks.concat();
     let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    // A pause 10 KiB into the first chunk (300 KiB): whatever the machine's load, the proxy
+    // then finds the upstream drained with most of a chunk to come, which is when a span of it
+    // goes by splice. Sent in one piece, a proxy slower than the backend could copy it all.
+    let pause_at = reply.len() + 10 * 1024;
+    const _: () = assert!(CHUNKS[0] > 10 * 1024 + (64 << 10));
     reply.extend(sloppy_chunked(&chunks));
-    let backend = RawBackend::start(move |_| Reply::KeepAlive(reply.clone()));
+    let backend = RawBackend::start(move |_| Reply::KeepAlivePaused(reply.clone(), pause_at));
     for splice_min in SPLICE_MINS {
         let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
         let base = pipe_fds(proxy.pid());

@@ -611,6 +611,9 @@ pub fn pattern(len: usize) -> Vec<u8> {
 pub enum Reply {
     /// Send these bytes, then read the next request on the same connection.
     KeepAlive(Vec<u8>),
+    /// The same, with a pause of `PACED_PAUSE` after the first `.1` bytes: a gap in the
+    /// stream that a proxy reading as fast as it can sees as a drained socket.
+    KeepAlivePaused(Vec<u8>, usize),
     /// Send these bytes, then close the connection.
     Close(Vec<u8>),
     /// Close the connection without sending a byte.
@@ -620,6 +623,9 @@ pub enum Reply {
     /// Send these bytes (a 101 head), then echo every byte received, recording it too.
     UpgradeEcho(Vec<u8>),
 }
+
+/// The pause of [`Reply::KeepAlivePaused`].
+pub const PACED_PAUSE: Duration = Duration::from_millis(50);
 
 /// A scripted answer per recorded request (the raw request bytes, head and body).
 pub type Script = dyn Fn(&[u8]) -> Reply + Send + Sync;
@@ -900,6 +906,16 @@ fn serve_requests(shared: &BackendShared, idx: usize, script: &Script, mut strea
         match script(&request) {
             Reply::KeepAlive(bytes) => {
                 if stream.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Reply::KeepAlivePaused(bytes, at) => {
+                let (first, rest) = bytes.split_at(at.min(bytes.len()));
+                if stream.write_all(first).is_err() {
+                    return;
+                }
+                thread::sleep(PACED_PAUSE);
+                if stream.write_all(rest).is_err() {
                     return;
                 }
             }

@@ -146,6 +146,16 @@ impl Buffer {
         n
     }
 
+    /// Queue all of `bytes`, or nothing when they do not fit (false). For what must never be
+    /// cut, such as a head.
+    #[must_use]
+    pub fn extend_whole(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.room() {
+            return false;
+        }
+        self.extend(bytes) == bytes.len()
+    }
+
     /// How many bytes the next `read_from` offers to the reader: the free tail, which is all of
     /// `room()` only when the queued bytes sit at the front (a short read is judged against this).
     pub fn read_room(&self) -> usize {

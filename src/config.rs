@@ -28,6 +28,28 @@ pub const SPLICE_MIN: usize = 128 * 1024;
 /// less; the crossover is near 1.5 MiB.
 pub const SPLICE_MIN_RESPONSE: usize = 2 * 1024 * 1024;
 
+/// Descriptors kept aside from the client and upstream budgets: listeners, epoll, wakers,
+/// health probes, logs.
+pub const RESERVED_FDS: usize = 64;
+
+/// Most idle upstream connections kept by default, whatever the open-files limit: past a few
+/// thousand, idle connections only hold descriptors and the upstreams' memory.
+pub const MAX_DEFAULT_IDLE: usize = 8192;
+
+/// The default idle-connection budget for an open-files limit of `nofile`: a tenth of the
+/// descriptors, so that clients keep at least 90 % of what they could have without pooling.
+pub fn default_idle_budget(nofile: usize) -> usize {
+    // A tenth of what two-descriptor clients could have, in whole pairs: clients then keep at
+    // least 90 % of their connections, rounding included.
+    (nofile.saturating_sub(RESERVED_FDS) / 2 / 10 * 2).min(MAX_DEFAULT_IDLE)
+}
+
+/// The client-connection limit derived from the open-files limit: each connection may hold two
+/// descriptors (client and upstream) besides the idle pool's `idle`.
+pub fn default_max_connections(nofile: usize, idle: usize, workers: usize) -> usize {
+    (nofile.saturating_sub(RESERVED_FDS + idle) / 2).max(workers)
+}
+
 /// Everything the engine needs, validated.
 #[derive(Debug)]
 pub struct Config {
@@ -61,8 +83,10 @@ pub struct Config {
     pub limits: Limits,
     /// `--demo`: start goround-dummy children on [`DEMO_PORTS`] (the default upstreams then).
     pub demo: bool,
-    /// `--upstream-idle`: idle connections kept per upstream per worker (0: no pooling).
-    pub upstream_idle: usize,
+    /// `--upstream-idle`: idle upstream connections kept in all, every upstream and every
+    /// worker together (0: no pooling); `None` means derived from RLIMIT_NOFILE at start
+    /// ([`default_idle_budget`]).
+    pub upstream_idle: Option<usize>,
     /// `--upstream-idle-timeout`.
     pub upstream_idle_timeout: Duration,
     /// `--upstream-max-requests`.
@@ -176,9 +200,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value = "100", value_parser = parse_count)]
     max_fields: usize,
 
-    /// Most idle keep-alive connections kept per upstream (per worker); 0 turns pooling off
-    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32))]
-    upstream_idle: u32,
+    /// Most idle keep-alive upstream connections kept in all (every upstream and worker
+    /// together, like nginx's `keepalive`); 0 turns pooling off [default: a tenth of the
+    /// open-files limit, at most 8192]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32))]
+    upstream_idle: Option<u32>,
 
     /// How long an idle upstream connection is kept; shorter than most backends' own idle
     /// timeout (2-5 s), and shortened further by an upstream's `Keep-Alive: timeout=`
@@ -561,7 +587,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
         max_connections: cli.max_connections,
         splice_min: cli.splice_min.unwrap_or(SPLICE_MIN),
         splice_min_response: cli.splice_min.unwrap_or(SPLICE_MIN_RESPONSE),
-        upstream_idle: cli.upstream_idle as usize,
+        upstream_idle: cli.upstream_idle.map(|n| n as usize),
         upstream_idle_timeout: cli.upstream_idle_timeout,
         upstream_max_requests: cli.upstream_max_requests,
         log_level: log_level(cli.verbose, cli.quiet),
@@ -782,8 +808,28 @@ mod tests {
         assert!(!c.underscores_in_headers);
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.notices.is_empty());
-        assert_eq!(c.upstream_idle, 1024);
+        assert_eq!(c.upstream_idle, None);
         assert_eq!((c.splice_min, c.splice_min_response), (128 << 10, 2 << 20));
+    }
+
+    #[test]
+    fn the_idle_budget_leaves_clients_ninety_percent_of_the_descriptors() {
+        for nofile in [0, 1, 64, 65, 1024, 4096, 20_000, 65_536, 1 << 20] {
+            let idle = default_idle_budget(nofile);
+            assert!(idle <= MAX_DEFAULT_IDLE);
+            let clients = default_max_connections(nofile, idle, 1);
+            let without_pool = nofile.saturating_sub(RESERVED_FDS) / 2;
+            assert!(
+                clients * 10 >= without_pool * 9,
+                "{nofile}: {clients} of {without_pool}"
+            );
+            assert!(
+                2 * clients + idle + RESERVED_FDS <= nofile.max(RESERVED_FDS + 2),
+                "{nofile}"
+            );
+        }
+        assert_eq!(default_idle_budget(20_000), 1992);
+        assert_eq!(default_max_connections(20_000, 1992, 2), 8972);
     }
 
     #[test]

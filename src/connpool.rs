@@ -50,7 +50,10 @@ pub struct ConnPool {
     owners: Slab<Owner>,
     /// Per upstream index, the idle connections, most recently used last.
     idle: Vec<Vec<Idle>>,
-    /// Most idle connections kept per upstream.
+    /// Idle connections held, all upstreams together.
+    idle_total: usize,
+    /// Most idle connections kept, all upstreams together: this worker's share of
+    /// `--upstream-idle`.
     max_idle: usize,
     /// Most requests sent on one connection before it is closed.
     max_requests: u32,
@@ -66,11 +69,17 @@ impl ConnPool {
         ConnPool {
             owners: Slab::new(),
             idle: (0..upstreams).map(|_| Vec::new()).collect(),
+            idle_total: 0,
             max_idle,
             max_requests,
             reused: 0,
             opened: 0,
         }
+    }
+
+    /// Most idle connections this pool keeps (0: pooling is off).
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
     }
 
     /// An id for a socket `session` is about to open.
@@ -101,6 +110,7 @@ impl ConnPool {
     ) -> Option<Reused> {
         let list = self.idle.get_mut(upstream)?;
         while let Some(mut c) = list.pop() {
+            self.idle_total -= 1;
             if now >= c.expires {
                 let _ = registry.deregister(&mut c.stream);
                 if self.owners.contains(c.id) {
@@ -132,9 +142,13 @@ impl ConnPool {
         expires: Instant,
         registry: &Registry,
     ) {
-        let keep = requests < self.max_requests;
+        // A full budget closes the connection offered rather than an older one: under a load
+        // that fills the budget, every connection would otherwise be closed just the same, a
+        // little later.
+        let keep = requests < self.max_requests && self.idle_total < self.max_idle;
         match self.idle.get_mut(upstream) {
-            Some(list) if keep && list.len() < self.max_idle => {
+            Some(list) if keep => {
+                self.idle_total += 1;
                 if let Some(o) = self.owners.get_mut(id) {
                     *o = Owner::Idle(upstream);
                 }
@@ -183,6 +197,7 @@ impl ConnPool {
         if let Some(list) = self.idle.get_mut(upstream) {
             if let Some(pos) = list.iter().position(|c| c.id == id) {
                 let mut c = list.swap_remove(pos);
+                self.idle_total -= 1;
                 let _ = registry.deregister(&mut c.stream);
             }
         }
@@ -196,6 +211,7 @@ impl ConnPool {
             while i < list.len() {
                 if all || now >= list[i].expires {
                     let mut c = list.swap_remove(i);
+                    self.idle_total -= 1;
                     let _ = registry.deregister(&mut c.stream);
                     if self.owners.contains(c.id) {
                         self.owners.remove(c.id);
@@ -209,11 +225,79 @@ impl ConnPool {
 
     /// Idle connections held.
     pub fn idle_count(&self) -> usize {
-        self.idle.iter().map(Vec::len).sum()
+        self.idle_total
     }
 }
 /// Nothing to read on `stream`, not even an EOF: a one-byte peek would block. How an idle
 /// (or about to be pooled) upstream connection is told from one with stray bytes or a close.
 pub fn is_quiet(stream: &TcpStream) -> bool {
     matches!(stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A connected loopback socket, registered with `poll` under an arbitrary token.
+    fn socket(listener: &std::net::TcpListener, poll: &mio::Poll, id: usize) -> TcpStream {
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std_stream.set_nonblocking(true).unwrap();
+        let mut stream = TcpStream::from_std(std_stream);
+        poll.registry()
+            .register(&mut stream, mio::Token(id), mio::Interest::READABLE)
+            .unwrap();
+        stream
+    }
+
+    #[test]
+    fn the_idle_budget_is_shared_by_every_upstream() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut pool = ConnPool::new(3, 2, 100);
+        let mut ids = Vec::new();
+        for upstream in 0..3 {
+            let id = pool.open(upstream);
+            let stream = socket(&listener, &poll, id);
+            pool.put(upstream, id, stream, 1, later, poll.registry());
+            ids.push(id);
+        }
+        // Two kept, the third closed: the budget is for all upstreams, not each.
+        assert_eq!(pool.idle_count(), 2);
+        assert_eq!(pool.owner(ids[0]), Some(Owner::Idle(0)));
+        assert_eq!(pool.owner(ids[1]), Some(Owner::Idle(1)));
+        assert_eq!(pool.owner(ids[2]), None);
+        // Taking one frees room for another.
+        let taken = pool
+            .take(1, 9, now, poll.registry())
+            .expect("one idle to upstream 1");
+        assert_eq!(pool.idle_count(), 1);
+        assert_eq!(pool.owner(taken.id), Some(Owner::Session(9)));
+        pool.put(
+            1,
+            taken.id,
+            taken.stream,
+            taken.requests + 1,
+            later,
+            poll.registry(),
+        );
+        assert_eq!(pool.idle_count(), 2);
+        // Expiry and eviction give budget back too.
+        pool.sweep(later, false, poll.registry());
+        assert_eq!(pool.idle_count(), 0);
+        assert!(pool.take(0, 9, now, poll.registry()).is_none());
+        let id = pool.open(0);
+        let stream = socket(&listener, &poll, id);
+        pool.put(0, id, stream, 1, later, poll.registry());
+        pool.evict(id, poll.registry());
+        assert_eq!((pool.idle_count(), pool.owner(id)), (0, None));
+        // A budget of 0 keeps nothing.
+        let mut off = ConnPool::new(1, 0, 100);
+        let id = off.open(0);
+        let stream = socket(&listener, &poll, id);
+        off.put(0, id, stream, 1, later, poll.registry());
+        assert_eq!((off.idle_count(), off.max_idle()), (0, 0));
+    }
 }

@@ -134,7 +134,68 @@ pub fn request_head(data: &[u8]) {
             forwarded_for,
             underscores_in_headers: sel & 0x20 != 0,
         };
-        check_rewritten_request(&req, &ctx, client_ip);
+        let max = rewrite_bound(&limits, req.head_len, sel);
+        let Some(out) =
+            bounded_rewrite(max, |out, max| rewrite::request_head(&req, &ctx, out, max))
+        else {
+            return;
+        };
+        check_rewritten_request(&req, &ctx, client_ip, out);
+    }
+}
+
+/// The buffer a rewritten head must fit in: the session's upstream (or client) buffer for
+/// `limits`, or, with bit 6 of the selector byte, a tight bound just above the received head so
+/// that the refusal path is exercised too.
+fn rewrite_bound(limits: &Limits, head_len: usize, sel: u8) -> usize {
+    if sel & 0x40 != 0 {
+        head_len + usize::from(sel & 0x3f)
+    } else {
+        crate::buffer::size_for(limits.max_head)
+    }
+}
+
+/// Run a bounded rewrite into a buffer that already holds bytes, and check the bound's
+/// contract: the head is appended whole and at most `max` long, or nothing is appended and the
+/// unbounded rewrite is indeed longer than `max`. Returns the head when it fitted.
+fn bounded_rewrite(
+    max: usize,
+    rewrite: impl Fn(&mut Vec<u8>, usize) -> Result<usize, rewrite::HeadTooLarge>,
+) -> Option<Vec<u8>> {
+    const BEFORE: &[u8] = b"queued";
+    let mut out = BEFORE.to_vec();
+    let result = rewrite(&mut out, max);
+    let mut unbounded = Vec::new();
+    let full = match rewrite(&mut unbounded, usize::MAX) {
+        Ok(len) => len,
+        Err(e) => panic!("an unbounded rewrite was refused: {e:?}"),
+    };
+    assert_eq!(
+        full,
+        unbounded.len(),
+        "the length returned is the length written"
+    );
+    match result {
+        Ok(len) => {
+            assert!(len <= max, "a {len}-byte head passed a bound of {max}");
+            assert_eq!(len, full, "the bound changed the head");
+            assert_eq!(&out[..BEFORE.len()], BEFORE, "queued bytes disturbed");
+            assert_eq!(
+                &out[BEFORE.len()..],
+                &unbounded[..],
+                "the bound changed the head"
+            );
+            Some(unbounded)
+        }
+        Err(e) => {
+            assert_eq!(out, BEFORE, "a refused head left bytes behind");
+            assert_eq!((e.len, e.max), (full, max), "{e:?}");
+            assert!(
+                full > max,
+                "a {full}-byte head was refused under a bound of {max}"
+            );
+            None
+        }
     }
 }
 
@@ -149,9 +210,12 @@ fn request_outcome(buf: &[u8], limits: &Limits) -> Outcome {
     }
 }
 
-fn check_rewritten_request(req: &Request<'_, '_>, ctx: &RequestContext, client_ip: IpAddr) {
-    let mut out = Vec::new();
-    rewrite::request_head(req, ctx, &mut out);
+fn check_rewritten_request(
+    req: &Request<'_, '_>,
+    ctx: &RequestContext,
+    client_ip: IpAddr,
+    out: Vec<u8>,
+) {
     check_head_bytes(&out);
 
     let limits = reparse_limits(out.len());
@@ -384,8 +448,9 @@ pub fn response_head(data: &[u8]) {
             client_version: Version::Http11,
         });
     }
+    let max = rewrite_bound(&limits, resp.head_len, sel);
     for ctx in &contexts {
-        check_rewritten_response(&resp, request_is_head, ctx);
+        check_rewritten_response(&resp, request_is_head, ctx, max);
     }
 }
 
@@ -403,9 +468,16 @@ fn response_outcome(buf: &[u8], request_is_head: bool, limits: &Limits) -> Outco
     }
 }
 
-fn check_rewritten_response(resp: &Response<'_, '_>, request_is_head: bool, ctx: &ResponseContext) {
-    let mut out = Vec::new();
-    rewrite::response_head(resp, ctx, &mut out);
+fn check_rewritten_response(
+    resp: &Response<'_, '_>,
+    request_is_head: bool,
+    ctx: &ResponseContext,
+    max: usize,
+) {
+    let Some(out) = bounded_rewrite(max, |out, max| rewrite::response_head(resp, ctx, out, max))
+    else {
+        return;
+    };
     check_head_bytes(&out);
 
     let limits = reparse_limits(out.len());

@@ -48,13 +48,25 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let nofile = raise_nofile_limit();
     let workers = cfg.workers.max(1);
-    // Each connection may hold two descriptors (client and upstream), and each worker's pool
-    // may hold up to `--upstream-idle` more per upstream; keep some for listeners, probes,
-    // epoll and logs.
-    let pooled = cfg.upstream_idle * cfg.upstreams.len() * workers;
+    // One budget of idle upstream connections for every upstream and worker (nginx's
+    // `keepalive`): a tenth of the descriptors by default, so that adding upstreams or workers
+    // does not take descriptors from clients. Clients get what is left, two descriptors each.
+    let max_idle = config::default_idle_budget(nofile);
+    let idle = match cfg.upstream_idle {
+        Some(n) if n > max_idle && cfg.max_connections.is_none() => {
+            warn!(
+                "--upstream-idle {n} would leave clients under 90 % of the {nofile} open files: \
+                 keeping {max_idle} idle connections"
+            );
+            max_idle
+        }
+        Some(n) => n,
+        None => max_idle,
+    };
+    cfg.upstream_idle = Some(idle);
     let max_connections = cfg
         .max_connections
-        .unwrap_or_else(|| (nofile.saturating_sub(64 + pooled) / 2).max(workers));
+        .unwrap_or_else(|| config::default_max_connections(nofile, idle, workers));
     cfg.max_connections = Some(max_connections);
     let listeners = listen::bind(cfg.listen, cfg.dual_stack, workers, cfg.backlog)
         .map_err(|e| format!("cannot listen: {e}"))?;

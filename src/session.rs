@@ -621,7 +621,8 @@ impl Session {
                     debug!("{}: request head not complete in time: 408", self.client_ip);
                     self.cin.clear();
                     local::write_response(408, true, None, ctx.scratch_take());
-                    self.queue_scratch_for_client(ctx);
+                    // Nothing is queued in this state: it fits (or the close says it all).
+                    let _ = self.queue_scratch_for_client(ctx);
                     self.state = State::Closing {
                         linger_since: None,
                         clean: false,
@@ -636,6 +637,7 @@ impl Session {
                     if let Some(mut up) = self.upstream.take() {
                         let _ = ctx.registry.deregister(&mut up.peer.stream);
                         ctx.conns.closed(up.id);
+                        ctx.pool.record_connect_failure(up.idx);
                         ctx.pool.mark_down(up.idx, "connect timed out");
                     }
                     if let Some(w) = &mut ex.replay {
@@ -790,7 +792,9 @@ impl Session {
                 };
                 let retry_after = (status == 503).then(|| ctx.cfg.health_interval.as_secs().max(1));
                 local::write_response(status, !keep, retry_after, ctx.scratch_take());
-                self.queue_scratch_for_client(ctx);
+                // An answer that cannot be queued whole is not sent at all: the connection
+                // closes after what is queued before it.
+                let keep = self.queue_scratch_for_client(ctx) && keep;
                 if keep {
                     self.finish_exchange(ctx, false);
                 } else {
@@ -816,14 +820,19 @@ impl Session {
         }
     }
 
-    fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) {
+    /// Queue an answer of our own for the client, whole or not at all (false, logged). The
+    /// forwarding keeps `LOCAL_ANSWER_ROOM` free for it, so it always fits in practice.
+    fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) -> bool {
         self.cout.attach(ctx.bufs);
-        let n = self.cout.extend(ctx.scratch);
-        debug_assert_eq!(
-            n,
-            ctx.scratch.len(),
-            "client buffer too small for a local answer"
-        );
+        let queued = self.cout.extend_whole(ctx.scratch);
+        if !queued {
+            warn!(
+                "{}: no room for a {}-byte answer; closing without it",
+                self.client_ip,
+                ctx.scratch.len()
+            );
+        }
+        queued
     }
 
     /// One round: read both sides, process, write both sides. `Ok(true)` if anything moved.
@@ -1061,19 +1070,29 @@ impl Session {
                     forwarded_for: ctx.cfg.forwarded_for,
                     underscores_in_headers: ctx.cfg.underscores_in_headers,
                 };
-                rewrite::request_head(&req, &rctx, ctx.scratch);
+                // The whole rewritten head must fit the upstream buffer, or nothing goes.
+                if let Err(e) =
+                    rewrite::request_head(&req, &rctx, ctx.scratch, self.uout.capacity())
+                {
+                    debug!(
+                        "{}: forwarded head would be {} bytes, over {}: 431",
+                        self.client_ip, e.len, e.max
+                    );
+                    self.cin.clear();
+                    return Err(Fail::Respond(431));
+                }
                 (req.info, req.head_len)
             }
         };
         self.cin.consume(head_len);
         self.attach_exchange_buffers(ctx.bufs);
         self.uout.clear();
-        let queued = self.uout.extend(ctx.scratch);
-        debug_assert_eq!(
-            queued,
-            ctx.scratch.len(),
-            "upstream buffer smaller than a head"
-        );
+        if !self.uout.extend_whole(ctx.scratch) {
+            // Cannot happen (the bound above is the empty buffer's capacity), but a head is
+            // never cut: a cut one would leave its body to be read as the next request.
+            self.cin.clear();
+            return Err(Fail::Respond(431));
+        }
         let req_body = match info.framing {
             Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
             Framing::Length(n) => RequestBody::Length(n),
@@ -1119,6 +1138,9 @@ impl Session {
     /// Judge a failed connect to `idx`: refused/unreachable/timed out takes the upstream down
     /// (the caller tries the next one); the proxy's own shortage is a 503 right away.
     fn connect_failed(&self, idx: usize, e: &io::Error, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
+        if !is_local_shortage(e) {
+            ctx.pool.record_connect_failure(idx);
+        }
         if marks_upstream_down(e) {
             ctx.pool.mark_down(idx, &connect_reason(e));
             Ok(())
@@ -1433,8 +1455,7 @@ impl Session {
                             upgrade: true,
                             client_version: ex.req.version,
                         };
-                        rewrite::response_head(&resp, &rctx, ctx.scratch);
-                        if ctx.scratch.len() > forward_room(&self.cout) {
+                        if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
                             return Ok(progress);
                         }
                         self.cout.extend(ctx.scratch);
@@ -1455,8 +1476,7 @@ impl Session {
                                 upgrade: false,
                                 client_version: ex.req.version,
                             };
-                            rewrite::response_head(&resp, &rctx, ctx.scratch);
-                            if ctx.scratch.len() > forward_room(&self.cout) {
+                            if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
                                 return Ok(progress);
                             }
                             self.cout.extend(ctx.scratch);
@@ -1491,14 +1511,13 @@ impl Session {
                         upgrade: false,
                         client_version: ex.req.version,
                     };
-                    rewrite::response_head(&resp, &rctx, ctx.scratch);
-                    if ctx.scratch.len() > forward_room(&self.cout) {
+                    if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
                         return Ok(progress);
                     }
                     let upstream_framing = resp.framing;
                     ex.upstream_keep = if resp.upstream_closes
                         || upstream_framing == Framing::UntilClose
-                        || ctx.cfg.upstream_idle == 0
+                        || ctx.conns.max_idle() == 0
                     {
                         Duration::ZERO
                     } else {
@@ -1963,6 +1982,33 @@ fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Span> {
         return None;
     }
     ctx.pipes.take().map(|pipe| Span::new(pipe, left))
+}
+
+/// Rewrite a response head into the scratch buffer, to be queued for the client. `Ok(false)`:
+/// it fits the client buffer but not yet, behind what is queued there; wait for the client to
+/// take some. A head that could never fit (its rewrite grew it past the buffer, with a raised
+/// `--max-head`) is a 502: it is never cut, nor waited on forever.
+fn stage_response_head(
+    resp: &response::Response<'_, '_>,
+    rctx: &ResponseContext,
+    ctx: &mut Ctx<'_>,
+    cout: &Buffer,
+    upstream: usize,
+) -> Result<bool, Fail> {
+    let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
+    let scratch = ctx.scratch_take();
+    match rewrite::response_head(resp, rctx, scratch, max) {
+        Ok(len) => Ok(len <= forward_room(cout)),
+        Err(e) => {
+            warn!(
+                "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",
+                ctx.pool.get(upstream).name,
+                e.len,
+                e.max
+            );
+            Err(Fail::Respond(502))
+        }
+    }
 }
 
 /// What the forwarding may put in the client output buffer: all but `LOCAL_ANSWER_ROOM`.

@@ -44,7 +44,7 @@ const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// whenever a connection closes).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-// Timer wheel keys: the kind in the top two bits.
+// Timer wheel keys: the kind in the top two bits (see `TimerKey`).
 const KIND_SHIFT: u32 = 62;
 const KIND_SESSION: u64 = 0;
 const KIND_PROBE: u64 = 1;
@@ -53,6 +53,60 @@ const KIND_WORKER: u64 = 3;
 const WORKER_SHUTDOWN: u64 = 0;
 const WORKER_ACCEPT: u64 = 1;
 const WORKER_IDLE_SWEEP: u64 = 2;
+/// A session's wheel key: its slab key in the low 32 bits, its timer generation in the 30 bits
+/// above, the kind (`KIND_SESSION`) in the top two. The generation wraps within its 30 bits, so
+/// it can never reach the kind's bits.
+const SESSION_KEY_BITS: u32 = 32;
+/// Mask of a session timer generation.
+const GEN_MASK: u32 = (1 << (KIND_SHIFT - SESSION_KEY_BITS)) - 1;
+/// The most sessions a worker may hold: their slab keys must fit `SESSION_KEY_BITS`.
+const MAX_SESSIONS: usize = (1 << SESSION_KEY_BITS) - 1;
+
+/// What a wheel key stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKey {
+    /// A session's deadline, valid while its generation is current.
+    Session { key: usize, gen: u32 },
+    /// A health probe's deadline, for upstream `.0`.
+    Probe(u64),
+    /// The next health sweep.
+    Sweep,
+    /// One of the worker's own timers (`WORKER_*`).
+    Worker(u64),
+}
+
+impl TimerKey {
+    fn pack(self) -> u64 {
+        match self {
+            TimerKey::Session { key, gen } => {
+                (KIND_SESSION << KIND_SHIFT)
+                    | (u64::from(gen & GEN_MASK) << SESSION_KEY_BITS)
+                    | (key as u64 & ((1 << SESSION_KEY_BITS) - 1))
+            }
+            TimerKey::Probe(i) => (KIND_PROBE << KIND_SHIFT) | (i & ((1 << KIND_SHIFT) - 1)),
+            TimerKey::Sweep => KIND_SWEEP << KIND_SHIFT,
+            TimerKey::Worker(w) => (KIND_WORKER << KIND_SHIFT) | (w & ((1 << KIND_SHIFT) - 1)),
+        }
+    }
+
+    fn unpack(k: u64) -> TimerKey {
+        let low = k & ((1 << KIND_SHIFT) - 1);
+        match k >> KIND_SHIFT {
+            KIND_SESSION => TimerKey::Session {
+                key: (low & ((1 << SESSION_KEY_BITS) - 1)) as usize,
+                gen: (low >> SESSION_KEY_BITS) as u32,
+            },
+            KIND_PROBE => TimerKey::Probe(low),
+            KIND_SWEEP => TimerKey::Sweep,
+            _ => TimerKey::Worker(low),
+        }
+    }
+}
+
+/// The generation after `gen`, wrapping within `GEN_MASK`.
+fn next_gen(gen: u32) -> u32 {
+    gen.wrapping_add(1) & GEN_MASK
+}
 /// How often expired idle upstream connections are closed.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
@@ -105,6 +159,10 @@ pub struct Worker {
     at_limit: bool,
     /// When the limit was last logged.
     last_limit_log: Option<Instant>,
+    /// The current pause at the limit was logged: its end is logged too.
+    limit_warned: bool,
+    /// Pauses at the limit since the last warning that were not logged.
+    limit_pauses_unlogged: u64,
     /// Reused scratch for rewritten heads and transcoded chunks.
     scratch: Vec<u8>,
     /// Free connection buffers, reused across connections.
@@ -140,9 +198,11 @@ impl Worker {
             .max_connections
             .unwrap_or(usize::MAX)
             .div_ceil(workers)
-            .max(1);
+            .clamp(1, MAX_SESSIONS);
         let cfg_splice = cfg.splice_min > 0 || cfg.splice_min_response > 0;
-        let conns = ConnPool::new(pool.len(), cfg.upstream_idle, cfg.upstream_max_requests);
+        // This worker's share of the idle budget, for all upstreams together.
+        let idle = cfg.upstream_idle.unwrap_or(0).div_ceil(workers);
+        let conns = ConnPool::new(pool.len(), idle, cfg.upstream_max_requests);
         let mut w = Worker {
             id,
             poll,
@@ -162,6 +222,8 @@ impl Worker {
             max_sessions,
             at_limit: false,
             last_limit_log: None,
+            limit_warned: false,
+            limit_pauses_unlogged: 0,
             scratch: Vec::with_capacity(64 * 1024),
             bufs: BufPool::new(FREE_BUFFERS),
             conns,
@@ -169,15 +231,15 @@ impl Worker {
             pipes: PipePool::new(if cfg_splice { MAX_PIPES } else { 0 }),
             expired: Vec::new(),
         };
-        if w.cfg.upstream_idle > 0 {
+        if w.conns.max_idle() > 0 {
             let at = w.at_ms(now + IDLE_SWEEP_EVERY);
             w.wheel
-                .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_IDLE_SWEEP);
+                .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
         }
         if w.prober.is_some() {
             // First sweep right away: a backend that is down at start leaves the rotation
             // within the health timeout instead of a whole interval.
-            w.wheel.insert(0, KIND_SWEEP << KIND_SHIFT);
+            w.wheel.insert(0, TimerKey::Sweep.pack());
         }
         Ok((w, waker))
     }
@@ -275,20 +337,34 @@ impl Worker {
                         .is_none_or(|t| self.now >= t + LIMIT_LOG_EVERY)
                     {
                         self.last_limit_log = Some(self.now);
+                        self.limit_warned = true;
+                        let quiet = std::mem::take(&mut self.limit_pauses_unlogged);
                         warn!(
-                            "worker {}: {} connections open, the limit: accepting paused",
-                            self.id, self.max_sessions
+                            "worker {}: {} connections open, the limit: accepting paused{}",
+                            self.id,
+                            self.max_sessions,
+                            if quiet > 0 {
+                                format!(" ({quiet} brief pauses not logged since the last one)")
+                            } else {
+                                String::new()
+                            }
                         );
+                    } else {
+                        self.limit_pauses_unlogged += 1;
                     }
                 }
                 return;
             }
             if self.at_limit {
                 self.at_limit = false;
-                info!(
-                    "worker {}: below the connection limit, accepting again",
-                    self.id
-                );
+                // One line answers one warning: a worker hovering at the limit pauses and
+                // resumes thousands of times a minute, and must not log each.
+                if std::mem::take(&mut self.limit_warned) {
+                    info!(
+                        "worker {}: below the connection limit, accepting again",
+                        self.id
+                    );
+                }
             }
             match listener.accept() {
                 Ok((stream, addr)) => {
@@ -316,7 +392,7 @@ impl Worker {
                     self.accept_paused = true;
                     let at = self.now_ms() + ACCEPT_RETRY.as_millis() as u64;
                     self.wheel
-                        .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_ACCEPT);
+                        .insert(at, TimerKey::Worker(WORKER_ACCEPT).pack());
                 }
                 // ECONNABORTED and the like concern one connection only.
                 Err(e) => debug!("accept: {e}"),
@@ -404,9 +480,13 @@ impl Worker {
             // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
             return;
         }
-        entry.timer_gen = entry.timer_gen.wrapping_add(1);
+        entry.timer_gen = next_gen(entry.timer_gen);
         entry.armed = Some(deadline);
-        let wheel_key = ((entry.timer_gen as u64) << 32) | key as u64;
+        let wheel_key = TimerKey::Session {
+            key,
+            gen: entry.timer_gen,
+        }
+        .pack();
         let at = ms_ceil(deadline.saturating_duration_since(self.epoch));
         self.wheel.insert(at, wheel_key);
     }
@@ -416,14 +496,12 @@ impl Worker {
         let mut expired = std::mem::take(&mut self.expired);
         self.wheel.advance(now_ms, &mut expired);
         for wk in expired.drain(..) {
-            let kind = wk >> KIND_SHIFT;
-            let low = wk & ((1u64 << KIND_SHIFT) - 1);
-            match kind {
-                KIND_SESSION => self.session_timer(low),
-                KIND_PROBE => {
+            match TimerKey::unpack(wk) {
+                TimerKey::Session { key, gen } => self.session_timer(key, gen),
+                TimerKey::Probe(i) => {
                     if let Some(p) = &mut self.prober {
                         p.on_deadline(
-                            low as usize,
+                            i as usize,
                             self.poll.registry(),
                             &self.pool,
                             self.now,
@@ -431,8 +509,8 @@ impl Worker {
                         );
                     }
                 }
-                KIND_SWEEP => self.sweep(),
-                _ => match low {
+                TimerKey::Sweep => self.sweep(),
+                TimerKey::Worker(w) => match w {
                     WORKER_SHUTDOWN => {
                         if !self.sessions.is_empty() {
                             warn!(
@@ -452,7 +530,7 @@ impl Worker {
                         if !self.shutting_down {
                             let at = self.at_ms(self.now + IDLE_SWEEP_EVERY);
                             self.wheel
-                                .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_IDLE_SWEEP);
+                                .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
                         }
                     }
                     _ => {
@@ -465,9 +543,7 @@ impl Worker {
         self.expired = expired;
     }
 
-    fn session_timer(&mut self, low: u64) {
-        let key = (low & 0xffff_ffff) as usize;
-        let gen = (low >> 32) as u32;
+    fn session_timer(&mut self, key: usize, gen: u32) {
         let now = self.now;
         let cfg = Arc::clone(&self.cfg);
         let Some(entry) = self.sessions.get_mut(key) else {
@@ -518,10 +594,10 @@ impl Worker {
         let deadline = self.at_ms(self.now + self.cfg.health_timeout);
         for i in started {
             self.wheel
-                .insert(deadline, (KIND_PROBE << KIND_SHIFT) | i as u64);
+                .insert(deadline, TimerKey::Probe(i as u64).pack());
         }
         let next = self.at_ms(self.now + self.cfg.health_interval);
-        self.wheel.insert(next, KIND_SWEEP << KIND_SHIFT);
+        self.wheel.insert(next, TimerKey::Sweep.pack());
     }
 
     fn begin_shutdown(&mut self) {
@@ -574,7 +650,7 @@ impl Worker {
         }
         let at = self.at_ms(self.now + self.cfg.shutdown_timeout);
         self.wheel
-            .insert(at, (KIND_WORKER << KIND_SHIFT) | WORKER_SHUTDOWN);
+            .insert(at, TimerKey::Worker(WORKER_SHUTDOWN).pack());
     }
 }
 
@@ -592,5 +668,61 @@ fn ms_ceil(d: Duration) -> u64 {
 pub fn report(id: usize, r: io::Result<()>) {
     if let Err(e) = r {
         error!("worker {id} stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_round_trip_and_never_collide_across_the_generation_boundary() {
+        let max_key = MAX_SESSIONS;
+        let gens = [0, 1, GEN_MASK - 1, GEN_MASK, next_gen(GEN_MASK)];
+        assert_eq!(
+            next_gen(GEN_MASK),
+            0,
+            "the generation wraps within its bits"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for key in [0, 1, 7, 0xffff, max_key - 1, max_key] {
+            for gen in gens {
+                let k = TimerKey::Session { key, gen };
+                let packed = k.pack();
+                assert_eq!(
+                    packed >> KIND_SHIFT,
+                    KIND_SESSION,
+                    "{k:?}: kind bits untouched"
+                );
+                assert_eq!(TimerKey::unpack(packed), k);
+                seen.insert(packed);
+            }
+        }
+        // The generations above wrap to 0 once: five values, four distinct.
+        assert_eq!(seen.len(), 6 * 4);
+        for k in [
+            TimerKey::Probe(0),
+            TimerKey::Probe(12345),
+            TimerKey::Sweep,
+            TimerKey::Worker(WORKER_SHUTDOWN),
+            TimerKey::Worker(WORKER_ACCEPT),
+            TimerKey::Worker(WORKER_IDLE_SWEEP),
+        ] {
+            assert_eq!(TimerKey::unpack(k.pack()), k);
+            assert!(
+                !seen.contains(&k.pack()),
+                "{k:?} collides with a session key"
+            );
+        }
+        // What the old packing did: a generation past 2^30 shifted into the kind's bits made a
+        // session key read as a probe, a sweep or a worker timer.
+        let old = (u64::from(1u32 << 30) << 32) | 5;
+        assert_ne!(old >> KIND_SHIFT, KIND_SESSION);
+        let mut gen = GEN_MASK - 2;
+        for _ in 0..5 {
+            gen = next_gen(gen);
+            let packed = TimerKey::Session { key: 5, gen }.pack();
+            assert_eq!(packed >> KIND_SHIFT, KIND_SESSION);
+        }
     }
 }

@@ -663,3 +663,97 @@ fn accepting_pauses_at_max_connections_and_resumes_when_some_close() {
         get_ok(c, &format!("/again/{i}"));
     }
 }
+
+/// The open-files hard limit the proxy will raise itself to (it inherits ours).
+fn nofile_hard_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    usize::try_from(lim.rlim_max).unwrap_or(usize::MAX)
+}
+
+#[test]
+fn fifty_upstreams_and_two_workers_leave_clients_ninety_percent_of_the_descriptors() {
+    let backends: Vec<RawBackend> = (0..50)
+        .map(|_| RawBackend::fixed(&ok_response("ok")))
+        .collect();
+    let ports: Vec<u16> = backends.iter().map(RawBackend::port).collect();
+    let proxy = Proxy::with_upstreams(&ports, &["--workers", "2", "--health-interval", "1h"]);
+    let line = proxy.wait_for_log("listening on", LOG_TIMEOUT);
+    let limit: usize = line
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection limit in {line:?}"));
+    // Without any idle pool, each client could have two descriptors of what is left after
+    // the reserve (64): the default must leave clients at least 90 % of that.
+    let without_pool = nofile_hard_limit().min(1 << 30).saturating_sub(64) / 2;
+    assert!(
+        limit * 10 >= without_pool * 9,
+        "{limit} client connections of a possible {without_pool}: {line}"
+    );
+    // And the pool still works across all fifty: two rounds, the second on reused connections.
+    let mut client = ResponseReader::connect(proxy.addr());
+    for i in 0..100 {
+        get_ok(&mut client, &format!("/{i}"));
+    }
+    let connections: usize = backends.iter().map(RawBackend::connection_count).sum();
+    // 50 probes at start, and at most one connection per upstream for the requests (one client,
+    // one request at a time: each connection goes back to the pool before the next pick).
+    assert!(
+        connections <= 100,
+        "{connections} connections for 100 requests"
+    );
+}
+
+#[test]
+fn a_worker_hovering_at_the_limit_logs_each_resume_only_after_a_logged_pause() {
+    let dummies = Dummies::start(1);
+    let proxy = Proxy::with_upstreams(&dummies.ports(), &["--max-connections", "4"]);
+    let mark = proxy.log_mark();
+    let addr = proxy.addr();
+    let deadline = Instant::now() + Duration::from_millis(800);
+    let served = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let served = Arc::clone(&served);
+            thread::spawn(move || {
+                while Instant::now() < deadline {
+                    let reply = send_raw(
+                        addr,
+                        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    );
+                    if reply.starts_with(b"HTTP/1.1 200") {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert!(
+        served.load(Ordering::Relaxed) > 50,
+        "the clients were served"
+    );
+    let logs = proxy.logs();
+    let since = &logs[mark..];
+    let paused = since
+        .iter()
+        .filter(|l| l.contains("accepting paused"))
+        .count();
+    let resumed = since
+        .iter()
+        .filter(|l| l.contains("accepting again"))
+        .count();
+    assert!(paused >= 1, "16 clients over a limit of 4 paused accepting");
+    assert!(
+        resumed <= paused,
+        "{resumed} 'accepting again' lines for {paused} warnings"
+    );
+}

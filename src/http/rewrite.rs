@@ -113,7 +113,35 @@ impl RequestContext {
     }
 }
 
-/// Append the head to send upstream for `req` to `out`.
+/// A rewritten head longer than the buffer it must go into: the caller refuses the message
+/// (431 for a request, 502 for a response) and nothing is sent. A head is never cut: a cut one
+/// would leave its body to be read as the next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadTooLarge {
+    /// How long the rewritten head would have been.
+    pub len: usize,
+    /// The most it may be.
+    pub max: usize,
+}
+
+/// Keep what was appended to `out` since `start` if it is at most `max` bytes long, else take it
+/// back out and say so.
+fn bounded(out: &mut Vec<u8>, start: usize, max: usize) -> Result<usize, HeadTooLarge> {
+    let len = out.len() - start;
+    if len > max {
+        out.truncate(start);
+        return Err(HeadTooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Append the head to send upstream for `req` to `out`, and return its length, or append
+/// nothing and return [`HeadTooLarge`] if it would be longer than `max` bytes.
+///
+/// The rewrite may grow a head: X-Forwarded-Host repeats Host, X-Forwarded-For gains the client
+/// address, X-Forwarded-Proto and the framing field are added. A head just under `--max-head`
+/// can therefore outgrow the upstream buffer, and must then be refused whole.
+///
 /// The request line says HTTP/1.1; hop-by-hop fields are dropped; X-Forwarded-For gets the
 /// client appended; exactly one framing header is emitted from `req.framing`; CRLF everywhere.
 /// Also dropped: fields with `_` in their name (unless `ctx.underscores_in_headers`), and
@@ -122,7 +150,13 @@ impl RequestContext {
 /// Layout: request line, `Host`, the received end-to-end fields in order, `X-Forwarded-For`,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host` (when the host is not empty), the framing field,
 /// `Connection: upgrade` + `Upgrade: websocket` for a WebSocket upgrade, the blank line.
-pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u8>) {
+pub fn request_head(
+    req: &Request<'_, '_>,
+    ctx: &RequestContext,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<usize, HeadTooLarge> {
+    let start = out.len();
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     if req.path.starts_with('?') {
@@ -185,6 +219,7 @@ pub fn request_head(req: &Request<'_, '_>, ctx: &RequestContext, out: &mut Vec<u
         out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    bounded(out, start, max)
 }
 
 /// What the response rewriter needs besides the response itself.
@@ -203,7 +238,8 @@ pub struct ResponseContext {
     pub client_version: Version,
 }
 
-/// Append the head to send to the client for `resp` to `out`.
+/// Append the head to send to the client for `resp` to `out`, and return its length, or append
+/// nothing and return [`HeadTooLarge`] if it would be longer than `max` bytes.
 ///
 /// Layout: `HTTP/1.1 {code} {reason}`, the received end-to-end fields in order, the framing
 /// field(s) for `ctx.framing`, then one of `Connection: upgrade` + `Upgrade: websocket` (an
@@ -226,7 +262,13 @@ pub struct ResponseContext {
 /// RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding unless the
 /// corresponding request indicates HTTP/1.1 (or later minor revisions)": whatever the framing,
 /// a response to an HTTP/1.0 client has no Transfer-Encoding.
-pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut Vec<u8>) {
+pub fn response_head(
+    resp: &Response<'_, '_>,
+    ctx: &ResponseContext,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<usize, HeadTooLarge> {
+    let start = out.len();
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(resp.code));
     out.push(b' ');
@@ -278,6 +320,7 @@ pub fn response_head(resp: &Response<'_, '_>, ctx: &ResponseContext, out: &mut V
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    bounded(out, start, max)
 }
 
 /// Whether the Connection options may name a field we would otherwise copy. `close` is such a
@@ -455,7 +498,7 @@ mod tests {
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(head)),
         };
         let mut out = Vec::new();
-        request_head(&req, ctx, &mut out);
+        request_head(&req, ctx, &mut out, usize::MAX).unwrap();
         assert_head_invariants(&out);
         String::from_utf8(out).expect("ASCII in, ASCII out")
     }
@@ -467,7 +510,7 @@ mod tests {
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(head)),
         };
         let mut out = Vec::new();
-        response_head(&resp, ctx, &mut out);
+        response_head(&resp, ctx, &mut out, usize::MAX).unwrap();
         assert_head_invariants(&out);
         String::from_utf8(out).expect("ASCII in, ASCII out")
     }
@@ -541,8 +584,34 @@ mod tests {
         );
         let req = req.ok().flatten().expect("valid");
         let mut out = b"previous".to_vec();
-        request_head(&req, &ctx(), &mut out);
+        request_head(&req, &ctx(), &mut out, usize::MAX).unwrap();
         assert!(out.starts_with(b"previousGET / HTTP/1.1\r\nHost: h\r\n"));
+    }
+
+    #[test]
+    fn a_head_that_outgrows_its_bound_is_refused_whole_and_nothing_is_appended() {
+        let host = "h".repeat(1000);
+        let head = format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\n");
+        let mut hs = [httparse::EMPTY_HEADER; 8];
+        let req = request::parse(head.as_bytes(), &Limits::DEFAULT, &mut hs);
+        let req = req.ok().flatten().expect("valid");
+        let mut out = b"previous".to_vec();
+        let len = request_head(&req, &ctx(), &mut out, usize::MAX).unwrap();
+        // X-Forwarded-Host repeats Host: the rewrite is about twice the head.
+        assert!(len > 2 * host.len(), "{len}");
+        for max in [len, len + 1] {
+            out.truncate(8);
+            assert_eq!(request_head(&req, &ctx(), &mut out, max), Ok(len));
+            assert_eq!(out.len(), 8 + len);
+        }
+        for max in [0, head.len(), len - 1] {
+            out.truncate(8);
+            assert_eq!(
+                request_head(&req, &ctx(), &mut out, max),
+                Err(HeadTooLarge { len, max })
+            );
+            assert_eq!(out, b"previous", "nothing of a refused head is left behind");
+        }
     }
 
     #[test]
@@ -862,7 +931,7 @@ mod tests {
                 .flatten()
                 .expect("valid head");
             let mut out = Vec::new();
-            request_head(&req, &RequestContext::new(ip), &mut out);
+            request_head(&req, &RequestContext::new(ip), &mut out, usize::MAX).unwrap();
             assert_head_invariants(&out);
 
             let mut hs2 = [httparse::EMPTY_HEADER; 100];

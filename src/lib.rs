@@ -11,7 +11,11 @@
 //! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
 //! - [`sys`]: the data path's socket reads and writes as direct system calls.
-//! - [`session`]: the state machine of one client connection and its upstream connection.
+//! - [`session`]: the state machine of one client connection and its upstream connection,
+//!   split by job: `peer` (a socket and its readiness), `exchange` (one request's record),
+//!   `request_side` (head → exchange, request body), `connect` (pick, connect, retries),
+//!   `response_side` (response head and body, the end of an exchange), `tunnel` (after a 101),
+//!   `span` (splice(2) spans).
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself.
 //!

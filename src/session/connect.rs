@@ -1,0 +1,233 @@
+//! Choosing and reaching an upstream: the pick, the nonblocking connect, the judgement of a
+//! failed connect, and the retries (the next upstream, or a fresh connection after a dead
+//! pooled one).
+
+use super::*;
+
+impl Session {
+    /// Connect to the next alive upstream not tried yet for this request.
+    pub(super) fn connect_next(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
+        self.drop_upstream_keep_request(ctx.registry, ctx.conns);
+        loop {
+            let Some(idx) = ctx.pool.pick(&self.tried) else {
+                let status = if ctx.pool.alive_count() == 0 {
+                    503
+                } else {
+                    502
+                };
+                debug!("{}: no upstream left to try: {status}", self.client_ip);
+                return Err(Fail::Respond(status));
+            };
+            self.tried.insert(idx);
+            match self.connect_to(idx, true, ctx) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.connect_failed(idx, &e, ctx)?,
+            }
+        }
+    }
+
+    /// Judge a failed connect to `idx`: refused/unreachable/timed out takes the upstream down
+    /// (the caller tries the next one); the proxy's own shortage is a 503 right away.
+    pub(super) fn connect_failed(
+        &self,
+        idx: usize,
+        e: &io::Error,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), Fail> {
+        if !is_local_shortage(e) {
+            ctx.pool.record_connect_failure(idx);
+        }
+        if marks_upstream_down(e) {
+            ctx.pool.mark_down(idx, &connect_reason(e));
+            Ok(())
+        } else if is_local_shortage(e) {
+            // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the upstream is
+            // not to blame and stays in the rotation.
+            warn!(
+                "cannot open a connection to {}: {e}",
+                ctx.pool.get(idx).name
+            );
+            Err(Fail::Respond(503))
+        } else {
+            warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
+            Ok(())
+        }
+    }
+
+    /// Take an idle pooled connection to upstream `idx` (when `reuse`), else start a
+    /// nonblocking connect to it.
+    pub(super) fn connect_to(
+        &mut self,
+        idx: usize,
+        reuse: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> io::Result<()> {
+        if reuse {
+            if let Some(r) = ctx.conns.take(idx, self.key, ctx.now, ctx.registry) {
+                let mut peer = Peer::new(r.stream);
+                // Edge-triggered: its writable edge was reported long ago. A pending EOF on
+                // it would have evicted it from the pool, or shows up as a failed read.
+                peer.writable = true;
+                ctx.pool.record_request(idx);
+                self.upstream = Some(Upstream {
+                    peer,
+                    idx,
+                    id: r.id,
+                    reused: true,
+                    requests: r.requests + 1,
+                    connected: true,
+                    connect_started: ctx.now,
+                    write_failed: false,
+                });
+                return Ok(());
+            }
+        }
+        let mut stream = TcpStream::connect(ctx.pool.get(idx).addr)?;
+        let id = ctx.conns.open(self.key);
+        if let Err(e) = ctx.registry.register(
+            &mut stream,
+            upstream_token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            ctx.conns.closed(id);
+            return Err(e);
+        }
+        let _ = stream.set_nodelay(true);
+        ctx.pool.record_request(idx);
+        self.upstream = Some(Upstream {
+            peer: Peer::new(stream),
+            idx,
+            id,
+            reused: false,
+            requests: 1,
+            connected: false,
+            connect_started: ctx.now,
+            write_failed: false,
+        });
+        Ok(())
+    }
+
+    /// Drop the upstream socket but keep the queued request (for a retry).
+    pub(super) fn drop_upstream_keep_request(&mut self, registry: &Registry, conns: &mut ConnPool) {
+        if let Some(mut up) = self.upstream.take() {
+            let _ = registry.deregister(&mut up.peer.stream);
+            conns.closed(up.id);
+        }
+        self.uin.clear();
+        if let State::Exchange(ex) = &mut self.state {
+            if let Some(w) = &mut ex.replay {
+                *w = 0;
+            }
+        }
+    }
+
+    /// Check a pending nonblocking connect (mio's `TcpStream::connect` recipe: on writable,
+    /// `take_error`, then `peer_addr`).
+    pub(super) fn poll_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let Some(up) = &mut self.upstream else {
+            return Ok(false);
+        };
+        if up.connected || !up.peer.writable {
+            return Ok(false);
+        }
+        let err = match up.peer.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match up.peer.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // Spurious wakeup: still connecting.
+                    up.peer.writable = false;
+                    return Ok(false);
+                }
+                Err(e) => Some(e),
+            },
+        };
+        match err {
+            None => {
+                up.connected = true;
+                self.last_progress = ctx.now;
+                Ok(true)
+            }
+            Some(e) => {
+                let idx = up.idx;
+                self.connect_failed(idx, &e, ctx)?;
+                self.connect_next(ctx)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The upstream closed (or reset) before sending any response byte.
+    pub(super) fn upstream_failed_before_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), Fail> {
+        let State::Exchange(ex) = &mut self.state else {
+            return Err(Fail::Abort);
+        };
+        let Some(up) = &self.upstream else {
+            return Err(Fail::Abort);
+        };
+        let (idx, reused) = (up.idx, up.reused);
+        let name = &ctx.pool.get(idx).name;
+        // Nothing reached the client and the whole request is still here: an idempotent
+        // request can be sent again (RFC 9110 §9.2.2).
+        if !(ex.req.idempotent && ex.replay.is_some()) {
+            warn!("upstream {name} closed before answering: 502");
+            return Err(Fail::Respond(502));
+        }
+        if reused && !ex.fresh_retry_used {
+            // A pooled connection the upstream had closed meanwhile: one fresh connection to
+            // the same upstream, which is not to blame.
+            debug!("pooled connection to {name} was closed; retrying on a fresh one");
+            ex.fresh_retry_used = true;
+            self.drop_upstream_keep_request(ctx.registry, ctx.conns);
+            match self.connect_to(idx, false, ctx) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.connect_failed(idx, &e, ctx)?,
+            }
+        } else {
+            debug!("upstream {name} closed before answering; retrying the request elsewhere");
+        }
+        self.connect_next(ctx)
+    }
+}
+
+/// Connect errors that say the upstream is not there: refused, unreachable, timed out
+/// (shared with the health probe).
+pub fn marks_upstream_down(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED)
+            | Some(libc::EHOSTUNREACH)
+            | Some(libc::ENETUNREACH)
+            | Some(libc::ETIMEDOUT)
+            | Some(libc::EHOSTDOWN)
+            | Some(libc::ENETDOWN)
+    )
+}
+
+/// Errors that are the proxy's own shortage, not the upstream's fault (shared with the health
+/// probe and accept).
+pub fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE)
+            | Some(libc::ENFILE)
+            | Some(libc::ENOBUFS)
+            | Some(libc::ENOMEM)
+            | Some(libc::EADDRNOTAVAIL)
+            | Some(libc::EAGAIN)
+    )
+}
+
+/// A short reason for the log line of an upstream going down.
+pub fn connect_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused".into(),
+        Some(libc::EHOSTUNREACH) | Some(libc::EHOSTDOWN) => "host unreachable".into(),
+        Some(libc::ENETUNREACH) | Some(libc::ENETDOWN) => "network unreachable".into(),
+        Some(libc::ETIMEDOUT) => "connect timed out".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,78 @@
+//! One request/response exchange: what is kept of the request, body and response progress,
+//! and the upstream connection it uses.
+
+use super::*;
+
+/// The upstream connection of the current exchange or tunnel.
+#[derive(Debug)]
+pub(super) struct Upstream {
+    /// The socket and its readiness.
+    pub(super) peer: Peer,
+    /// Index in the pool, for marking it down and for logs.
+    pub(super) idx: usize,
+    /// The socket's id in the worker's `ConnPool` (its token).
+    pub(super) id: usize,
+    /// It came from the idle pool: if it turns out dead, one fresh connect is tried.
+    pub(super) reused: bool,
+    /// Requests sent on this connection, this one included.
+    pub(super) requests: u32,
+    /// The nonblocking connect has completed.
+    pub(super) connected: bool,
+    /// When the connect started, for `--connect-timeout`.
+    pub(super) connect_started: Instant,
+    /// A write failed: the upstream stopped reading. Its response may still come.
+    pub(super) write_failed: bool,
+}
+
+/// How much of the request body is left to forward.
+#[derive(Debug)]
+pub(super) enum RequestBody {
+    /// This many bytes of a Content-Length body.
+    Length(u64),
+    /// A chunked body, re-chunked cleanly towards the upstream.
+    Chunked(Decoder),
+    /// All of it has been queued for the upstream.
+    Done,
+}
+
+/// Where the response stands.
+#[derive(Debug)]
+pub(super) enum ResponseBody {
+    /// Waiting for the (final) response head.
+    Head,
+    /// This many bytes of a Content-Length body left.
+    Length(u64),
+    /// A chunked body: re-chunked for HTTP/1.1 clients, de-chunked for HTTP/1.0 ones.
+    Chunked(Decoder, chunked::Output),
+    /// Everything until the upstream closes.
+    UntilClose,
+    /// The response has been queued for the client in full.
+    Done,
+}
+
+/// One request/response exchange with an upstream.
+#[derive(Debug)]
+pub struct Exchange {
+    /// What we kept of the request head.
+    pub(super) req: RequestInfo,
+    /// Request body progress.
+    pub(super) req_body: RequestBody,
+    /// Response progress.
+    pub(super) resp: ResponseBody,
+    /// While `Some(written)`, the upstream output buffer still holds the whole request from its
+    /// first byte, `written` of which were sent: the request can be replayed on another upstream
+    /// if this one fails before answering.
+    pub(super) replay: Option<usize>,
+    /// A final response head has been queued for the client: from here on a failure can only
+    /// close the connection.
+    pub(super) final_started: bool,
+    /// The client connection closes after this exchange (decided with the response head).
+    pub(super) close_after: bool,
+    /// A `100 Continue` reached the client: it will send the body.
+    pub(super) continue_sent: bool,
+    /// How long the upstream connection may wait in the pool after this exchange; zero when
+    /// it must be closed (the upstream closes, a close-delimited body, an upgrade).
+    pub(super) upstream_keep: Duration,
+    /// The one fresh-connection retry after a dead pooled connection has been used.
+    pub(super) fresh_retry_used: bool,
+}

@@ -1,0 +1,861 @@
+//! The state machine of one client connection and its upstream connection.
+//!
+//! The worker owns the sockets' registrations and tells a session what the OS reported
+//! ([`Session::on_client_event`], [`Session::on_upstream_event`]); the session keeps that
+//! readiness in userland and [`Session::drive`] moves bytes until nothing more can move.
+//! mio is edge-triggered: a readiness is only cleared when a call returned `WouldBlock`, so a
+//! session that stops early (a full buffer, the work budget) resumes where it stopped.
+//!
+//! One exchange at a time: request head → upstream connect → request body and response in
+//! both directions → back to reading the next head (keep-alive) or closing.
+
+use crate::buffer::{self, BufPool, Buffer};
+use crate::config::Config;
+use crate::connpool::{self, ConnPool};
+use crate::http::chunked::{self, Decoder};
+use crate::http::request::{self, RequestError, RequestInfo};
+use crate::http::response::{self, ResponseError};
+use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
+use crate::http::{local, Framing, Version};
+use crate::splice::{PipePool, Pulled, Span};
+use crate::sys;
+use crate::upstream::{Pool, Tried};
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io;
+use std::net::{IpAddr, Shutdown};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Most read/process/write rounds one `drive` call makes before yielding to other connections.
+const DRIVE_BUDGET: usize = 16;
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so that our last answer is not destroyed by a reset (RFC 9112 §9.6, "lingering close").
+const LINGER: Duration = Duration::from_secs(2);
+/// Room kept free in the client output buffer while forwarding, so that an answer of our own
+/// (at most ~200 bytes) always fits whole behind what is already queued.
+const LOCAL_ANSWER_ROOM: usize = 256;
+/// How long a new connection's first exchange may wait on its upstream before the client
+/// socket joins the epoll set. A client is registered only once the session waits for it (more
+/// request bytes, room to write, the next request); a `Connection: close` exchange that is
+/// answered within this delay never costs the epoll_ctl, and the removal from the epoll set at
+/// its close. Past the delay the socket is registered anyway, so that a client that resets
+/// during a long upstream wait is noticed and the upstream request let go.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(5);
+/// Header slots a head is first parsed into. Slots are initialised on every parse (32 bytes
+/// each), which costs more than the parse itself for small heads; a head with more field lines
+/// is parsed again with exactly as many (see `parse_with_slots!`).
+const FEW_FIELDS: usize = 24;
+/// Beyond this many field lines (`--max-fields` above it), the slots are on the heap.
+const STACK_FIELDS: usize = 128;
+
+/// `let $parsed = $parse;` where `$parse` is an expression over header slots `$slots` sized to
+/// the head: first `FEW_FIELDS`, and if the parser answers `$again(n)`, exactly `n` (on the
+/// stack up to `STACK_FIELDS`). A statement macro: the slots must outlive `$parsed`.
+macro_rules! parse_with_slots {
+    (let $parsed:ident = |$slots:ident| $parse:expr, $again:path) => {
+        let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+        let mut many;
+        let mut heap = Vec::new();
+        let $parsed = {
+            let $slots = &mut few[..];
+            match $parse {
+                Err($again(n)) => {
+                    let $slots = if n <= STACK_FIELDS {
+                        many = [httparse::EMPTY_HEADER; STACK_FIELDS];
+                        &mut many[..n]
+                    } else {
+                        heap.resize(n, httparse::EMPTY_HEADER);
+                        &mut heap[..]
+                    };
+                    $parse
+                }
+                parsed => parsed,
+            }
+        };
+    };
+}
+
+mod connect;
+mod exchange;
+mod peer;
+mod request_side;
+mod response_side;
+mod span;
+mod tunnel;
+
+pub use connect::{connect_reason, is_local_shortage, marks_upstream_down};
+pub use exchange::Exchange;
+use exchange::{RequestBody, ResponseBody, Upstream};
+use peer::Peer;
+use span::{lend_span, move_span, SpanError};
+
+/// What a session asks of the worker after it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Waiting for readiness or a timer.
+    Idle,
+    /// Work left but the budget ran out: drive it again after other connections had a turn.
+    Again,
+    /// Done: deregister and drop the session.
+    Closed,
+}
+
+/// What a session needs from its worker for one call.
+pub struct Ctx<'a> {
+    /// Where the upstream sockets are registered.
+    pub registry: &'a Registry,
+    /// The shared upstream set.
+    pub pool: &'a Pool,
+    /// Flags and limits.
+    pub cfg: &'a Config,
+    /// The worker's clock for this loop iteration.
+    pub now: Instant,
+    /// Reused scratch space for rewritten heads and transcoded chunks (no per-request allocation).
+    pub scratch: &'a mut Vec<u8>,
+    /// The worker is shutting down: no more keep-alive.
+    pub shutting_down: bool,
+    /// The worker's free buffer storage.
+    pub bufs: &'a mut BufPool,
+    /// The worker's upstream sockets: ids, tokens and the idle connections.
+    pub conns: &'a mut ConnPool,
+    /// The worker's spare exchange records.
+    pub exchanges: &'a mut ExchangePool,
+    /// The worker's pipes for splice(2).
+    pub pipes: &'a mut PipePool,
+}
+
+/// Spare exchange records of one worker, so that starting a request allocates nothing.
+#[derive(Debug, Default)]
+pub struct ExchangePool {
+    /// Records of finished exchanges. Boxed on purpose: a session's state holds the box, and
+    /// handing it back and forth moves a pointer, not the record.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Exchange>>,
+}
+
+/// Most spare exchange records a worker keeps.
+const SPARE_EXCHANGES: usize = 1024;
+
+impl ExchangePool {
+    fn make(&mut self, ex: Exchange) -> Box<Exchange> {
+        match self.free.pop() {
+            Some(mut b) => {
+                *b = ex;
+                b
+            }
+            None => Box::new(ex),
+        }
+    }
+
+    fn recycle(&mut self, b: Box<Exchange>) {
+        if self.free.len() < SPARE_EXCHANGES {
+            self.free.push(b);
+        }
+    }
+}
+
+/// Upstream socket tokens are `UPSTREAM_TOKENS + id` (ids from the `ConnPool`); client tokens
+/// are the session keys, far below.
+pub const UPSTREAM_TOKENS: usize = usize::MAX / 4;
+
+/// The mio token of a session's client socket.
+pub fn client_token(key: usize) -> Token {
+    Token(key)
+}
+
+/// The mio token of upstream socket `id`.
+pub fn upstream_token(id: usize) -> Token {
+    Token(UPSTREAM_TOKENS + id)
+}
+
+/// What a session is doing.
+#[derive(Debug)]
+enum State {
+    /// Waiting for a request head; `started` is when its first byte came (None: idle).
+    Head { started: Option<Instant> },
+    /// A request is being proxied.
+    Exchange(Box<Exchange>),
+    /// After a 101: bytes flow both ways untouched until both sides have closed.
+    Tunnel,
+    /// Flushing the last bytes to the client, then lingering until it closes (or `LINGER`).
+    /// `clean`: the request was read to its end, so once the output is out and nothing more
+    /// came, the connection closes at once: lingering only protects a response from the reset
+    /// that unread client bytes would cause, and costs a shutdown, a read and a wakeup.
+    Closing {
+        linger_since: Option<Instant>,
+        clean: bool,
+    },
+}
+
+/// How an exchange step failed.
+#[derive(Debug)]
+enum Fail {
+    /// Answer with this status (when no final response has started), then close.
+    Respond(u16),
+    /// Close the client connection now (after flushing what is queued).
+    Abort,
+}
+
+impl From<io::Error> for Fail {
+    fn from(_: io::Error) -> Self {
+        Fail::Abort
+    }
+}
+
+/// One client connection.
+pub struct Session {
+    /// The client socket.
+    client: Peer,
+    /// The client socket is in the worker's epoll set (see `CLIENT_WATCH_AFTER`).
+    client_registered: bool,
+    /// The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 as IPv4).
+    client_ip: ClientAddr,
+    /// Slab key: the source of both tokens.
+    key: usize,
+    /// The upstream connection, during an exchange or a tunnel.
+    upstream: Option<Upstream>,
+    /// Raw bytes from the client.
+    cin: Buffer,
+    /// Bytes for the client.
+    cout: Buffer,
+    /// Raw bytes from the upstream.
+    uin: Buffer,
+    /// Bytes for the upstream.
+    uout: Buffer,
+    /// What the session is doing.
+    state: State,
+    /// Upstreams tried for the current request.
+    tried: Tried,
+    /// Requests completed on this connection.
+    served: u64,
+    /// When the connection was accepted, or last went idle between requests.
+    idle_since: Instant,
+    /// Last time a byte moved in either direction: the base of read/write timeouts.
+    last_progress: Instant,
+    /// Client → upstream bytes going by splice(2): a long span of the request body, or the
+    /// tunnel's bytes. While it has bytes to take, the client socket is read by it alone.
+    up_span: Option<Span>,
+    /// Upstream → client bytes going by splice(2): a long span of the response body, or the
+    /// tunnel's bytes. While it has bytes to take, the upstream socket is read by it alone.
+    down_span: Option<Span>,
+}
+
+impl Session {
+    /// A session for a freshly accepted client, not registered yet: the worker drives it at
+    /// once, and it joins the epoll set only when it has to wait for the client.
+    pub fn new(
+        stream: TcpStream,
+        client_ip: IpAddr,
+        key: usize,
+        cfg: &Config,
+        now: Instant,
+    ) -> Self {
+        let size = buffer::size_for(cfg.limits.max_head);
+        let mut client = Peer::new(stream);
+        // Not registered, so no event will say so: assume the request is there and the send
+        // buffer empty. A read or write that would block clears the guess, and registering
+        // then reports the socket's real readiness (epoll checks it when a socket is added).
+        client.readable = true;
+        client.writable = true;
+        Session {
+            client,
+            client_registered: false,
+            client_ip: ClientAddr::new(client_ip),
+            key,
+            upstream: None,
+            cin: Buffer::new(size),
+            cout: Buffer::new(size),
+            uin: Buffer::new(size),
+            uout: Buffer::new(size),
+            state: State::Head { started: None },
+            tried: Tried::default(),
+            served: 0,
+            idle_since: now,
+            last_progress: now,
+            up_span: None,
+            down_span: None,
+        }
+    }
+
+    /// Readiness reported for the client socket.
+    pub fn on_client_event(&mut self, ev: &mio::event::Event) {
+        self.client.on_event(ev);
+    }
+
+    /// Readiness reported for upstream socket `id` (ignored if it belonged to an older one).
+    pub fn on_upstream_event(&mut self, id: usize, ev: &mio::event::Event) {
+        if let Some(up) = &mut self.upstream {
+            if up.id == id {
+                up.peer.on_event(ev);
+            }
+        }
+    }
+
+    /// The connection is between requests with nothing queued: safe to close at shutdown.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { started: None })
+            && self.cin.is_empty()
+            && self.cout.is_empty()
+    }
+
+    /// Close everything: deregister the sockets (dropping them closes them) and give the
+    /// buffers back.
+    pub fn close(
+        &mut self,
+        registry: &Registry,
+        bufs: &mut BufPool,
+        conns: &mut ConnPool,
+        pipes: &mut PipePool,
+    ) {
+        self.end_spans(pipes);
+        self.drop_upstream(registry, conns);
+        // No deregister: the socket is closed when the session is dropped right after, and a
+        // closed descriptor leaves the epoll set by itself (one syscall less per connection).
+        self.cin.clear();
+        self.cout.clear();
+        self.detach_buffers(bufs);
+    }
+
+    /// Give the lent pipes back (the pool closes one that still holds bytes).
+    fn end_spans(&mut self, pipes: &mut PipePool) {
+        if let Some(span) = self.up_span.take() {
+            span.finish(pipes);
+        }
+        if let Some(span) = self.down_span.take() {
+            span.finish(pipes);
+        }
+    }
+
+    /// Bytes sit in a pipe, waiting for their destination to take them.
+    fn spans_hold_bytes(&self) -> bool {
+        let holds = |s: &Option<Span>| s.as_ref().is_some_and(|s| s.held() > 0);
+        holds(&self.up_span) || holds(&self.down_span)
+    }
+
+    /// Storage for the buffers this state needs: only the client input while waiting for a
+    /// head (a slow or idle client holds one buffer at most), all four during an exchange.
+    #[inline]
+    fn attach_buffers(&mut self, bufs: &mut BufPool) {
+        self.cin.attach(bufs);
+        if !matches!(self.state, State::Head { .. }) {
+            self.attach_exchange_buffers(bufs);
+        }
+    }
+
+    #[inline]
+    fn attach_exchange_buffers(&mut self, bufs: &mut BufPool) {
+        self.cout.attach(bufs);
+        self.uin.attach(bufs);
+        self.uout.attach(bufs);
+    }
+
+    #[inline]
+    fn detach_buffers(&mut self, bufs: &mut BufPool) {
+        self.cin.detach(bufs);
+        self.cout.detach(bufs);
+        self.uin.detach(bufs);
+        self.uout.detach(bufs);
+    }
+
+    fn drop_upstream(&mut self, registry: &Registry, conns: &mut ConnPool) {
+        if let Some(mut up) = self.upstream.take() {
+            let _ = registry.deregister(&mut up.peer.stream);
+            conns.closed(up.id);
+        }
+        self.uin.clear();
+        self.uout.clear();
+    }
+
+    /// When the session wants to be woken if nothing happens before.
+    pub fn deadline(&self, cfg: &Config) -> Instant {
+        let timeout = self.timeout_deadline(cfg);
+        match self.client_watch_deadline() {
+            Some(t) => t.min(timeout),
+            None => timeout,
+        }
+    }
+
+    /// When a first exchange still waiting on its upstream registers the client socket
+    /// (`CLIENT_WATCH_AFTER`); None once registered.
+    fn client_watch_deadline(&self) -> Option<Instant> {
+        // Unregistered means no wait for the client yet: `idle_since` is still the accept.
+        (!self.client_registered).then(|| self.idle_since + CLIENT_WATCH_AFTER)
+    }
+
+    /// When the current wait times out.
+    fn timeout_deadline(&self, cfg: &Config) -> Instant {
+        let io_deadline = |pending_output: bool| {
+            let t = if pending_output {
+                cfg.write_timeout
+            } else {
+                cfg.read_timeout
+            };
+            self.last_progress + t
+        };
+        match &self.state {
+            State::Head { started } => {
+                if !self.cout.is_empty() {
+                    return io_deadline(true);
+                }
+                match started {
+                    // The first head's deadline counts from the accept (slow first bytes too).
+                    Some(t) if self.served > 0 => *t + cfg.client_header_timeout,
+                    Some(_) => self.idle_since + cfg.client_header_timeout,
+                    None if self.served == 0 => self.idle_since + cfg.client_header_timeout,
+                    None => self.idle_since + cfg.keepalive_timeout,
+                }
+            }
+            State::Exchange(ex) => match &self.upstream {
+                Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
+                _ => {
+                    // While the request is kept for a replay, the upstream buffer also holds
+                    // bytes already sent: only the unsent rest is output waiting.
+                    let sent = ex.replay.unwrap_or(0);
+                    let in_pipe = self.spans_hold_bytes();
+                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent || in_pipe)
+                }
+            },
+            State::Tunnel => io_deadline(
+                !self.cout.is_empty() || !self.uout.is_empty() || self.spans_hold_bytes(),
+            ),
+            State::Closing { linger_since, .. } => match linger_since {
+                Some(t) => *t + LINGER,
+                None => io_deadline(true),
+            },
+        }
+    }
+
+    /// The deadline passed (the worker checked `deadline()`): act on it.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        if self.client_watch_deadline().is_some_and(|t| ctx.now >= t) {
+            if !self.register_client(ctx.registry) {
+                return Drive::Closed;
+            }
+            if ctx.now < self.timeout_deadline(ctx.cfg) {
+                return Drive::Idle;
+            }
+        }
+        self.attach_buffers(ctx.bufs);
+        match &mut self.state {
+            State::Head { started } => {
+                if !self.cout.is_empty() {
+                    debug!("{}: client stopped reading, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                if started.is_some() {
+                    debug!("{}: request head not complete in time: 408", self.client_ip);
+                    self.cin.clear();
+                    local::write_response(408, true, None, ctx.scratch_take());
+                    // Nothing is queued in this state: it fits (or the close says it all).
+                    let _ = self.queue_scratch_for_client(ctx);
+                    self.state = State::Closing {
+                        linger_since: None,
+                        clean: false,
+                    };
+                    return self.drive(ctx);
+                }
+                Drive::Closed
+            }
+            State::Exchange(ex) => {
+                let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected);
+                if connecting {
+                    if let Some(mut up) = self.upstream.take() {
+                        let _ = ctx.registry.deregister(&mut up.peer.stream);
+                        ctx.conns.closed(up.id);
+                        ctx.pool.record_connect_failure(up.idx);
+                        ctx.pool.mark_down(up.idx, "connect timed out");
+                    }
+                    if let Some(w) = &mut ex.replay {
+                        *w = 0;
+                    }
+                    let r = self.connect_next(ctx);
+                    return self.after_step(r, ctx);
+                }
+                if ex.final_started || !self.cout.is_empty() {
+                    // A stalled response, or a client that stopped reading what we queued for
+                    // it (interim responses): no answer can be delivered, and a 504 would
+                    // blame the upstream for the client's silence.
+                    debug!("{}: exchange stalled, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                debug!("{}: upstream timed out: 504", self.client_ip);
+                let r = Err(Fail::Respond(504));
+                self.after_step(r, ctx)
+            }
+            State::Tunnel | State::Closing { .. } => Drive::Closed,
+        }
+    }
+
+    /// Move bytes until nothing more can move, or the budget runs out.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        self.attach_buffers(ctx.bufs);
+        let mut d = self.drive_rounds(ctx);
+        if d != Drive::Closed
+            && !self.client_registered
+            && self.waits_for_client()
+            && !self.register_client(ctx.registry)
+        {
+            d = Drive::Closed;
+        }
+        if d != Drive::Closed {
+            // Every empty buffer goes back, not only an idle connection's: a session waiting on
+            // its upstream or its client holds storage only for bytes actually queued, so the
+            // worker's free list covers thousands of in-flight exchanges without allocating.
+            self.detach_buffers(ctx.bufs);
+        }
+        d
+    }
+
+    /// Whether the session needs the client socket's readiness to go on: anything but a
+    /// first exchange whose request is in and whose answer is not yet queued.
+    fn waits_for_client(&self) -> bool {
+        match &self.state {
+            State::Exchange(ex) => {
+                !matches!(ex.req_body, RequestBody::Done)
+                    || !self.cout.is_empty()
+                    || self.up_span.is_some()
+                    || self.down_span.is_some()
+            }
+            _ => true,
+        }
+    }
+
+    /// Add the client socket to the epoll set; false (logged) when the OS refuses, and then
+    /// the session can only close: nothing would ever wake it.
+    fn register_client(&mut self, registry: &Registry) -> bool {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match registry.register(&mut self.client.stream, client_token(self.key), interest) {
+            Ok(()) => {
+                self.client_registered = true;
+                true
+            }
+            Err(e) => {
+                warn!("cannot register a client socket: {e}");
+                false
+            }
+        }
+    }
+
+    fn drive_rounds(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        for _ in 0..DRIVE_BUDGET {
+            let r = self.round(ctx);
+            match r {
+                Ok(true) if self.settled(ctx.shutting_down) => return Drive::Idle,
+                Ok(true) => continue,
+                Ok(false) => return Drive::Idle,
+                Err(e) => match self.fail(e, ctx) {
+                    Drive::Idle => continue,
+                    d => return d,
+                },
+            }
+        }
+        Drive::Again
+    }
+
+    /// After a round that moved something: whether another round is sure to move nothing, so
+    /// that it can be skipped (it would cost a quarter of a small request's instructions).
+    /// Conservative: no socket may have more to give (its last read was short, or blocked), no
+    /// byte is buffered in either direction but a sent request kept for a replay, no pipe is
+    /// lent, and the state is one whose processing needs new bytes to move. Anything else
+    /// takes the extra round, which then finds out for itself.
+    fn settled(&self, shutting_down: bool) -> bool {
+        let sent = match &self.state {
+            State::Head { .. } => 0,
+            State::Exchange(ex) => ex.replay.unwrap_or(0),
+            State::Tunnel | State::Closing { .. } => return false,
+        };
+        let upstream_quiet = self
+            .upstream
+            .as_ref()
+            .is_none_or(|u| !u.peer.readable && (u.connected || !u.peer.writable));
+        !shutting_down
+            && !self.client.readable
+            && upstream_quiet
+            && self.cin.is_empty()
+            && self.cout.is_empty()
+            && self.uin.is_empty()
+            && self.uout.len() <= sent
+            && self.up_span.is_none()
+            && self.down_span.is_none()
+    }
+
+    /// Turn a step's error into the next state.
+    fn after_step(&mut self, r: Result<(), Fail>, ctx: &mut Ctx<'_>) -> Drive {
+        match r {
+            Ok(()) => self.drive(ctx),
+            Err(e) => match self.fail(e, ctx) {
+                Drive::Idle => self.drive(ctx),
+                d => d,
+            },
+        }
+    }
+
+    /// Handle a failure: answer if we still can, else close. `Idle` means "keep driving".
+    fn fail(&mut self, e: Fail, ctx: &mut Ctx<'_>) -> Drive {
+        if let State::Closing { .. } = self.state {
+            return Drive::Closed;
+        }
+        let final_started = match &self.state {
+            State::Exchange(ex) => ex.final_started,
+            State::Tunnel => true,
+            _ => false,
+        };
+        self.drop_upstream(ctx.registry, ctx.conns);
+        self.end_spans(ctx.pipes);
+        match e {
+            Fail::Respond(status) if !final_started => {
+                // Keep the connection when the request was read in full and nothing is off
+                // with the client side; an error about the head itself always closes.
+                let keep = match &self.state {
+                    State::Exchange(ex) => {
+                        matches!(ex.req_body, RequestBody::Done)
+                            && ex.req.keep_alive
+                            && !ctx.shutting_down
+                            && status >= 500
+                    }
+                    _ => false,
+                };
+                let retry_after = (status == 503).then(|| ctx.cfg.health_interval.as_secs().max(1));
+                local::write_response(status, !keep, retry_after, ctx.scratch_take());
+                // An answer that cannot be queued whole is not sent at all: the connection
+                // closes after what is queued before it.
+                let keep = self.queue_scratch_for_client(ctx) && keep;
+                if keep {
+                    self.finish_exchange(ctx, false);
+                } else {
+                    self.state = State::Closing {
+                        linger_since: None,
+                        clean: false,
+                    };
+                }
+                Drive::Idle
+            }
+            _ => {
+                // A response is under way: close without completing its framing, so the
+                // client sees a truncated message rather than a wrong one.
+                if !final_started {
+                    return Drive::Closed;
+                }
+                self.state = State::Closing {
+                    linger_since: None,
+                    clean: false,
+                };
+                Drive::Idle
+            }
+        }
+    }
+
+    /// Queue an answer of our own for the client, whole or not at all (false, logged). The
+    /// forwarding keeps `LOCAL_ANSWER_ROOM` free for it, so it always fits in practice.
+    fn queue_scratch_for_client(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        self.cout.attach(ctx.bufs);
+        let queued = self.cout.extend_whole(ctx.scratch);
+        if !queued {
+            warn!(
+                "{}: no room for a {}-byte answer; closing without it",
+                self.client_ip,
+                ctx.scratch.len()
+            );
+        }
+        queued
+    }
+
+    /// One round: read both sides, process, write both sides. `Ok(true)` if anything moved.
+    fn round(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let mut progress = false;
+
+        // Client → cin. A closing session reads only to discard (lingering close).
+        if let State::Closing {
+            linger_since,
+            clean,
+        } = self.state
+        {
+            return self.round_closing(ctx.now, linger_since.is_some(), clean);
+        }
+        // (Not while a span takes the client's bytes straight from the socket.)
+        if self.up_span.as_ref().is_none_or(|s| s.to_read() == 0) {
+            let n = self.client.read_into(&mut self.cin)?;
+            if n > 0 {
+                progress = true;
+                self.last_progress = ctx.now;
+            }
+        }
+
+        // upstream → uin (not while a span takes the upstream's bytes straight from the socket).
+        let spliced = self.down_span.as_ref().is_some_and(|s| s.to_read() > 0);
+        if let Some(up) = &mut self.upstream {
+            if up.connected && !spliced {
+                match up.peer.read_into(&mut self.uin) {
+                    Ok(n) if n > 0 => {
+                        progress = true;
+                        self.last_progress = ctx.now;
+                        if let State::Exchange(ex) = &mut self.state {
+                            // The upstream has started answering: this request is no longer
+                            // replayable, whatever happens next.
+                            if let Some(w) = ex.replay.take() {
+                                self.uout.consume(w.min(self.uout.len()));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!("upstream read error: {e}");
+                        up.peer.eof = true;
+                        up.peer.readable = false;
+                    }
+                }
+            }
+        }
+
+        // One decision step over both directions, after both reads and before both writes: a
+        // request head goes upstream, and a response to the client, in the round they arrive.
+        progress |= self.process(ctx)?;
+
+        // uout → upstream.
+        progress |= self.write_upstream(ctx.now)?;
+
+        // cout → client.
+        if !self.cout.is_empty() {
+            self.nagle_off();
+        }
+        // The last bytes of a connection that closes cleanly right after them go out with the
+        // FIN, in one segment: the client's kernel acknowledges both at once.
+        let last = matches!(
+            self.state,
+            State::Closing {
+                linger_since: None,
+                clean: true
+            }
+        );
+        let n = self.client.write_from(self.cout.data(), last)?;
+        if n > 0 {
+            self.cout.consume(n);
+            progress = true;
+            self.last_progress = ctx.now;
+        }
+        if let State::Tunnel = self.state {
+            progress |= self.tunnel_half_close();
+            if self.client.shut && self.upstream.as_ref().is_none_or(|u| u.peer.shut) {
+                return Err(Fail::Abort);
+            }
+        }
+        if let State::Closing { .. } = self.state {
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Turn Nagle's algorithm off on the client socket before a write it could hold: any
+    /// write after the first (the rest of a response a write left behind, the next response),
+    /// a pipe carrying the body, a tunnel. A small write behind an unacknowledged one would
+    /// wait for the client's delayed ACK, up to 40 ms. A connection that carries one response
+    /// in one write, which most `Connection: close` traffic is, never pays the setsockopt.
+    fn nagle_off(&mut self) {
+        if !self.client.nodelay
+            && (self.client.wrote
+                || self.down_span.is_some()
+                || matches!(self.state, State::Tunnel))
+        {
+            self.client.nodelay = true;
+            let _ = self.client.stream.set_nodelay(true);
+        }
+    }
+
+    fn round_closing(&mut self, now: Instant, lingering: bool, clean: bool) -> Result<bool, Fail> {
+        let mut progress = false;
+        if !self.cout.is_empty() {
+            let n = self.client.write_from(self.cout.data(), false)?;
+            if n > 0 {
+                self.cout.consume(n);
+                self.last_progress = now;
+                progress = true;
+            }
+            if !self.cout.is_empty() {
+                return Ok(progress);
+            }
+        }
+        if !lingering {
+            if clean && self.cin.is_empty() && !self.client.readable {
+                return Err(Fail::Abort);
+            }
+            self.client.shutdown_write();
+            self.cin.clear();
+            self.state = State::Closing {
+                linger_since: Some(now),
+                clean,
+            };
+            progress = true;
+        }
+        // Read and discard until the client closes too (one read per round: the drive budget
+        // bounds a client that keeps sending).
+        self.cin.clear();
+        match self.client.read_into(&mut self.cin) {
+            Ok(0) if self.client.eof => Err(Fail::Abort),
+            Ok(0) => Ok(progress),
+            Ok(_) => Ok(true),
+            Err(_) => Err(Fail::Abort),
+        }
+    }
+
+    /// Write queued bytes to the upstream (from the replay cursor while the request is replayable).
+    fn write_upstream(&mut self, now: Instant) -> Result<bool, Fail> {
+        let Some(up) = &mut self.upstream else {
+            return Ok(false);
+        };
+        if !up.connected || up.write_failed {
+            return Ok(false);
+        }
+        let replay = match &mut self.state {
+            State::Exchange(ex) => ex.replay.as_mut(),
+            _ => None,
+        };
+        let from = replay.as_ref().map_or(0, |w| **w);
+        let pending = &self.uout.data()[from.min(self.uout.len())..];
+        match up.peer.write_from(pending, false) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                match replay {
+                    Some(w) => *w += n,
+                    None => self.uout.consume(n),
+                }
+                self.last_progress = now;
+                Ok(true)
+            }
+            Err(e) => {
+                // The upstream stopped reading; it may still have answered (an early 413, say),
+                // so the read side decides what happens.
+                debug!("upstream write error: {e}");
+                up.write_failed = true;
+                Ok(true)
+            }
+        }
+    }
+
+    /// State-specific work on the buffered bytes. `Ok(true)` if anything changed.
+    fn process(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        match &mut self.state {
+            State::Head { .. } => self.process_head(ctx),
+            State::Exchange(_) => {
+                let mut progress = self.poll_connect(ctx)?;
+                progress |= self.pump_request_body(ctx)?;
+                progress |= self.pump_request_span(ctx)?;
+                progress |= self.pump_response(ctx)?;
+                progress |= self.pump_response_span(ctx)?;
+                progress |= self.maybe_finish(ctx);
+                Ok(progress)
+            }
+            State::Tunnel => self.pump_tunnel(ctx),
+            State::Closing { .. } => Ok(false),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// The scratch buffer, emptied.
+    fn scratch_take(&mut self) -> &mut Vec<u8> {
+        self.scratch.clear();
+        self.scratch
+    }
+}

@@ -1,0 +1,235 @@
+//! The client side of an exchange: the request head becomes an exchange, and the request
+//! body goes upstream (through the buffers, or by splice(2) for long spans).
+
+use super::*;
+
+impl Session {
+    pub(super) fn process_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        if self.cin.is_empty() {
+            // Between requests: a client that closed, or a shutdown, ends the connection once
+            // the last response is out.
+            if (self.client.eof || ctx.shutting_down) && self.cout.is_empty() {
+                return Err(Fail::Abort);
+            }
+            return Ok(false);
+        }
+        if let State::Head {
+            started: started @ None,
+        } = &mut self.state
+        {
+            *started = Some(ctx.now);
+        }
+        let limits = ctx.cfg.limits;
+        let data = self.cin.data();
+        parse_with_slots!(
+            let parsed = |slots| request::parse(data, &limits, slots),
+            RequestError::Slots
+        );
+        let (info, head_len) = match parsed {
+            Ok(None) => {
+                // The client gave up mid-head; there is nobody to answer, but the previous
+                // response must still go out whole before the close.
+                if self.client.eof && self.cout.is_empty() {
+                    return Err(Fail::Abort);
+                }
+                return Ok(false);
+            }
+            Err(e) => {
+                debug!(
+                    "{}: bad request head ({e:?}): {}",
+                    self.client_ip,
+                    e.status()
+                );
+                self.cin.clear();
+                return Err(Fail::Respond(e.status()));
+            }
+            Ok(Some(req)) => {
+                ctx.scratch.clear();
+                let rctx = RequestContext {
+                    client_ip: self.client_ip,
+                    forwarded_for: ctx.cfg.forwarded_for,
+                    underscores_in_headers: ctx.cfg.underscores_in_headers,
+                };
+                // The whole rewritten head must fit the upstream buffer, or nothing goes.
+                if let Err(e) =
+                    rewrite::request_head(&req, &rctx, ctx.scratch, self.uout.capacity())
+                {
+                    debug!(
+                        "{}: forwarded head would be {} bytes, over {}: 431",
+                        self.client_ip, e.len, e.max
+                    );
+                    self.cin.clear();
+                    return Err(Fail::Respond(431));
+                }
+                (req.info, req.head_len)
+            }
+        };
+        self.cin.consume(head_len);
+        self.attach_exchange_buffers(ctx.bufs);
+        self.uout.clear();
+        if !self.uout.extend_whole(ctx.scratch) {
+            // Cannot happen (the bound above is the empty buffer's capacity), but a head is
+            // never cut: a cut one would leave its body to be read as the next request.
+            self.cin.clear();
+            return Err(Fail::Respond(431));
+        }
+        let req_body = match info.framing {
+            Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
+            Framing::Length(n) => RequestBody::Length(n),
+            Framing::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
+        };
+        self.state = State::Exchange(ctx.exchanges.make(Exchange {
+            req: info,
+            req_body,
+            resp: ResponseBody::Head,
+            replay: Some(0),
+            final_started: false,
+            close_after: false,
+            continue_sent: false,
+            upstream_keep: Duration::ZERO,
+            fresh_retry_used: false,
+        }));
+        self.tried.clear();
+        self.connect_next(ctx)?;
+        Ok(true)
+    }
+
+    /// Move request body bytes from the client buffer to the upstream buffer.
+    pub(super) fn pump_request_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
+        let write_failed = self.upstream.as_ref().is_some_and(|u| u.write_failed);
+        let mut progress = false;
+        // Room left for body bytes. When the request outgrows the buffer it stops being
+        // replayable: the bytes already sent are let go.
+        if self.uout.room() < chunked::MIN_OUT_ROOM {
+            if let Some(w) = ex.replay.take() {
+                self.uout.consume(w.min(self.uout.len()));
+            }
+        }
+        if write_failed {
+            // The upstream stopped reading: what it will not read is dropped, not queued.
+            self.uout.clear();
+            ex.replay = None;
+        }
+        if self.up_span.is_some() {
+            // A span of the body is under way: `pump_request_span` moves it.
+            return Ok(progress);
+        }
+        match &mut ex.req_body {
+            RequestBody::Done => {}
+            RequestBody::Length(rem) => {
+                let n = (*rem)
+                    .min(self.cin.len() as u64)
+                    .min(self.uout.room() as u64) as usize;
+                if n > 0 {
+                    if !write_failed {
+                        self.uout.extend(&self.cin.data()[..n]);
+                    }
+                    self.cin.consume(n);
+                    *rem -= n as u64;
+                    progress = true;
+                }
+                if *rem == 0 {
+                    ex.req_body = RequestBody::Done;
+                } else if self.client.eof && self.cin.is_empty() {
+                    debug!("{}: client closed mid-upload", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+            }
+            RequestBody::Chunked(dec) => {
+                ctx.scratch.clear();
+                let room = self.uout.room();
+                let consumed = dec
+                    .transcode(self.cin.data(), ctx.scratch, room, chunked::Output::Rechunk)
+                    .map_err(|e| {
+                        debug!("{}: bad chunked request body: {e:?}", self.client_ip);
+                        Fail::Respond(400)
+                    })?;
+                if consumed > 0 {
+                    if !write_failed {
+                        self.uout.extend(ctx.scratch);
+                    }
+                    self.cin.consume(consumed);
+                    progress = true;
+                }
+                if dec.is_done() {
+                    ex.req_body = RequestBody::Done;
+                } else if self.client.eof && self.cin.is_empty() {
+                    debug!("{}: client closed mid-upload", self.client_ip);
+                    return Err(Fail::Abort);
+                }
+            }
+        }
+        // What is left of a Content-Length body, or of the current chunk's data, goes by
+        // splice(2) once the buffered bytes are through; never while the request is kept for
+        // a replay, which needs every byte in the buffer.
+        let connected = self.upstream.as_ref().is_some_and(|u| u.connected);
+        if self.cin.is_empty() && ex.replay.is_none() && connected && !write_failed {
+            let left = match &ex.req_body {
+                RequestBody::Length(rem) => *rem,
+                RequestBody::Chunked(dec) => dec.data_remaining(),
+                RequestBody::Done => 0,
+            };
+            self.up_span = lend_span(ctx, left, ctx.cfg.splice_min);
+            progress |= self.up_span.is_some();
+        }
+        Ok(progress)
+    }
+
+    /// Move a span of the request body client socket → pipe → upstream socket, counting its
+    /// bytes off the body's framing as they leave the client.
+    pub(super) fn pump_request_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let (Some(span), State::Exchange(ex)) = (&mut self.up_span, &mut self.state) else {
+            return Ok(false);
+        };
+        let Some(up) = &mut self.upstream else {
+            return Err(Fail::Abort);
+        };
+        if up.write_failed {
+            // The upstream stopped reading: the copy path takes the rest of the body and drops
+            // it; what the pipe holds goes with the pipe.
+            if let Some(span) = self.up_span.take() {
+                span.finish(ctx.pipes);
+            }
+            return Ok(true);
+        }
+        // The span's bytes come after everything queued before it.
+        let ready = self.uout.is_empty();
+        let moved = match move_span(span, &mut self.client, &mut up.peer, ready) {
+            Ok(m) => m,
+            Err(SpanError::Source(e)) => {
+                debug!("{}: client read error mid-upload: {e}", self.client_ip);
+                return Err(Fail::Abort);
+            }
+            Err(SpanError::Dest(e)) => {
+                // As on the copy path: the upstream may still have answered (an early 413).
+                debug!("upstream write error: {e}");
+                up.write_failed = true;
+                return Ok(true);
+            }
+        };
+        let pulled = moved.pulled as u64;
+        match &mut ex.req_body {
+            RequestBody::Length(rem) => *rem = rem.saturating_sub(pulled),
+            RequestBody::Chunked(dec) => dec.skip_data(pulled).map_err(|_| Fail::Abort)?,
+            RequestBody::Done => {}
+        }
+        let mut progress = moved.progress;
+        if span.is_done() {
+            if let Some(span) = self.up_span.take() {
+                span.finish(ctx.pipes);
+            }
+            progress = true;
+        } else if self.client.eof && span.held() == 0 {
+            // What the client sent has gone on; the upstream sees the body stop short.
+            debug!("{}: client closed mid-upload", self.client_ip);
+            return Err(Fail::Abort);
+        }
+        if progress {
+            self.last_progress = ctx.now;
+        }
+        Ok(progress)
+    }
+}

@@ -1,0 +1,405 @@
+//! The upstream side of an exchange: the response head is checked and rewritten for the
+//! client, the body follows its framing, and the exchange ends with the upstream connection
+//! pooled or closed.
+
+use super::*;
+
+impl Session {
+    /// Parse the response head, then move body bytes from the upstream buffer to the client's.
+    pub(super) fn pump_response(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
+        let Some(up) = &self.upstream else {
+            return Ok(false);
+        };
+        let up_eof = up.peer.eof;
+        let mut progress = false;
+        loop {
+            match &mut ex.resp {
+                ResponseBody::Head => {
+                    if self.uin.is_empty() {
+                        if up_eof {
+                            return self.upstream_failed_before_response(ctx).map(|_| true);
+                        }
+                        return Ok(progress);
+                    }
+                    let limits = ctx.cfg.limits;
+                    let (data, is_head) = (self.uin.data(), ex.req.is_head);
+                    parse_with_slots!(
+                        let parsed = |slots| response::parse(data, is_head, &limits, slots),
+                        ResponseError::Slots
+                    );
+                    let resp = match parsed {
+                        Ok(Some(r)) => r,
+                        Ok(None) if up_eof => {
+                            warn!(
+                                "upstream {} closed mid-head: 502",
+                                ctx.pool.get(up.idx).name
+                            );
+                            return Err(Fail::Respond(502));
+                        }
+                        Ok(None) => return Ok(progress),
+                        Err(e) => {
+                            warn!(
+                                "upstream {} sent a bad response head ({e:?}): 502",
+                                ctx.pool.get(up.idx).name
+                            );
+                            return Err(Fail::Respond(502));
+                        }
+                    };
+                    let head_len = resp.head_len;
+                    ctx.scratch.clear();
+                    if resp.code == 101 {
+                        if !ex.req.upgrade_websocket {
+                            warn!(
+                                "upstream {} switched protocols unasked: 502",
+                                ctx.pool.get(up.idx).name
+                            );
+                            return Err(Fail::Respond(502));
+                        }
+                        let rctx = ResponseContext {
+                            framing: Framing::None,
+                            close: false,
+                            keep_alive_http10: false,
+                            upgrade: true,
+                            client_version: ex.req.version,
+                        };
+                        if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                            return Ok(progress);
+                        }
+                        self.cout.extend(ctx.scratch);
+                        self.uin.consume(head_len);
+                        ex.final_started = true;
+                        ex.replay = None;
+                        self.state = State::Tunnel;
+                        return Ok(true);
+                    }
+                    if resp.code < 200 {
+                        // Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients
+                        // (RFC 9110 §15.2: not to HTTP/1.0 ones) and keep waiting.
+                        if ex.req.version == Version::Http11 {
+                            let rctx = ResponseContext {
+                                framing: Framing::None,
+                                close: false,
+                                keep_alive_http10: false,
+                                upgrade: false,
+                                client_version: ex.req.version,
+                            };
+                            if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                                return Ok(progress);
+                            }
+                            self.cout.extend(ctx.scratch);
+                            ex.continue_sent |= resp.code == 100;
+                        }
+                        self.uin.consume(head_len);
+                        progress = true;
+                        continue;
+                    }
+                    if !response::client_can_decode(&resp, ex.req.version) {
+                        warn!(
+                            "upstream {} sent a transfer coding an HTTP/1.0 client cannot receive: 502",
+                            ctx.pool.get(up.idx).name
+                        );
+                        return Err(Fail::Respond(502));
+                    }
+                    let framing = response::client_framing(resp.framing, ex.req.version);
+                    // A request body still on its way is forwarded to its end and the
+                    // connection stays usable; but a client still waiting for a 100 Continue
+                    // will never send its body (RFC 9110 §10.1.1): it must not be reused.
+                    let body_withheld = ex.req.expect_continue
+                        && !ex.continue_sent
+                        && !matches!(ex.req_body, RequestBody::Done);
+                    let close = !ex.req.keep_alive
+                        || ctx.shutting_down
+                        || framing == Framing::UntilClose
+                        || body_withheld;
+                    let rctx = ResponseContext {
+                        framing,
+                        close,
+                        keep_alive_http10: !close && ex.req.version == Version::Http10,
+                        upgrade: false,
+                        client_version: ex.req.version,
+                    };
+                    if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                        return Ok(progress);
+                    }
+                    let upstream_framing = resp.framing;
+                    ex.upstream_keep = if resp.upstream_closes
+                        || upstream_framing == Framing::UntilClose
+                        || ctx.conns.max_idle() == 0
+                    {
+                        Duration::ZERO
+                    } else {
+                        // Leave a second of margin under the upstream's own idle timeout.
+                        let hint = resp
+                            .keep_alive_timeout
+                            .map(|s| Duration::from_secs(s.saturating_sub(1)));
+                        hint.map_or(ctx.cfg.upstream_idle_timeout, |h| {
+                            h.min(ctx.cfg.upstream_idle_timeout)
+                        })
+                    };
+                    self.cout.extend(ctx.scratch);
+                    self.uin.consume(head_len);
+                    ex.final_started = true;
+                    ex.close_after = close;
+                    ex.resp = match upstream_framing {
+                        Framing::None | Framing::Length(0) => ResponseBody::Done,
+                        Framing::Length(n) => ResponseBody::Length(n),
+                        Framing::Chunked => {
+                            let mode = if framing == Framing::Chunked {
+                                chunked::Output::Rechunk
+                            } else {
+                                chunked::Output::Dechunk
+                            };
+                            ResponseBody::Chunked(Decoder::new(&limits), mode)
+                        }
+                        Framing::UntilClose => ResponseBody::UntilClose,
+                    };
+                    progress = true;
+                }
+                ResponseBody::Length(_) | ResponseBody::Chunked(..) if self.down_span.is_some() => {
+                    // A span of the body is under way: `pump_response_span` moves it.
+                    return Ok(progress);
+                }
+                ResponseBody::Length(rem) => {
+                    let n = (*rem)
+                        .min(self.uin.len() as u64)
+                        .min(forward_room(&self.cout) as u64) as usize;
+                    if n > 0 {
+                        self.cout.extend(&self.uin.data()[..n]);
+                        self.uin.consume(n);
+                        *rem -= n as u64;
+                        progress = true;
+                    }
+                    if *rem == 0 {
+                        ex.resp = ResponseBody::Done;
+                    } else if up_eof && self.uin.is_empty() {
+                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        return Err(Fail::Abort);
+                    } else if self.uin.is_empty() {
+                        // What came with the head is through: the rest may go by splice.
+                        self.down_span = lend_span(ctx, *rem, ctx.cfg.splice_min_response);
+                        progress |= self.down_span.is_some();
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::Chunked(dec, mode) => {
+                    ctx.scratch.clear();
+                    let consumed = dec
+                        .transcode(
+                            self.uin.data(),
+                            ctx.scratch,
+                            forward_room(&self.cout),
+                            *mode,
+                        )
+                        .map_err(|e| {
+                            warn!(
+                                "upstream {} sent a bad chunked body: {e:?}",
+                                ctx.pool.get(up.idx).name
+                            );
+                            Fail::Abort
+                        })?;
+                    if consumed > 0 {
+                        self.cout.extend(ctx.scratch);
+                        self.uin.consume(consumed);
+                        progress = true;
+                    }
+                    if dec.is_done() {
+                        ex.resp = ResponseBody::Done;
+                    } else if up_eof && self.uin.is_empty() {
+                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        return Err(Fail::Abort);
+                    } else if self.uin.is_empty() {
+                        // Inside a long chunk, its size line queued: its data may go by splice.
+                        self.down_span =
+                            lend_span(ctx, dec.data_remaining(), ctx.cfg.splice_min_response);
+                        progress |= self.down_span.is_some();
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::UntilClose => {
+                    let len = self.uin.len().min(forward_room(&self.cout));
+                    let n = self.cout.extend(&self.uin.data()[..len]);
+                    if n > 0 {
+                        self.uin.consume(n);
+                        progress = true;
+                    }
+                    if up_eof && self.uin.is_empty() {
+                        ex.resp = ResponseBody::Done;
+                        progress = true;
+                    }
+                    return Ok(progress);
+                }
+                ResponseBody::Done => return Ok(progress),
+            }
+        }
+    }
+
+    /// Move a span of the response body upstream socket → pipe → client socket, counting its
+    /// bytes off the body's framing as they leave the upstream.
+    pub(super) fn pump_response_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        if self.down_span.is_none() {
+            return Ok(false);
+        }
+        self.nagle_off();
+        let (Some(span), State::Exchange(ex)) = (&mut self.down_span, &mut self.state) else {
+            return Ok(false);
+        };
+        let Some(up) = &mut self.upstream else {
+            return Err(Fail::Abort);
+        };
+        // The span's bytes come after everything queued before it (the head, the size line).
+        let ready = self.cout.is_empty();
+        let moved = match move_span(span, &mut up.peer, &mut self.client, ready) {
+            Ok(m) => m,
+            Err(SpanError::Source(e)) => {
+                warn!(
+                    "upstream {} read error mid-body: {e}",
+                    ctx.pool.get(up.idx).name
+                );
+                return Err(Fail::Abort);
+            }
+            Err(SpanError::Dest(e)) => {
+                debug!("{}: write error: {e}", self.client_ip);
+                return Err(Fail::Abort);
+            }
+        };
+        let pulled = moved.pulled as u64;
+        match &mut ex.resp {
+            ResponseBody::Length(rem) => *rem = rem.saturating_sub(pulled),
+            ResponseBody::Chunked(dec, _) => dec.skip_data(pulled).map_err(|_| Fail::Abort)?,
+            _ => {}
+        }
+        let mut progress = moved.progress;
+        if span.is_done() {
+            if let Some(span) = self.down_span.take() {
+                span.finish(ctx.pipes);
+            }
+            progress = true;
+        } else if up.peer.eof && span.held() == 0 {
+            // Every byte the upstream sent has reached the client, which now sees a close in
+            // the middle of the body.
+            warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+            return Err(Fail::Abort);
+        }
+        if progress {
+            self.last_progress = ctx.now;
+        }
+        Ok(progress)
+    }
+
+    /// End the exchange when both directions are done.
+    pub(super) fn maybe_finish(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let State::Exchange(ex) = &self.state else {
+            return false;
+        };
+        if !matches!(ex.resp, ResponseBody::Done) {
+            return false;
+        }
+        let body_done = matches!(ex.req_body, RequestBody::Done);
+        if !body_done && !ex.close_after {
+            // The response is out but the request body is still coming: take it to its end
+            // (the upstream gets it, or it is dropped if the upstream stopped reading) so the
+            // connection's framing stays known and it can serve the next request.
+            return false;
+        }
+        self.finish_exchange(ctx, ex.close_after);
+        true
+    }
+
+    pub(super) fn finish_exchange(&mut self, ctx: &mut Ctx<'_>, close: bool) {
+        self.release_upstream(ctx);
+        self.served += 1;
+        self.idle_since = ctx.now;
+        let next = if close || ctx.shutting_down {
+            let clean = matches!(&self.state, State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done));
+            State::Closing {
+                linger_since: None,
+                clean,
+            }
+        } else {
+            State::Head { started: None }
+        };
+        if let State::Exchange(ex) = std::mem::replace(&mut self.state, next) {
+            ctx.exchanges.recycle(ex);
+        }
+    }
+
+    /// After a complete exchange: put the upstream connection in the pool when it is clean
+    /// (the whole request sent, the whole response read, nothing extra, keep-alive on both
+    /// sides), else close it.
+    pub(super) fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
+        self.end_spans(ctx.pipes);
+        let keep = match &self.state {
+            State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => ex.upstream_keep,
+            _ => Duration::ZERO,
+        };
+        if let Some(mut up) = self.upstream.take() {
+            let clean = !keep.is_zero()
+                && up.connected
+                && !up.write_failed
+                && !up.peer.eof
+                && !up.peer.hung_up
+                && self.uin.is_empty()
+                && self.uout.is_empty()
+                && !(up.peer.readable && has_bytes_past_the_response(&up.peer.stream));
+            if clean {
+                let expires = ctx.now + keep;
+                ctx.conns.put(
+                    up.idx,
+                    up.id,
+                    up.peer.stream,
+                    up.requests,
+                    expires,
+                    ctx.registry,
+                );
+            } else {
+                let _ = ctx.registry.deregister(&mut up.peer.stream);
+                ctx.conns.closed(up.id);
+            }
+        }
+        self.uin.clear();
+        self.uout.clear();
+    }
+}
+
+/// A socket not read to `WouldBlock` may hold bytes past the response (a span takes exactly
+/// the body's length, and a full read leaves the socket unknown): stray bytes, or an EOF, that
+/// would be read as the next response on a reused connection. Edge-triggered, they raise no
+/// new event once the connection is idle, so look now.
+pub(super) fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
+    !connpool::is_quiet(stream)
+}
+
+/// Rewrite a response head into the scratch buffer, to be queued for the client. `Ok(false)`:
+/// it fits the client buffer but not yet, behind what is queued there; wait for the client to
+/// take some. A head that could never fit (its rewrite grew it past the buffer, with a raised
+/// `--max-head`) is a 502: it is never cut, nor waited on forever.
+pub(super) fn stage_response_head(
+    resp: &response::Response<'_, '_>,
+    rctx: &ResponseContext,
+    ctx: &mut Ctx<'_>,
+    cout: &Buffer,
+    upstream: usize,
+) -> Result<bool, Fail> {
+    let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
+    let scratch = ctx.scratch_take();
+    match rewrite::response_head(resp, rctx, scratch, max) {
+        Ok(len) => Ok(len <= forward_room(cout)),
+        Err(e) => {
+            warn!(
+                "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",
+                ctx.pool.get(upstream).name,
+                e.len,
+                e.max
+            );
+            Err(Fail::Respond(502))
+        }
+    }
+}
+
+/// What the forwarding may put in the client output buffer: all but `LOCAL_ANSWER_ROOM`.
+pub(super) fn forward_room(cout: &Buffer) -> usize {
+    cout.room().saturating_sub(LOCAL_ANSWER_ROOM)
+}

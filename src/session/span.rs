@@ -1,0 +1,74 @@
+//! Spans of bytes moved socket → pipe → socket with splice(2), and the worker's pipes lent
+//! for them.
+
+use super::*;
+
+/// What one `move_span` call did.
+#[derive(Debug, Default)]
+pub(super) struct SpanMoved {
+    /// Bytes taken from the source (for the body's framing count).
+    pub(super) pulled: usize,
+    /// Bytes moved into or out of the pipe.
+    pub(super) progress: bool,
+    /// The source had nothing to give and the pipe is empty: the stream paused.
+    pub(super) drained: bool,
+}
+
+/// Which end of a span failed.
+#[derive(Debug)]
+pub(super) enum SpanError {
+    /// Reading the source socket.
+    Source(io::Error),
+    /// Writing the destination socket.
+    Dest(io::Error),
+}
+
+/// Move what can move through `span`: from `src` into the pipe, and out of it to `dst` once
+/// `dst_ready` (everything queued for `dst` before the span has gone). The source's end of
+/// stream is recorded in `src.eof`; readiness is kept like the copy path keeps it.
+pub(super) fn move_span(
+    span: &mut Span,
+    src: &mut Peer,
+    dst: &mut Peer,
+    dst_ready: bool,
+) -> Result<SpanMoved, SpanError> {
+    let mut moved = SpanMoved::default();
+    if src.readable && !src.eof && span.can_pull() {
+        match span.pull(src.stream.as_raw_fd()) {
+            Ok(Pulled::Bytes(n)) => {
+                moved.pulled = n;
+                moved.progress = true;
+            }
+            Ok(Pulled::Eof) => {
+                src.eof = true;
+                moved.progress = true;
+            }
+            Ok(Pulled::Drained) => {
+                src.readable = false;
+                moved.drained = true;
+            }
+            // Keep the readiness: the pipe may have been full; a push makes room.
+            Ok(Pulled::Blocked) => {}
+            Err(e) => return Err(SpanError::Source(e)),
+        }
+    }
+    if dst_ready && span.held() > 0 && dst.writable && !dst.shut {
+        match span.push(dst.stream.as_raw_fd()) {
+            Ok(Some(n)) => moved.progress |= n > 0,
+            Ok(None) => dst.writable = false,
+            Err(e) => return Err(SpanError::Dest(e)),
+        }
+    }
+    Ok(moved)
+}
+
+/// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long
+/// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
+/// that is out of pipes never fails a request.
+pub(super) fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Span> {
+    let min = min as u64;
+    if min == 0 || left < min {
+        return None;
+    }
+    ctx.pipes.take().map(|pipe| Span::new(pipe, left))
+}

@@ -187,19 +187,28 @@ impl Buffer {
 }
 
 /// Free buffer storage of one worker, reused across connections and requests.
+///
+/// Kept by size: a session's client-side buffers and its upstream output buffer (which also
+/// holds a request body read before the connect, `--request-buffer`) may differ in size.
 #[derive(Debug, Default)]
 pub struct BufPool {
-    /// Free storage, all of one size (the first size asked for; others are not kept).
-    free: Vec<Box<[u8]>>,
+    /// Free storage, one list per size (a handful of sizes at most).
+    lists: Vec<(usize, Vec<Box<[u8]>>)>,
+    /// Free buffers held, all lists together.
+    held: usize,
     /// The most free buffers kept; beyond that they go back to the allocator.
     max_free: usize,
 }
+
+/// Most distinct buffer sizes a pool keeps storage for.
+const POOL_SIZES: usize = 4;
 
 impl BufPool {
     /// A pool that keeps at most `max_free` free buffers.
     pub fn new(max_free: usize) -> Self {
         BufPool {
-            free: Vec::with_capacity(max_free.min(1024)),
+            lists: Vec::with_capacity(POOL_SIZES),
+            held: 0,
             max_free,
         }
     }
@@ -208,27 +217,43 @@ impl BufPool {
     /// kernel maps lazily, so an untouched tail costs no memory).
     #[inline]
     pub fn take(&mut self, cap: usize) -> Box<[u8]> {
-        match self.free.pop() {
-            Some(b) if b.len() == cap => b,
-            _ => allocate(cap),
+        for (size, list) in &mut self.lists {
+            if *size == cap {
+                if let Some(b) = list.pop() {
+                    self.held -= 1;
+                    return b;
+                }
+                break;
+            }
         }
+        allocate(cap)
     }
 
     /// Return storage for reuse.
     #[inline]
     pub fn put(&mut self, b: Box<[u8]>) {
-        if self.free.len() < self.max_free && self.free.last().is_none_or(|f| f.len() == b.len()) {
-            self.free.push(b);
+        if self.held >= self.max_free {
+            return;
+        }
+        let len = b.len();
+        if let Some((_, list)) = self.lists.iter_mut().find(|(size, _)| *size == len) {
+            list.push(b);
+            self.held += 1;
+        } else if self.lists.len() < POOL_SIZES {
+            let mut list = Vec::with_capacity(self.max_free.min(1024));
+            list.push(b);
+            self.lists.push((len, list));
+            self.held += 1;
         }
     }
 
     /// Free buffers held.
     pub fn len(&self) -> usize {
-        self.free.len()
+        self.held
     }
 
     pub fn is_empty(&self) -> bool {
-        self.free.is_empty()
+        self.held == 0
     }
 }
 
@@ -273,6 +298,36 @@ mod tests {
         c.attach(&mut pool);
         assert_eq!(pool.len(), 0);
         assert_eq!(c.extend(b"0123456789"), 8);
+    }
+
+    #[test]
+    fn pool_keeps_each_size_apart() {
+        let mut pool = BufPool::new(8);
+        let mut small = Buffer::new(8);
+        let mut large = Buffer::new(16);
+        small.attach(&mut pool);
+        large.attach(&mut pool);
+        small.detach(&mut pool);
+        large.detach(&mut pool);
+        assert_eq!(pool.len(), 2);
+        // Each size gets its own storage back, whatever the order.
+        large.attach(&mut pool);
+        small.attach(&mut pool);
+        assert_eq!(pool.len(), 0);
+        assert_eq!((small.room(), large.room()), (8, 16));
+        assert_eq!(large.extend(&[1; 20]), 16);
+        assert_eq!(small.extend(&[1; 20]), 8);
+    }
+
+    #[test]
+    fn extend_whole_queues_all_or_nothing() {
+        let mut b = Buffer::new(8);
+        assert!(b.extend_whole(b"01234"));
+        assert!(!b.extend_whole(b"5678"), "4 bytes do not fit in 3");
+        assert_eq!(b.data(), b"01234");
+        assert!(b.extend_whole(b"567"));
+        assert_eq!(b.data(), b"01234567");
+        assert!(b.extend_whole(b""));
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct Config {
     /// The same for response body spans (`--splice-min` when given, else
     /// [`SPLICE_MIN_RESPONSE`]).
     pub splice_min_response: usize,
+    /// `--request-buffer`: a request body up to this long is read (and its framing checked)
+    /// before an upstream is chosen; a longer one streams once this much is buffered. 0: every
+    /// body streams from its first byte.
+    pub request_buffer: usize,
     /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
     pub max_connections: Option<usize>,
     /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
@@ -221,6 +225,12 @@ struct Cli {
     /// bodies and tunnels, 2m for response bodies]
     #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
     splice_min: Option<usize>,
+
+    /// A request body up to this size is read whole, and its framing checked, before an
+    /// upstream is chosen (a bad one gets 400 and no upstream sees a byte of it); a longer body
+    /// streams once this much is buffered; 0 streams every body at once
+    #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_size_or_zero)]
+    request_buffer: usize,
 
     /// Most client connections open at once; at the limit the proxy stops accepting until one
     /// closes (default: derived from the open-files limit, two descriptors per connection)
@@ -585,6 +595,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
         forwarded_for: cli.forwarded_for,
         underscores_in_headers: cli.underscores_in_headers,
         max_connections: cli.max_connections,
+        request_buffer: cli.request_buffer,
         splice_min: cli.splice_min.unwrap_or(SPLICE_MIN),
         splice_min_response: cli.splice_min.unwrap_or(SPLICE_MIN_RESPONSE),
         upstream_idle: cli.upstream_idle.map(|n| n as usize),
@@ -809,6 +820,7 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.notices.is_empty());
         assert_eq!(c.upstream_idle, None);
+        assert_eq!(c.request_buffer, 64 << 10);
         assert_eq!((c.splice_min, c.splice_min_response), (128 << 10, 2 << 20));
     }
 

@@ -98,7 +98,8 @@ const RESPONSE_WRITTEN: &[&str] = &[
 ///
 /// The last byte picks the options: bits 0-1 the client address (192.0.2.7, the same as an
 /// IPv4-mapped IPv6 address, or 2001:db8::7), bit 2 `ForwardedFor::Replace`, bits 3-4 both set
-/// [`SMALL_LIMITS`], bit 5 `underscores_in_headers`.
+/// [`SMALL_LIMITS`], bit 5 `underscores_in_headers`, bit 6 a tight bound on the rewrite (see
+/// [`rewrite_bound`]), bit 7 `expectation_met`.
 ///
 /// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head,
 /// rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
@@ -133,6 +134,7 @@ pub fn request_head(data: &[u8]) {
             client_ip: ClientAddr::new(client_ip),
             forwarded_for,
             underscores_in_headers: sel & 0x20 != 0,
+            expectation_met: sel & 0x80 != 0,
         };
         let max = rewrite_bound(&limits, req.head_len, sel);
         let Some(out) =
@@ -254,7 +256,7 @@ fn check_rewritten_request(
     );
     assert_eq!(again.info.is_head, req.info.is_head, "{}", shown());
     assert!(again.info.keep_alive, "{}", shown());
-    if req.version == Version::Http11 {
+    if req.version == Version::Http11 && !ctx.expectation_met {
         assert_eq!(
             again.info.expect_continue,
             req.info.expect_continue,
@@ -263,10 +265,10 @@ fn check_rewritten_request(
         );
     } else {
         // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored, not passed on to an
-        // upstream that reads HTTP/1.1.
+        // upstream that reads HTTP/1.1; one the proxy met itself is not passed on either.
         assert!(
             values(again.headers, "expect").is_empty(),
-            "Expect from HTTP/1.0\n{}",
+            "Expect from HTTP/1.0, or met by the proxy\n{}",
             shown()
         );
     }
@@ -369,7 +371,8 @@ fn check_rewritten_request(
     let mut kept = end_to_end(req.headers, REQUEST_DROPPED);
     kept.retain(|(name, _)| {
         (ctx.underscores_in_headers || !name.contains('_'))
-            && (req.version == Version::Http11 || !name.eq_ignore_ascii_case("expect"))
+            && ((req.version == Version::Http11 && !ctx.expectation_met)
+                || !name.eq_ignore_ascii_case("expect"))
     });
     let copied = without(again.headers, REQUEST_WRITTEN);
     assert_eq!(copied, kept, "end-to-end fields\n{}", shown());
@@ -382,7 +385,7 @@ fn check_rewritten_request(
 /// Fuzz the response head parser and the response rewriter with one input.
 ///
 /// The last byte picks the options: bit 0 says the request was HEAD, bits 3-4 both set
-/// [`SMALL_LIMITS`].
+/// [`SMALL_LIMITS`], bit 6 a tight bound on the rewrite (see [`rewrite_bound`]).
 ///
 /// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head is
 /// rewritten for HTTP/1.1 and HTTP/1.0 clients, closing or not (and as a WebSocket switch for a
@@ -942,8 +945,9 @@ pub enum Dechunked {
 
 /// The chunked body at the start of `input`, decoded in one go: the obviously-correct model the
 /// incremental [`Decoder`] is held to. It follows RFC 9112 §7.1 with the decoder's documented
-/// policy: at most [`MAX_SIZE_DIGITS`] hex digits fitting in a u64; after them SP/HTAB and an
-/// optional `;` and extension of field bytes, all of it at most `max_chunk_ext` bytes;
+/// policy: at most [`MAX_SIZE_DIGITS`] hex digits fitting in a u64; after them extensions that
+/// follow RFC 9112 §7.1.1's grammar (whitespace allowed before the CR), at most `max_chunk_ext`
+/// bytes;
 /// trailer lines `token ":" field-bytes`, at most `max_trailers` bytes of them, CRLFs
 /// included; CRLF and nothing else as a line end.
 pub fn reference_dechunk(input: &[u8], limits: &Limits) -> Dechunked {
@@ -1062,14 +1066,75 @@ fn size_line(line: &[u8], whole: bool, max_extension: usize) -> Option<u64> {
     if rest.len() > max_extension {
         return None;
     }
-    let ws = rest
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    match &rest[ws..] {
-        [] => Some(size),
-        [b';', extension @ ..] if extension.iter().all(|&b| is_field_byte(b)) => Some(size),
-        _ => None,
+    extensions(rest, whole).then_some(size)
+}
+
+/// RFC 9112 §7.1.1's `chunk-ext` (`*( BWS ";" BWS token [ BWS "=" BWS ( token /
+/// quoted-string ) ] )`), read by plain recursive descent; when `whole` is false, a beginning of
+/// one is enough.
+fn extensions(ext: &[u8], whole: bool) -> bool {
+    let n = ext.len();
+    let ws = |i: &mut usize| {
+        while *i < n && (ext[*i] == b' ' || ext[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| {
+        let start = *i;
+        while *i < n && is_token_byte(ext[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
+    let mut i = 0;
+    loop {
+        ws(&mut i);
+        if i == n {
+            return true;
+        }
+        if ext[i] != b';' {
+            return false;
+        }
+        i += 1;
+        ws(&mut i);
+        if i == n {
+            return !whole;
+        }
+        if !token(&mut i) {
+            return false;
+        }
+        ws(&mut i);
+        if i == n || ext[i] != b'=' {
+            continue;
+        }
+        i += 1;
+        ws(&mut i);
+        if i == n {
+            return !whole;
+        }
+        if ext[i] != b'"' {
+            if !token(&mut i) {
+                return false;
+            }
+            continue;
+        }
+        i += 1;
+        loop {
+            match ext.get(i) {
+                None => return !whole,
+                Some(b'"') => {
+                    i += 1;
+                    break;
+                }
+                Some(b'\\') => match ext.get(i + 1) {
+                    None => return !whole,
+                    Some(&b) if is_field_byte(b) => i += 2,
+                    Some(_) => return false,
+                },
+                Some(&b) if is_field_byte(b) => i += 1,
+                Some(_) => return false,
+            }
+        }
     }
 }
 

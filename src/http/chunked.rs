@@ -68,6 +68,30 @@ enum State {
     Failed,
 }
 
+/// Inside chunk extensions (RFC 9112 §7.1.1):
+/// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`,
+/// `chunk-ext-name = token`, `chunk-ext-val = token / quoted-string`. We drop extensions, but
+/// an upstream or a server behind another proxy may read them, so only the grammar passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: optional whitespace, then a name.
+    BeforeName,
+    /// In the name.
+    Name,
+    /// Whitespace after the name: `=`, `;` or the end of the line may follow.
+    AfterName,
+    /// After `=`: optional whitespace, then a token or a quoted string.
+    BeforeValue,
+    /// In a token value.
+    Token,
+    /// In a quoted-string value.
+    Quoted,
+    /// After a backslash in a quoted string.
+    QuotedPair,
+    /// After a value: whitespace, `;` or the end of the line.
+    AfterValue,
+}
+
 /// The decoder's state between calls.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -79,6 +103,8 @@ pub struct Decoder {
     digits: usize,
     /// Extension bytes (whitespace included) read on the current size line.
     extension_len: usize,
+    /// Where the current chunk extension's grammar stands.
+    ext: Ext,
     /// Bytes of trailer section read so far.
     trailer_len: usize,
     /// `Limits::max_chunk_ext`.
@@ -95,6 +121,7 @@ impl Decoder {
             remaining: 0,
             digits: 0,
             extension_len: 0,
+            ext: Ext::BeforeName,
             trailer_len: 0,
             max_extension: limits.max_chunk_ext,
             max_trailers: limits.max_trailers,
@@ -233,6 +260,7 @@ impl Decoder {
         match b {
             b';' => {
                 self.count_extension(1)?;
+                self.ext = Ext::BeforeName;
                 Ok(self.go(State::Extension))
             }
             b' ' | b'\t' => {
@@ -249,24 +277,46 @@ impl Decoder {
         self.after_size(b)
     }
 
-    /// Extensions are dropped, so they are only checked for what could confuse a line reader:
-    /// no bare LF, no control characters; and their length is capped.
+    /// Extensions are dropped, but checked against their grammar (see [`Ext`]) byte by byte
+    /// (they are rare), and their length is capped.
     fn read_extension(&mut self, input: &[u8]) -> Result<usize, ChunkedError> {
-        let run = input
-            .iter()
-            .position(|&b| !is_field_byte(b))
-            .unwrap_or(input.len());
-        if run > 0 {
-            self.count_extension(run)?;
-            return Ok(run);
+        let b = input[0];
+        let ws = b == b' ' || b == b'\t';
+        let bad = |why| Err(ChunkedError::Invalid(why));
+        if b == b'\n' {
+            return bad("bare LF in a chunk extension");
         }
-        match input[0] {
-            b'\r' => Ok(self.go(State::SizeLf)),
-            b'\n' => Err(ChunkedError::Invalid("bare LF in a chunk extension")),
-            _ => Err(ChunkedError::Invalid(
-                "control character in a chunk extension",
-            )),
+        if b == b'\r' {
+            return match self.ext {
+                Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue => {
+                    Ok(self.go(State::SizeLf))
+                }
+                Ext::BeforeName => bad("chunk extension without a name"),
+                Ext::BeforeValue => bad("chunk extension without a value after '='"),
+                Ext::Quoted | Ext::QuotedPair => bad("unterminated quoted chunk extension value"),
+            };
         }
+        self.count_extension(1)?;
+        self.ext = match (self.ext, b) {
+            (Ext::BeforeName | Ext::AfterName | Ext::BeforeValue | Ext::AfterValue, _) if ws => {
+                self.ext
+            }
+            (Ext::BeforeName, b) if is_tchar(b) => Ext::Name,
+            (Ext::Name, b) if is_tchar(b) => Ext::Name,
+            (Ext::Name, _) if ws => Ext::AfterName,
+            (Ext::Name | Ext::AfterName, b'=') => Ext::BeforeValue,
+            (Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue, b';') => Ext::BeforeName,
+            (Ext::BeforeValue, b'"') => Ext::Quoted,
+            (Ext::BeforeValue | Ext::Token, b) if is_tchar(b) => Ext::Token,
+            (Ext::Token, _) if ws => Ext::AfterValue,
+            (Ext::Quoted, b'"') => Ext::AfterValue,
+            (Ext::Quoted, b'\\') => Ext::QuotedPair,
+            (Ext::Quoted, b) if b != 0x7f && is_field_byte(b) => Ext::Quoted,
+            (Ext::QuotedPair, b) if is_field_byte(b) => Ext::Quoted,
+            (_, b) if !is_field_byte(b) => return bad("control character in a chunk extension"),
+            _ => return bad("chunk extension does not follow its grammar"),
+        };
+        Ok(1)
     }
 
     fn count_extension(&mut self, n: usize) -> Result<(), ChunkedError> {
@@ -498,6 +548,57 @@ mod tests {
         let (out, n, done) = rechunk(body).expect("valid");
         assert_eq!(out, b"3\r\nabc\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n".to_vec());
         assert_eq!((n, done), (body.len(), true));
+    }
+
+    #[test]
+    fn extensions_follow_their_grammar() {
+        use ChunkedError::Invalid;
+        for good in [
+            &b"1;a\r\nx\r\n0\r\n\r\n"[..],
+            b"1 ; a = b ; c\r\nx\r\n0\r\n\r\n",
+            b"1;a=\"q \\\" ;\\\\\"\r\nx\r\n0\r\n\r\n",
+            b"1;a=\"\"\r\nx\r\n0\r\n\r\n",
+            b"1;a;b;c=d \r\nx\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                rechunk(good).is_ok_and(|(_, _, done)| done),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for (bad, why) in [
+            (&b"5;\r\n"[..], "chunk extension without a name"),
+            (b"5; \r\n", "chunk extension without a name"),
+            (b"5;;a\r\n", "chunk extension does not follow its grammar"),
+            (b"5;=b\r\n", "chunk extension does not follow its grammar"),
+            (b"5;a b\r\n", "chunk extension does not follow its grammar"),
+            (b"5;a=\r\n", "chunk extension without a value after '='"),
+            (
+                b"5;a=b c\r\n",
+                "chunk extension does not follow its grammar",
+            ),
+            (
+                b"5;a=b=c\r\n",
+                "chunk extension does not follow its grammar",
+            ),
+            (b"5;a=\"b\r\n", "unterminated quoted chunk extension value"),
+            (
+                b"5;a=\"b\"c\r\n",
+                "chunk extension does not follow its grammar",
+            ),
+            (b"5;a(b)\r\n", "chunk extension does not follow its grammar"),
+            (
+                b"5;a=\r\rb\r\n",
+                "chunk extension without a value after '='",
+            ),
+        ] {
+            assert_eq!(
+                invalid(bad),
+                Invalid(why),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
@@ -828,6 +929,67 @@ mod tests {
         }
     }
 
+    /// RFC 9112 §7.1.1's chunk-ext, written as a plain recursive-descent reading of the ABNF
+    /// (an independent check of the decoder's state machine).
+    fn reference_extensions(ext: &[u8]) -> bool {
+        let ws = |i: &mut usize| {
+            while *i < ext.len() && (ext[*i] == b' ' || ext[*i] == b'\t') {
+                *i += 1;
+            }
+        };
+        let token = |i: &mut usize| {
+            let start = *i;
+            while *i < ext.len() && crate::http::is_tchar(ext[*i]) {
+                *i += 1;
+            }
+            *i > start
+        };
+        let quoted = |i: &mut usize| {
+            *i += 1; // the opening DQUOTE
+            while *i < ext.len() {
+                match ext[*i] {
+                    b'"' => {
+                        *i += 1;
+                        return true;
+                    }
+                    b'\\' if *i + 1 < ext.len() && is_field_byte(ext[*i + 1]) => *i += 2,
+                    b'\\' => return false,
+                    b if b != 0x7f && is_field_byte(b) => *i += 1,
+                    _ => return false,
+                }
+            }
+            false
+        };
+        let mut i = 0;
+        loop {
+            ws(&mut i);
+            if i == ext.len() {
+                return true;
+            }
+            if ext[i] != b';' {
+                return false;
+            }
+            i += 1;
+            ws(&mut i);
+            if !token(&mut i) {
+                return false;
+            }
+            ws(&mut i);
+            if i < ext.len() && ext[i] == b'=' {
+                i += 1;
+                ws(&mut i);
+                let ok = if i < ext.len() && ext[i] == b'"' {
+                    quoted(&mut i)
+                } else {
+                    token(&mut i)
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+    }
+
     /// A whole-input, obviously-correct reading of RFC 9112 §7.1 with our limits.
     fn reference(buf: &[u8], limits: &Limits) -> Reference {
         let mut chunks = Vec::new();
@@ -852,15 +1014,7 @@ mod tests {
                 return Reference::Invalid;
             };
             let ext = &l[digits..];
-            let after_ws: Vec<u8> = ext
-                .iter()
-                .copied()
-                .skip_while(|&b| b == b' ' || b == b'\t')
-                .collect();
-            if !(after_ws.is_empty() || after_ws[0] == b';')
-                || !ext.iter().all(|&b| is_field_byte(b))
-                || ext.len() > limits.max_chunk_ext
-            {
+            if !reference_extensions(ext) || ext.len() > limits.max_chunk_ext {
                 return Reference::Invalid;
             }
             pos = next;

@@ -99,6 +99,9 @@ pub struct RequestContext {
     /// `HTTP_X_FORWARDED_FOR`), so `X_Forwarded_For` or `Transfer_Encoding` would pass for
     /// the fields we control.
     pub underscores_in_headers: bool,
+    /// The proxy answers the client's `Expect: 100-continue` itself and reads the body before
+    /// it connects (`--request-buffer`): the expectation is met, and Expect is not forwarded.
+    pub expectation_met: bool,
 }
 
 impl RequestContext {
@@ -109,6 +112,7 @@ impl RequestContext {
             client_ip: ClientAddr::new(client_ip),
             forwarded_for: ForwardedFor::default(),
             underscores_in_headers: false,
+            expectation_met: false,
         }
     }
 }
@@ -145,7 +149,7 @@ fn bounded(out: &mut Vec<u8>, start: usize, max: usize) -> Result<usize, HeadToo
 /// The request line says HTTP/1.1; hop-by-hop fields are dropped; X-Forwarded-For gets the
 /// client appended; exactly one framing header is emitted from `req.framing`; CRLF everywhere.
 /// Also dropped: fields with `_` in their name (unless `ctx.underscores_in_headers`), and
-/// Expect from an HTTP/1.0 client.
+/// Expect from an HTTP/1.0 client or when the proxy met the expectation itself.
 ///
 /// Layout: request line, `Host`, the received end-to-end fields in order, `X-Forwarded-For`,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host` (when the host is not empty), the framing field,
@@ -177,7 +181,7 @@ pub fn request_head(
     // request MUST ignore that expectation." Our request line says HTTP/1.1, so an upstream
     // would honour it: the field goes, and any other expectation with it (HTTP/1.0 defines
     // none).
-    let drop_expect = req.version == Version::Http10;
+    let drop_expect = req.version == Version::Http10 || ctx.expectation_met;
     let mut copy = FieldCopy::new(req.raw);
     for h in req.headers {
         if is_request_hop_by_hop(h.name)

@@ -75,4 +75,10 @@ pub struct Exchange {
     pub(super) upstream_keep: Duration,
     /// The one fresh-connection retry after a dead pooled connection has been used.
     pub(super) fresh_retry_used: bool,
+    /// The request body is being read, and its framing checked, before any upstream is
+    /// chosen (`--request-buffer`): nothing of a bad body reaches an upstream.
+    pub(super) buffering: bool,
+    /// Length of the forwarded head at the front of the upstream buffer: what follows it while
+    /// buffering is the body read so far.
+    pub(super) head_len: usize,
 }

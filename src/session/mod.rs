@@ -268,7 +268,8 @@ impl Session {
             cin: Buffer::new(size),
             cout: Buffer::new(size),
             uin: Buffer::new(size),
-            uout: Buffer::new(size),
+            // Room for a head and, behind it, a body read before the connect.
+            uout: Buffer::new(size + cfg.request_buffer),
             state: State::Head { started: None },
             tried: Tried::default(),
             served: 0,
@@ -407,6 +408,7 @@ impl Session {
                     None => self.idle_since + cfg.keepalive_timeout,
                 }
             }
+            State::Exchange(ex) if ex.buffering => io_deadline(!self.cout.is_empty()),
             State::Exchange(ex) => match &self.upstream {
                 Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
                 _ => {
@@ -471,6 +473,13 @@ impl Session {
                         *w = 0;
                     }
                     let r = self.connect_next(ctx);
+                    return self.after_step(r, ctx);
+                }
+                if ex.buffering && self.cout.is_empty() {
+                    // The body read before the connect stopped coming: the client's fault,
+                    // and no upstream has seen a byte of it.
+                    debug!("{}: request body not received in time: 408", self.client_ip);
+                    let r = Err(Fail::Respond(408));
                     return self.after_step(r, ctx);
                 }
                 if ex.final_started || !self.cout.is_empty() {
@@ -840,6 +849,7 @@ impl Session {
             State::Exchange(_) => {
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;
+                progress |= self.end_buffering(ctx)?;
                 progress |= self.pump_request_span(ctx)?;
                 progress |= self.pump_response(ctx)?;
                 progress |= self.pump_response_span(ctx)?;

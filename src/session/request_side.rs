@@ -49,11 +49,12 @@ impl Session {
                     client_ip: self.client_ip,
                     forwarded_for: ctx.cfg.forwarded_for,
                     underscores_in_headers: ctx.cfg.underscores_in_headers,
+                    expectation_met: answers_continue_itself(&req.info, ctx.cfg.request_buffer),
                 };
-                // The whole rewritten head must fit the upstream buffer, or nothing goes.
-                if let Err(e) =
-                    rewrite::request_head(&req, &rctx, ctx.scratch, self.uout.capacity())
-                {
+                // The whole rewritten head must fit the upstream buffer (the part of it that is
+                // not for a buffered body), or nothing goes.
+                let head_room = self.uout.capacity() - ctx.cfg.request_buffer;
+                if let Err(e) = rewrite::request_head(&req, &rctx, ctx.scratch, head_room) {
                     debug!(
                         "{}: forwarded head would be {} bytes, over {}: 431",
                         self.client_ip, e.len, e.max
@@ -78,6 +79,20 @@ impl Session {
             Framing::Length(n) => RequestBody::Length(n),
             Framing::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
         };
+        let has_body = !matches!(req_body, RequestBody::Done);
+        let own_continue = answers_continue_itself(&info, ctx.cfg.request_buffer);
+        // A client that waits for `100 Continue` holds its body back: read it first only if we
+        // answer the expectation ourselves, else the upstream decides and the body streams.
+        let buffering =
+            has_body && ctx.cfg.request_buffer > 0 && (!info.expect_continue || own_continue);
+        if own_continue {
+            self.cout.attach(ctx.bufs);
+            // The client buffer is empty here (a new exchange starts with the last response
+            // out), so this always fits.
+            if !self.cout.extend_whole(CONTINUE) {
+                return Err(Fail::Abort);
+            }
+        }
         self.state = State::Exchange(ctx.exchanges.make(Exchange {
             req: info,
             req_body,
@@ -88,8 +103,32 @@ impl Session {
             continue_sent: false,
             upstream_keep: Duration::ZERO,
             fresh_retry_used: false,
+            buffering,
+            head_len: self.uout.len(),
         }));
         self.tried.clear();
+        if !buffering {
+            self.connect_next(ctx)?;
+        }
+        Ok(true)
+    }
+
+    /// While the body is read before the connect: connect once it is all here (and good: a
+    /// bad one was refused while it was read), or once `--request-buffer` of it is buffered
+    /// and the rest must stream.
+    pub(super) fn end_buffering(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let State::Exchange(ex) = &mut self.state else {
+            return Ok(false);
+        };
+        if !ex.buffering {
+            return Ok(false);
+        }
+        let buffered = self.uout.len().saturating_sub(ex.head_len);
+        let full = buffered >= ctx.cfg.request_buffer || self.uout.room() < chunked::MIN_OUT_ROOM;
+        if !matches!(ex.req_body, RequestBody::Done) && !full {
+            return Ok(false);
+        }
+        ex.buffering = false;
         self.connect_next(ctx)?;
         Ok(true)
     }
@@ -232,4 +271,22 @@ impl Session {
         }
         Ok(progress)
     }
+}
+
+/// Our own answer to `Expect: 100-continue` when we read the body before connecting.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Whether the proxy answers a request's `Expect: 100-continue` itself.
+///
+/// The expectation exists so that a client does not send a body the server would refuse. When
+/// the body is known to fit `--request-buffer` (a Content-Length within it), the proxy answers
+/// `100 Continue` at once, reads the body and checks it before it connects, as nginx does with
+/// its request buffering: a small body costs the client less than the round trip to an upstream
+/// would, and a bad one never reaches it. A longer or chunked body (its length unknown) keeps
+/// the expectation for the upstream to answer, as HAProxy does: the client then sends nothing
+/// the upstream refuses, and the body streams once it is sent. Either way the proxy never waits
+/// for a body the client is holding back.
+fn answers_continue_itself(info: &RequestInfo, request_buffer: usize) -> bool {
+    info.expect_continue
+        && matches!(info.framing, Framing::Length(n) if n > 0 && n <= request_buffer as u64)
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 pub enum Owner {
     /// The session with this slab key is using it.
     Session(usize),
-    /// It waits in the idle list of this upstream index.
+    /// It waits in the idle list of this upstream id.
     Idle(usize),
 }
 
@@ -48,7 +48,7 @@ pub struct Reused {
 pub struct ConnPool {
     /// Socket id → owner.
     owners: Slab<Owner>,
-    /// Per upstream index, the idle connections, most recently used last.
+    /// Per upstream id (`UpstreamState::id`), the idle connections, most recently used last.
     idle: Vec<Vec<Idle>>,
     /// Idle connections held, all upstreams together.
     idle_total: usize,
@@ -64,11 +64,12 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    /// A pool for `upstreams` upstreams.
-    pub fn new(upstreams: usize, max_idle: usize, max_requests: u32) -> Self {
+    /// A pool keeping at most `max_idle` idle connections in all, each for at most
+    /// `max_requests` requests.
+    pub fn new(max_idle: usize, max_requests: u32) -> Self {
         ConnPool {
             owners: Slab::new(),
-            idle: (0..upstreams).map(|_| Vec::new()).collect(),
+            idle: Vec::new(),
             idle_total: 0,
             max_idle,
             max_requests,
@@ -146,6 +147,9 @@ impl ConnPool {
         // that fills the budget, every connection would otherwise be closed just the same, a
         // little later.
         let keep = requests < self.max_requests && self.idle_total < self.max_idle;
+        if keep && upstream >= self.idle.len() && upstream < crate::upstream::MAX_UPSTREAMS {
+            self.idle.resize_with(upstream + 1, Vec::new);
+        }
         match self.idle.get_mut(upstream) {
             Some(list) if keep => {
                 self.idle_total += 1;
@@ -223,6 +227,23 @@ impl ConnPool {
         }
     }
 
+    /// Close the idle connections of every upstream not in `keep` (ids): after a reload that
+    /// removed them.
+    pub fn retain_upstreams(&mut self, keep: &[usize], registry: &Registry) {
+        for (id, list) in self.idle.iter_mut().enumerate() {
+            if keep.contains(&id) {
+                continue;
+            }
+            for mut c in list.drain(..) {
+                self.idle_total -= 1;
+                let _ = registry.deregister(&mut c.stream);
+                if self.owners.contains(c.id) {
+                    self.owners.remove(c.id);
+                }
+            }
+        }
+    }
+
     /// Idle connections held.
     pub fn idle_count(&self) -> usize {
         self.idle_total
@@ -256,7 +277,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
-        let mut pool = ConnPool::new(3, 2, 100);
+        let mut pool = ConnPool::new(2, 100);
         let mut ids = Vec::new();
         for upstream in 0..3 {
             let id = pool.open(upstream);
@@ -294,7 +315,7 @@ mod tests {
         pool.evict(id, poll.registry());
         assert_eq!((pool.idle_count(), pool.owner(id)), (0, None));
         // A budget of 0 keeps nothing.
-        let mut off = ConnPool::new(1, 0, 100);
+        let mut off = ConnPool::new(0, 100);
         let id = off.open(0);
         let stream = socket(&listener, &poll, id);
         off.put(0, id, stream, 1, later, poll.registry());

@@ -21,15 +21,19 @@
 //!
 //! `src/main.rs` only parses the flags and calls [`run`].
 
+pub mod balance;
 pub mod buffer;
 pub mod config;
 pub mod connpool;
 pub mod demo;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod listen;
+pub mod route;
 pub mod session;
+pub mod snapshot;
 pub mod splice;
 pub mod sys;
 pub mod timer;
@@ -78,21 +82,16 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .ok_or("cannot listen: no listener")?;
-    let pool = Arc::new(upstream::Pool::new(std::mem::take(&mut cfg.upstreams)));
-    let cfg = Arc::new(cfg);
-    let shared = Arc::new(worker::Shared::default());
+    let registry = upstream::Registry::default();
+    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry)?);
+    let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
+    let shared = Arc::new(worker::Shared::new(snap));
 
     let mut wakers = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for (id, l) in listeners.into_iter().enumerate() {
-        let (w, waker) = worker::Worker::new(
-            id,
-            l,
-            Arc::clone(&pool),
-            Arc::clone(&cfg),
-            Arc::clone(&shared),
-        )
-        .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        let (w, waker) = worker::Worker::new(id, l, Arc::clone(&shared))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         wakers.push(waker);
         let h = std::thread::Builder::new()
             .name(format!("worker-{id}"))
@@ -100,11 +99,12 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(h);
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     info!(
-        "listening on {local} ({workers} worker{}, {} upstream{}, at most {max_connections} connections)",
-        if workers == 1 { "" } else { "s" },
-        pool.len(),
-        if pool.len() == 1 { "" } else { "s" }
+        "listening on {local} ({workers} worker{}, {upstreams} upstream{} in {pools} pool{}, at most {max_connections} connections)",
+        plural(workers),
+        plural(upstreams),
+        plural(pools),
     );
 
     let signal_shared = Arc::clone(&shared);

@@ -12,6 +12,9 @@ fn main() -> ExitCode {
     for notice in &cfg.notices {
         log::info!("{notice}");
     }
+    for warning in &cfg.warnings {
+        log::warn!("{warning}");
+    }
     let demo = if cfg.demo {
         match goround_mio::demo::start() {
             Ok(d) => Some(d),

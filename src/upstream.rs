@@ -1,403 +1,441 @@
-//! The upstream set: addresses, alive flags, counters, and the round-robin pick over the
-//! alive set. Shared by every worker (`Arc<Pool>`); the request path takes no lock.
+//! The upstreams' shared state: alive flags, requests in flight, health-check streaks and
+//! history, one [`UpstreamState`] per address for the life of the process.
 //!
-//! The configured [`Upstream`]s are plain data; the mutable per-upstream state (alive flag,
-//! counters) lives beside them in the [`Pool`] as atomics, so a struct literal
-//! `Upstream { name, addr }` stays the way to describe a backend.
+//! The [`Registry`] hands out one state per address and keeps it: a reload that keeps an
+//! address keeps its state (alive, in flight, counters), and per-worker structures (idle
+//! connections, probes) are keyed by its [`id`](UpstreamState::id), not by a position in a
+//! list. States are never freed (there is one per address ever configured, capped by
+//! [`MAX_UPSTREAMS`]), so the request path holds plain `&'static` references: no reference
+//! count to touch per request, no lock.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// One backend as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// The address as the user wrote it, for logs.
-    pub name: String,
-    /// The resolved address we connect to.
-    pub addr: SocketAddr,
+/// Most distinct upstream addresses a process will ever register (across reloads).
+pub const MAX_UPSTREAMS: usize = 65_536;
+
+/// Milliseconds since the process started (monotonic), never 0 once running: 0 means "never"
+/// in the timestamps below.
+pub fn mono_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    start.elapsed().as_millis() as u64 + 1
 }
 
-/// The shared, mutable state of one upstream; index-parallel to [`Pool`]'s upstreams.
+/// Milliseconds since the Unix epoch (wall clock, for the status page).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The shared, mutable state of one upstream address.
+///
+/// The fields every pick reads (alive, in flight, since when up) share the first cache line;
+/// what only health checks and the status page touch is apart, so a check does not evict the
+/// pick's line from other cores.
+#[repr(align(64))]
 #[derive(Debug)]
-struct UpstreamState {
-    /// In the rotation. Written by the health sweep and by failed connects, read by every pick.
+pub struct UpstreamState {
+    /// Stable identity: index of per-worker structures (idle connections, probes).
+    pub id: usize,
+    /// Where it is.
+    pub addr: SocketAddr,
+    /// The address as first written, for logs.
+    pub name: String,
+    /// In the rotation. Written by health checks and failed connects, read by every pick.
     alive: AtomicBool,
-    /// Requests sent (or about to be sent) to this upstream, for stats and tests.
+    /// Requests in flight to it now, all workers together (least_conn, max_conns).
+    in_flight: AtomicU32,
+    /// When it last came up (`mono_ms`), 0 if it has been up since the start: slow start.
+    up_since_ms: AtomicU64,
+    /// The rest, on its own line.
+    slow: Slow,
+}
+
+/// What health checks and counters write, off the pick's cache line.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Slow {
+    /// Requests sent (or about to be sent) to this upstream.
     requests: AtomicU64,
     /// Connects that were refused, unreachable or timed out.
     connect_failures: AtomicU64,
+    /// When the alive flag last changed (`mono_ms`; 0: never since the start).
+    changed_ms: AtomicU64,
+    /// Consecutive health checks passed (written by the one prober).
+    passes: AtomicU32,
+    /// Consecutive health checks failed.
+    fails: AtomicU32,
+    /// Health checks passed and failed in all.
+    checks_passed: AtomicU64,
+    checks_failed: AtomicU64,
+    /// The last check's outcome, for the status page (never read on the request path).
+    last_check: Mutex<Option<LastCheck>>,
+}
+
+/// The outcome of the last health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastCheck {
+    /// It passed.
+    pub ok: bool,
+    /// When it ended (Unix ms).
+    pub unix_ms: u64,
+    /// What was seen: `HTTP 200`, `connection refused`, `timed out`, ...
+    pub detail: String,
 }
 
 impl UpstreamState {
-    fn new() -> Self {
+    fn new(id: usize, addr: SocketAddr, name: &str) -> Self {
         UpstreamState {
+            id,
+            addr,
+            name: name.to_string(),
             alive: AtomicBool::new(true),
-            requests: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            up_since_ms: AtomicU64::new(0),
+            slow: Slow {
+                requests: AtomicU64::new(0),
+                connect_failures: AtomicU64::new(0),
+                changed_ms: AtomicU64::new(0),
+                passes: AtomicU32::new(0),
+                fails: AtomicU32::new(0),
+                checks_passed: AtomicU64::new(0),
+                checks_failed: AtomicU64::new(0),
+                last_check: Mutex::new(None),
+            },
         }
+    }
+
+    /// A state outside any registry (tests and benches).
+    pub fn detached(id: usize, addr: SocketAddr) -> &'static UpstreamState {
+        Box::leak(Box::new(UpstreamState::new(id, addr, &addr.to_string())))
+    }
+
+    /// In the rotation.
+    #[inline]
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight now.
+    #[inline]
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When it last came up (`mono_ms`), 0 if up since the start.
+    #[inline]
+    pub fn up_since_ms(&self) -> u64 {
+        self.up_since_ms.load(Ordering::Relaxed)
+    }
+
+    /// Take it out of the rotation. Logs at info and returns true on the up→down transition.
+    pub fn mark_down(&self, pool: &str, reason: &str) -> bool {
+        let was_alive = self.alive.swap(false, Ordering::Relaxed);
+        self.slow.passes.store(0, Ordering::Relaxed);
+        if was_alive {
+            let was = self.since_change();
+            log::info!(
+                "upstream {} ({}) in pool {pool} is down: {reason} (was up {was})",
+                self.name,
+                self.addr
+            );
+        }
+        was_alive
+    }
+
+    /// Put it back in the rotation. Logs at info and returns true on the down→up transition.
+    pub fn mark_up(&self, pool: &str, reason: &str) -> bool {
+        let was_alive = self.alive.swap(true, Ordering::Relaxed);
+        if !was_alive {
+            self.up_since_ms.store(mono_ms(), Ordering::Relaxed);
+            let was = self.since_change();
+            log::info!(
+                "upstream {} ({}) in pool {pool} is up: {reason} (was down {was})",
+                self.name,
+                self.addr
+            );
+        }
+        !was_alive
+    }
+
+    /// How long since the last change, for the transition's log line; resets the clock.
+    fn since_change(&self) -> String {
+        let now = mono_ms();
+        let then = self.slow.changed_ms.swap(now, Ordering::Relaxed);
+        let ms = now.saturating_sub(if then == 0 { 1 } else { then });
+        let what = if then == 0 { " since the start" } else { "" };
+        if ms < 10_000 {
+            format!("{:.1}s{what}", ms as f64 / 1000.0)
+        } else {
+            format!("{}s{what}", ms / 1000)
+        }
+    }
+
+    /// A request is assigned to it: counted, and in flight until the [`InFlight`] drops.
+    #[inline]
+    pub fn begin_request(&'static self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.slow.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Count one failed connect (refused, unreachable, timed out).
+    pub fn record_connect_failure(&self) {
+        self.slow.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests counted so far.
+    pub fn requests(&self) -> u64 {
+        self.slow.requests.load(Ordering::Relaxed)
+    }
+
+    /// Failed connects counted so far.
+    pub fn connect_failures(&self) -> u64 {
+        self.slow.connect_failures.load(Ordering::Relaxed)
+    }
+
+    /// Health checks passed and failed so far.
+    pub fn checks(&self) -> (u64, u64) {
+        (
+            self.slow.checks_passed.load(Ordering::Relaxed),
+            self.slow.checks_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The last health check, if any ran.
+    pub fn last_check(&self) -> Option<LastCheck> {
+        self.slow
+            .last_check
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
+    }
+
+    /// Record a health check's outcome and apply `rise`/`fall`: the upstream comes back after
+    /// `rise` consecutive passes and leaves after `fall` consecutive failures. Called by the
+    /// one prober only. Returns the transition made, if any.
+    pub fn record_check(
+        &self,
+        pool: &str,
+        ok: bool,
+        detail: &str,
+        rise: u32,
+        fall: u32,
+    ) -> Option<bool> {
+        let s = &self.slow;
+        if let Ok(mut last) = s.last_check.lock() {
+            *last = Some(LastCheck {
+                ok,
+                unix_ms: unix_ms(),
+                detail: detail.to_string(),
+            });
+        }
+        if ok {
+            s.checks_passed.fetch_add(1, Ordering::Relaxed);
+            s.fails.store(0, Ordering::Relaxed);
+            let passes = s.passes.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            if !self.is_alive() && passes >= rise {
+                let why = if rise > 1 {
+                    format!("health check: {detail} ({passes} passes in a row)")
+                } else {
+                    format!("health check: {detail}")
+                };
+                return self.mark_up(pool, &why).then_some(true);
+            }
+        } else {
+            s.checks_failed.fetch_add(1, Ordering::Relaxed);
+            s.passes.store(0, Ordering::Relaxed);
+            let fails = s.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            if self.is_alive() && fails >= fall {
+                let why = if fall > 1 {
+                    format!("health check: {detail} ({fails} failures in a row)")
+                } else {
+                    format!("health check: {detail}")
+                };
+                return self.mark_down(pool, &why).then_some(false);
+            }
+        }
+        None
     }
 }
 
-/// The set of upstreams and the shared round-robin index.
+/// A request in flight to an upstream; dropping it ends the request's count.
 #[derive(Debug)]
-pub struct Pool {
-    /// The backends, in the order they were configured (that order is the rotation order).
-    upstreams: Box<[Upstream]>,
-    /// Alive flag and counters of `upstreams[i]` at `states[i]`.
-    states: Box<[UpstreamState]>,
-    /// Ever-growing pick counter; the pick is this counter modulo the number of candidates.
-    next: AtomicUsize,
+pub struct InFlight(&'static UpstreamState);
+
+impl InFlight {
+    /// The upstream.
+    pub fn upstream(&self) -> &'static UpstreamState {
+        self.0
+    }
 }
 
-/// Which upstreams one request has already tried (each is tried at most once per request).
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Every upstream state ever made, by address. Touched when a configuration is loaded, never
+/// on the request path.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Address → state, and the states by id.
+    inner: Mutex<Vec<&'static UpstreamState>>,
+}
+
+impl Registry {
+    /// The state for `addr` (made on first use, named `name`), or an error once
+    /// [`MAX_UPSTREAMS`] addresses have been registered.
+    pub fn get(&self, addr: SocketAddr, name: &str) -> Result<&'static UpstreamState, String> {
+        let mut all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = all.iter().find(|s| s.addr == addr) {
+            return Ok(s);
+        }
+        if all.len() >= MAX_UPSTREAMS {
+            return Err(format!(
+                "more than {MAX_UPSTREAMS} distinct upstream addresses in this process's life"
+            ));
+        }
+        let state: &'static UpstreamState =
+            Box::leak(Box::new(UpstreamState::new(all.len(), addr, name)));
+        all.push(state);
+        Ok(state)
+    }
+
+    /// Every state registered so far, by id.
+    pub fn all(&self) -> Vec<&'static UpstreamState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Which members of a pool one request has already tried (each is tried at most once).
 ///
 /// A bitset: one session keeps one `Tried` and [`clear`](Tried::clear)s it per request, so the
 /// words are allocated once (on the first insert beyond the current size) and then reused.
 #[derive(Debug, Clone, Default)]
 pub struct Tried {
-    /// Bit `i % 64` of word `i / 64` is set when upstream `i` was tried.
+    /// Bit `i % 64` of word `i / 64` is set when member `i` was tried.
     words: Vec<u64>,
+    /// How many were tried.
+    count: usize,
 }
 
 impl Tried {
-    /// Forget every upstream, keeping the allocated words.
+    /// Forget every member, keeping the allocated words.
     pub fn clear(&mut self) {
         self.words.iter_mut().for_each(|w| *w = 0);
+        self.count = 0;
     }
-    /// Record that upstream `idx` was tried. Grows the set only when `idx` is beyond its size.
+    /// Record that member `idx` was tried. Grows the set only when `idx` is beyond its size.
     pub fn insert(&mut self, idx: usize) {
         let word = idx / 64;
         if word >= self.words.len() {
             self.words.resize(word + 1, 0);
         }
+        if self.words[word] & (1 << (idx % 64)) == 0 {
+            self.count += 1;
+        }
         self.words[word] |= 1 << (idx % 64);
     }
-    /// Whether upstream `idx` was tried.
+    /// Whether member `idx` was tried.
+    #[inline]
     pub fn contains(&self, idx: usize) -> bool {
         self.words
             .get(idx / 64)
             .is_some_and(|w| w & (1 << (idx % 64)) != 0)
     }
-}
-
-impl Pool {
-    /// All upstreams start alive; the first health sweep corrects that within one interval.
-    pub fn new(upstreams: Vec<Upstream>) -> Self {
-        let states = upstreams.iter().map(|_| UpstreamState::new()).collect();
-        Pool {
-            upstreams: upstreams.into_boxed_slice(),
-            states,
-            next: AtomicUsize::new(0),
-        }
+    /// The first 64 members' bits.
+    #[inline]
+    pub fn first_word(&self) -> u64 {
+        self.words.first().copied().unwrap_or(0)
     }
-    /// How many upstreams are configured (alive or not).
+    /// How many members were tried.
     pub fn len(&self) -> usize {
-        self.upstreams.len()
+        self.count
     }
-    /// True when no upstream is configured.
+    /// None was tried.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The configured upstream at `idx`. Panics when `idx >= len()`, which is a caller bug:
-    /// indices only ever come from [`pick`](Pool::pick) or `0..len()`.
-    pub fn get(&self, idx: usize) -> &Upstream {
-        &self.upstreams[idx]
-    }
-    /// All configured upstreams, in rotation order.
-    pub fn upstreams(&self) -> &[Upstream] {
-        &self.upstreams
-    }
-    /// Whether `idx` is in the rotation (false for an index out of range).
-    pub fn is_alive(&self, idx: usize) -> bool {
-        self.states
-            .get(idx)
-            .is_some_and(|s| s.alive.load(Ordering::Relaxed))
-    }
-    /// How many upstreams are in the rotation now.
-    pub fn alive_count(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|s| s.alive.load(Ordering::Relaxed))
-            .count()
-    }
-    /// The next upstream, round robin over the alive ones not in `tried`; `None` when there is none.
-    ///
-    /// The k-th candidate (in index order) for `k = counter % candidates`: with A, B, C alive the
-    /// picks go A, B, C, A, …; with B down they go A, C, A, C, … — skipping a dead upstream does
-    /// not hand its share to its successor, as "the next alive after the counter" would.
-    /// No lock, no allocation: one `fetch_add` and two passes over the alive flags.
-    pub fn pick(&self, tried: &Tried) -> Option<usize> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if self.len() <= 64 {
-            // The common case in one pass: the candidates as bits of one word.
-            let mut candidates = 0u64;
-            for (i, s) in self.states.iter().enumerate() {
-                if s.alive.load(Ordering::Relaxed) {
-                    candidates |= 1 << i;
-                }
-            }
-            candidates &= !tried.words.first().copied().unwrap_or(0);
-            let count = candidates.count_ones() as usize;
-            if count == 0 {
-                return None;
-            }
-            // Clear the k lowest candidates; the lowest left is the k-th.
-            for _ in 0..n % count {
-                candidates &= candidates - 1;
-            }
-            return Some(candidates.trailing_zeros() as usize);
-        }
-        let is_candidate = |i: usize| !tried.contains(i) && self.is_alive(i);
-        let count = (0..self.len()).filter(|&i| is_candidate(i)).count();
-        if count == 0 {
-            return None;
-        }
-        let k = n % count;
-        // A flag may flip between the two passes; then the k-th candidate may be missing, and
-        // the last candidate seen is as good an answer as any (it was alive a moment ago).
-        let mut last = None;
-        for (seen, i) in (0..self.len()).filter(|&i| is_candidate(i)).enumerate() {
-            if seen == k {
-                return Some(i);
-            }
-            last = Some(i);
-        }
-        last
-    }
-    /// Take `idx` out of the rotation. Logs at info and returns true on the up→down transition.
-    pub fn mark_down(&self, idx: usize, reason: &str) -> bool {
-        let was_alive = self.states[idx].alive.swap(false, Ordering::Relaxed);
-        if was_alive {
-            let up = &self.upstreams[idx];
-            log::info!("upstream {} ({}) is down: {}", up.name, up.addr, reason);
-        }
-        was_alive
-    }
-    /// Put `idx` back in the rotation. Logs at info and returns true on the down→up transition.
-    pub fn mark_up(&self, idx: usize, reason: &str) -> bool {
-        let was_alive = self.states[idx].alive.swap(true, Ordering::Relaxed);
-        if !was_alive {
-            let up = &self.upstreams[idx];
-            log::info!("upstream {} ({}) is up: {}", up.name, up.addr, reason);
-        }
-        !was_alive
-    }
-    /// Count one request sent to `idx`.
-    pub fn record_request(&self, idx: usize) {
-        self.states[idx].requests.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Count one failed connect (refused, unreachable, timed out) to `idx`.
-    pub fn record_connect_failure(&self, idx: usize) {
-        self.states[idx]
-            .connect_failures
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    /// Requests counted for `idx` so far.
-    pub fn requests(&self, idx: usize) -> u64 {
-        self.states[idx].requests.load(Ordering::Relaxed)
-    }
-    /// Failed connects counted for `idx` so far.
-    pub fn connect_failures(&self, idx: usize) -> u64 {
-        self.states[idx].connect_failures.load(Ordering::Relaxed)
+        self.count == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn pool(n: usize) -> Pool {
-        Pool::new(
-            (0..n)
-                .map(|i| Upstream {
-                    name: format!("u{i}"),
-                    addr: SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
-                })
-                .collect(),
-        )
-    }
-
-    fn picks(p: &Pool, tried: &Tried, n: usize) -> Vec<Option<usize>> {
-        (0..n).map(|_| p.pick(tried)).collect()
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     #[test]
-    fn all_alive_round_robin_starts_at_index_zero() {
-        let p = pool(3);
-        let got = picks(&p, &Tried::default(), 7);
-        let want = [0, 1, 2, 0, 1, 2, 0].map(Some);
-        assert_eq!(got, want);
+    fn one_state_per_address_for_good() {
+        let r = Registry::default();
+        let a = r.get(addr(1), "a:1").unwrap();
+        let b = r.get(addr(2), "b:2").unwrap();
+        let a2 = r.get(addr(1), "other name").unwrap();
+        assert!(std::ptr::eq(a, a2));
+        assert_eq!((a.id, b.id), (0, 1));
+        assert_eq!(a2.name, "a:1");
+        assert_eq!(r.all().len(), 2);
     }
 
     #[test]
-    fn one_down_gives_no_double_share() {
-        let p = pool(3);
-        assert!(p.mark_down(1, "test"));
-        let got = picks(&p, &Tried::default(), 6);
-        assert_eq!(got, [0, 2, 0, 2, 0, 2].map(Some));
+    fn in_flight_counts_follow_the_guards() {
+        let s = UpstreamState::detached(0, addr(1));
+        let g1 = s.begin_request();
+        let g2 = s.begin_request();
+        assert_eq!((s.in_flight(), s.requests()), (2, 2));
+        drop(g1);
+        assert_eq!(s.in_flight(), 1);
+        assert!(std::ptr::eq(g2.upstream(), s));
+        drop(g2);
+        assert_eq!((s.in_flight(), s.requests()), (0, 2));
     }
 
     #[test]
-    fn down_then_up_transitions() {
-        let p = pool(3);
-        assert_eq!(p.alive_count(), 3);
-        assert!(p.mark_down(2, "connect refused"));
-        assert!(
-            !p.mark_down(2, "connect refused"),
-            "already down: no transition"
-        );
-        assert!(!p.is_alive(2));
-        assert_eq!(p.alive_count(), 2);
-        assert_eq!(picks(&p, &Tried::default(), 4), [0, 1, 0, 1].map(Some));
-        assert!(p.mark_up(2, "probe ok"));
-        assert!(!p.mark_up(2, "probe ok"), "already up: no transition");
-        assert!(p.is_alive(2));
-        assert_eq!(p.alive_count(), 3);
-        // The counter is at 4 now: 4 % 3 = 1.
-        assert_eq!(picks(&p, &Tried::default(), 3), [1, 2, 0].map(Some));
-    }
-
-    #[test]
-    fn all_down_is_none() {
-        let p = pool(2);
-        p.mark_down(0, "x");
-        p.mark_down(1, "x");
-        assert_eq!(p.pick(&Tried::default()), None);
-        assert_eq!(p.alive_count(), 0);
-        assert!(Pool::new(Vec::new()).pick(&Tried::default()).is_none());
-        assert!(Pool::new(Vec::new()).is_empty());
-    }
-
-    #[test]
-    fn tried_upstreams_are_excluded() {
-        let p = pool(3);
-        let mut tried = Tried::default();
-        tried.insert(0);
-        assert_eq!(picks(&p, &tried, 4), [1, 2, 1, 2].map(Some));
-        tried.insert(2);
-        assert_eq!(picks(&p, &tried, 2), [1, 1].map(Some));
-        tried.insert(1);
-        assert_eq!(p.pick(&tried), None);
-        tried.clear();
-        assert!(!tried.contains(0) && !tried.contains(1) && !tried.contains(2));
-        assert!(p.pick(&tried).is_some());
-    }
-
-    #[test]
-    fn tried_and_down_combine() {
-        let p = pool(4);
-        p.mark_down(1, "x");
-        let mut tried = Tried::default();
-        tried.insert(3);
-        assert_eq!(picks(&p, &tried, 4), [0, 2, 0, 2].map(Some));
+    fn rise_and_fall_need_consecutive_results() {
+        let s = UpstreamState::detached(0, addr(1));
+        // fall = 2: one failure is not enough, a pass in between resets the streak.
+        assert_eq!(s.record_check("p", false, "HTTP 500", 2, 2), None);
+        assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), None);
+        assert_eq!(s.record_check("p", false, "HTTP 500", 2, 2), None);
+        assert!(s.is_alive());
+        assert_eq!(s.record_check("p", false, "timed out", 2, 2), Some(false));
+        assert!(!s.is_alive());
+        assert_eq!(s.record_check("p", false, "timed out", 2, 2), None);
+        // rise = 2.
+        assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), None);
+        assert!(!s.is_alive());
+        assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), Some(true));
+        assert!(s.is_alive());
+        assert!(s.up_since_ms() > 0, "slow start counts from here");
+        assert_eq!(s.checks(), (3, 4));
+        let last = s.last_check().unwrap();
+        assert!(last.ok && last.detail == "HTTP 200" && last.unix_ms > 0);
+        // A failed connect on live traffic takes it out at once, and resets the passes.
+        assert!(s.mark_down("p", "connection refused"));
+        assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), None);
+        assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), Some(true));
     }
 
     #[test]
     fn tried_bitset_grows_and_clears_without_shrinking() {
         let mut t = Tried::default();
-        assert!(!t.contains(0));
-        assert!(!t.contains(1000));
+        assert!(!t.contains(0) && !t.contains(1000) && t.is_empty());
         t.insert(130);
-        assert_eq!(t.words.len(), 3);
-        assert!(t.contains(130));
-        assert!(!t.contains(129) && !t.contains(131) && !t.contains(2));
+        t.insert(130);
+        assert_eq!((t.words.len(), t.len()), (3, 1));
+        assert!(t.contains(130) && !t.contains(129));
         t.insert(0);
         t.insert(63);
-        t.insert(64);
-        assert!(t.contains(0) && t.contains(63) && t.contains(64));
+        assert_eq!(t.first_word(), 1 | (1 << 63));
         let cap = t.words.capacity();
         t.clear();
-        assert_eq!(t.words.len(), 3);
-        assert_eq!(t.words.capacity(), cap);
-        assert!(!t.contains(0) && !t.contains(63) && !t.contains(64) && !t.contains(130));
-    }
-
-    #[test]
-    fn the_one_word_pick_and_the_general_pick_agree() {
-        // Up to 64 upstreams take the one-word path, more the two passes: the same rotation
-        // either way, with some down and some tried.
-        for n in [1, 5, 63, 64, 65, 130] {
-            let p = pool(n);
-            let mut tried = Tried::default();
-            for i in (0..n).step_by(3) {
-                p.mark_down(i, "x");
-            }
-            for i in (1..n).step_by(7) {
-                tried.insert(i);
-            }
-            let want: Vec<usize> = (0..n)
-                .filter(|&i| p.is_alive(i) && !tried.contains(i))
-                .collect();
-            for round in 0..3 * n {
-                let got = p.pick(&tried);
-                let expect = (!want.is_empty()).then(|| want[round % want.len()]);
-                assert_eq!(got, expect, "{n} upstreams, pick {round}");
-            }
-        }
-    }
-
-    #[test]
-    fn fairness_with_one_down_is_exact() {
-        let p = pool(3);
-        p.mark_down(1, "x");
-        let mut counts = [0usize; 3];
-        let tried = Tried::default();
-        for _ in 0..3000 {
-            if let Some(i) = p.pick(&tried) {
-                counts[i] += 1;
-            }
-        }
-        assert_eq!(counts, [1500, 0, 1500]);
-    }
-
-    #[test]
-    fn concurrent_picks_share_exactly() {
-        let p = Arc::new(pool(3));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let p = Arc::clone(&p);
-                std::thread::spawn(move || {
-                    let tried = Tried::default();
-                    let mut counts = [0usize; 3];
-                    for _ in 0..10_000 {
-                        if let Some(i) = p.pick(&tried) {
-                            counts[i] += 1;
-                        }
-                    }
-                    counts
-                })
-            })
-            .collect();
-        let mut total = [0usize; 3];
-        for t in threads {
-            let counts = t.join().unwrap();
-            for (sum, c) in total.iter_mut().zip(counts) {
-                *sum += c;
-            }
-        }
-        // fetch_add hands out 0..40000 exactly once each: 40000 = 3 * 13333 + 1, and the one
-        // extra value (39999 % 3 = 0) lands on index 0.
-        assert_eq!(total, [13334, 13333, 13333]);
-    }
-
-    #[test]
-    fn counters() {
-        let p = pool(2);
-        p.record_request(1);
-        p.record_request(1);
-        p.record_connect_failure(0);
-        assert_eq!((p.requests(0), p.requests(1)), (0, 2));
-        assert_eq!((p.connect_failures(0), p.connect_failures(1)), (1, 0));
-    }
-
-    #[test]
-    fn accessors() {
-        let p = pool(2);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p.get(1).name, "u1");
-        assert_eq!(p.get(1).addr, SocketAddr::from(([127, 0, 0, 1], 8082)));
-        assert_eq!(p.upstreams().len(), 2);
-        assert!(!p.is_alive(5));
+        assert_eq!((t.words.len(), t.words.capacity(), t.len()), (3, cap, 0));
+        assert!(!t.contains(130));
     }
 }

@@ -1,24 +1,24 @@
 //! One worker: a mio `Poll`, its own listener, a `Slab` of sessions and a timer wheel.
 //!
 //! The worker dispatches: readiness goes to the session that owns the token, expired timers go
-//! to whoever set them. It never decides HTTP; sessions do. Workers share only the upstream
-//! pool and the shutdown flag.
+//! to whoever set them. It never decides HTTP; sessions do. Workers share the configuration
+//! snapshot (swapped whole by a reload), the upstreams' atomics and the shutdown flag.
 
+use crate::balance::Local;
 use crate::buffer::BufPool;
-use crate::config::Config;
 use crate::connpool::{ConnPool, Owner};
-use crate::health::Prober;
+use crate::health::{Prober, StartTimer};
 use crate::session::{self, Ctx, Drive, ExchangePool, Session};
+use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
 use crate::timer::TimerWheel;
-use crate::upstream::Pool;
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The listener's token (client tokens are session keys, upstream ones start at
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(usize::MAX);
 /// The token of the waker that tells a worker to look at the shutdown flag.
 pub const WAKER: Token = Token(usize::MAX - 1);
-/// Probe tokens are `PROBE_BASE + upstream index`.
+/// Probe tokens are `PROBE_BASE + upstream id`.
 const PROBE_BASE: usize = usize::MAX / 2;
 
 /// Readiness events taken from the OS per poll.
@@ -47,8 +47,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 // Timer wheel keys: the kind in the top two bits (see `TimerKey`).
 const KIND_SHIFT: u32 = 62;
 const KIND_SESSION: u64 = 0;
-const KIND_PROBE: u64 = 1;
-const KIND_SWEEP: u64 = 2;
+const KIND_PROBE_DEADLINE: u64 = 1;
+const KIND_PROBE_START: u64 = 2;
 const KIND_WORKER: u64 = 3;
 const WORKER_SHUTDOWN: u64 = 0;
 const WORKER_ACCEPT: u64 = 1;
@@ -67,10 +67,10 @@ const MAX_SESSIONS: usize = (1 << SESSION_KEY_BITS) - 1;
 enum TimerKey {
     /// A session's deadline, valid while its generation is current.
     Session { key: usize, gen: u32 },
-    /// A health probe's deadline, for upstream `.0`.
-    Probe(u64),
-    /// The next health sweep.
-    Sweep,
+    /// A health check's deadline, for upstream id `.0`.
+    ProbeDeadline(u64),
+    /// The next health check of an upstream.
+    ProbeStart(StartTimer),
     /// One of the worker's own timers (`WORKER_*`).
     Worker(u64),
 }
@@ -83,8 +83,14 @@ impl TimerKey {
                     | (u64::from(gen & GEN_MASK) << SESSION_KEY_BITS)
                     | (key as u64 & ((1 << SESSION_KEY_BITS) - 1))
             }
-            TimerKey::Probe(i) => (KIND_PROBE << KIND_SHIFT) | (i & ((1 << KIND_SHIFT) - 1)),
-            TimerKey::Sweep => KIND_SWEEP << KIND_SHIFT,
+            TimerKey::ProbeDeadline(i) => {
+                (KIND_PROBE_DEADLINE << KIND_SHIFT) | (i & ((1 << KIND_SHIFT) - 1))
+            }
+            TimerKey::ProbeStart(t) => {
+                (KIND_PROBE_START << KIND_SHIFT)
+                    | (u64::from(t.gen & GEN_MASK) << SESSION_KEY_BITS)
+                    | (t.id as u64 & ((1 << SESSION_KEY_BITS) - 1))
+            }
             TimerKey::Worker(w) => (KIND_WORKER << KIND_SHIFT) | (w & ((1 << KIND_SHIFT) - 1)),
         }
     }
@@ -96,8 +102,11 @@ impl TimerKey {
                 key: (low & ((1 << SESSION_KEY_BITS) - 1)) as usize,
                 gen: (low >> SESSION_KEY_BITS) as u32,
             },
-            KIND_PROBE => TimerKey::Probe(low),
-            KIND_SWEEP => TimerKey::Sweep,
+            KIND_PROBE_DEADLINE => TimerKey::ProbeDeadline(low),
+            KIND_PROBE_START => TimerKey::ProbeStart(StartTimer {
+                id: (low & ((1 << SESSION_KEY_BITS) - 1)) as usize,
+                gen: (low >> SESSION_KEY_BITS) as u32,
+            }),
             _ => TimerKey::Worker(low),
         }
     }
@@ -110,11 +119,40 @@ fn next_gen(gen: u32) -> u32 {
 /// How often expired idle upstream connections are closed.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
-/// What the workers share besides the upstream pool.
-#[derive(Debug, Default)]
+/// What the workers share.
+#[derive(Debug)]
 pub struct Shared {
     /// Set by the signal thread: stop accepting, finish what is in flight, exit.
     pub shutdown: AtomicBool,
+    /// Bumped when a new snapshot is published: a worker compares it once per loop turn (one
+    /// relaxed load) and takes the lock only when it moved.
+    pub generation: AtomicU64,
+    /// The current snapshot.
+    pub snapshot: Mutex<Arc<Snapshot>>,
+}
+
+impl Shared {
+    /// Shared state starting with `snap`.
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        Shared {
+            shutdown: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            snapshot: Mutex::new(snap),
+        }
+    }
+
+    /// The current snapshot and its generation.
+    pub fn current(&self) -> (Arc<Snapshot>, u64) {
+        let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        (Arc::clone(&snap), self.generation.load(Ordering::Acquire))
+    }
+
+    /// Publish `snap` to every worker (they pick it up at their next loop turn; wake them).
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        let mut cur = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        *cur = snap;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// A session in the slab, with its timer bookkeeping.
@@ -130,7 +168,7 @@ struct Entry {
 
 /// One event loop.
 pub struct Worker {
-    /// Index of this worker, for logs; worker 0 also runs the health sweep.
+    /// Index of this worker, for logs; worker 0 also runs the health checks.
     id: usize,
     poll: Poll,
     /// None once shutdown has closed it.
@@ -145,11 +183,15 @@ pub struct Worker {
     epoch: Instant,
     /// Now, as of this loop iteration.
     now: Instant,
-    pool: Arc<Pool>,
-    cfg: Arc<Config>,
+    /// The configuration in force for new requests.
+    snap: Arc<Snapshot>,
+    /// Its generation in `shared`.
+    generation: u64,
     shared: Arc<Shared>,
-    /// Health probes (worker 0 only).
+    /// Health checks (worker 0 only).
     prober: Option<Prober>,
+    /// This worker's balancing state (smooth weighted round robin), per pool.
+    balance: Local,
     /// Sessions to drive after the current batch of events.
     dirty: Vec<usize>,
     shutting_down: bool,
@@ -182,17 +224,17 @@ impl Worker {
     pub fn new(
         id: usize,
         listener: std::net::TcpListener,
-        pool: Arc<Pool>,
-        cfg: Arc<Config>,
         shared: Arc<Shared>,
     ) -> io::Result<(Worker, Waker)> {
+        let (snap, generation) = shared.current();
+        let cfg = &snap.cfg;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
-        let prober = (id == 0).then(|| Prober::new(pool.len()));
+        let prober = (id == 0).then(Prober::default);
         let workers = cfg.workers.max(1);
         let max_sessions = cfg
             .max_connections
@@ -202,7 +244,10 @@ impl Worker {
         let cfg_splice = cfg.splice_min > 0 || cfg.splice_min_response > 0;
         // This worker's share of the idle budget, for all upstreams together.
         let idle = cfg.upstream_idle.unwrap_or(0).div_ceil(workers);
-        let conns = ConnPool::new(pool.len(), idle, cfg.upstream_max_requests);
+        let conns = ConnPool::new(idle, cfg.upstream_max_requests);
+        let pipes = PipePool::new(if cfg_splice { MAX_PIPES } else { 0 });
+        let mut balance = Local::default();
+        balance.fit(&snap.pools);
         let mut w = Worker {
             id,
             poll,
@@ -213,10 +258,11 @@ impl Worker {
             wheel: TimerWheel::new(0),
             epoch: now,
             now,
-            pool,
-            cfg,
+            snap,
+            generation,
             shared,
             prober,
+            balance,
             dirty: Vec::with_capacity(EVENTS_CAPACITY),
             shutting_down: false,
             max_sessions,
@@ -228,7 +274,7 @@ impl Worker {
             bufs: BufPool::new(FREE_BUFFERS),
             conns,
             exchanges: ExchangePool::default(),
-            pipes: PipePool::new(if cfg_splice { MAX_PIPES } else { 0 }),
+            pipes,
             expired: Vec::new(),
         };
         if w.conns.max_idle() > 0 {
@@ -236,11 +282,9 @@ impl Worker {
             w.wheel
                 .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
         }
-        if w.prober.is_some() {
-            // First sweep right away: a backend that is down at start leaves the rotation
-            // within the health timeout instead of a whole interval.
-            w.wheel.insert(0, TimerKey::Sweep.pack());
-        }
+        // First checks right away: a backend that is down at start leaves the rotation within
+        // the health timeout instead of a whole interval.
+        w.configure_checks();
         Ok((w, waker))
     }
 
@@ -275,7 +319,7 @@ impl Worker {
                     WAKER => {}
                     Token(t) if t >= PROBE_BASE => {
                         if let Some(p) = &mut self.prober {
-                            p.on_event(t - PROBE_BASE, self.poll.registry(), &self.pool);
+                            p.on_event(t - PROBE_BASE, self.poll.registry());
                         }
                     }
                     Token(t) if t >= session::UPSTREAM_TOKENS => {
@@ -306,6 +350,9 @@ impl Worker {
                         }
                     }
                 }
+            }
+            if self.shared.generation.load(Ordering::Relaxed) != self.generation {
+                self.take_snapshot();
             }
             if !self.shutting_down && self.shared.shutdown.load(Ordering::Acquire) {
                 self.begin_shutdown();
@@ -373,7 +420,7 @@ impl Worker {
                     // has to wait for the client (see `Session::new`).
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    let session = Session::new(stream, addr.ip(), key, &self.cfg, self.now);
+                    let session = Session::new(stream, addr.ip(), key, &self.snap, self.now);
                     entry.insert(Entry {
                         session,
                         timer_gen: 0,
@@ -404,8 +451,9 @@ impl Worker {
         (
             Ctx {
                 registry: self.poll.registry(),
-                pool: &self.pool,
-                cfg: &self.cfg,
+                snap: &self.snap,
+                cfg: &self.snap.cfg,
+                balance: &mut self.balance,
                 now: self.now,
                 scratch: &mut self.scratch,
                 shutting_down: self.shutting_down,
@@ -475,7 +523,7 @@ impl Worker {
         let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
-        let deadline = entry.session.deadline(&self.cfg);
+        let deadline = entry.session.deadline(&self.snap.cfg);
         if entry.armed.is_some_and(|a| a <= deadline) {
             // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
             return;
@@ -498,18 +546,12 @@ impl Worker {
         for wk in expired.drain(..) {
             match TimerKey::unpack(wk) {
                 TimerKey::Session { key, gen } => self.session_timer(key, gen),
-                TimerKey::Probe(i) => {
+                TimerKey::ProbeDeadline(i) => {
                     if let Some(p) = &mut self.prober {
-                        p.on_deadline(
-                            i as usize,
-                            self.poll.registry(),
-                            &self.pool,
-                            self.now,
-                            self.cfg.health_timeout,
-                        );
+                        p.on_deadline(i as usize, self.poll.registry(), self.now);
                     }
                 }
-                TimerKey::Sweep => self.sweep(),
+                TimerKey::ProbeStart(t) => self.start_check(t),
                 TimerKey::Worker(w) => match w {
                     WORKER_SHUTDOWN => {
                         if !self.sessions.is_empty() {
@@ -545,7 +587,8 @@ impl Worker {
 
     fn session_timer(&mut self, key: usize, gen: u32) {
         let now = self.now;
-        let cfg = Arc::clone(&self.cfg);
+        let snap = Arc::clone(&self.snap);
+        let cfg = &snap.cfg;
         let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
@@ -553,7 +596,7 @@ impl Worker {
             return;
         }
         entry.armed = None;
-        if now < entry.session.deadline(&cfg) {
+        if now < entry.session.deadline(cfg) {
             self.arm(key);
             return;
         }
@@ -576,28 +619,47 @@ impl Worker {
         }
     }
 
-    fn sweep(&mut self) {
+    /// Start the checks of upstreams new to the prober (all of them at start).
+    fn configure_checks(&mut self) {
+        let at = self.now_ms();
+        let Some(prober) = &mut self.prober else {
+            return;
+        };
+        for t in prober.configure(&self.snap, self.poll.registry()) {
+            self.wheel.insert(at, TimerKey::ProbeStart(t).pack());
+        }
+    }
+
+    /// A check's start timer fired: start it, and set its deadline and the next start.
+    fn start_check(&mut self, t: StartTimer) {
         if self.shutting_down {
             return;
         }
         let Some(prober) = &mut self.prober else {
             return;
         };
-        let mut started = Vec::new();
-        prober.sweep(
-            self.poll.registry(),
-            &self.pool,
-            self.now,
-            |i| Token(PROBE_BASE + i),
-            &mut started,
-        );
-        let deadline = self.at_ms(self.now + self.cfg.health_timeout);
-        for i in started {
-            self.wheel
-                .insert(deadline, TimerKey::Probe(i as u64).pack());
-        }
-        let next = self.at_ms(self.now + self.cfg.health_interval);
-        self.wheel.insert(next, TimerKey::Sweep.pack());
+        let token = Token(PROBE_BASE + t.id);
+        let Some(started) = prober.start(t, self.poll.registry(), self.now, token) else {
+            return;
+        };
+        let deadline = self.at_ms(started.deadline);
+        self.wheel
+            .insert(deadline, TimerKey::ProbeDeadline(t.id as u64).pack());
+        let next = self.at_ms(started.next);
+        self.wheel.insert(next, TimerKey::ProbeStart(t).pack());
+    }
+
+    /// A new snapshot was published: new requests use it (those in flight keep theirs), the
+    /// balancing state starts afresh, the prober follows its upstreams, and idle connections
+    /// to upstreams no pool lists any more are closed.
+    fn take_snapshot(&mut self) {
+        let (snap, generation) = self.shared.current();
+        self.snap = snap;
+        self.generation = generation;
+        self.balance.fit(&self.snap.pools);
+        let keep: Vec<usize> = self.snap.upstreams().iter().map(|(s, _)| s.id).collect();
+        self.conns.retain_upstreams(&keep, self.poll.registry());
+        self.configure_checks();
     }
 
     fn begin_shutdown(&mut self) {
@@ -648,7 +710,7 @@ impl Worker {
                 }
             }
         }
-        let at = self.at_ms(self.now + self.cfg.shutdown_timeout);
+        let at = self.at_ms(self.now + self.snap.cfg.shutdown_timeout);
         self.wheel
             .insert(at, TimerKey::Worker(WORKER_SHUTDOWN).pack());
     }
@@ -701,9 +763,9 @@ mod tests {
         // The generations above wrap to 0 once: five values, four distinct.
         assert_eq!(seen.len(), 6 * 4);
         for k in [
-            TimerKey::Probe(0),
-            TimerKey::Probe(12345),
-            TimerKey::Sweep,
+            TimerKey::ProbeDeadline(0),
+            TimerKey::ProbeDeadline(12345),
+            TimerKey::ProbeStart(StartTimer { id: 3, gen: 7 }),
             TimerKey::Worker(WORKER_SHUTDOWN),
             TimerKey::Worker(WORKER_ACCEPT),
             TimerKey::Worker(WORKER_IDLE_SWEEP),
@@ -717,6 +779,11 @@ mod tests {
         // What the old packing did: a generation past 2^30 shifted into the kind's bits made a
         // session key read as a probe, a sweep or a worker timer.
         let old = (u64::from(1u32 << 30) << 32) | 5;
+        let start = TimerKey::ProbeStart(StartTimer {
+            id: 65_535,
+            gen: GEN_MASK,
+        });
+        assert_eq!(TimerKey::unpack(start.pack()), start);
         assert_ne!(old >> KIND_SHIFT, KIND_SESSION);
         let mut gen = GEN_MASK - 2;
         for _ in 0..5 {

@@ -76,7 +76,7 @@ fn proxying_a_request_allocates_nothing_after_warm_up() {
         args.push("--upstream".into());
         args.push(format!("127.0.0.1:{p}"));
     }
-    let cfg = match goround_mio::config::parse_from(args) {
+    let cfg = match goround_mio::config::load_from(args) {
         Ok(c) => c,
         Err(e) => panic!("config: {e:?}"),
     };

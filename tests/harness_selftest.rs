@@ -351,6 +351,12 @@ fn small_helpers() {
     assert_eq!(&pattern(28)[..], b"abcdefghijklmnopqrstuvwxyzab");
     assert!(vm_rss_kib(std::process::id()) > 0);
     assert!(vm_hwm_kib(std::process::id()) >= vm_rss_kib(std::process::id()) / 2);
-    assert_eq!(down_line(1), "upstream 127.0.0.1:1 (127.0.0.1:1) is down");
-    assert_eq!(up_line(1), "upstream 127.0.0.1:1 (127.0.0.1:1) is up");
+    assert_eq!(
+        down_line(1),
+        "upstream 127.0.0.1:1 (127.0.0.1:1) in pool default is down"
+    );
+    assert_eq!(
+        up_line(1),
+        "upstream 127.0.0.1:1 (127.0.0.1:1) in pool default is up"
+    );
 }

@@ -13,6 +13,7 @@ pub const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 pub fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
@@ -62,6 +63,31 @@ pub fn write_response(status: u16, close: bool, retry_after_secs: Option<u64>, o
     out.push(b'\n');
 }
 
+/// Most bytes of a host name a 404's body repeats (it must fit the room kept for our own
+/// answers behind forwarded bytes).
+pub const MAX_HOST_IN_BODY: usize = 64;
+
+/// Append a 404 for a request no route matches: the body names the host (cut to
+/// [`MAX_HOST_IN_BODY`] bytes; it was validated as a Host value, so it holds no CR, LF or
+/// control character).
+pub fn write_no_route(host: &[u8], close: bool, out: &mut Vec<u8>) {
+    let shown = &host[..host.len().min(MAX_HOST_IN_BODY)];
+    let cut = if shown.len() < host.len() { "..." } else { "" };
+    let body_len = "no route for host ''\n".len() + shown.len() + cut.len();
+    out.extend_from_slice(
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: ",
+    );
+    push_decimal(out, body_len as u64);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\nno route for host '");
+    out.extend_from_slice(shown);
+    out.extend_from_slice(cut.as_bytes());
+    out.extend_from_slice(b"'\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +96,33 @@ mod tests {
         let mut out = Vec::new();
         write_response(status, close, retry, &mut out);
         String::from_utf8(out).expect("ASCII")
+    }
+
+    #[test]
+    fn no_route_names_the_host_within_bounds() {
+        let mut out = Vec::new();
+        write_no_route(b"shop.test", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n\r\n\
+             no route for host 'shop.test'\n"
+        );
+        let mut out = Vec::new();
+        write_no_route(&[b'h'; 1000], true, &mut out);
+        assert!(out.len() < 200, "{}", out.len());
+        let text = String::from_utf8(out).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let declared: usize = text
+            .split("Content-Length: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), declared);
+        assert!(body.ends_with("...'\n"));
     }
 
     #[test]

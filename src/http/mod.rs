@@ -34,6 +34,13 @@ pub enum Framing {
     UntilClose,
 }
 
+impl Framing {
+    /// No body bytes follow the head (no body, or `Content-Length: 0`).
+    pub fn is_empty_body(self) -> bool {
+        matches!(self, Framing::None | Framing::Length(0))
+    }
+}
+
 /// Size limits for heads. Named so tests, flags and buffers agree on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -5,18 +5,63 @@
 use super::*;
 
 impl Session {
-    /// Connect to the next alive upstream not tried yet for this request.
+    /// The upstream state of member `idx` of this exchange's pool.
+    fn member_state(&self, idx: usize) -> &'static UpstreamState {
+        let pool = self.exchange_pool();
+        self.snap.pools[pool].members[idx].state
+    }
+
+    /// The pool of the current exchange (0 outside one).
+    pub(super) fn exchange_pool(&self) -> usize {
+        match &self.state {
+            State::Exchange(ex) => ex.pool,
+            _ => 0,
+        }
+    }
+
+    /// Connect to the next eligible upstream of the exchange's pool not tried yet for this
+    /// request, within the pool's retries.
     pub(super) fn connect_next(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
         self.drop_upstream_keep_request(ctx.registry, ctx.conns);
+        let (p, key) = match &self.state {
+            State::Exchange(ex) => (ex.pool, ex.hash),
+            _ => return Err(Fail::Abort),
+        };
         loop {
-            let Some(idx) = ctx.pool.pick(&self.tried) else {
-                let status = if ctx.pool.alive_count() == 0 {
-                    503
-                } else {
-                    502
-                };
-                debug!("{}: no upstream left to try: {status}", self.client_ip);
-                return Err(Fail::Respond(status));
+            let pool = &self.snap.pools[p];
+            if self.tried.len() > pool.retries {
+                debug!(
+                    "{}: {} tries in pool {}, no retry left: 502",
+                    self.client_ip,
+                    self.tried.len(),
+                    pool.name
+                );
+                return Err(Fail::Respond(502));
+            }
+            let now_ms = crate::upstream::mono_ms();
+            let idx = match pool.pick(&self.tried, key, ctx.balance.for_pool(p), now_ms) {
+                Choice::Member(i) => i,
+                Choice::NoneAlive => {
+                    debug!(
+                        "{}: no upstream alive in pool {}: 503",
+                        self.client_ip, pool.name
+                    );
+                    return Err(Fail::Respond(503));
+                }
+                Choice::AllFull => {
+                    debug!(
+                        "{}: every upstream of pool {} is at its max_conns: 503",
+                        self.client_ip, pool.name
+                    );
+                    return Err(Fail::Respond(503));
+                }
+                Choice::AllTried => {
+                    debug!(
+                        "{}: no upstream left to try in pool {}: 502",
+                        self.client_ip, pool.name
+                    );
+                    return Err(Fail::Respond(502));
+                }
             };
             self.tried.insert(idx);
             match self.connect_to(idx, true, ctx) {
@@ -26,35 +71,33 @@ impl Session {
         }
     }
 
-    /// Judge a failed connect to `idx`: refused/unreachable/timed out takes the upstream down
-    /// (the caller tries the next one); the proxy's own shortage is a 503 right away.
+    /// Judge a failed connect to member `idx`: refused/unreachable/timed out takes the
+    /// upstream down (the caller tries the next one); the proxy's own shortage is a 503 right
+    /// away.
     pub(super) fn connect_failed(
         &self,
         idx: usize,
         e: &io::Error,
-        ctx: &mut Ctx<'_>,
+        _ctx: &mut Ctx<'_>,
     ) -> Result<(), Fail> {
-        if !is_local_shortage(e) {
-            ctx.pool.record_connect_failure(idx);
-        }
-        if marks_upstream_down(e) {
-            ctx.pool.mark_down(idx, &connect_reason(e));
-            Ok(())
-        } else if is_local_shortage(e) {
+        let state = self.member_state(idx);
+        let pool = &self.snap.pools[self.exchange_pool()].name;
+        if is_local_shortage(e) {
             // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the upstream is
             // not to blame and stays in the rotation.
-            warn!(
-                "cannot open a connection to {}: {e}",
-                ctx.pool.get(idx).name
-            );
-            Err(Fail::Respond(503))
-        } else {
-            warn!("connect to {} failed: {e}", ctx.pool.get(idx).name);
-            Ok(())
+            warn!("cannot open a connection to {}: {e}", state.name);
+            return Err(Fail::Respond(503));
         }
+        state.record_connect_failure();
+        if marks_upstream_down(e) {
+            state.mark_down(pool, &connect_reason(e));
+        } else {
+            warn!("connect to {} failed: {e}", state.name);
+        }
+        Ok(())
     }
 
-    /// Take an idle pooled connection to upstream `idx` (when `reuse`), else start a
+    /// Take an idle pooled connection to member `idx` (when `reuse`), else start a
     /// nonblocking connect to it.
     pub(super) fn connect_to(
         &mut self,
@@ -62,16 +105,17 @@ impl Session {
         reuse: bool,
         ctx: &mut Ctx<'_>,
     ) -> io::Result<()> {
+        let state = self.member_state(idx);
         if reuse {
-            if let Some(r) = ctx.conns.take(idx, self.key, ctx.now, ctx.registry) {
+            if let Some(r) = ctx.conns.take(state.id, self.key, ctx.now, ctx.registry) {
                 let mut peer = Peer::new(r.stream);
                 // Edge-triggered: its writable edge was reported long ago. A pending EOF on
                 // it would have evicted it from the pool, or shows up as a failed read.
                 peer.writable = true;
-                ctx.pool.record_request(idx);
                 self.upstream = Some(Upstream {
                     peer,
                     idx,
+                    flight: state.begin_request(),
                     id: r.id,
                     reused: true,
                     requests: r.requests + 1,
@@ -82,7 +126,7 @@ impl Session {
                 return Ok(());
             }
         }
-        let mut stream = TcpStream::connect(ctx.pool.get(idx).addr)?;
+        let mut stream = TcpStream::connect(state.addr)?;
         let id = ctx.conns.open(self.key);
         if let Err(e) = ctx.registry.register(
             &mut stream,
@@ -93,10 +137,10 @@ impl Session {
             return Err(e);
         }
         let _ = stream.set_nodelay(true);
-        ctx.pool.record_request(idx);
         self.upstream = Some(Upstream {
             peer: Peer::new(stream),
             idx,
+            flight: state.begin_request(),
             id,
             reused: false,
             requests: 1,
@@ -169,7 +213,7 @@ impl Session {
             return Err(Fail::Abort);
         };
         let (idx, reused) = (up.idx, up.reused);
-        let name = &ctx.pool.get(idx).name;
+        let name = &up.flight.upstream().name;
         // Nothing reached the client and the whole request is still here: an idempotent
         // request can be sent again (RFC 9110 §9.2.2).
         if !(ex.req.idempotent && ex.replay.is_some()) {

@@ -8,8 +8,11 @@ use super::*;
 pub(super) struct Upstream {
     /// The socket and its readiness.
     pub(super) peer: Peer,
-    /// Index in the pool, for marking it down and for logs.
+    /// Member index in the exchange's pool (for `Tried` and the retry on a fresh connection).
     pub(super) idx: usize,
+    /// The request counts as in flight to this upstream until this drops (least_conn,
+    /// max_conns); also the upstream's shared state, for marking it down and for logs.
+    pub(super) flight: InFlight,
     /// The socket's id in the worker's `ConnPool` (its token).
     pub(super) id: usize,
     /// It came from the idle pool: if it turns out dead, one fresh connect is tried.
@@ -81,4 +84,8 @@ pub struct Exchange {
     /// Length of the forwarded head at the front of the upstream buffer: what follows it while
     /// buffering is the body read so far.
     pub(super) head_len: usize,
+    /// The pool (index in the session's snapshot) the route chose.
+    pub(super) pool: usize,
+    /// The hash of the request's key, for the hash strategies (`None`: round robin).
+    pub(super) hash: Option<u64>,
 }

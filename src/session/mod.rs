@@ -9,6 +9,7 @@
 //! One exchange at a time: request head → upstream connect → request body and response in
 //! both directions → back to reading the next head (keep-alive) or closing.
 
+use crate::balance::{self, Choice, Local};
 use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
 use crate::connpool::{self, ConnPool};
@@ -17,15 +18,17 @@ use crate::http::request::{self, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
+use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Pulled, Span};
 use crate::sys;
-use crate::upstream::{Pool, Tried};
+use crate::upstream::{InFlight, Tried, UpstreamState};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most read/process/write rounds one `drive` call makes before yielding to other connections.
@@ -107,7 +110,10 @@ pub struct Ctx<'a> {
     /// Where the upstream sockets are registered.
     pub registry: &'a Registry,
     /// The shared upstream set.
-    pub pool: &'a Pool,
+    /// The configuration in force for new requests.
+    pub snap: &'a Arc<Snapshot>,
+    /// The worker's balancing state.
+    pub balance: &'a mut Local,
     /// Flags and limits.
     pub cfg: &'a Config,
     /// The worker's clock for this loop iteration.
@@ -228,6 +234,14 @@ pub struct Session {
     state: State,
     /// Upstreams tried for the current request.
     tried: Tried,
+    /// The configuration this connection's current (or last) request runs on: taken from the
+    /// worker's at the start of each request, so a reload never changes a request midway.
+    snap: Arc<Snapshot>,
+    /// The client's address (for `ip_hash`).
+    peer_ip: IpAddr,
+    /// The most a forwarded head may take of the upstream buffer (what is not kept for a body
+    /// read before the connect); fixed with the buffers' sizes when the connection starts.
+    head_room: usize,
     /// Requests completed on this connection.
     served: u64,
     /// When the connection was accepted, or last went idle between requests.
@@ -249,9 +263,10 @@ impl Session {
         stream: TcpStream,
         client_ip: IpAddr,
         key: usize,
-        cfg: &Config,
+        snap: &Arc<Snapshot>,
         now: Instant,
     ) -> Self {
+        let cfg = &snap.cfg;
         let size = buffer::size_for(cfg.limits.max_head);
         let mut client = Peer::new(stream);
         // Not registered, so no event will say so: assume the request is there and the send
@@ -272,6 +287,9 @@ impl Session {
             uout: Buffer::new(size + cfg.request_buffer),
             state: State::Head { started: None },
             tried: Tried::default(),
+            snap: Arc::clone(snap),
+            peer_ip: client_ip,
+            head_room: size,
             served: 0,
             idle_since: now,
             last_progress: now,
@@ -466,8 +484,9 @@ impl Session {
                     if let Some(mut up) = self.upstream.take() {
                         let _ = ctx.registry.deregister(&mut up.peer.stream);
                         ctx.conns.closed(up.id);
-                        ctx.pool.record_connect_failure(up.idx);
-                        ctx.pool.mark_down(up.idx, "connect timed out");
+                        let state = up.flight.upstream();
+                        state.record_connect_failure();
+                        state.mark_down(&self.snap.pools[ex.pool].name, "connect timed out");
                     }
                     if let Some(w) = &mut ex.replay {
                         *w = 0;
@@ -626,7 +645,16 @@ impl Session {
                     }
                     _ => false,
                 };
-                let retry_after = (status == 503).then(|| ctx.cfg.health_interval.as_secs().max(1));
+                let retry_after = (status == 503).then(|| {
+                    let pool = self.exchange_pool();
+                    let interval = self
+                        .snap
+                        .cfg
+                        .pools
+                        .get(pool)
+                        .map_or(ctx.cfg.health_interval, |p| p.health.interval);
+                    interval.as_secs().max(1)
+                });
                 local::write_response(status, !keep, retry_after, ctx.scratch_take());
                 // An answer that cannot be queued whole is not sent at all: the connection
                 // closes after what is queued before it.

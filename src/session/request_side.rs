@@ -25,7 +25,7 @@ impl Session {
             let parsed = |slots| request::parse(data, &limits, slots),
             RequestError::Slots
         );
-        let (info, head_len) = match parsed {
+        let (info, head_len, pool, hash) = match parsed {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
                 // response must still go out whole before the close.
@@ -44,6 +44,30 @@ impl Session {
                 return Err(Fail::Respond(e.status()));
             }
             Ok(Some(req)) => {
+                // A new request runs on the configuration in force now, to its end.
+                if !Arc::ptr_eq(&self.snap, ctx.snap) {
+                    self.snap = Arc::clone(ctx.snap);
+                }
+                let Some(pool) = self.snap.routes.lookup(req.host, req.path) else {
+                    let (head_len, info) = (req.head_len, req.info);
+                    let host = req.host.to_vec();
+                    return self.no_route(ctx, &host, head_len, &info);
+                };
+                let hash = match &self.snap.pools[pool].hash_key {
+                    Some(key) => {
+                        let h = balance::hash::key_of(key, self.peer_ip, req.headers, req.path);
+                        if h.is_none() {
+                            debug!(
+                                "{}: no {} in the request: round robin in pool {}",
+                                self.client_ip,
+                                key.describe(),
+                                self.snap.pools[pool].name
+                            );
+                        }
+                        h
+                    }
+                    None => None,
+                };
                 ctx.scratch.clear();
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
@@ -53,7 +77,7 @@ impl Session {
                 };
                 // The whole rewritten head must fit the upstream buffer (the part of it that is
                 // not for a buffered body), or nothing goes.
-                let head_room = self.uout.capacity() - ctx.cfg.request_buffer;
+                let head_room = self.head_room;
                 if let Err(e) = rewrite::request_head(&req, &rctx, ctx.scratch, head_room) {
                     debug!(
                         "{}: forwarded head would be {} bytes, over {}: 431",
@@ -62,7 +86,7 @@ impl Session {
                     self.cin.clear();
                     return Err(Fail::Respond(431));
                 }
-                (req.info, req.head_len)
+                (req.info, req.head_len, pool, hash)
             }
         };
         self.cin.consume(head_len);
@@ -105,11 +129,41 @@ impl Session {
             fresh_retry_used: false,
             buffering,
             head_len: self.uout.len(),
+            pool,
+            hash,
         }));
         self.tried.clear();
         if !buffering {
             self.connect_next(ctx)?;
         }
+        Ok(true)
+    }
+
+    /// No route matches: a 404 of our own naming the host. The connection stays open for the
+    /// next request when this one had no body (nothing of it is left unread) and keeps alive.
+    fn no_route(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        host: &[u8],
+        head_len: usize,
+        info: &RequestInfo,
+    ) -> Result<bool, Fail> {
+        let shown = String::from_utf8_lossy(host);
+        debug!("{}: no route for host '{shown}': 404", self.client_ip);
+        let keep = info.framing.is_empty_body() && info.keep_alive && !ctx.shutting_down;
+        local::write_no_route(host, !keep, ctx.scratch_take());
+        if !self.queue_scratch_for_client(ctx) || !keep {
+            self.cin.clear();
+            self.state = State::Closing {
+                linger_since: None,
+                clean: false,
+            };
+            return Ok(true);
+        }
+        self.cin.consume(head_len);
+        self.served += 1;
+        self.idle_since = ctx.now;
+        self.state = State::Head { started: None };
         Ok(true)
     }
 

@@ -35,7 +35,7 @@ impl Session {
                         Ok(None) if up_eof => {
                             warn!(
                                 "upstream {} closed mid-head: 502",
-                                ctx.pool.get(up.idx).name
+                                up.flight.upstream().name
                             );
                             return Err(Fail::Respond(502));
                         }
@@ -43,7 +43,7 @@ impl Session {
                         Err(e) => {
                             warn!(
                                 "upstream {} sent a bad response head ({e:?}): 502",
-                                ctx.pool.get(up.idx).name
+                                up.flight.upstream().name
                             );
                             return Err(Fail::Respond(502));
                         }
@@ -54,7 +54,7 @@ impl Session {
                         if !ex.req.upgrade_websocket {
                             warn!(
                                 "upstream {} switched protocols unasked: 502",
-                                ctx.pool.get(up.idx).name
+                                up.flight.upstream().name
                             );
                             return Err(Fail::Respond(502));
                         }
@@ -65,7 +65,13 @@ impl Session {
                             upgrade: true,
                             client_version: ex.req.version,
                         };
-                        if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                        if !stage_response_head(
+                            &resp,
+                            &rctx,
+                            ctx,
+                            &self.cout,
+                            up.flight.upstream(),
+                        )? {
                             return Ok(progress);
                         }
                         self.cout.extend(ctx.scratch);
@@ -86,7 +92,13 @@ impl Session {
                                 upgrade: false,
                                 client_version: ex.req.version,
                             };
-                            if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                            if !stage_response_head(
+                                &resp,
+                                &rctx,
+                                ctx,
+                                &self.cout,
+                                up.flight.upstream(),
+                            )? {
                                 return Ok(progress);
                             }
                             self.cout.extend(ctx.scratch);
@@ -99,7 +111,7 @@ impl Session {
                     if !response::client_can_decode(&resp, ex.req.version) {
                         warn!(
                             "upstream {} sent a transfer coding an HTTP/1.0 client cannot receive: 502",
-                            ctx.pool.get(up.idx).name
+                            up.flight.upstream().name
                         );
                         return Err(Fail::Respond(502));
                     }
@@ -121,7 +133,7 @@ impl Session {
                         upgrade: false,
                         client_version: ex.req.version,
                     };
-                    if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.idx)? {
+                    if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.flight.upstream())? {
                         return Ok(progress);
                     }
                     let upstream_framing = resp.framing;
@@ -175,7 +187,7 @@ impl Session {
                     if *rem == 0 {
                         ex.resp = ResponseBody::Done;
                     } else if up_eof && self.uin.is_empty() {
-                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        warn!("upstream {} closed mid-body", up.flight.upstream().name);
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // What came with the head is through: the rest may go by splice.
@@ -196,7 +208,7 @@ impl Session {
                         .map_err(|e| {
                             warn!(
                                 "upstream {} sent a bad chunked body: {e:?}",
-                                ctx.pool.get(up.idx).name
+                                up.flight.upstream().name
                             );
                             Fail::Abort
                         })?;
@@ -208,7 +220,7 @@ impl Session {
                     if dec.is_done() {
                         ex.resp = ResponseBody::Done;
                     } else if up_eof && self.uin.is_empty() {
-                        warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+                        warn!("upstream {} closed mid-body", up.flight.upstream().name);
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // Inside a long chunk, its size line queued: its data may go by splice.
@@ -256,7 +268,7 @@ impl Session {
             Err(SpanError::Source(e)) => {
                 warn!(
                     "upstream {} read error mid-body: {e}",
-                    ctx.pool.get(up.idx).name
+                    up.flight.upstream().name
                 );
                 return Err(Fail::Abort);
             }
@@ -280,7 +292,7 @@ impl Session {
         } else if up.peer.eof && span.held() == 0 {
             // Every byte the upstream sent has reached the client, which now sees a close in
             // the middle of the body.
-            warn!("upstream {} closed mid-body", ctx.pool.get(up.idx).name);
+            warn!("upstream {} closed mid-body", up.flight.upstream().name);
             return Err(Fail::Abort);
         }
         if progress {
@@ -347,7 +359,7 @@ impl Session {
             if clean {
                 let expires = ctx.now + keep;
                 ctx.conns.put(
-                    up.idx,
+                    up.flight.upstream().id,
                     up.id,
                     up.peer.stream,
                     up.requests,
@@ -381,7 +393,7 @@ pub(super) fn stage_response_head(
     rctx: &ResponseContext,
     ctx: &mut Ctx<'_>,
     cout: &Buffer,
-    upstream: usize,
+    upstream: &UpstreamState,
 ) -> Result<bool, Fail> {
     let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
     let scratch = ctx.scratch_take();
@@ -390,9 +402,7 @@ pub(super) fn stage_response_head(
         Err(e) => {
             warn!(
                 "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",
-                ctx.pool.get(upstream).name,
-                e.len,
-                e.max
+                upstream.name, e.len, e.max
             );
             Err(Fail::Respond(502))
         }

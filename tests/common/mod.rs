@@ -370,12 +370,12 @@ pub struct Proxy {
 
 /// The log line fragment for `127.0.0.1:{port}` going down (name as given = address).
 pub fn down_line(port: u16) -> String {
-    format!("upstream 127.0.0.1:{port} (127.0.0.1:{port}) is down")
+    format!("upstream 127.0.0.1:{port} (127.0.0.1:{port}) in pool default is down")
 }
 
 /// The log line fragment for `127.0.0.1:{port}` coming back.
 pub fn up_line(port: u16) -> String {
-    format!("upstream 127.0.0.1:{port} (127.0.0.1:{port}) is up")
+    format!("upstream 127.0.0.1:{port} (127.0.0.1:{port}) in pool default is up")
 }
 
 impl Proxy {

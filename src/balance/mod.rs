@@ -1,0 +1,359 @@
+//! Picking an upstream of a pool: one strategy per file, behind [`Pool::pick`].
+//!
+//! - [`round_robin`]: the atomic round-robin index over the eligible members, or smooth
+//!   weighted round robin (nginx's) when weights differ or an upstream is ramping up.
+//! - [`least_conn`]: fewest requests in flight relative to weight, ties in rotation.
+//! - [`hash`]: a consistent-hash ring (ketama) for `ip_hash` and `hash`.
+//!
+//! Pure over the shared atomics of the members' [`UpstreamState`]s and a worker's own
+//! [`Local`] state: no lock, no allocation per pick. A member is *eligible* when it is alive,
+//! not yet tried for this request and below its `max_conns`; backups are eligible only while
+//! no other member is alive.
+
+pub mod hash;
+pub mod least_conn;
+pub mod round_robin;
+
+use crate::config::{HashKey, PoolSpec, Strategy};
+use crate::upstream::{Registry, Tried, UpstreamState};
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+/// One upstream of a pool, as the pool sees it.
+#[derive(Debug)]
+pub struct Member {
+    /// The shared state (alive, in flight).
+    pub state: &'static UpstreamState,
+    /// The address as written in this pool.
+    pub name: String,
+    /// Its share relative to the others (at least 1).
+    pub weight: u32,
+    /// Only while every non-backup member is down.
+    pub backup: bool,
+    /// Most requests in flight to it (`u32::MAX`: no cap).
+    pub max_conns: u32,
+}
+
+/// A pool ready to pick from: its members bound to their shared state, and what its strategy
+/// precomputes.
+#[derive(Debug)]
+pub struct Pool {
+    /// Its name, for logs and metrics.
+    pub name: String,
+    /// How an upstream is picked.
+    pub strategy: Strategy,
+    /// What `hash` hashes (`client_ip` for `ip_hash`).
+    pub hash_key: Option<HashKey>,
+    /// The members, in the order written.
+    pub members: Vec<Member>,
+    /// Most tries after the first for one request.
+    pub retries: usize,
+    /// Ramp-up time of an upstream that comes back, in ms (0: none).
+    pub slow_start_ms: u64,
+    /// Every member has the same weight: plain round robin needs no per-worker state.
+    pub equal_weights: bool,
+    /// Some member is a backup.
+    pub has_backup: bool,
+    /// Some member has a `max_conns`.
+    pub capped: bool,
+    /// The shared round-robin index (also the tie-breaker of `least_conn`).
+    pub(crate) next: AtomicUsize,
+    /// The hash ring of the non-backup members, and of the backups (hash strategies only).
+    pub(crate) rings: Option<(hash::Ring, hash::Ring)>,
+}
+
+/// What a pick found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// This member.
+    Member(usize),
+    /// No member is alive (or every alive one was tried and none is left).
+    NoneAlive,
+    /// Every alive member was tried for this request.
+    AllTried,
+    /// Every eligible member is at its `max_conns`.
+    AllFull,
+}
+
+/// A worker's own balancing state, per pool: smooth weighted round robin's current weights.
+/// Rebuilt when the configuration changes (see [`Local::fit`]).
+#[derive(Debug, Default)]
+pub struct Local {
+    /// Per pool, per member.
+    current: Vec<Vec<i64>>,
+}
+
+impl Local {
+    /// Make room for `pools` (after a reload, the old weights mean nothing: start afresh).
+    pub fn fit(&mut self, pools: &[Pool]) {
+        self.current = pools.iter().map(|p| vec![0; p.members.len()]).collect();
+    }
+
+    /// Pool `pool`'s state (empty for a pool it was not fitted to).
+    #[inline]
+    pub fn for_pool(&mut self, pool: usize) -> &mut [i64] {
+        self.current
+            .get_mut(pool)
+            .map_or(&mut [], |v| v.as_mut_slice())
+    }
+}
+
+/// The effective weight of a member now, in tenths: its weight, or less while it ramps up
+/// after coming back (slow start: from a tenth to all of it over `slow_start_ms`).
+#[inline]
+pub fn effective_weight(m: &Member, slow_start_ms: u64, now_ms: u64) -> u64 {
+    let full = u64::from(m.weight) * 10;
+    if slow_start_ms == 0 {
+        return full;
+    }
+    let up = m.state.up_since_ms();
+    let elapsed = now_ms.saturating_sub(up);
+    if up == 0 || elapsed >= slow_start_ms {
+        return full;
+    }
+    // weight × (0.1 + 0.9 × elapsed / slow_start), in tenths.
+    (u64::from(m.weight) * (10 * slow_start_ms + 90 * elapsed) / slow_start_ms / 10).max(1)
+}
+
+impl Pool {
+    /// The pool for `spec`, its members bound to their state in `registry`.
+    pub fn new(spec: &PoolSpec, registry: &Registry) -> Result<Pool, String> {
+        let mut members = Vec::with_capacity(spec.upstreams.len());
+        for u in &spec.upstreams {
+            members.push(Member {
+                state: registry.get(u.address.addr, &u.address.name)?,
+                name: u.address.name.clone(),
+                weight: u.weight,
+                backup: u.backup,
+                max_conns: u.max_conns.unwrap_or(u32::MAX),
+            });
+        }
+        Ok(Pool::from_members(spec, members))
+    }
+
+    /// The pool for `spec` with these members (tests bind detached states).
+    pub fn from_members(spec: &PoolSpec, members: Vec<Member>) -> Pool {
+        let equal_weights = members.windows(2).all(|w| w[0].weight == w[1].weight);
+        let has_backup = members.iter().any(|m| m.backup);
+        let capped = members.iter().any(|m| m.max_conns != u32::MAX);
+        let rings = matches!(spec.strategy, Strategy::IpHash | Strategy::Hash).then(|| {
+            (
+                hash::Ring::new(&members, |m| !m.backup),
+                hash::Ring::new(&members, |m| m.backup),
+            )
+        });
+        Pool {
+            name: spec.name.clone(),
+            strategy: spec.strategy,
+            hash_key: spec.hash_key.clone(),
+            members,
+            retries: spec.retries,
+            slow_start_ms: duration_ms(spec.slow_start),
+            equal_weights,
+            has_backup,
+            capped,
+            next: AtomicUsize::new(0),
+            rings,
+        }
+    }
+
+    /// Whether the backups are the candidates now: there are some, and no other member is
+    /// alive.
+    #[inline]
+    fn tier(&self) -> bool {
+        self.has_backup && !self.members.iter().any(|m| !m.backup && m.state.is_alive())
+    }
+
+    /// Whether member `i` may take this request, in the tier `backups`.
+    #[inline]
+    fn eligible(&self, i: usize, tried: &Tried, backups: bool) -> bool {
+        let m = &self.members[i];
+        m.backup == backups
+            && m.state.is_alive()
+            && !tried.contains(i)
+            && m.state.in_flight() < m.max_conns
+    }
+
+    /// Why nothing was eligible.
+    fn why_none(&self, tried: &Tried, backups: bool) -> Choice {
+        let alive = |m: &Member| m.backup == backups && m.state.is_alive();
+        if !self.members.iter().any(alive) {
+            Choice::NoneAlive
+        } else if self
+            .members
+            .iter()
+            .enumerate()
+            .any(|(i, m)| alive(m) && !tried.contains(i))
+        {
+            Choice::AllFull
+        } else {
+            Choice::AllTried
+        }
+    }
+
+    /// Pick a member for a request: `key` is its hash key's hash (hash strategies; `None`
+    /// falls back to round robin), `tried` the members it already tried.
+    pub fn pick(&self, tried: &Tried, key: Option<u64>, local: &mut [i64], now_ms: u64) -> Choice {
+        let backups = self.tier();
+        let found = match (self.strategy, key, &self.rings) {
+            (Strategy::LeastConn, _, _) => least_conn::pick(self, tried, backups, now_ms),
+            (Strategy::IpHash | Strategy::Hash, Some(k), Some((main, spare))) => {
+                let ring = if backups { spare } else { main };
+                ring.pick(k, |i| self.eligible(i, tried, backups))
+            }
+            _ => round_robin::pick(self, tried, backups, local, now_ms),
+        };
+        match found {
+            Some(i) => Choice::Member(i),
+            None => self.why_none(tried, backups),
+        }
+    }
+
+    /// Whether some member is alive (any tier).
+    pub fn any_alive(&self) -> bool {
+        self.members.iter().any(|m| m.state.is_alive())
+    }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{HealthSpec, StatusRanges, UpstreamSpec};
+    use std::net::SocketAddr;
+
+    /// A pool spec with `weights.len()` upstreams on 127.0.0.1:9000+i.
+    pub fn spec(strategy: Strategy, weights: &[u32]) -> PoolSpec {
+        PoolSpec {
+            name: "p".to_string(),
+            strategy,
+            hash_key: matches!(strategy, Strategy::IpHash | Strategy::Hash)
+                .then_some(HashKey::ClientIp),
+            upstreams: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16));
+                    UpstreamSpec {
+                        address: crate::config::Address {
+                            name: addr.to_string(),
+                            addr,
+                        },
+                        weight: w,
+                        backup: false,
+                        max_conns: None,
+                    }
+                })
+                .collect(),
+            health: HealthSpec {
+                check: crate::config::Check::Tcp,
+                path: "/".into(),
+                host: None,
+                expect: StatusRanges(vec![(200, 399)]),
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                rise: 1,
+                fall: 1,
+            },
+            retries: 2,
+            slow_start: Duration::ZERO,
+        }
+    }
+
+    /// A pool for `spec` on fresh, detached states (each test its own).
+    pub fn pool(spec: &PoolSpec) -> Pool {
+        let members = spec
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Member {
+                state: UpstreamState::detached(i, u.address.addr),
+                name: u.address.name.clone(),
+                weight: u.weight,
+                backup: u.backup,
+                max_conns: u.max_conns.unwrap_or(u32::MAX),
+            })
+            .collect();
+        Pool::from_members(spec, members)
+    }
+
+    /// `n` picks with nothing tried; `None` for no member.
+    pub fn picks(p: &Pool, local: &mut Vec<i64>, n: usize) -> Vec<Option<usize>> {
+        if local.len() != p.members.len() {
+            *local = vec![0; p.members.len()];
+        }
+        (0..n)
+            .map(|_| match p.pick(&Tried::default(), None, local, 1) {
+                Choice::Member(i) => Some(i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn backups_serve_only_while_every_other_member_is_down() {
+        let mut s = spec(Strategy::RoundRobin, &[1, 1, 1]);
+        s.upstreams[2].backup = true;
+        let p = pool(&s);
+        let mut local = Vec::new();
+        assert_eq!(picks(&p, &mut local, 4), [0, 1, 0, 1].map(Some));
+        p.members[0].state.mark_down("p", "test");
+        assert_eq!(picks(&p, &mut local, 2), [1, 1].map(Some));
+        p.members[1].state.mark_down("p", "test");
+        assert_eq!(picks(&p, &mut local, 2), [2, 2].map(Some));
+        p.members[2].state.mark_down("p", "test");
+        assert_eq!(
+            p.pick(&Tried::default(), None, &mut local, 1),
+            Choice::NoneAlive
+        );
+        p.members[1].state.mark_up("p", "test");
+        assert_eq!(picks(&p, &mut local, 2), [1, 1].map(Some));
+    }
+
+    #[test]
+    fn tried_and_full_members_are_skipped_and_said_so() {
+        let mut s = spec(Strategy::RoundRobin, &[1, 1]);
+        s.upstreams[1].max_conns = Some(1);
+        let p = pool(&s);
+        let mut local = vec![0; 2];
+        let mut tried = Tried::default();
+        tried.insert(0);
+        assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::Member(1));
+        let held = p.members[1].state.begin_request();
+        assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllFull);
+        tried.insert(1);
+        assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllTried);
+        drop(held);
+        assert!(matches!(
+            p.pick(&Tried::default(), None, &mut local, 1),
+            Choice::Member(_)
+        ));
+    }
+
+    #[test]
+    fn slow_start_ramps_from_a_tenth_to_the_whole_weight() {
+        let s = spec(Strategy::RoundRobin, &[5]);
+        let p = pool(&s);
+        let m = &p.members[0];
+        assert_eq!(effective_weight(m, 0, 1000), 50);
+        assert_eq!(
+            effective_weight(m, 30_000, 1000),
+            50,
+            "up since the start: no ramp"
+        );
+        m.state.mark_down("p", "t");
+        m.state.mark_up("p", "t");
+        let up = m.state.up_since_ms();
+        assert_eq!(effective_weight(m, 30_000, up), 5, "a tenth at first");
+        assert_eq!(
+            effective_weight(m, 30_000, up + 15_000),
+            27,
+            "0.55 half-way"
+        );
+        assert_eq!(effective_weight(m, 30_000, up + 30_000), 50);
+    }
+}

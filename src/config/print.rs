@@ -1,0 +1,168 @@
+//! The effective configuration as TOML, every default filled in (`--check`): what the proxy
+//! would run with, in the file's own keys, so it can be read back as a config file.
+
+use super::values::{format_duration, format_size, forwarded_for_name};
+use super::{Check, Config, PoolSpec, Strategy};
+use std::fmt::Write;
+
+/// A TOML string literal.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The listen address as written in the file (`:PORT` for the dual-stack wildcard).
+fn listen(cfg: &Config) -> String {
+    if cfg.dual_stack {
+        format!(":{}", cfg.listen.port())
+    } else {
+        cfg.listen.to_string()
+    }
+}
+
+/// `cfg` as a config file.
+pub fn effective(cfg: &Config) -> String {
+    let mut out = String::new();
+    let o = &mut out;
+    let _ = writeln!(
+        o,
+        "# The effective configuration: every key, defaults filled in."
+    );
+    let _ = writeln!(o, "listen = {}", quote(&listen(cfg)));
+    let _ = writeln!(o, "workers = {}", cfg.workers);
+    for (key, d) in [
+        ("health_interval", cfg.health_interval),
+        ("health_timeout", cfg.health_timeout),
+        ("connect_timeout", cfg.connect_timeout),
+        ("client_header_timeout", cfg.client_header_timeout),
+        ("keepalive_timeout", cfg.keepalive_timeout),
+        ("read_timeout", cfg.read_timeout),
+        ("write_timeout", cfg.write_timeout),
+        ("shutdown_timeout", cfg.shutdown_timeout),
+    ] {
+        let _ = writeln!(o, "{key} = {}", quote(&format_duration(d)));
+    }
+    let _ = writeln!(o, "backlog = {}", cfg.backlog);
+    let _ = writeln!(
+        o,
+        "max_request_line = {}",
+        quote(&format_size(cfg.limits.max_request_line))
+    );
+    let _ = writeln!(o, "max_head = {}", quote(&format_size(cfg.limits.max_head)));
+    let _ = writeln!(o, "max_fields = {}", cfg.limits.max_fields);
+    match cfg.upstream_idle {
+        Some(n) => {
+            let _ = writeln!(o, "upstream_idle = {n}");
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "# upstream_idle: not set, a tenth of the open-files limit at start (at most {})",
+                super::MAX_DEFAULT_IDLE
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "upstream_idle_timeout = {}",
+        quote(&format_duration(cfg.upstream_idle_timeout))
+    );
+    let _ = writeln!(o, "upstream_max_requests = {}", cfg.upstream_max_requests);
+    if cfg.splice_min == cfg.splice_min_response {
+        let _ = writeln!(o, "splice_min = {}", quote(&format_size(cfg.splice_min)));
+    } else {
+        let _ = writeln!(
+            o,
+            "# splice_min: not set, {} for request bodies and tunnels, {} for response bodies",
+            format_size(cfg.splice_min),
+            format_size(cfg.splice_min_response)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "request_buffer = {}",
+        quote(&format_size(cfg.request_buffer))
+    );
+    match cfg.max_connections {
+        Some(n) => {
+            let _ = writeln!(o, "max_connections = {n}");
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "# max_connections: not set, derived from the open-files limit at start"
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "forwarded_for = {}",
+        quote(forwarded_for_name(cfg.forwarded_for))
+    );
+    let _ = writeln!(o, "underscores_in_headers = {}", cfg.underscores_in_headers);
+    let _ = writeln!(
+        o,
+        "log_level = {}",
+        quote(&cfg.log_level.to_string().to_ascii_lowercase())
+    );
+    for pool in &cfg.pools {
+        pool_table(o, pool);
+    }
+    for route in &cfg.routes {
+        let _ = writeln!(o, "\n[[routes]]");
+        if let Some(h) = &route.host {
+            let _ = writeln!(o, "host = {}", quote(h));
+        }
+        if let Some(p) = &route.path {
+            let _ = writeln!(o, "path = {}", quote(p));
+        }
+        let _ = writeln!(o, "pool = {}", quote(&cfg.pools[route.pool].name));
+    }
+    out
+}
+
+fn pool_table(o: &mut String, pool: &PoolSpec) {
+    let _ = writeln!(o, "\n[pools.{}]", pool.name);
+    let _ = writeln!(o, "strategy = {}", quote(pool.strategy.name()));
+    if pool.strategy == Strategy::Hash {
+        if let Some(k) = &pool.hash_key {
+            let _ = writeln!(o, "hash_key = {}", quote(&k.describe()));
+        }
+    }
+    let _ = writeln!(o, "retries = {}", pool.retries);
+    let _ = writeln!(
+        o,
+        "slow_start = {}",
+        quote(&format_duration(pool.slow_start))
+    );
+    let _ = writeln!(o, "upstreams = [");
+    for u in &pool.upstreams {
+        let _ = write!(
+            o,
+            "  {{ address = {}, weight = {}, backup = {}",
+            quote(&u.address.name),
+            u.weight,
+            u.backup
+        );
+        if let Some(c) = u.max_conns {
+            let _ = write!(o, ", max_conns = {c}");
+        }
+        let _ = writeln!(o, " }},");
+    }
+    let _ = writeln!(o, "]");
+    let h = &pool.health;
+    let _ = writeln!(o, "\n[pools.{}.health]", pool.name);
+    let check = match h.check {
+        Check::Tcp => "tcp",
+        Check::Http => "http",
+    };
+    let _ = writeln!(o, "check = {}", quote(check));
+    let _ = writeln!(o, "path = {}", quote(&h.path));
+    if let Some(host) = &h.host {
+        let _ = writeln!(o, "host = {}", quote(host));
+    }
+    let _ = writeln!(o, "expect = {}", quote(&h.expect.describe()));
+    let _ = writeln!(o, "interval = {}", quote(&format_duration(h.interval)));
+    let _ = writeln!(o, "timeout = {}", quote(&format_duration(h.timeout)));
+    let _ = writeln!(o, "rise = {}", h.rise);
+    let _ = writeln!(o, "fall = {}", h.fall);
+}

@@ -1,0 +1,47 @@
+//! The one immutable snapshot the workers share (`Arc<Snapshot>`): the validated [`Config`],
+//! its pools bound to the upstreams' shared state, and its routes ready for lookup. A reload
+//! builds a new snapshot and swaps it; a request in flight keeps the one it started with.
+
+use crate::balance::Pool;
+use crate::config::Config;
+use crate::route;
+use crate::upstream::{Registry, UpstreamState};
+
+/// What the workers read for every request.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The settings, pools and routes as configured.
+    pub cfg: Config,
+    /// The pools, index-parallel to `cfg.pools`.
+    pub pools: Vec<Pool>,
+    /// The routes, ordered for lookup.
+    pub routes: route::Table,
+}
+
+impl Snapshot {
+    /// Bind `cfg` to the upstream states in `registry` (an address already there keeps its
+    /// state: alive, in flight, counters).
+    pub fn new(cfg: Config, registry: &Registry) -> Result<Snapshot, String> {
+        let pools = cfg
+            .pools
+            .iter()
+            .map(|p| Pool::new(p, registry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = route::Table::new(&cfg.routes);
+        Ok(Snapshot { cfg, pools, routes })
+    }
+
+    /// Every upstream of every pool, once each, with the first pool that lists it (whose
+    /// health check it gets).
+    pub fn upstreams(&self) -> Vec<(&'static UpstreamState, usize)> {
+        let mut seen: Vec<(&'static UpstreamState, usize)> = Vec::new();
+        for (p, pool) in self.pools.iter().enumerate() {
+            for m in &pool.members {
+                if !seen.iter().any(|(s, _)| s.id == m.state.id) {
+                    seen.push((m.state, p));
+                }
+            }
+        }
+        seen
+    }
+}

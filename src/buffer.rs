@@ -123,10 +123,21 @@ impl Buffer {
         }
     }
 
-    /// The writable tail, compacted first when the tail is full.
-    fn spare(&mut self) -> &mut [u8] {
+    /// The writable tail, compacted first when the tail is full (allocated on first use).
+    /// Bytes written there count once [`commit`](Buffer::commit)ted.
+    pub fn spare(&mut self) -> &mut [u8] {
         self.make_room();
         &mut self.data[self.end..]
+    }
+
+    /// Count `n` bytes written into [`spare`](Buffer::spare) as queued.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
+    /// Nothing more can be queued.
+    pub fn is_full(&self) -> bool {
+        self.room() == 0
     }
 
     /// Queue as much of `bytes` as fits; returns how many were queued.
@@ -188,27 +199,29 @@ impl Buffer {
 
 /// Free buffer storage of one worker, reused across connections and requests.
 ///
-/// Kept by size: a session's client-side buffers and its upstream output buffer (which also
-/// holds a request body read before the connect, `--request-buffer`) may differ in size.
+/// Kept by size, in two lists: a session's client-side buffers and its upstream output buffer
+/// (which also holds a request body read before the connect, `--request-buffer`) may differ
+/// in size. Storage of any third size is not kept.
 #[derive(Debug, Default)]
 pub struct BufPool {
-    /// Free storage, one list per size (a handful of sizes at most).
-    lists: Vec<(usize, Vec<Box<[u8]>>)>,
-    /// Free buffers held, all lists together.
-    held: usize,
-    /// The most free buffers kept; beyond that they go back to the allocator.
+    /// Free storage of the first size seen.
+    first: Vec<Box<[u8]>>,
+    /// Free storage of the second size seen.
+    second: Vec<Box<[u8]>>,
+    /// The sizes of `first` and `second` (0: not seen yet).
+    sizes: [usize; 2],
+    /// The most free buffers kept, both lists together; beyond that they go back to the
+    /// allocator.
     max_free: usize,
 }
-
-/// Most distinct buffer sizes a pool keeps storage for.
-const POOL_SIZES: usize = 4;
 
 impl BufPool {
     /// A pool that keeps at most `max_free` free buffers.
     pub fn new(max_free: usize) -> Self {
         BufPool {
-            lists: Vec::with_capacity(POOL_SIZES),
-            held: 0,
+            first: Vec::with_capacity(max_free.min(1024)),
+            second: Vec::new(),
+            sizes: [0, 0],
             max_free,
         }
     }
@@ -217,43 +230,43 @@ impl BufPool {
     /// kernel maps lazily, so an untouched tail costs no memory).
     #[inline]
     pub fn take(&mut self, cap: usize) -> Box<[u8]> {
-        for (size, list) in &mut self.lists {
-            if *size == cap {
-                if let Some(b) = list.pop() {
-                    self.held -= 1;
-                    return b;
-                }
-                break;
-            }
-        }
-        allocate(cap)
+        let found = if cap == self.sizes[0] {
+            self.first.pop()
+        } else if cap == self.sizes[1] {
+            self.second.pop()
+        } else {
+            None
+        };
+        found.unwrap_or_else(|| allocate(cap))
     }
 
     /// Return storage for reuse.
     #[inline]
     pub fn put(&mut self, b: Box<[u8]>) {
-        if self.held >= self.max_free {
+        if self.first.len() + self.second.len() >= self.max_free {
             return;
         }
         let len = b.len();
-        if let Some((_, list)) = self.lists.iter_mut().find(|(size, _)| *size == len) {
-            list.push(b);
-            self.held += 1;
-        } else if self.lists.len() < POOL_SIZES {
-            let mut list = Vec::with_capacity(self.max_free.min(1024));
-            list.push(b);
-            self.lists.push((len, list));
-            self.held += 1;
+        if len == self.sizes[0] {
+            self.first.push(b);
+        } else if len == self.sizes[1] {
+            self.second.push(b);
+        } else if self.sizes[0] == 0 {
+            self.sizes[0] = len;
+            self.first.push(b);
+        } else if self.sizes[1] == 0 {
+            self.sizes[1] = len;
+            self.second.push(b);
         }
     }
 
     /// Free buffers held.
     pub fn len(&self) -> usize {
-        self.held
+        self.first.len() + self.second.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.len() == 0
     }
 }
 

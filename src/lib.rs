@@ -1,23 +1,30 @@
-//! goround-mio: a small, strict HTTP/1.1 round-robin reverse proxy on a mio event loop.
+//! goround-mio: a small, strict HTTP/1.1 reverse proxy and load balancer on a mio event loop.
 //!
 //! # Layout
-//! - [`config`]: clap flags → a validated [`config::Config`].
+//! - [`config`]: clap flags and the TOML file → one validated [`config::Config`].
+//! - [`route`]: (host, normalised path) → pool. Pure.
+//! - [`balance`]: the strategies (round robin, smooth weighted, least_conn, consistent hash)
+//!   over the upstreams' shared atomics. Pure.
+//! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks).
+//! - [`snapshot`]: the config bound to that state plus the route table, shared by the workers
+//!   as one `Arc`, swapped whole on a reload.
 //! - [`http`]: pure parsers and rewriters over byte slices (request, response, rewrite,
 //!   chunked, local answers). No sockets: easy to fuzz and unit-test.
-//! - [`upstream`]: the shared upstream set, alive flags and the atomic round-robin pick.
-//! - [`health`]: the periodic nonblocking-connect probe of every upstream.
-//! - [`timer`]: the hashed timer wheel behind every timeout and the health sweep.
+//! - [`health`]: TCP and HTTP checks on worker 0's timer wheel, rise/fall.
+//! - [`timer`]: the hashed timer wheel behind every timeout and health check.
 //! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
 //! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
 //! - [`sys`]: the data path's socket reads and writes as direct system calls.
 //! - [`session`]: the state machine of one client connection and its upstream connection,
 //!   split by job: `peer` (a socket and its readiness), `exchange` (one request's record),
-//!   `request_side` (head → exchange, request body), `connect` (pick, connect, retries),
-//!   `response_side` (response head and body, the end of an exchange), `tunnel` (after a 101),
-//!   `span` (splice(2) spans).
+//!   `request_side` (head → route → exchange, request body), `connect` (pick, connect,
+//!   retries), `response_side` (response head and body, the end of an exchange), `tunnel`
+//!   (after a 101), `span` (splice(2) spans).
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself.
+//! - [`listen`]: the listeners and the open-files limit; [`demo`]: `--demo`'s backends.
+//! - `fuzzing` (feature `fuzzing`): the fuzz targets' invariant checks.
 //!
 //! `src/main.rs` only parses the flags and calls [`run`].
 
@@ -54,7 +61,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let nofile = raise_nofile_limit();
+    let nofile = listen::raise_nofile_limit();
     let workers = cfg.workers.max(1);
     // One budget of idle upstream connections for every upstream and worker (nginx's
     // `keepalive`): a tenth of the descriptors by default, so that adding upstreams or workers
@@ -142,39 +149,4 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     }
     info!("shutdown complete");
     Ok(())
-}
-
-/// Raise RLIMIT_NOFILE's soft limit to the hard limit: every connection costs two descriptors.
-/// Returns the soft limit in force afterwards.
-fn raise_nofile_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own; the resource constant is valid.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        warn!(
-            "getrlimit(RLIMIT_NOFILE) failed: {}",
-            std::io::Error::last_os_error()
-        );
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let old = lim.rlim_cur;
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            log::debug!("RLIMIT_NOFILE raised from {old} to {}", raised.rlim_cur);
-            lim = raised;
-        } else {
-            warn!(
-                "setrlimit(RLIMIT_NOFILE) failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }

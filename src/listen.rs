@@ -86,6 +86,54 @@ fn listener(addr: SocketAddr, dual_stack: bool, backlog: u32) -> io::Result<TcpL
     Ok(socket.into())
 }
 
+/// Raise RLIMIT_NOFILE's soft limit to the hard limit: every connection costs two descriptors.
+/// Returns the soft limit in force afterwards.
+pub fn raise_nofile_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; the resource constant is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log::warn!(
+            "getrlimit(RLIMIT_NOFILE) failed: {}",
+            std::io::Error::last_os_error()
+        );
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let old = lim.rlim_cur;
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            log::debug!("RLIMIT_NOFILE raised from {old} to {}", raised.rlim_cur);
+            lim = raised;
+        } else {
+            log::warn!(
+                "setrlimit(RLIMIT_NOFILE) failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// One plain nonblocking listener on `addr` (SO_REUSEADDR, so a restart binds despite
+/// TIME_WAIT; SO_REUSEPORT only with `reuse_port`): what goround-dummy's listeners are.
+pub fn plain_listener(addr: SocketAddr, reuse_port: bool, backlog: u32) -> io::Result<TcpListener> {
+    let socket = socket(addr, false)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

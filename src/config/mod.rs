@@ -2,10 +2,10 @@
 //!
 //! - [`values`]: durations, sizes, counts, addresses: pure parsers shared by flags and file.
 //! - [`flags`]: the command line.
-//! - [`file`]: the file as written, with positions.
-//! - [`print`]: the effective configuration back as TOML (`--check`).
+//! - [`mod@file`]: the file as written, with positions.
+//! - [`mod@print`]: the effective configuration back as TOML (`--check`).
 //!
-//! [`load`] merges them: a flag given on the command line wins over the file's key, which
+//! [`load_from`] merges them: a flag given on the command line wins over the file's key, which
 //! wins over the default. Without `--config`, the `--upstream`s form one pool, `default`,
 //! reached by a catch-all route. Every error in the file is `PATH:LINE:COL: message`.
 

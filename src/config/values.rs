@@ -25,7 +25,7 @@ pub fn format_duration(d: Duration) -> String {
         "0s".to_string()
     } else if ms % 3_600_000 == 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms % 60_000 == 0 && ms >= 120_000 {
         format!("{}m", ms / 60_000)
     } else if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
@@ -326,7 +326,9 @@ mod tests {
 
     #[test]
     fn formatting_reads_back() {
-        for d in ["0s", "500ms", "1500ms", "10s", "2m", "90s", "1h", "36h"] {
+        for d in [
+            "0s", "500ms", "1500ms", "10s", "60s", "2m", "90s", "1h", "36h",
+        ] {
             let v = parse_duration(d).unwrap();
             assert_eq!(format_duration(v), d);
         }

@@ -30,15 +30,23 @@ impl Session {
         loop {
             let pool = &self.snap.pools[p];
             if self.tried.len() > pool.retries {
+                // Every try failed; if they also took the last alive upstreams down, the pool
+                // is down: 503, as for a request that finds it so.
+                let status = if pool.any_alive() { 502 } else { 503 };
                 debug!(
-                    "{}: {} tries in pool {}, no retry left: 502",
+                    "{}: {} tries in pool {}, no retry left: {status}",
                     self.client_ip,
                     self.tried.len(),
                     pool.name
                 );
-                return Err(Fail::Respond(502));
+                return Err(Fail::Respond(status));
             }
-            let now_ms = crate::upstream::mono_ms();
+            // The clock is read only for slow start (a vDSO call costs ~100 instructions).
+            let now_ms = if pool.slow_start_ms > 0 {
+                crate::upstream::mono_ms()
+            } else {
+                0
+            };
             let idx = match pool.pick(&self.tried, key, ctx.balance.for_pool(p), now_ms) {
                 Choice::Member(i) => i,
                 Choice::NoneAlive => {

@@ -404,6 +404,17 @@ impl Proxy {
         }
     }
 
+    /// Start the proxy with the config file `text` (written to a fresh temp dir, returned too
+    /// so it lives as long as the proxy), plus `extra` flags.
+    pub fn with_config(text: &str, extra: &[&str]) -> (Proxy, TempDir) {
+        let dir = TempDir::new();
+        let path = dir.write("goround.toml", text);
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["--config", path.as_str()];
+        args.extend_from_slice(extra);
+        (Proxy::start(&args), dir)
+    }
+
     /// Start the proxy in front of `127.0.0.1:{port}` for each port, plus `extra` flags.
     pub fn with_upstreams(ports: &[u16], extra: &[&str]) -> Proxy {
         let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -510,12 +521,15 @@ pub struct Dummies {
     procs: Vec<Option<Spawned>>,
     /// The port of each backend, stable across restarts.
     ports: Vec<u16>,
+    /// Extra flags of each backend (`--delay`, `--health-status`), kept for restarts.
+    args: Vec<Vec<String>>,
 }
 
-/// Spawn a dummy with `--port {port}` (0 for any) and return it with its bound port.
-fn spawn_dummy(port: u16) -> Spawned {
+/// Spawn a dummy with `--port {port}` (0 for any) and `extra` flags.
+fn spawn_dummy(port: u16, extra: &[String]) -> Spawned {
     let mut cmd = Command::new(DUMMY_BIN);
     cmd.args(["--port", &port.to_string()]);
+    cmd.args(extra);
     spawn(cmd, "goround-dummy")
 }
 
@@ -532,11 +546,21 @@ fn dummy_port(d: &Spawned) -> u16 {
 impl Dummies {
     /// Start `n` dummies on ephemeral ports and wait until every one listens.
     pub fn start(n: usize) -> Dummies {
-        let procs: Vec<Spawned> = (0..n).map(|_| spawn_dummy(0)).collect();
+        Dummies::start_each(&vec![&[][..]; n])
+    }
+
+    /// Start one dummy per entry of `flags`, each with those extra flags (`--delay 200ms`).
+    pub fn start_each(flags: &[&[&str]]) -> Dummies {
+        let args: Vec<Vec<String>> = flags
+            .iter()
+            .map(|f| f.iter().map(|a| a.to_string()).collect())
+            .collect();
+        let procs: Vec<Spawned> = args.iter().map(|a| spawn_dummy(0, a)).collect();
         let ports = procs.iter().map(dummy_port).collect();
         Dummies {
             procs: procs.into_iter().map(Some).collect(),
             ports,
+            args,
         }
     }
 
@@ -581,10 +605,49 @@ impl Dummies {
     /// Start backend `i` again on its old port and wait until it listens.
     pub fn restart(&mut self, i: usize) {
         assert!(self.procs[i].is_none(), "dummy {i} is still running");
-        let d = spawn_dummy(self.ports[i]);
+        let d = spawn_dummy(self.ports[i], &self.args[i]);
         let port = dummy_port(&d);
         assert_eq!(port, self.ports[i], "dummy {i} came back on another port");
         self.procs[i] = Some(d);
+    }
+}
+
+/// A directory of its own under the system's temp dir, removed on drop: config files.
+pub struct TempDir {
+    path: std::path::PathBuf,
+}
+
+impl TempDir {
+    /// A fresh, empty directory.
+    pub fn new() -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("goround-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        if let Err(e) = std::fs::create_dir_all(&path) {
+            panic!("{}: {e}", path.display());
+        }
+        TempDir { path }
+    }
+
+    /// Write `text` to the file `name` in it and return its path.
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("{}: {e}", path.display());
+        }
+        path
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

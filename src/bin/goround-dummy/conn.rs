@@ -14,9 +14,9 @@ use httparse::EMPTY_HEADER;
 use mio::event::Event;
 use mio::net::TcpStream;
 
-use crate::buf::Buf;
 use crate::chunked::ChunkedScanner;
 use crate::http::{self, Framing, HeadError, Length, Persistence, Route, HEAD_RESERVE};
+use goround_mio::buffer::Buffer as Buf;
 
 /// Capacity of a connection's input buffer, and so the largest request head (a longer one
 /// is answered with 431).
@@ -51,6 +51,10 @@ pub type Timer = Reverse<(Instant, usize, u64)>;
 pub struct Ctx<'a> {
     /// `Hello from Server {port}\n` for this listener.
     pub hello: &'a [u8],
+    /// What `/health` answers (`--health-status`).
+    pub health_status: u16,
+    /// How long every answer waits (`--delay`).
+    pub delay: Duration,
     /// The time of the current loop iteration.
     pub now: Instant,
     /// The worker is draining: no new request starts.
@@ -188,6 +192,8 @@ pub struct Conn {
     /// hold its end, so a head trickling in is not re-parsed from the start on every
     /// segment (quadratic) until a blank line may have arrived.
     partial_head: usize,
+    /// `--delay`: the head waiting in the input is answered at this time.
+    delayed_until: Option<Instant>,
     /// Where the connection stands.
     state: State,
 }
@@ -206,6 +212,7 @@ impl Conn {
             writable: true,
             eof: false,
             partial_head: 0,
+            delayed_until: None,
             state: State::Head,
         }
     }
@@ -311,7 +318,7 @@ impl Conn {
     fn write(&mut self) -> io::Result<bool> {
         let mut progress = false;
         while self.writable && !self.output.is_empty() {
-            match self.stream.write(self.output.bytes()) {
+            match self.stream.write(self.output.data()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.output.consume(n);
@@ -351,8 +358,8 @@ impl Conn {
                     }
                 }
                 State::Tunnel => {
-                    let n = self.input.len().min(self.output.free());
-                    self.output.push(&self.input.bytes()[..n]);
+                    let n = self.input.len().min(self.output.room());
+                    put(&mut self.output, &self.input.data()[..n]);
                     self.input.consume(n);
                     if self.eof && self.input.is_empty() {
                         self.state = State::Closing;
@@ -382,7 +389,7 @@ impl Conn {
             return false;
         }
         let mut headers = [EMPTY_HEADER; http::MAX_HEADERS];
-        let raw = self.input.bytes();
+        let raw = self.input.data();
         if self.partial_head > 0
             && raw.len() < IN_BUF_SIZE
             && !self.eof
@@ -408,9 +415,22 @@ impl Conn {
             Err(HeadError::TooLarge) => return self.refuse(431),
             Err(HeadError::Malformed) => return self.refuse(400),
         };
+        // `--delay`: every answer waits; the head stays in the input until its time comes.
+        if !ctx.delay.is_zero() {
+            match self.delayed_until {
+                None => {
+                    let until = ctx.now + ctx.delay;
+                    self.delayed_until = Some(until);
+                    ctx.timers.push(Reverse((until, self.key, self.serial)));
+                    return false;
+                }
+                Some(until) if ctx.now < until => return false,
+                Some(_) => self.delayed_until = None,
+            }
+        }
         // Every answer started here fits in this much: our head, an interim 100, and at
         // most the request head again (echo, header listing) plus chunk framing.
-        if self.output.free() < HEAD_RESERVE + CONTINUE.len() + head.len + CHUNK_FRAME_MAX {
+        if self.output.room() < HEAD_RESERVE + CONTINUE.len() + head.len + CHUNK_FRAME_MAX {
             return false; // wait for the output to drain
         }
         let out = &mut self.output;
@@ -443,7 +463,7 @@ impl Conn {
         };
         if head.expect_continue && has_request_body && !head.http10 && route != Ok(Route::Ws) {
             // RFC 9110 §10.1.1: a server that will read the body "ought to" send 100 first.
-            out.push(CONTINUE);
+            put(out, CONTINUE);
         }
         let mut next = None;
         match route {
@@ -451,7 +471,21 @@ impl Conn {
                 simple(out, 400, TEXT, b"Bad Request\n", persistence, with_body);
             }
             Ok(Route::Hello) => simple(out, 200, TEXT, ctx.hello, persistence, with_body),
-            Ok(Route::Health) => simple(out, 200, TEXT, b"OK\n", persistence, with_body),
+            Ok(Route::Health) if ctx.health_status == 200 => {
+                simple(out, 200, TEXT, b"OK\n", persistence, with_body)
+            }
+            Ok(Route::Health) => {
+                let mut body = [0u8; 8];
+                let n = http::write_status_body(&mut body, ctx.health_status).unwrap_or(0);
+                simple(
+                    out,
+                    ctx.health_status,
+                    TEXT,
+                    &body[..n],
+                    persistence,
+                    with_body,
+                );
+            }
             Ok(Route::Big { bytes }) => {
                 push_head(out, 200, Some(BINARY), Length::Fixed(bytes), persistence);
                 if with_body {
@@ -507,20 +541,20 @@ impl Conn {
                     let total = echoed.len() as u64 + body_len;
                     push_head(out, 200, Some(BINARY), Length::Fixed(total), persistence);
                     if with_body {
-                        out.push(echoed);
+                        put(out, echoed);
                         exchange.echo = Echo::Raw;
                     }
                 }
             }
             Ok(Route::Ws) => {
-                out.push(SWITCHING);
+                put(out, SWITCHING);
                 // Whatever follows the head already belongs to the tunnel.
                 next = Some(State::Tunnel);
             }
             Ok(Route::Close) => {
                 push_head(out, 200, Some(TEXT), Length::Omitted, Persistence::Close);
                 if with_body {
-                    out.push(ctx.hello);
+                    put(out, ctx.hello);
                 }
                 next = Some(State::Closing);
             }
@@ -542,7 +576,7 @@ impl Conn {
 
     /// Answers an unusable head with `status` and closes.
     fn refuse(&mut self, status: u16) -> bool {
-        if self.output.free() < HEAD_RESERVE + 64 {
+        if self.output.room() < HEAD_RESERVE + 64 {
             return false; // wait for the output to drain
         }
         let body: &[u8] = if status == 431 {
@@ -596,7 +630,7 @@ fn step_exchange(
             let available = (input.len() as u64).min(*remaining) as usize;
             let n = match exchange.echo {
                 // Backpressure: echo only what the output can take.
-                Echo::Raw => output.push(&input.bytes()[..available.min(output.free())]),
+                Echo::Raw => output.extend(&input.data()[..available.min(output.room())]),
                 Echo::Discard | Echo::Chunked => available,
             };
             input.consume(n);
@@ -608,13 +642,13 @@ fn step_exchange(
         }
         Body::Chunked(scanner) => {
             let n = if exchange.echo == Echo::Chunked {
-                let room = output.free().saturating_sub(CHUNK_FRAME_MAX);
+                let room = output.room().saturating_sub(CHUNK_FRAME_MAX);
                 let take = input.len().min(room);
-                let n = scanner.scan(&input.bytes()[..take]).map_err(|_| Abort)?;
-                push_chunk(output, &input.bytes()[..n]);
+                let n = scanner.scan(&input.data()[..take]).map_err(|_| Abort)?;
+                push_chunk(output, &input.data()[..n]);
                 n
             } else {
-                scanner.scan(input.bytes()).map_err(|_| Abort)?
+                scanner.scan(input.data()).map_err(|_| Abort)?
             };
             input.consume(n);
             progress |= n > 0;
@@ -628,8 +662,8 @@ fn step_exchange(
     match &mut exchange.producer {
         Producer::Done => {}
         Producer::Pattern { offset, remaining } => {
-            let n = (*remaining).min(output.free() as u64) as usize;
-            output.push(http::pattern(*offset, n));
+            let n = (*remaining).min(output.room() as u64) as usize;
+            put(output, http::pattern(*offset, n));
             *offset += n as u64;
             *remaining -= n as u64;
             progress |= n > 0;
@@ -645,16 +679,16 @@ fn step_exchange(
         } => loop {
             match *part {
                 ChunkPart::Size if *chunks_left == 0 => {
-                    if output.free() < LAST_CHUNK.len() {
+                    if output.room() < LAST_CHUNK.len() {
                         break;
                     }
-                    output.push(LAST_CHUNK);
+                    put(output, LAST_CHUNK);
                     exchange.producer = Producer::Done;
                     progress = true;
                     break;
                 }
                 ChunkPart::Size => {
-                    if output.free() < CHUNK_FRAME_MAX {
+                    if output.room() < CHUNK_FRAME_MAX {
                         break;
                     }
                     let n = http::write_chunk_size(output.spare(), *size).unwrap_or(0);
@@ -662,11 +696,11 @@ fn step_exchange(
                     *part = ChunkPart::Data(*size);
                 }
                 ChunkPart::Data(left) => {
-                    let n = left.min(output.free() as u64) as usize;
+                    let n = left.min(output.room() as u64) as usize;
                     if n == 0 {
                         break;
                     }
-                    output.push(http::pattern(*offset, n));
+                    put(output, http::pattern(*offset, n));
                     *offset += n as u64;
                     *part = if left == n as u64 {
                         ChunkPart::Crlf
@@ -675,10 +709,10 @@ fn step_exchange(
                     };
                 }
                 ChunkPart::Crlf => {
-                    if output.free() < 2 {
+                    if output.room() < 2 {
                         break;
                     }
-                    output.push(b"\r\n");
+                    put(output, b"\r\n");
                     *chunks_left -= 1;
                     *part = ChunkPart::Size;
                 }
@@ -690,21 +724,34 @@ fn step_exchange(
             head_only,
             persistence,
         } => {
-            if ctx.now >= *deadline && output.free() >= HEAD_RESERVE + ctx.hello.len() {
+            if ctx.now >= *deadline && output.room() >= HEAD_RESERVE + ctx.hello.len() {
                 simple(output, 200, TEXT, ctx.hello, *persistence, !*head_only);
                 exchange.producer = Producer::Done;
                 progress = true;
             }
         }
         Producer::LastChunk => {
-            if body_done && output.free() >= LAST_CHUNK.len() {
-                output.push(LAST_CHUNK);
+            if body_done && output.room() >= LAST_CHUNK.len() {
+                put(output, LAST_CHUNK);
                 exchange.producer = Producer::Done;
                 progress = true;
             }
         }
     }
     Ok(progress)
+}
+
+/// Appends `bytes`; callers reserve the room first, so a short append is a sizing bug, said
+/// loudly rather than hidden.
+fn put(out: &mut Buf, bytes: &[u8]) {
+    let n = out.extend(bytes);
+    if n < bytes.len() {
+        eprintln!(
+            "goround-dummy: bug: {} of {} bytes did not fit the output buffer",
+            bytes.len() - n,
+            bytes.len()
+        );
+    }
 }
 
 /// Appends a response head. The caller has reserved [`HEAD_RESERVE`] bytes.
@@ -731,7 +778,7 @@ fn simple(
     let length = Length::Fixed(body.len() as u64);
     push_head(out, status, Some(content_type), length, persistence);
     if with_body {
-        out.push(body);
+        put(out, body);
     }
 }
 
@@ -743,6 +790,6 @@ fn push_chunk(out: &mut Buf, data: &[u8]) {
     }
     let n = http::write_chunk_size(out.spare(), data.len() as u64).unwrap_or(0);
     out.commit(n);
-    out.push(data);
-    out.push(b"\r\n");
+    put(out, data);
+    put(out, b"\r\n");
 }

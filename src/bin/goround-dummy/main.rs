@@ -1,9 +1,14 @@
 //! goround-dummy: fast loopback HTTP/1.1 backends for demos, integration tests and load
-//! tests of goround-mio. Self-contained on mio + httparse: it does not use the proxy's
-//! library, so a bug there cannot hide behind the same bug here.
+//! tests of goround-mio.
+//!
+//! Its plumbing is the library's (buffers, the open-files limit, the listener, the reason
+//! phrases), but its HTTP parsing is its own, lenient and independent on purpose: it is the
+//! oracle the proxy is tested against, so a bug in the proxy's parser cannot hide behind the
+//! same bug here.
 //!
 //! ```text
 //! goround-dummy --port 8081 [--port 8082 ...] [--host 127.0.0.1] [--threads-per-port N]
+//!               [--health-status CODE] [--delay DURATION]
 //! ```
 //! Prints `listening on HOST:PORT` once per `--port`, in order, after all are bound.
 //!
@@ -13,13 +18,12 @@
 //! - [`conn`]: one connection's state machine (requests in order, streaming, backpressure).
 //! - [`http`]: pure parts: head analysis, route table, queries, reasons, head formatting.
 //! - [`chunked`]: the incremental chunked-body scanner.
-//! - [`buf`]: the fixed-capacity buffers.
+
 //!
 //! # Routes
 //! `/` (any other path) hello · `/health` · `/big?bytes=N` · `/chunked?chunks=N&size=M` ·
 //! `/slow?ms=N` · `/status/N` · `/echo` · `/ws` · `/close` · `/headers`. See [`http::Route`].
 
-mod buf;
 mod chunked;
 mod conn;
 mod http;
@@ -36,12 +40,11 @@ use clap::Parser;
 use mio::{Interest, Poll, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::worker::{Worker, LISTENER, WAKER};
 
 /// Pending-connection queue length of each listener.
-const BACKLOG: i32 = 1024;
+const BACKLOG: u32 = 1024;
 /// How long the main thread waits for the workers to drain after a signal; the contract
 /// says "exit 0 within 2 s at most", this leaves a margin.
 const DRAIN_LIMIT: Duration = Duration::from_millis(1800);
@@ -63,12 +66,19 @@ struct Cli {
     /// Event-loop threads per port, sharing the port with SO_REUSEPORT.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads_per_port: u16,
+    /// The status `/health` answers (e.g. 500, to fail an HTTP health check).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=599))]
+    health_status: u16,
+    /// Wait this long before answering every request (500ms, 2s): a slow backend.
+    #[arg(long, default_value = "0s", value_parser = goround_mio::config::parse_duration)]
+    delay: Duration,
 }
 
 fn main() -> ExitCode {
     // Clap exits with status 2 on bad flags.
     let cli = Cli::parse();
-    raise_fd_limit();
+    // Load tests open many connections.
+    goround_mio::listen::raise_nofile_limit();
     // Registered before anything is printed: a test may signal as soon as it reads a line.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,
@@ -114,7 +124,11 @@ fn main() -> ExitCode {
             Err(e) => return fatal(&format!("cannot create the event loop: {e}")),
         };
         wakers.push(waker);
-        let worker = Worker::new(poll, listener, port, Arc::clone(&shutdown));
+        let answers = worker::Answers {
+            health_status: cli.health_status,
+            delay: cli.delay,
+        };
+        let worker = Worker::new(poll, listener, port, Arc::clone(&shutdown), answers);
         let done_tx = done_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("dummy-{port}"))
@@ -155,19 +169,11 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A nonblocking listener on `addr`: SO_REUSEADDR so a restart right after a kill binds
-/// despite TIME_WAIT, and SO_REUSEPORT only when several threads share the port (otherwise
-/// a stale dummy on the same port would silently share the traffic).
+/// A nonblocking listener on `addr` (the library's: SO_REUSEADDR so a restart right after a
+/// kill binds despite TIME_WAIT), with SO_REUSEPORT only when several threads share the port
+/// (otherwise a stale dummy on the same port would silently share the traffic).
 fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    goround_mio::listen::plain_listener(addr, reuse_port, BACKLOG)
 }
 
 /// Reports a bind failure in the documented format and exits 1.
@@ -179,24 +185,6 @@ fn bind_error(addr: SocketAddr, error: &std::io::Error) -> ExitCode {
 fn fatal(message: &str) -> ExitCode {
     eprintln!("goround-dummy: error: {message}");
     ExitCode::from(1)
-}
-
-/// Raises the soft open-file limit to the hard limit: load tests open many connections.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid, exclusively borrowed struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: setrlimit only reads the valid struct it is given. Failure is harmless:
-        // the old limit stays.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    }
 }
 
 #[cfg(test)]

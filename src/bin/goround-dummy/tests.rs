@@ -22,6 +22,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(crate::worker::Answers {
+            health_status: 200,
+            delay: Duration::ZERO,
+        })
+    }
+
+    fn start_with(answers: crate::worker::Answers) -> Server {
         let std_listener = crate::bind("127.0.0.1:0".parse().expect("literal"), false)
             .expect("bind an ephemeral port");
         let addr = std_listener.local_addr().expect("local addr");
@@ -32,7 +39,7 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .expect("register");
         let shutdown = Arc::new(AtomicBool::new(false));
-        let worker = Worker::new(poll, listener, addr.port(), Arc::clone(&shutdown));
+        let worker = Worker::new(poll, listener, addr.port(), Arc::clone(&shutdown), answers);
         let thread = Some(std::thread::spawn(move || worker.run()));
         Server {
             addr,
@@ -408,4 +415,29 @@ fn blank_line_detection() {
     assert!(crate::conn::may_end_head(b"\n\r"));
     assert!(!crate::conn::may_end_head(b"GET / HTTP/1.1\r\nHost: x\r"));
     assert!(!crate::conn::may_end_head(b""));
+}
+
+#[test]
+fn health_status_and_delay_come_from_the_flags() {
+    let mut server = Server::start_with(crate::worker::Answers {
+        health_status: 503,
+        delay: Duration::from_millis(200),
+    });
+    let mut c = server.connect();
+    let started = Instant::now();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
+    assert!(
+        waited >= Duration::from_millis(200),
+        "answered after {waited:?}"
+    );
+    server.stop();
 }

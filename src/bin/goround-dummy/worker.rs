@@ -11,8 +11,8 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::buf::Buf;
 use crate::conn::{Conn, Ctx, Timer, Verdict, IN_BUF_SIZE, OUT_BUF_SIZE};
+use goround_mio::buffer::Buffer as Buf;
 
 /// Token of the listener.
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -27,6 +27,15 @@ const POOL_MAX: usize = 256;
 /// fd table does not turn the loop into a busy spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
+/// How this backend answers, from its flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    /// What `/health` answers.
+    pub health_status: u16,
+    /// How long every answer waits.
+    pub delay: Duration,
+}
+
 /// One listener's loop and everything it owns.
 pub struct Worker {
     /// The readiness queue.
@@ -37,6 +46,8 @@ pub struct Worker {
     shutdown: Arc<AtomicBool>,
     /// The hello body of this listener.
     hello: Box<[u8]>,
+    /// `--health-status` and `--delay`.
+    answers: Answers,
     /// The live connections; a connection's token is its key.
     conns: Slab<Conn>,
     /// Deadlines of `/slow` answers and lingering closes.
@@ -58,12 +69,19 @@ pub struct Worker {
 impl Worker {
     /// A worker for `listener` (already registered with `poll` under [`LISTENER`]); `port`
     /// is the listener's real port, used in the hello body.
-    pub fn new(poll: Poll, listener: TcpListener, port: u16, shutdown: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        poll: Poll,
+        listener: TcpListener,
+        port: u16,
+        shutdown: Arc<AtomicBool>,
+        answers: Answers,
+    ) -> Self {
         Self {
             poll,
             listener: Some(listener),
             shutdown,
             hello: format!("Hello from Server {port}\n").into_bytes().into(),
+            answers,
             conns: Slab::with_capacity(1024),
             timers: BinaryHeap::with_capacity(64),
             pool: Vec::new(),
@@ -191,10 +209,7 @@ impl Worker {
             }
             let (input, output) = match self.pool.pop() {
                 Some(buffers) => buffers,
-                None => (
-                    Buf::with_capacity(IN_BUF_SIZE),
-                    Buf::with_capacity(OUT_BUF_SIZE),
-                ),
+                None => (Buf::new(IN_BUF_SIZE), Buf::new(OUT_BUF_SIZE)),
             };
             self.next_serial += 1;
             entry.insert(Conn::new(stream, key, self.next_serial, input, output));
@@ -208,6 +223,8 @@ impl Worker {
         };
         let mut ctx = Ctx {
             hello: &self.hello,
+            health_status: self.answers.health_status,
+            delay: self.answers.delay,
             now,
             shutting_down: self.draining,
             timers: &mut self.timers,

@@ -48,6 +48,8 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
         },
         retries: 2,
         slow_start: Duration::ZERO,
+        queue_timeout: Duration::from_secs(5),
+        client_rate: None,
     }
 }
 
@@ -97,7 +99,7 @@ fn routes(c: &mut Criterion) {
 }
 
 fn strategies(c: &mut Criterion) {
-    let registry = Registry::default();
+    let registry = Registry::new(1);
     let tried = Tried::default();
     let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 33));
     let headers = [

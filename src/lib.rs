@@ -28,6 +28,8 @@
 //!
 //! `src/main.rs` only parses the flags and calls [`run`].
 
+pub mod access_log;
+pub mod admin;
 pub mod balance;
 pub mod buffer;
 pub mod config;
@@ -37,7 +39,9 @@ pub mod demo;
 pub mod fuzzing;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod listen;
+pub mod metrics;
 pub mod route;
 pub mod session;
 pub mod snapshot;
@@ -59,6 +63,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let nofile = listen::raise_nofile_limit();
@@ -89,10 +94,28 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .ok_or("cannot listen: no listener")?;
-    let registry = upstream::Registry::default();
+    let reopen_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logger = match &cfg.access_log {
+        Some(spec) => Some(
+            access_log::start(spec, Arc::clone(&reopen_log))
+                .map_err(|e| format!("cannot open the access log: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin = cfg.admin;
+    let demo = cfg.demo;
+    let registry = upstream::Registry::new(workers);
     let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry)?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
-    let shared = Arc::new(worker::Shared::new(snap));
+    let shared = Arc::new(worker::Shared::new(snap, registry, workers, logger));
+    if let Some(addr) = admin {
+        let bound = admin::spawn(addr, Arc::clone(&shared))
+            .map_err(|e| format!("cannot start the admin listener: {e}"))?;
+        info!("admin listening on {bound}: status page http://{bound}/, metrics http://{bound}/metrics");
+        if demo {
+            println!("status page: http://{bound}/");
+        }
+    }
 
     let mut wakers = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
@@ -120,6 +143,11 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR1 {
+                    info!("signal {sig}: reopening the access log");
+                    reopen_log.store(true, Ordering::Release);
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     info!("signal {sig}: shutting down gracefully (again to stop at once)");

@@ -4,8 +4,10 @@
 
 use crate::balance::Pool;
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::route;
 use crate::upstream::{Registry, UpstreamState};
+use std::sync::Arc;
 
 /// What the workers read for every request.
 #[derive(Debug)]
@@ -16,6 +18,12 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
     /// The routes, ordered for lookup.
     pub routes: route::Table,
+    /// When it was made (Unix ms): `/status`'s `config_loaded_unix_ms`.
+    pub loaded_unix_ms: u64,
+    /// The global client limits (rate and connections), if any.
+    pub limiter: Option<Arc<Limiter>>,
+    /// Each pool's own client rate, if any (index-parallel to `pools`).
+    pub pool_limiters: Vec<Option<Arc<Limiter>>>,
 }
 
 impl Snapshot {
@@ -28,7 +36,25 @@ impl Snapshot {
             .map(|p| Pool::new(p, registry))
             .collect::<Result<Vec<_>, _>>()?;
         let routes = route::Table::new(&cfg.routes);
-        Ok(Snapshot { cfg, pools, routes })
+        let limits = &cfg.client_limits;
+        let limiter = (limits.rate.is_some() || limits.connections.is_some())
+            .then(|| Arc::new(Limiter::new(limits.rate, limits.max_clients)));
+        let pool_limiters = cfg
+            .pools
+            .iter()
+            .map(|p| {
+                p.client_rate
+                    .map(|r| Arc::new(Limiter::new(Some(r), limits.max_clients)))
+            })
+            .collect();
+        Ok(Snapshot {
+            cfg,
+            pools,
+            routes,
+            loaded_unix_ms: crate::upstream::unix_ms(),
+            limiter,
+            pool_limiters,
+        })
     }
 
     /// Every upstream of every pool, once each, with the first pool that lists it (whose

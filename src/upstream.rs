@@ -8,8 +8,9 @@
 //! [`MAX_UPSTREAMS`]), so the request path holds plain `&'static` references: no reference
 //! count to touch per request, no lock.
 
+use crate::metrics::{Histogram, UpstreamShard};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,13 @@ pub fn mono_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     start.elapsed().as_millis() as u64 + 1
+}
+
+/// Nanoseconds from the process's start to `t` (monotonic; for the rate limits).
+pub fn mono_ns(t: Instant) -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    t.saturating_duration_since(start).as_nanos() as u64 + 1
 }
 
 /// Milliseconds since the Unix epoch (wall clock, for the status page).
@@ -53,14 +61,15 @@ pub struct UpstreamState {
     up_since_ms: AtomicU64,
     /// The rest, on its own line.
     slow: Slow,
+    /// Counters and the response-time histogram, one shard per worker (each written by its
+    /// worker only, summed at a scrape).
+    shards: Box<[UpstreamShard]>,
 }
 
 /// What health checks and counters write, off the pick's cache line.
 #[repr(align(64))]
 #[derive(Debug)]
 struct Slow {
-    /// Requests sent (or about to be sent) to this upstream.
-    requests: AtomicU64,
     /// Connects that were refused, unreachable or timed out.
     connect_failures: AtomicU64,
     /// When the alive flag last changed (`mono_ms`; 0: never since the start).
@@ -88,7 +97,7 @@ pub struct LastCheck {
 }
 
 impl UpstreamState {
-    fn new(id: usize, addr: SocketAddr, name: &str) -> Self {
+    fn new(id: usize, addr: SocketAddr, name: &str, workers: usize) -> Self {
         UpstreamState {
             id,
             addr,
@@ -96,8 +105,10 @@ impl UpstreamState {
             alive: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             up_since_ms: AtomicU64::new(0),
+            shards: (0..workers.max(1))
+                .map(|_| UpstreamShard::default())
+                .collect(),
             slow: Slow {
-                requests: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
                 changed_ms: AtomicU64::new(0),
                 passes: AtomicU32::new(0),
@@ -111,7 +122,7 @@ impl UpstreamState {
 
     /// A state outside any registry (tests and benches).
     pub fn detached(id: usize, addr: SocketAddr) -> &'static UpstreamState {
-        Box::leak(Box::new(UpstreamState::new(id, addr, &addr.to_string())))
+        Box::leak(Box::new(UpstreamState::new(id, addr, &addr.to_string(), 1)))
     }
 
     /// In the rotation.
@@ -175,12 +186,39 @@ impl UpstreamState {
         }
     }
 
-    /// A request is assigned to it: counted, and in flight until the [`InFlight`] drops.
+    /// A request is assigned to it by `worker`: counted, and in flight until the [`InFlight`]
+    /// drops.
     #[inline]
-    pub fn begin_request(&'static self) -> InFlight {
+    pub fn begin_request(&'static self, worker: usize) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.slow.requests.fetch_add(1, Ordering::Relaxed);
+        self.shard(worker).requests.add(1);
         InFlight(self)
+    }
+
+    /// Worker `worker`'s counters of this upstream.
+    #[inline]
+    pub fn shard(&self, worker: usize) -> &UpstreamShard {
+        &self.shards[worker.min(self.shards.len() - 1)]
+    }
+
+    /// Responses by class (1xx … 5xx), all workers together.
+    pub fn responses(&self) -> [u64; 5] {
+        let mut r = [0; 5];
+        for s in self.shards.iter() {
+            for (sum, c) in r.iter_mut().zip(&s.responses) {
+                *sum += c.get();
+            }
+        }
+        r
+    }
+
+    /// The response-time histogram, all workers together.
+    pub fn histogram(&self) -> Histogram {
+        let mut h = Histogram::default();
+        for s in self.shards.iter() {
+            h.add(s);
+        }
+        h
     }
 
     /// Count one failed connect (refused, unreachable, timed out).
@@ -188,9 +226,9 @@ impl UpstreamState {
         self.slow.connect_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Requests counted so far.
+    /// Requests counted so far, all workers together.
     pub fn requests(&self) -> u64 {
-        self.slow.requests.load(Ordering::Relaxed)
+        self.shards.iter().map(|s| s.requests.get()).sum()
     }
 
     /// Failed connects counted so far.
@@ -279,15 +317,72 @@ impl Drop for InFlight {
     }
 }
 
-/// Every upstream state ever made, by address. Touched when a configuration is loaded, never
-/// on the request path.
+/// What the workers share about one pool, by name, for the life of the process (a reload that
+/// keeps the name keeps it): the counters that are not per upstream, and the queue of requests
+/// waiting for a `max_conns` slot.
+#[derive(Debug)]
+pub struct PoolShared {
+    /// The pool's name.
+    pub name: String,
+    /// Requests refused by a client rate limit.
+    pub rate_limited: AtomicU64,
+    /// Requests that waited their `queue_timeout` for a slot and got 503.
+    pub queue_timeouts: AtomicU64,
+    /// Requests waiting for a slot now.
+    pub queued: AtomicUsize,
+    /// Who waits, in order of arrival: (worker, session key, ticket).
+    pub waiters: Mutex<std::collections::VecDeque<Waiter>>,
+}
+
+/// A request waiting in a pool's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    /// The worker whose session waits.
+    pub worker: usize,
+    /// The session's slab key.
+    pub key: usize,
+    /// Which wait of that session (a stale wake-up is told apart by it).
+    pub ticket: u64,
+}
+
+/// Every upstream state and pool state ever made, by address and by name. Touched when a
+/// configuration is loaded, never on the request path.
 #[derive(Debug, Default)]
 pub struct Registry {
     /// Address → state, and the states by id.
     inner: Mutex<Vec<&'static UpstreamState>>,
+    /// Pool states by name.
+    pools: Mutex<Vec<&'static PoolShared>>,
+    /// Workers of the process: the number of counter shards per upstream.
+    workers: usize,
 }
 
 impl Registry {
+    /// A registry for a process with `workers` workers.
+    pub fn new(workers: usize) -> Registry {
+        Registry {
+            workers,
+            ..Registry::default()
+        }
+    }
+
+    /// The shared state of pool `name` (made on first use).
+    pub fn pool(&self, name: &str) -> &'static PoolShared {
+        let mut all = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = all.iter().find(|p| p.name == name) {
+            return p;
+        }
+        let p: &'static PoolShared = Box::leak(Box::new(PoolShared {
+            name: name.to_string(),
+            rate_limited: AtomicU64::new(0),
+            queue_timeouts: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            waiters: Mutex::new(std::collections::VecDeque::new()),
+        }));
+        all.push(p);
+        p
+    }
+
     /// The state for `addr` (made on first use, named `name`), or an error once
     /// [`MAX_UPSTREAMS`] addresses have been registered.
     pub fn get(&self, addr: SocketAddr, name: &str) -> Result<&'static UpstreamState, String> {
@@ -300,8 +395,12 @@ impl Registry {
                 "more than {MAX_UPSTREAMS} distinct upstream addresses in this process's life"
             ));
         }
-        let state: &'static UpstreamState =
-            Box::leak(Box::new(UpstreamState::new(all.len(), addr, name)));
+        let state: &'static UpstreamState = Box::leak(Box::new(UpstreamState::new(
+            all.len(),
+            addr,
+            name,
+            self.workers,
+        )));
         all.push(state);
         Ok(state)
     }
@@ -373,7 +472,7 @@ mod tests {
 
     #[test]
     fn one_state_per_address_for_good() {
-        let r = Registry::default();
+        let r = Registry::new(1);
         let a = r.get(addr(1), "a:1").unwrap();
         let b = r.get(addr(2), "b:2").unwrap();
         let a2 = r.get(addr(1), "other name").unwrap();
@@ -386,8 +485,8 @@ mod tests {
     #[test]
     fn in_flight_counts_follow_the_guards() {
         let s = UpstreamState::detached(0, addr(1));
-        let g1 = s.begin_request();
-        let g2 = s.begin_request();
+        let g1 = s.begin_request(0);
+        let g2 = s.begin_request(0);
         assert_eq!((s.in_flight(), s.requests()), (2, 2));
         drop(g1);
         assert_eq!(s.in_flight(), 1);

@@ -8,10 +8,12 @@ use crate::balance::Local;
 use crate::buffer::BufPool;
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
+use crate::metrics::WorkerStats;
 use crate::session::{self, Ctx, Drive, ExchangePool, Session};
 use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
 use crate::timer::TimerWheel;
+use crate::upstream::Registry;
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -129,15 +131,52 @@ pub struct Shared {
     pub generation: AtomicU64,
     /// The current snapshot.
     pub snapshot: Mutex<Arc<Snapshot>>,
+    /// Each worker's client-side counters, by worker id (summed at a scrape).
+    pub stats: Box<[WorkerStats]>,
+    /// Every upstream and pool state (the admin listener lists them).
+    pub registry: Registry,
+    /// When the process started serving (Unix ms), for the status page.
+    pub started_unix_ms: u64,
+    /// Configuration reloads, for the metrics.
+    pub reloads: Reloads,
+    /// The access log's queue, when it is on.
+    pub logger: Option<crate::access_log::Logger>,
+}
+
+/// Counts of configuration reloads (SIGHUP).
+#[derive(Debug, Default)]
+pub struct Reloads {
+    /// Reloads that swapped the configuration.
+    pub ok: AtomicU64,
+    /// Reloads refused (a bad file, a failed bind): nothing changed.
+    pub error: AtomicU64,
+    /// When the configuration was last loaded successfully, Unix seconds (the start counts).
+    pub last_success_unix: AtomicU64,
 }
 
 impl Shared {
-    /// Shared state starting with `snap`.
-    pub fn new(snap: Arc<Snapshot>) -> Self {
+    /// Shared state for `workers` workers starting with `snap`, whose upstreams are in
+    /// `registry`.
+    pub fn new(
+        snap: Arc<Snapshot>,
+        registry: Registry,
+        workers: usize,
+        logger: Option<crate::access_log::Logger>,
+    ) -> Self {
         Shared {
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             snapshot: Mutex::new(snap),
+            stats: (0..workers.max(1))
+                .map(|_| WorkerStats::default())
+                .collect(),
+            registry,
+            started_unix_ms: crate::upstream::unix_ms(),
+            reloads: Reloads {
+                last_success_unix: AtomicU64::new(crate::upstream::unix_ms() / 1000),
+                ..Reloads::default()
+            },
+            logger,
         }
     }
 
@@ -421,6 +460,9 @@ impl Worker {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
                     let session = Session::new(stream, addr.ip(), key, &self.snap, self.now);
+                    let stats = &self.shared.stats[self.id];
+                    stats.accepted.add(1);
+                    stats.open.add(1);
                     entry.insert(Entry {
                         session,
                         timer_gen: 0,
@@ -454,6 +496,9 @@ impl Worker {
                 snap: &self.snap,
                 cfg: &self.snap.cfg,
                 balance: &mut self.balance,
+                worker: self.id,
+                stats: &self.shared.stats[self.id],
+                logger: self.shared.logger.as_ref(),
                 now: self.now,
                 scratch: &mut self.scratch,
                 shutting_down: self.shutting_down,
@@ -509,7 +554,10 @@ impl Worker {
                 &mut self.bufs,
                 &mut self.conns,
                 &mut self.pipes,
+                &self.shared.stats[self.id],
+                self.shared.logger.as_ref(),
             );
+            self.shared.stats[self.id].open.sub(1);
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.
         self.accept_paused = false;

@@ -15,7 +15,7 @@ pub mod least_conn;
 pub mod round_robin;
 
 use crate::config::{HashKey, PoolSpec, Strategy};
-use crate::upstream::{Registry, Tried, UpstreamState};
+use crate::upstream::{PoolShared, Registry, Tried, UpstreamState};
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
@@ -60,6 +60,8 @@ pub struct Pool {
     pub(crate) next: AtomicUsize,
     /// The hash ring of the non-backup members, and of the backups (hash strategies only).
     pub(crate) rings: Option<(hash::Ring, hash::Ring)>,
+    /// What the workers share about this pool by name (counters, the `max_conns` queue).
+    pub shared: &'static PoolShared,
 }
 
 /// What a pick found.
@@ -128,11 +130,15 @@ impl Pool {
                 max_conns: u.max_conns.unwrap_or(u32::MAX),
             });
         }
-        Ok(Pool::from_members(spec, members))
+        Ok(Pool::from_members(spec, members, registry.pool(&spec.name)))
     }
 
     /// The pool for `spec` with these members (tests bind detached states).
-    pub fn from_members(spec: &PoolSpec, members: Vec<Member>) -> Pool {
+    pub fn from_members(
+        spec: &PoolSpec,
+        members: Vec<Member>,
+        shared: &'static PoolShared,
+    ) -> Pool {
         let equal_weights = members.windows(2).all(|w| w[0].weight == w[1].weight);
         let has_backup = members.iter().any(|m| m.backup);
         let capped = members.iter().any(|m| m.max_conns != u32::MAX);
@@ -154,6 +160,7 @@ impl Pool {
             capped,
             next: AtomicUsize::new(0),
             rings,
+            shared,
         }
     }
 
@@ -261,6 +268,8 @@ pub(crate) mod tests {
             },
             retries: 2,
             slow_start: Duration::ZERO,
+            queue_timeout: Duration::from_secs(5),
+            client_rate: None,
         }
     }
 
@@ -278,7 +287,8 @@ pub(crate) mod tests {
                 max_conns: u.max_conns.unwrap_or(u32::MAX),
             })
             .collect();
-        Pool::from_members(spec, members)
+        let registry: &'static Registry = Box::leak(Box::new(Registry::new(1)));
+        Pool::from_members(spec, members, registry.pool(&spec.name))
     }
 
     /// `n` picks with nothing tried; `None` for no member.
@@ -323,7 +333,7 @@ pub(crate) mod tests {
         let mut tried = Tried::default();
         tried.insert(0);
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::Member(1));
-        let held = p.members[1].state.begin_request();
+        let held = p.members[1].state.begin_request(0);
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllFull);
         tried.insert(1);
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllTried);

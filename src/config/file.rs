@@ -43,6 +43,12 @@ pub struct File {
     pub underscores_in_headers: Option<At<Value>>,
     pub request_buffer: Option<At<Value>>,
     pub log_level: Option<At<Value>>,
+    /// `[admin]`: the admin listener.
+    pub admin: Option<At<AdminFile>>,
+    /// `[access_log]`.
+    pub access_log: Option<At<AccessLogFile>>,
+    /// `[client_limits]`: per-client rate and connection limits.
+    pub client_limits: Option<At<LimitsFile>>,
     /// Named pools of upstreams.
     #[serde(default)]
     pub pools: BTreeMap<String, At<PoolFile>>,
@@ -61,6 +67,42 @@ pub struct PoolFile {
     pub health: Option<At<HealthFile>>,
     pub retries: Option<At<Value>>,
     pub slow_start: Option<At<Value>>,
+    pub queue_timeout: Option<At<Value>>,
+    /// A pool's own, stricter, rate limit.
+    pub client_limits: Option<At<PoolLimitsFile>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Option<At<Value>>,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    pub path: Option<At<Value>>,
+    pub format: Option<At<Value>>,
+}
+
+/// `[client_limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub requests_per_second: Option<At<Value>>,
+    pub burst: Option<At<Value>>,
+    pub connections: Option<At<Value>>,
+    pub max_clients: Option<At<Value>>,
+}
+
+/// `[pools.NAME.client_limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolLimitsFile {
+    pub requests_per_second: Option<At<Value>>,
+    pub burst: Option<At<Value>>,
 }
 
 /// One entry of a pool's `upstreams`: `"host:port"` or `{ address = "host:port", ... }`.

@@ -2,6 +2,11 @@
 //! [`values`](super::values), so a bad value is reported by clap with the flag's name.
 
 use super::values::*;
+
+/// Parse `combined` or `json` for --access-log-format.
+fn parse_log_format(s: &str) -> Result<super::LogFormat, String> {
+    super::LogFormat::parse(s)
+}
 use crate::http::rewrite::ForwardedFor;
 use clap::{ArgAction, Parser};
 use std::net::SocketAddr;
@@ -144,6 +149,19 @@ pub struct Cli {
     /// CGI-style backends read `X_Forwarded_For` as `X-Forwarded-For`
     #[arg(long)]
     pub underscores_in_headers: bool,
+
+    /// Serve /metrics, /status, the status page (/) and /healthz on this address (off unless
+    /// given; --demo turns it on at 127.0.0.1:8404)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub admin: Option<(SocketAddr, bool)>,
+
+    /// Write an access log line per request to PATH (or `stdout`); off by default
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<String>,
+
+    /// The access log's format: combined (nginx's, byte for byte) or json
+    #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
+    pub access_log_format: super::LogFormat,
 
     /// Start three dummy backends on 127.0.0.1:8081-8083; they are the upstreams unless
     /// --upstream is given (then they run alongside, unused unless listed)

@@ -128,6 +128,12 @@ pub struct Config {
     pub underscores_in_headers: bool,
     /// From `log_level` or `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
     pub log_level: log::LevelFilter,
+    /// The admin listener (`[admin] listen`, `--admin`), if any.
+    pub admin: Option<SocketAddr>,
+    /// The access log, if any.
+    pub access_log: Option<AccessLogSpec>,
+    /// Per-client limits for every request (a pool may add its own rate).
+    pub client_limits: ClientLimits,
     /// The pools, at least one; routes refer to them by index.
     pub pools: Vec<PoolSpec>,
     /// The routes, as written; `route::Table` orders them by specificity.
@@ -159,6 +165,102 @@ pub struct PoolSpec {
     /// An upstream that comes back ramps from a tenth of its weight to all of it over this
     /// time; zero: at once.
     pub slow_start: Duration,
+    /// How long a request waits for a `max_conns` slot when every eligible upstream is full.
+    pub queue_timeout: Duration,
+    /// The pool's own per-client rate (on top of the global one).
+    pub client_rate: Option<Rate>,
+}
+
+/// A per-client request rate: GCRA with this sustained rate and this burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained requests per second (> 0).
+    pub per_second: f64,
+    /// Requests allowed at once above the rate.
+    pub burst: u32,
+}
+
+impl Eq for Rate {}
+
+/// `[client_limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// The rate for every request, if limited.
+    pub rate: Option<Rate>,
+    /// Open connections per client address, if limited.
+    pub connections: Option<u32>,
+    /// The most client addresses tracked (the table's bound).
+    pub max_clients: usize,
+}
+
+/// The default bound of the client table.
+pub const MAX_CLIENTS: usize = 100_000;
+
+/// Default `queue_timeout` of a pool.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how the access log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    /// `stdout`, or a file (appended to, reopened on SIGUSR1).
+    pub path: LogTarget,
+    /// The line format.
+    pub format: LogFormat,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// A file.
+    File(PathBuf),
+}
+
+impl LogTarget {
+    fn parse(s: &str) -> Result<LogTarget, String> {
+        match s {
+            "" => Err("the access log path is empty".to_string()),
+            "stdout" | "-" => Ok(LogTarget::Stdout),
+            path => Ok(LogTarget::File(PathBuf::from(path))),
+        }
+    }
+
+    /// As written.
+    pub fn describe(&self) -> String {
+        match self {
+            LogTarget::Stdout => "stdout".to_string(),
+            LogTarget::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nginx's `combined`, byte for byte.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parse `combined` or `json`.
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "combined" => Ok(LogFormat::Combined),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("'{s}' is not one of combined, json")),
+        }
+    }
+
+    /// As written.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Combined => "combined",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// One upstream of a pool.
@@ -649,6 +751,30 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
     }
     // A probe that outlived the interval would overlap the next one.
     let health_timeout = health_timeout.min(health_interval);
+    let file_admin = file
+        .admin
+        .as_ref()
+        .and_then(|a| a.get_ref().listen.as_ref());
+    let admin = match (cli.admin, file_admin, &source) {
+        (Some((addr, _)), _, _) => Some(addr),
+        (None, Some(v), Some(src)) => Some(
+            as_str(v.get_ref())
+                .and_then(parse_listen)
+                .map(|(a, _)| a)
+                .map_err(|e| file_error(src.error(&v.span(), format!("admin listen: {e}"))))?,
+        ),
+        _ if cli.demo => Some(SocketAddr::from(([127, 0, 0, 1], DEMO_ADMIN_PORT))),
+        _ => None,
+    };
+    let access_log = access_log(&cli, matches, &file, source.as_ref())?;
+    let client_limits = match (&file.client_limits, &source) {
+        (Some(l), Some(src)) => client_limits(l.get_ref(), src)?,
+        _ => ClientLimits {
+            rate: None,
+            connections: None,
+            max_clients: MAX_CLIENTS,
+        },
+    };
 
     let mut notices = Vec::new();
     let mut warnings = Vec::new();
@@ -706,6 +832,8 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
                 health: defaults.clone(),
                 retries: default_retries(count),
                 slow_start: Duration::ZERO,
+                queue_timeout: QUEUE_TIMEOUT,
+                client_rate: None,
             };
             let route = RouteSpec {
                 host: None,
@@ -746,6 +874,9 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
         forwarded_for,
         underscores_in_headers,
         log_level,
+        admin,
+        access_log,
+        client_limits,
         pools,
         routes,
         file: cli.config.clone(),
@@ -906,6 +1037,19 @@ fn pools_and_routes(
                 position(src, &at)
             ));
         }
+        let queue_timeout = match &p.queue_timeout {
+            Some(v) => as_str(v.get_ref())
+                .and_then(values::parse_positive_duration)
+                .map_err(|e| err(v.span(), format!("queue_timeout: {e}")))?,
+            None => QUEUE_TIMEOUT,
+        };
+        let client_rate = match &p.client_limits {
+            Some(l) => {
+                let l = l.get_ref();
+                rate(&l.requests_per_second, &l.burst, src)?
+            }
+            None => None,
+        };
         pools.push(PoolSpec {
             name: name.clone(),
             strategy,
@@ -914,6 +1058,8 @@ fn pools_and_routes(
             health,
             retries,
             slow_start,
+            queue_timeout,
+            client_rate,
         });
     }
 
@@ -1004,6 +1150,130 @@ fn pools_and_routes(
         }
     }
     Ok((pools, routes))
+}
+
+/// The port `--demo` serves the admin pages on (127.0.0.1).
+pub const DEMO_ADMIN_PORT: u16 = 8404;
+
+/// The access log from `--access-log`/`--access-log-format` over `[access_log]`.
+fn access_log(
+    cli: &flags::Cli,
+    matches: &ArgMatches,
+    file: &file::File,
+    source: Option<&Source>,
+) -> Result<Option<AccessLogSpec>, ConfigError> {
+    let section = file.access_log.as_ref().map(|a| a.get_ref());
+    let path = match (
+        &cli.access_log,
+        section.and_then(|a| a.path.as_ref()),
+        source,
+    ) {
+        (Some(p), _, _) => Some(LogTarget::parse(p).map_err(ConfigError::Usage)?),
+        (None, Some(v), Some(src)) => Some(
+            as_str(v.get_ref())
+                .and_then(LogTarget::parse)
+                .map_err(|e| file_error(src.error(&v.span(), format!("access_log path: {e}"))))?,
+        ),
+        _ => None,
+    };
+    let format = match (section.and_then(|a| a.format.as_ref()), source) {
+        (Some(v), Some(src)) if !given(matches, "access_log_format") => as_str(v.get_ref())
+            .and_then(LogFormat::parse)
+            .map_err(|e| file_error(src.error(&v.span(), format!("access_log format: {e}"))))?,
+        _ => cli.access_log_format,
+    };
+    if path.is_none() {
+        if let (Some(a), Some(src)) = (&file.access_log, source) {
+            return Err(file_error(src.error(
+                &a.span(),
+                "[access_log] needs a path (\"stdout\" or a file)",
+            )));
+        }
+    }
+    Ok(path.map(|path| AccessLogSpec { path, format }))
+}
+
+/// A rate from `requests_per_second` and `burst` (none without a rate; a burst alone is an
+/// error).
+fn rate(
+    per_second: &Option<At<Value>>,
+    burst: &Option<At<Value>>,
+    src: &Source,
+) -> Result<Option<Rate>, ConfigError> {
+    let err = |span: std::ops::Range<usize>, message: String| file_error(src.error(&span, message));
+    let Some(r) = per_second else {
+        if let Some(b) = burst {
+            return Err(err(
+                b.span(),
+                "burst without requests_per_second".to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    let per_second = match r.get_ref() {
+        Value::Integer(n) if *n > 0 => *n as f64,
+        Value::Float(f) if *f > 0.0 && f.is_finite() => *f,
+        _ => {
+            return Err(err(
+                r.span(),
+                "requests_per_second must be a number above 0".to_string(),
+            ))
+        }
+    };
+    if per_second > 1e9 {
+        return Err(err(
+            r.span(),
+            "requests_per_second is too large".to_string(),
+        ));
+    }
+    let burst = match burst {
+        Some(b) => match b.get_ref().as_integer() {
+            Some(n) if (0..=1_000_000).contains(&n) => n as u32,
+            _ => {
+                return Err(err(
+                    b.span(),
+                    "burst must be a whole number from 0 to 1000000".to_string(),
+                ))
+            }
+        },
+        None => 0,
+    };
+    Ok(Some(Rate { per_second, burst }))
+}
+
+/// `[client_limits]`.
+fn client_limits(l: &file::LimitsFile, src: &Source) -> Result<ClientLimits, ConfigError> {
+    let err = |span: std::ops::Range<usize>, message: String| file_error(src.error(&span, message));
+    let rate = rate(&l.requests_per_second, &l.burst, src)?;
+    let connections = match &l.connections {
+        Some(c) => match c.get_ref().as_integer() {
+            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
+            _ => {
+                return Err(err(
+                    c.span(),
+                    "connections must be a whole number of at least 1".to_string(),
+                ))
+            }
+        },
+        None => None,
+    };
+    let max_clients = match &l.max_clients {
+        Some(m) => match m.get_ref().as_integer() {
+            Some(n) if (1..=100_000_000).contains(&n) => n as usize,
+            _ => {
+                return Err(err(
+                    m.span(),
+                    "max_clients must be a whole number from 1 to 100000000".to_string(),
+                ))
+            }
+        },
+        None => MAX_CLIENTS,
+    };
+    Ok(ClientLimits {
+        rate,
+        connections,
+        max_clients,
+    })
 }
 
 /// `PATH:LINE:COL` of a span, for warnings.

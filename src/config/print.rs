@@ -104,6 +104,26 @@ pub fn effective(cfg: &Config) -> String {
         "log_level = {}",
         quote(&cfg.log_level.to_string().to_ascii_lowercase())
     );
+    if let Some(admin) = cfg.admin {
+        let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
+    }
+    if let Some(log) = &cfg.access_log {
+        let _ = writeln!(
+            o,
+            "\n[access_log]\npath = {}\nformat = {}",
+            quote(&log.path.describe()),
+            quote(log.format.name())
+        );
+    }
+    let limits = &cfg.client_limits;
+    if limits.rate.is_some() || limits.connections.is_some() {
+        let _ = writeln!(o, "\n[client_limits]");
+        rate(o, limits.rate);
+        if let Some(c) = limits.connections {
+            let _ = writeln!(o, "connections = {c}");
+        }
+        let _ = writeln!(o, "max_clients = {}", limits.max_clients);
+    }
     for pool in &cfg.pools {
         pool_table(o, pool);
     }
@@ -133,6 +153,11 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
         o,
         "slow_start = {}",
         quote(&format_duration(pool.slow_start))
+    );
+    let _ = writeln!(
+        o,
+        "queue_timeout = {}",
+        quote(&format_duration(pool.queue_timeout))
     );
     let _ = writeln!(o, "upstreams = [");
     for u in &pool.upstreams {
@@ -165,4 +190,20 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
     let _ = writeln!(o, "timeout = {}", quote(&format_duration(h.timeout)));
     let _ = writeln!(o, "rise = {}", h.rise);
     let _ = writeln!(o, "fall = {}", h.fall);
+    if pool.client_rate.is_some() {
+        let _ = writeln!(o, "\n[pools.{}.client_limits]", pool.name);
+        rate(o, pool.client_rate);
+    }
+}
+
+/// `requests_per_second` and `burst`.
+fn rate(o: &mut String, rate: Option<super::Rate>) {
+    if let Some(r) = rate {
+        if r.per_second.fract() == 0.0 {
+            let _ = writeln!(o, "requests_per_second = {}", r.per_second as u64);
+        } else {
+            let _ = writeln!(o, "requests_per_second = {}", r.per_second);
+        }
+        let _ = writeln!(o, "burst = {}", r.burst);
+    }
 }

@@ -123,13 +123,14 @@ impl Session {
                 self.upstream = Some(Upstream {
                     peer,
                     idx,
-                    flight: state.begin_request(),
+                    flight: state.begin_request(ctx.worker),
                     id: r.id,
                     reused: true,
                     requests: r.requests + 1,
                     connected: true,
                     connect_started: ctx.now,
                     write_failed: false,
+                    sent_at: None,
                 });
                 return Ok(());
             }
@@ -148,13 +149,14 @@ impl Session {
         self.upstream = Some(Upstream {
             peer: Peer::new(stream),
             idx,
-            flight: state.begin_request(),
+            flight: state.begin_request(ctx.worker),
             id,
             reused: false,
             requests: 1,
             connected: false,
             connect_started: ctx.now,
             write_failed: false,
+            sent_at: None,
         });
         Ok(())
     }

@@ -25,6 +25,8 @@ pub(super) struct Upstream {
     pub(super) connect_started: Instant,
     /// A write failed: the upstream stopped reading. Its response may still come.
     pub(super) write_failed: bool,
+    /// When the first byte of the request went to it: the start of its response time.
+    pub(super) sent_at: Option<Instant>,
 }
 
 /// How much of the request body is left to forward.
@@ -88,4 +90,11 @@ pub struct Exchange {
     pub(super) pool: usize,
     /// The hash of the request's key, for the hash strategies (`None`: round robin).
     pub(super) hash: Option<u64>,
+    /// The final status sent to the client (0 until one is).
+    pub(super) status: u16,
+    /// Client bytes (written and queued) when the final response head was queued: what comes
+    /// after is its body (the access log's bytes sent).
+    pub(super) body_from: u64,
+    /// Request sent → response head received, µs, once known.
+    pub(super) upstream_us: Option<u64>,
 }

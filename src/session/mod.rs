@@ -9,6 +9,7 @@
 //! One exchange at a time: request head → upstream connect → request body and response in
 //! both directions → back to reading the next head (keep-alive) or closing.
 
+use crate::access_log::{Logger, Record};
 use crate::balance::{self, Choice, Local};
 use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
@@ -18,6 +19,8 @@ use crate::http::request::{self, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, Version};
+use crate::limits::{ClientKey, Limiter};
+use crate::metrics::{self, WorkerStats};
 use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Pulled, Span};
 use crate::sys;
@@ -82,6 +85,7 @@ macro_rules! parse_with_slots {
 
 mod connect;
 mod exchange;
+mod logging;
 mod peer;
 mod request_side;
 mod response_side;
@@ -114,6 +118,12 @@ pub struct Ctx<'a> {
     pub snap: &'a Arc<Snapshot>,
     /// The worker's balancing state.
     pub balance: &'a mut Local,
+    /// The worker's index (its counter shard of each upstream).
+    pub worker: usize,
+    /// The worker's client-side counters.
+    pub stats: &'a WorkerStats,
+    /// The access log, when it is on.
+    pub logger: Option<&'a Logger>,
     /// Flags and limits.
     pub cfg: &'a Config,
     /// The worker's clock for this loop iteration.
@@ -239,6 +249,20 @@ pub struct Session {
     snap: Arc<Snapshot>,
     /// The client's address (for `ip_hash`).
     peer_ip: IpAddr,
+    /// Client bytes in and out already added to the worker's counters.
+    counted: (u64, u64),
+    /// The limiter this connection is counted in (a connection limit), to uncount it at the
+    /// close.
+    conn_limiter: Option<Arc<Limiter>>,
+    /// The connection was over its client's connection limit when it opened: its first request
+    /// gets 429 and the connection closes.
+    over_connection_limit: bool,
+    /// The access-log record of the current request (allocated once, the access log on).
+    log: Option<Box<Record>>,
+    /// `log` describes a request not logged yet.
+    log_open: bool,
+    /// When the current request's head was complete (its duration's start).
+    log_started: Instant,
     /// The most a forwarded head may take of the upstream buffer (what is not kept for a body
     /// read before the connect); fixed with the buffers' sizes when the connection starts.
     head_room: usize,
@@ -274,6 +298,20 @@ impl Session {
         // then reports the socket's real readiness (epoll checks it when a socket is added).
         client.readable = true;
         client.writable = true;
+        // A connection limit counts this connection now; the first request of one over it gets
+        // a 429 and the connection closes.
+        let (conn_limiter, over_connection_limit) =
+            match (cfg.client_limits.connections, &snap.limiter) {
+                (Some(limit), Some(l)) => {
+                    let fits = l.open(
+                        ClientKey::of(client_ip),
+                        limit,
+                        crate::upstream::mono_ns(now),
+                    );
+                    (Some(Arc::clone(l)), !fits)
+                }
+                _ => (None, false),
+            };
         Session {
             client,
             client_registered: false,
@@ -290,6 +328,12 @@ impl Session {
             snap: Arc::clone(snap),
             peer_ip: client_ip,
             head_room: size,
+            counted: (0, 0),
+            conn_limiter,
+            over_connection_limit,
+            log: None,
+            log_open: false,
+            log_started: now,
             served: 0,
             idle_since: now,
             last_progress: now,
@@ -327,7 +371,22 @@ impl Session {
         bufs: &mut BufPool,
         conns: &mut ConnPool,
         pipes: &mut PipePool,
+        stats: &WorkerStats,
+        logger: Option<&Logger>,
     ) {
+        self.count_bytes(stats);
+        if let Some(l) = self.conn_limiter.take() {
+            l.close(ClientKey::of(self.peer_ip));
+        }
+        // A request still open when the connection goes: the client left before its answer
+        // (499, nginx's code) or in the middle of it.
+        if self.log_open {
+            let status = match &self.state {
+                State::Exchange(ex) if ex.status != 0 => ex.status,
+                _ => 499,
+            };
+            self.log_end(logger, stats, status, true, None, Instant::now());
+        }
         self.end_spans(pipes);
         self.drop_upstream(registry, conns);
         // No deregister: the socket is closed when the session is dropped right after, and a
@@ -335,6 +394,15 @@ impl Session {
         self.cin.clear();
         self.cout.clear();
         self.detach_buffers(bufs);
+    }
+
+    /// Add the client bytes moved since the last call to the worker's counters.
+    #[inline]
+    fn count_bytes(&mut self, stats: &WorkerStats) {
+        let (bytes_in, bytes_out) = (self.client.bytes_in, self.client.bytes_out);
+        stats.bytes_received.add(bytes_in - self.counted.0);
+        stats.bytes_sent.add(bytes_out - self.counted.1);
+        self.counted = (bytes_in, bytes_out);
     }
 
     /// Give the lent pipes back (the pool closes one that still holds bytes).
@@ -468,6 +536,8 @@ impl Session {
                     debug!("{}: request head not complete in time: 408", self.client_ip);
                     self.cin.clear();
                     local::write_response(408, true, None, ctx.scratch_take());
+                    ctx.stats.local[metrics::local_index(408)].add(1);
+                    self.log_local(ctx, 408);
                     // Nothing is queued in this state: it fits (or the close says it all).
                     let _ = self.queue_scratch_for_client(ctx);
                     self.state = State::Closing {
@@ -527,6 +597,7 @@ impl Session {
         {
             d = Drive::Closed;
         }
+        self.count_bytes(ctx.stats);
         if d != Drive::Closed {
             // Every empty buffer goes back, not only an idle connection's: a session waiting on
             // its upstream or its client holds storage only for bytes actually queued, so the
@@ -630,6 +701,16 @@ impl Session {
             State::Tunnel => true,
             _ => false,
         };
+        let closing_without_answer = !matches!(e, Fail::Respond(_)) || final_started;
+        if closing_without_answer && self.log_open {
+            // What reached the client is logged: the response's status if it started, else
+            // 499 (the client left, or the exchange broke before any answer).
+            let status = match &self.state {
+                State::Exchange(ex) if ex.status != 0 => ex.status,
+                _ => 499,
+            };
+            self.log_end(ctx.logger, ctx.stats, status, true, None, ctx.now);
+        }
         self.drop_upstream(ctx.registry, ctx.conns);
         self.end_spans(ctx.pipes);
         match e {
@@ -656,6 +737,8 @@ impl Session {
                     interval.as_secs().max(1)
                 });
                 local::write_response(status, !keep, retry_after, ctx.scratch_take());
+                ctx.stats.local[metrics::local_index(status)].add(1);
+                self.log_local(ctx, status);
                 // An answer that cannot be queued whole is not sent at all: the connection
                 // closes after what is queued before it.
                 let keep = self.queue_scratch_for_client(ctx) && keep;
@@ -857,6 +940,7 @@ impl Session {
                     Some(w) => *w += n,
                     None => self.uout.consume(n),
                 }
+                up.sent_at.get_or_insert(now);
                 self.last_progress = now;
                 Ok(true)
             }

@@ -24,6 +24,10 @@ pub(super) struct Peer {
     /// Something was written to the socket already: a further small write could be held by
     /// Nagle's algorithm behind an unacknowledged one.
     pub(super) wrote: bool,
+    /// Bytes read from the socket so far (by read or splice).
+    pub(super) bytes_in: u64,
+    /// Bytes written to the socket so far (by write or splice).
+    pub(super) bytes_out: u64,
 }
 
 impl Peer {
@@ -37,6 +41,8 @@ impl Peer {
             hung_up: false,
             nodelay: false,
             wrote: false,
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 
@@ -66,6 +72,7 @@ impl Peer {
                     return Ok(0);
                 }
                 Ok(n) => {
+                    self.bytes_in += n as u64;
                     // A short read drained the socket (epoll(7), Q9): new bytes will raise a
                     // new edge, so no read that would only say EAGAIN. Not when the peer hung
                     // up: that edge was already reported and the EOF still has to be read.
@@ -94,6 +101,7 @@ impl Peer {
             match sys::send(self.stream.as_raw_fd(), bytes, more) {
                 Ok(n) => {
                     self.wrote = true;
+                    self.bytes_out += n as u64;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

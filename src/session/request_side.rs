@@ -1,6 +1,7 @@
 //! The client side of an exchange: the request head becomes an exchange, and the request
 //! body goes upstream (through the buffers, or by splice(2) for long spans).
 
+use super::logging::log_begin;
 use super::*;
 
 impl Session {
@@ -25,6 +26,9 @@ impl Session {
             let parsed = |slots| request::parse(data, &limits, slots),
             RequestError::Slots
         );
+        if !matches!(parsed, Ok(None)) {
+            ctx.stats.requests.add(1);
+        }
         let (info, head_len, pool, hash) = match parsed {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
@@ -48,11 +52,35 @@ impl Session {
                 if !Arc::ptr_eq(&self.snap, ctx.snap) {
                     self.snap = Arc::clone(ctx.snap);
                 }
+                if ctx.logger.is_some() {
+                    self.log_open = true;
+                    self.log_started = ctx.now;
+                    log_begin(
+                        self.log.get_or_insert_with(Default::default),
+                        self.client_ip,
+                        &req,
+                    );
+                }
                 let Some(pool) = self.snap.routes.lookup(req.host, req.path) else {
                     let (head_len, info) = (req.head_len, req.info);
                     let host = req.host.to_vec();
-                    return self.no_route(ctx, &host, head_len, &info);
+                    debug!(
+                        "{}: no route for host '{}': 404",
+                        self.client_ip,
+                        String::from_utf8_lossy(&host)
+                    );
+                    return self.answer_at_head(ctx, 404, head_len, &info, false, |out, close| {
+                        local::write_no_route(&host, close, out)
+                    });
                 };
+                if let Some(retry_after) = self.over_limit(ctx, pool) {
+                    let (head_len, info) = (req.head_len, req.info);
+                    // Over the connection limit: this connection closes after its answer.
+                    let close = self.over_connection_limit;
+                    return self.answer_at_head(ctx, 429, head_len, &info, close, |out, close| {
+                        local::write_response(429, close, Some(retry_after), out)
+                    });
+                }
                 let hash = match &self.snap.pools[pool].hash_key {
                     Some(key) => {
                         let h = balance::hash::key_of(key, self.peer_ip, req.headers, req.path);
@@ -131,6 +159,9 @@ impl Session {
             head_len: self.uout.len(),
             pool,
             hash,
+            status: 0,
+            body_from: 0,
+            upstream_us: None,
         }));
         self.tried.clear();
         if !buffering {
@@ -139,19 +170,22 @@ impl Session {
         Ok(true)
     }
 
-    /// No route matches: a 404 of our own naming the host. The connection stays open for the
-    /// next request when this one had no body (nothing of it is left unread) and keeps alive.
-    fn no_route(
+    /// Answer a request ourselves right at its head (a 404, a 429): nothing goes upstream.
+    /// The connection stays open for the next request when this one had no body (nothing of
+    /// it is left unread), keeps alive, and `close` is not asked.
+    fn answer_at_head(
         &mut self,
         ctx: &mut Ctx<'_>,
-        host: &[u8],
+        status: u16,
         head_len: usize,
         info: &RequestInfo,
+        close: bool,
+        write: impl FnOnce(&mut Vec<u8>, bool),
     ) -> Result<bool, Fail> {
-        let shown = String::from_utf8_lossy(host);
-        debug!("{}: no route for host '{shown}': 404", self.client_ip);
-        let keep = info.framing.is_empty_body() && info.keep_alive && !ctx.shutting_down;
-        local::write_no_route(host, !keep, ctx.scratch_take());
+        let keep = !close && info.framing.is_empty_body() && info.keep_alive && !ctx.shutting_down;
+        write(ctx.scratch_take(), !keep);
+        ctx.stats.local[metrics::local_index(status)].add(1);
+        self.log_local(ctx, status);
         if !self.queue_scratch_for_client(ctx) || !keep {
             self.cin.clear();
             self.state = State::Closing {
@@ -165,6 +199,51 @@ impl Session {
         self.idle_since = ctx.now;
         self.state = State::Head { started: None };
         Ok(true)
+    }
+
+    /// Whether this request is over a client limit: `Some(retry_after_secs)` if so (counted
+    /// for its pool and logged at debug). The connection limit was decided at the accept; the
+    /// rates (the global one, then the pool's own) are checked here, before anything is read
+    /// of the body or sent upstream.
+    fn over_limit(&self, ctx: &Ctx<'_>, pool: usize) -> Option<u64> {
+        let snap = &self.snap;
+        if !self.over_connection_limit
+            && snap.cfg.client_limits.rate.is_none()
+            && snap.pool_limiters[pool].is_none()
+        {
+            return None;
+        }
+        let name = &snap.pools[pool].name;
+        let verdict = if self.over_connection_limit {
+            debug!("{}: over the connection limit: 429", self.client_ip);
+            Some(1)
+        } else {
+            let key = ClientKey::of(self.peer_ip);
+            let now = crate::upstream::mono_ns(ctx.now);
+            let limiters = [
+                snap.limiter
+                    .as_ref()
+                    .filter(|_| snap.cfg.client_limits.rate.is_some()),
+                snap.pool_limiters[pool].as_ref(),
+            ];
+            limiters.into_iter().flatten().find_map(|l| match l.check(key, now) {
+                crate::limits::Verdict::Allow => None,
+                crate::limits::Verdict::Deny { retry_after_secs } => {
+                    debug!(
+                        "{}: over the request rate of pool {name}: 429 (retry after {retry_after_secs} s)",
+                        self.client_ip
+                    );
+                    Some(retry_after_secs)
+                }
+            })
+        };
+        if verdict.is_some() {
+            snap.pools[pool]
+                .shared
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        verdict
     }
 
     /// While the body is read before the connect: connect once it is all here (and good: a

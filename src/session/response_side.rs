@@ -76,8 +76,13 @@ impl Session {
                         }
                         self.cout.extend(ctx.scratch);
                         self.uin.consume(head_len);
+                        ex.upstream_us = Some(record_response(up, 101, ctx));
                         ex.final_started = true;
+                        ex.status = 101;
+                        ex.body_from = self.client.bytes_out + self.cout.len() as u64;
                         ex.replay = None;
+                        // The exchange ends here as far as the log goes: a tunnel follows.
+                        self.log_end(ctx.logger, ctx.stats, 101, true, None, ctx.now);
                         self.state = State::Tunnel;
                         return Ok(true);
                     }
@@ -151,9 +156,13 @@ impl Session {
                             h.min(ctx.cfg.upstream_idle_timeout)
                         })
                     };
+                    let code = resp.code;
                     self.cout.extend(ctx.scratch);
                     self.uin.consume(head_len);
+                    ex.upstream_us = Some(record_response(up, code, ctx));
                     ex.final_started = true;
+                    ex.status = code;
+                    ex.body_from = self.client.bytes_out + self.cout.len() as u64;
                     ex.close_after = close;
                     ex.resp = match upstream_framing {
                         Framing::None | Framing::Length(0) => ResponseBody::Done,
@@ -321,6 +330,10 @@ impl Session {
     }
 
     pub(super) fn finish_exchange(&mut self, ctx: &mut Ctx<'_>, close: bool) {
+        if let State::Exchange(ex) = &self.state {
+            let status = ex.status;
+            self.log_end(ctx.logger, ctx.stats, status, true, None, ctx.now);
+        }
         self.release_upstream(ctx);
         self.served += 1;
         self.idle_since = ctx.now;
@@ -382,6 +395,18 @@ impl Session {
 /// new event once the connection is idle, so look now.
 pub(super) fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
     !connpool::is_quiet(stream)
+}
+
+/// Count a final response from `up` in the worker's shard of its counters, with the time since
+/// the request was sent.
+/// Returns that time, µs.
+#[inline]
+fn record_response(up: &Upstream, code: u16, ctx: &Ctx<'_>) -> u64 {
+    let us = up.sent_at.map_or(0, |t| {
+        ctx.now.saturating_duration_since(t).as_micros() as u64
+    });
+    up.flight.upstream().shard(ctx.worker).response(code, us);
+    us
 }
 
 /// Rewrite a response head into the scratch buffer, to be queued for the client. `Ok(false)`:

@@ -36,6 +36,7 @@ pub(super) fn move_span(
     if src.readable && !src.eof && span.can_pull() {
         match span.pull(src.stream.as_raw_fd()) {
             Ok(Pulled::Bytes(n)) => {
+                src.bytes_in += n as u64;
                 moved.pulled = n;
                 moved.progress = true;
             }
@@ -54,7 +55,10 @@ pub(super) fn move_span(
     }
     if dst_ready && span.held() > 0 && dst.writable && !dst.shut {
         match span.push(dst.stream.as_raw_fd()) {
-            Ok(Some(n)) => moved.progress |= n > 0,
+            Ok(Some(n)) => {
+                dst.bytes_out += n as u64;
+                moved.progress |= n > 0;
+            }
             Ok(None) => dst.writable = false,
             Err(e) => return Err(SpanError::Dest(e)),
         }

@@ -1,0 +1,393 @@
+//! The access log: one line per request, nginx's `combined` format byte for byte, or one JSON
+//! object per line. Workers format a line and hand it to a writer thread through a bounded
+//! queue; a full queue drops the line and counts it (`goround_access_log_dropped_total`), so
+//! a slow disk never stalls a worker. SIGUSR1 makes the writer reopen its file (logrotate).
+
+use crate::config::{AccessLogSpec, LogFormat, LogTarget};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Lines a worker may queue ahead of the writer before lines are dropped.
+pub const QUEUE: usize = 16 * 1024;
+
+/// One request, as logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// When the request head was complete, Unix ms.
+    pub unix_ms: u64,
+    /// The client's address.
+    pub client: String,
+    /// The request line's parts (`-` when the head could not be parsed).
+    pub method: String,
+    pub target: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: &'static str,
+    /// The host the request was for (absolute-form authority or Host).
+    pub host: String,
+    /// The status sent (499 when the client left before any).
+    pub status: u16,
+    /// Response body bytes sent (nginx's `$body_bytes_sent`).
+    pub bytes_sent: u64,
+    /// From the complete head to the end of the response, ms.
+    pub duration_ms: u64,
+    /// The pool and upstream; empty for an answer of the proxy's own.
+    pub pool: String,
+    pub upstream: String,
+    /// Request sent → response head received, ms (`None` without an upstream response).
+    pub upstream_ms: Option<u64>,
+    pub user_agent: String,
+    pub referer: String,
+}
+
+/// Append `r` as one line (with its `\n`) in `format`.
+pub fn format(r: &Record, format: LogFormat, out: &mut Vec<u8>) {
+    match format {
+        LogFormat::Combined => combined(r, out),
+        LogFormat::Json => json(r, out),
+    }
+}
+
+/// nginx's `combined`:
+/// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+/// "$http_referer" "$http_user_agent"`, with nginx's escaping (`"`, `\` and bytes outside
+/// printable ASCII as `\xXX`) and `-` for an empty field. Time in UTC.
+fn combined(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(r.client.as_bytes());
+    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(time_local(r.unix_ms).as_bytes());
+    out.extend_from_slice(b"] \"");
+    if r.method.is_empty() {
+        out.push(b'-');
+    } else {
+        escape_into(&r.method, out);
+        out.push(b' ');
+        escape_into(&r.target, out);
+        out.push(b' ');
+        out.extend_from_slice(r.version.as_bytes());
+    }
+    out.extend_from_slice(b"\" ");
+    out.extend_from_slice(r.status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(r.bytes_sent.to_string().as_bytes());
+    out.extend_from_slice(b" \"");
+    dash_or(&r.referer, out);
+    out.extend_from_slice(b"\" \"");
+    dash_or(&r.user_agent, out);
+    out.extend_from_slice(b"\"\n");
+}
+
+fn dash_or(s: &str, out: &mut Vec<u8>) {
+    if s.is_empty() {
+        out.push(b'-');
+    } else {
+        escape_into(s, out);
+    }
+}
+
+/// nginx's access-log escaping: `"`, `\` and bytes outside 0x20–0x7e as `\xXX`.
+fn escape_into(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// One JSON object.
+fn json(r: &Record, out: &mut Vec<u8>) {
+    use crate::admin::render::json_str;
+    let upstream_ms = r
+        .upstream_ms
+        .map_or_else(|| "null".to_string(), |m| m.to_string());
+    let opt = |s: &str| {
+        if s.is_empty() {
+            "null".to_string()
+        } else {
+            json_str(s)
+        }
+    };
+    let line = format!(
+        "{{\"time\":{},\"client\":{},\"method\":{},\"target\":{},\"version\":{},\"host\":{},\
+         \"status\":{},\"bytes_sent\":{},\"duration_ms\":{},\"pool\":{},\"upstream\":{},\
+         \"upstream_ms\":{upstream_ms},\"user_agent\":{},\"referer\":{}}}\n",
+        json_str(&rfc3339_ms(r.unix_ms)),
+        json_str(&r.client),
+        opt(&r.method),
+        opt(&r.target),
+        opt(r.version),
+        opt(&r.host),
+        r.status,
+        r.bytes_sent,
+        r.duration_ms,
+        opt(&r.pool),
+        opt(&r.upstream),
+        opt(&r.user_agent),
+        opt(&r.referer),
+    );
+    out.extend_from_slice(line.as_bytes());
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Split Unix ms into (year, month, day, hour, minute, second, ms), UTC.
+fn parts(unix_ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
+    let secs = unix_ms / 1000;
+    let (y, mo, d) = civil((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    (y, mo, d, s / 3600, s / 60 % 60, s % 60, unix_ms % 1000)
+}
+
+/// nginx's `$time_local` in UTC: `04/Dec/2026:05:10:00 +0000`.
+pub fn time_local(unix_ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s, _) = parts(unix_ms);
+    format!(
+        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
+        MONTHS[(mo - 1) as usize]
+    )
+}
+
+/// RFC 3339 with milliseconds, UTC: `2026-12-04T05:10:00.123Z`.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let (y, mo, d, h, mi, s, ms) = parts(unix_ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// A worker's end of the log: format here, write there.
+#[derive(Debug, Clone)]
+pub struct Logger {
+    tx: SyncSender<Vec<u8>>,
+    format: LogFormat,
+}
+
+impl Logger {
+    /// Queue `r`'s line; false when the queue is full and the line was dropped.
+    pub fn log(&self, r: &Record) -> bool {
+        let mut line = Vec::with_capacity(256);
+        format(r, self.format, &mut line);
+        match self.tx.try_send(line) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// Start the writer thread for `spec`; `reopen` is set by SIGUSR1. Fails when the file cannot
+/// be opened (at start, that stops the proxy with the reason).
+pub fn start(spec: &AccessLogSpec, reopen: Arc<AtomicBool>) -> io::Result<Logger> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
+    let mut sink = Sink::open(&spec.path)?;
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || writer(&mut sink, &rx, &reopen))?;
+    Ok(Logger {
+        tx,
+        format: spec.format,
+    })
+}
+
+/// Where lines are written.
+enum Sink {
+    Stdout(BufWriter<io::Stdout>),
+    File(std::path::PathBuf, BufWriter<File>),
+}
+
+impl Sink {
+    fn open(target: &LogTarget) -> io::Result<Sink> {
+        Ok(match target {
+            LogTarget::Stdout => Sink::Stdout(BufWriter::new(io::stdout())),
+            LogTarget::File(path) => Sink::File(path.clone(), BufWriter::new(append(path)?)),
+        })
+    }
+
+    fn out(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(w) => w,
+            Sink::File(_, w) => w,
+        }
+    }
+
+    /// Reopen the file (after logrotate moved it away).
+    fn reopen(&mut self) {
+        if let Sink::File(path, w) = self {
+            let _ = w.flush();
+            match append(path) {
+                Ok(f) => {
+                    *w = BufWriter::new(f);
+                    log::info!("access log {} reopened", path.display());
+                }
+                Err(e) => log::warn!("cannot reopen the access log {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+fn append(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// The writer: take lines as they come, flush whenever the queue is momentarily empty, reopen
+/// on request.
+fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool) {
+    let mut failed = false;
+    loop {
+        let line = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = sink.out().flush();
+                return;
+            }
+        };
+        if reopen.swap(false, Ordering::AcqRel) {
+            sink.reopen();
+        }
+        if let Some(line) = line {
+            let mut batch = vec![line];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+                if batch.len() >= 1024 {
+                    break;
+                }
+            }
+            for l in &batch {
+                if let Err(e) = sink.out().write_all(l) {
+                    if !failed {
+                        log::warn!("cannot write the access log: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if let Err(e) = sink.out().flush() {
+            if !failed {
+                log::warn!("cannot write the access log: {e}");
+                failed = true;
+            }
+        } else {
+            failed = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            unix_ms: 1_796_361_000_123, // 2026-12-04T05:10:00.123Z
+            client: "192.0.2.7".into(),
+            method: "GET".into(),
+            target: "/a?b=\"c\"".into(),
+            version: "HTTP/1.1",
+            host: "example.com".into(),
+            status: 200,
+            bytes_sent: 612,
+            duration_ms: 3,
+            pool: "web".into(),
+            upstream: "127.0.0.1:8081".into(),
+            upstream_ms: Some(2),
+            user_agent: "curl/8.5.0".into(),
+            referer: String::new(),
+        }
+    }
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(time_local(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(time_local(1_796_361_000_123), "04/Dec/2026:05:10:00 +0000");
+        assert_eq!(rfc3339_ms(1_796_361_000_123), "2026-12-04T05:10:00.123Z");
+        assert_eq!(
+            rfc3339_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z",
+            "a leap day"
+        );
+    }
+
+    #[test]
+    fn combined_is_nginxs_byte_for_byte() {
+        let mut out = Vec::new();
+        format(&record(), LogFormat::Combined, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "192.0.2.7 - - [04/Dec/2026:05:10:00 +0000] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 612 \"-\" \"curl/8.5.0\"\n"
+        );
+        let bad = Record {
+            method: String::new(),
+            status: 400,
+            bytes_sent: 16,
+            user_agent: "é".into(),
+            ..record()
+        };
+        let mut out = Vec::new();
+        format(&bad, LogFormat::Combined, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "192.0.2.7 - - [04/Dec/2026:05:10:00 +0000] \"-\" 400 16 \"-\" \"\\xC3\\xA9\"\n"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let mut out = Vec::new();
+        format(&record(), LogFormat::Json, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "{\"time\":\"2026-12-04T05:10:00.123Z\",\"client\":\"192.0.2.7\",\"method\":\"GET\",\
+             \"target\":\"/a?b=\\\"c\\\"\",\"version\":\"HTTP/1.1\",\"host\":\"example.com\",\"status\":200,\
+             \"bytes_sent\":612,\"duration_ms\":3,\"pool\":\"web\",\"upstream\":\"127.0.0.1:8081\",\
+             \"upstream_ms\":2,\"user_agent\":\"curl/8.5.0\",\"referer\":null}\n"
+        );
+        let local = Record {
+            pool: String::new(),
+            upstream: String::new(),
+            upstream_ms: None,
+            ..record()
+        };
+        let mut out = Vec::new();
+        format(&local, LogFormat::Json, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.contains("\"pool\":null,\"upstream\":null,\"upstream_ms\":null"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_instead_of_blocking() {
+        let (tx, _rx) = mpsc::sync_channel(2);
+        let logger = Logger {
+            tx,
+            format: LogFormat::Combined,
+        };
+        assert!(logger.log(&record()));
+        assert!(logger.log(&record()));
+        assert!(!logger.log(&record()), "the third is dropped, at once");
+    }
+}

@@ -1,0 +1,702 @@
+//! The admin pages from a [`View`]: Prometheus text (format 0.0.4), the JSON status, and the
+//! live status page. Pure: a view in, bytes out.
+
+use super::view::{UpstreamView, View};
+use crate::metrics::{BUCKETS_US, LOCAL_CODES};
+use std::fmt::Write;
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// HTML text: `&`, `<`, `>`, `"` and `'` escaped.
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The response classes as labels.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// `# HELP` and `# TYPE` lines.
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// Every (pool, upstream) pair the upstream metrics carry: each upstream once, under the
+/// first pool that lists it.
+fn primaries(v: &View) -> Vec<(&str, &UpstreamView)> {
+    v.pools
+        .iter()
+        .flat_map(|p| {
+            p.upstreams
+                .iter()
+                .filter(|u| u.primary)
+                .map(move |u| (p.name.as_str(), u))
+        })
+        .collect()
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn metrics(v: &View) -> String {
+    let mut o = String::with_capacity(4096);
+    let ups = primaries(v);
+    let lbl = |pool: &str, u: &UpstreamView| {
+        format!(
+            "pool=\"{}\",upstream=\"{}\"",
+            label(pool),
+            label(&u.address)
+        )
+    };
+    head(
+        &mut o,
+        "goround_upstream_up",
+        "gauge",
+        "1 if the upstream is in the rotation, 0 if it is out.",
+    );
+    for (p, u) in &ups {
+        let _ = writeln!(o, "goround_upstream_up{{{}}} {}", lbl(p, u), u8::from(u.up));
+    }
+    head(
+        &mut o,
+        "goround_upstream_requests_total",
+        "counter",
+        "Requests sent to the upstream.",
+    );
+    for (p, u) in &ups {
+        let _ = writeln!(
+            o,
+            "goround_upstream_requests_total{{{}}} {}",
+            lbl(p, u),
+            u.requests
+        );
+    }
+    head(
+        &mut o,
+        "goround_upstream_responses_total",
+        "counter",
+        "Final responses received from the upstream, by status class.",
+    );
+    for (p, u) in &ups {
+        for (i, class) in CLASSES.iter().enumerate().skip(1) {
+            let _ = writeln!(
+                o,
+                "goround_upstream_responses_total{{{},code=\"{class}\"}} {}",
+                lbl(p, u),
+                u.responses[i]
+            );
+        }
+    }
+    head(
+        &mut o,
+        "goround_upstream_active_requests",
+        "gauge",
+        "Requests in flight to the upstream now.",
+    );
+    for (p, u) in &ups {
+        let _ = writeln!(
+            o,
+            "goround_upstream_active_requests{{{}}} {}",
+            lbl(p, u),
+            u.active_requests
+        );
+    }
+    head(
+        &mut o,
+        "goround_upstream_response_seconds",
+        "histogram",
+        "Time from the request sent to the response head received.",
+    );
+    for (p, u) in &ups {
+        let l = lbl(p, u);
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += u.histogram.buckets[i];
+            let _ = writeln!(
+                o,
+                "goround_upstream_response_seconds_bucket{{{l},le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let count = u.histogram.count();
+        let _ = writeln!(
+            o,
+            "goround_upstream_response_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "goround_upstream_response_seconds_sum{{{l}}} {}",
+            u.histogram.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(o, "goround_upstream_response_seconds_count{{{l}}} {count}");
+    }
+    head(
+        &mut o,
+        "goround_upstream_connect_failures_total",
+        "counter",
+        "Connects to the upstream that were refused, unreachable or timed out.",
+    );
+    for (p, u) in &ups {
+        let _ = writeln!(
+            o,
+            "goround_upstream_connect_failures_total{{{}}} {}",
+            lbl(p, u),
+            u.connect_failures
+        );
+    }
+    head(
+        &mut o,
+        "goround_upstream_health_checks_total",
+        "counter",
+        "Health checks of the upstream, by result.",
+    );
+    for (p, u) in &ups {
+        let _ = writeln!(
+            o,
+            "goround_upstream_health_checks_total{{{},result=\"pass\"}} {}",
+            lbl(p, u),
+            u.checks.0
+        );
+        let _ = writeln!(
+            o,
+            "goround_upstream_health_checks_total{{{},result=\"fail\"}} {}",
+            lbl(p, u),
+            u.checks.1
+        );
+    }
+    head(
+        &mut o,
+        "goround_upstream_queue_length",
+        "gauge",
+        "Requests waiting for a max_conns slot in the pool.",
+    );
+    for p in &v.pools {
+        let _ = writeln!(
+            o,
+            "goround_upstream_queue_length{{pool=\"{}\"}} {}",
+            label(&p.name),
+            p.queued
+        );
+    }
+    head(
+        &mut o,
+        "goround_queue_timeouts_total",
+        "counter",
+        "Requests that waited the pool's queue_timeout for a slot and got 503.",
+    );
+    for p in &v.pools {
+        let _ = writeln!(
+            o,
+            "goround_queue_timeouts_total{{pool=\"{}\"}} {}",
+            label(&p.name),
+            p.queue_timeouts
+        );
+    }
+    head(
+        &mut o,
+        "goround_client_connections",
+        "gauge",
+        "Client connections open now.",
+    );
+    let _ = writeln!(o, "goround_client_connections {}", v.open);
+    head(
+        &mut o,
+        "goround_client_connections_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    let _ = writeln!(o, "goround_client_connections_total {}", v.accepted);
+    head(
+        &mut o,
+        "goround_client_requests_total",
+        "counter",
+        "Requests received from clients.",
+    );
+    let _ = writeln!(o, "goround_client_requests_total {}", v.requests);
+    head(
+        &mut o,
+        "goround_local_responses_total",
+        "counter",
+        "Responses goround-mio made itself, by status code.",
+    );
+    for (i, code) in LOCAL_CODES.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "goround_local_responses_total{{code=\"{code}\"}} {}",
+            v.local[i]
+        );
+    }
+    head(
+        &mut o,
+        "goround_rate_limited_total",
+        "counter",
+        "Requests refused by a client rate limit, by pool.",
+    );
+    for p in &v.pools {
+        let _ = writeln!(
+            o,
+            "goround_rate_limited_total{{pool=\"{}\"}} {}",
+            label(&p.name),
+            p.rate_limited
+        );
+    }
+    head(
+        &mut o,
+        "goround_bytes_received_total",
+        "counter",
+        "Bytes read from clients.",
+    );
+    let _ = writeln!(o, "goround_bytes_received_total {}", v.bytes_received);
+    head(
+        &mut o,
+        "goround_bytes_sent_total",
+        "counter",
+        "Bytes written to clients.",
+    );
+    let _ = writeln!(o, "goround_bytes_sent_total {}", v.bytes_sent);
+    head(
+        &mut o,
+        "goround_access_log_dropped_total",
+        "counter",
+        "Access-log lines dropped because the writer fell behind.",
+    );
+    let _ = writeln!(
+        o,
+        "goround_access_log_dropped_total {}",
+        v.access_log_dropped
+    );
+    head(
+        &mut o,
+        "goround_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP), by result.",
+    );
+    let _ = writeln!(
+        o,
+        "goround_config_reloads_total{{result=\"ok\"}} {}",
+        v.reloads_ok
+    );
+    let _ = writeln!(
+        o,
+        "goround_config_reloads_total{{result=\"error\"}} {}",
+        v.reloads_error
+    );
+    head(
+        &mut o,
+        "goround_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the configuration was last loaded successfully (Unix time).",
+    );
+    let _ = writeln!(
+        o,
+        "goround_config_last_reload_success_timestamp_seconds {}",
+        v.last_reload_success_unix
+    );
+    head(
+        &mut o,
+        "goround_uptime_seconds",
+        "gauge",
+        "Seconds since goround-mio started.",
+    );
+    let _ = writeln!(o, "goround_uptime_seconds {}", v.uptime_seconds);
+    head(
+        &mut o,
+        "goround_build_info",
+        "gauge",
+        "Always 1; the version is in the label.",
+    );
+    let _ = writeln!(
+        o,
+        "goround_build_info{{version=\"{}\"}} 1",
+        label(v.version)
+    );
+    o
+}
+
+/// A millisecond figure for JSON: `null` without observations.
+fn ms(x: Option<f64>) -> String {
+    x.map_or("null".to_string(), |m| format!("{m:.3}"))
+}
+
+/// The JSON status.
+pub fn status(v: &View) -> String {
+    let mut o = String::with_capacity(2048);
+    let _ = write!(
+        o,
+        "{{\"version\":{},\"uptime_seconds\":{},\"config_loaded_unix_ms\":{},\"pools\":[",
+        json_str(v.version),
+        v.uptime_seconds,
+        v.config_loaded_unix_ms
+    );
+    for (i, p) in v.pools.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"name\":{},\"strategy\":{},\"rate_limited\":{},\"queued\":{},\"queue_timeouts\":{},\"upstreams\":[",
+            json_str(&p.name),
+            json_str(p.strategy.name()),
+            p.rate_limited,
+            p.queued,
+            p.queue_timeouts
+        );
+        for (j, u) in p.upstreams.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            let last = match &u.last_check {
+                Some(c) => format!(
+                    "{{\"ok\":{},\"unix_ms\":{},\"detail\":{}}}",
+                    c.ok,
+                    c.unix_ms,
+                    json_str(&c.detail)
+                ),
+                None => "null".to_string(),
+            };
+            let _ = write!(
+                o,
+                "{{\"address\":{},\"name\":{},\"up\":{},\"weight\":{},\"backup\":{},\"max_conns\":{},\
+                 \"active_requests\":{},\"requests\":{},\"connect_failures\":{},\
+                 \"responses\":{{\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
+                 \"health_checks\":{{\"pass\":{},\"fail\":{}}},\"last_check\":{last},\
+                 \"response_ms\":{{\"p50\":{},\"p99\":{}}}}}",
+                json_str(&u.address),
+                json_str(&u.name),
+                u.up,
+                u.weight,
+                u.backup,
+                u.max_conns.map_or("null".to_string(), |c| c.to_string()),
+                u.active_requests,
+                u.requests,
+                u.connect_failures,
+                u.responses[1],
+                u.responses[2],
+                u.responses[3],
+                u.responses[4],
+                u.checks.0,
+                u.checks.1,
+                ms(u.histogram.quantile_ms(0.5)),
+                ms(u.histogram.quantile_ms(0.99)),
+            );
+        }
+        o.push_str("]}");
+    }
+    let local: Vec<String> = LOCAL_CODES
+        .iter()
+        .zip(v.local)
+        .map(|(c, n)| format!("\"{c}\":{n}"))
+        .collect();
+    let rate_limited: u64 = v.pools.iter().map(|p| p.rate_limited).sum();
+    let _ = write!(
+        o,
+        "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shutting_down\":{}}}",
+        v.open,
+        v.accepted,
+        v.requests,
+        v.bytes_received,
+        v.bytes_sent,
+        local.join(","),
+        v.shutting_down
+    );
+    o
+}
+
+/// The state of an upstream in words, as the page shows it.
+fn state(u: &UpstreamView) -> &'static str {
+    match (u.up, u.backup) {
+        (false, _) => "down",
+        (true, true) => "backup",
+        (true, false) => "up",
+    }
+}
+
+/// The live status page: rendered here (it works without JavaScript), then refreshed from
+/// `/status` every 2 s by its script, without reloading. No external asset.
+pub fn page(v: &View) -> String {
+    let mut rows = String::new();
+    for p in &v.pools {
+        let _ = write!(
+            rows,
+            "<section class=\"pool\"><h2>{} <small>{}</small></h2><table><thead><tr>\
+             <th>upstream</th><th>state</th><th>weight</th><th>in flight</th><th>requests</th>\
+             <th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th><th>last check</th>\
+             <th>p50</th><th>p99</th></tr></thead><tbody>",
+            html(&p.name),
+            p.strategy.name()
+        );
+        for u in &p.upstreams {
+            let check = match &u.last_check {
+                Some(c) => format!("{} {}", if c.ok { "ok" } else { "failed" }, html(&c.detail)),
+                None => "-".to_string(),
+            };
+            let fmt_ms = |x: Option<f64>| x.map_or("-".to_string(), |m| format!("{m:.1} ms"));
+            let _ = write!(
+                rows,
+                "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}</td><td>{s}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                u.weight,
+                u.active_requests,
+                u.requests,
+                u.responses[1],
+                u.responses[2],
+                u.responses[3],
+                u.responses[4],
+                u.connect_failures,
+                check,
+                fmt_ms(u.histogram.quantile_ms(0.5)),
+                fmt_ms(u.histogram.quantile_ms(0.99)),
+                s = state(u),
+                a = html(&u.address),
+            );
+        }
+        rows.push_str("</tbody></table></section>");
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>goround-mio status</title><style>{STYLE}</style></head><body>\
+         <h1>goround-mio <small id=\"version\">{version}</small></h1>\
+         <p id=\"summary\">{summary}</p><div id=\"pools\">{rows}</div>\
+         <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
+         metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
+         <script>{SCRIPT}</script></body></html>\n",
+        version = html(v.version),
+        summary = html(&summary(v)),
+    )
+}
+
+/// The line under the title.
+fn summary(v: &View) -> String {
+    format!(
+        "up {}s · {} client connections open · {} accepted · {} requests · {} rate limited",
+        v.uptime_seconds,
+        v.open,
+        v.accepted,
+        v.requests,
+        v.pools.iter().map(|p| p.rate_limited).sum::<u64>()
+    )
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+h1 small,h2 small{color:#888;font-weight:normal;font-size:60%}\
+table{border-collapse:collapse;margin-bottom:1.5em}\
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}\
+th:first-child,td:first-child,td:nth-child(2),td:nth-child(11){text-align:left}\
+tr.up td:nth-child(2){color:#176f2c;font-weight:bold}\
+tr.backup td:nth-child(2){color:#8a6d00;font-weight:bold}\
+tr.down{background:#fde2e1}tr.down td:nth-child(2){color:#b3261e;font-weight:bold}\
+.foot{color:#888}";
+
+/// Refreshes the tables from `/status` every 2 s; builds the same rows the server does.
+const SCRIPT: &str = r#"
+(function(){
+function esc(s){return String(s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
+function ms(x){return x===null||x===undefined?'-':x.toFixed(1)+' ms';}
+function render(s){
+  var html='';
+  s.pools.forEach(function(p){
+    html+='<section class="pool"><h2>'+esc(p.name)+' <small>'+esc(p.strategy)+'</small></h2><table><thead><tr>'+
+      '<th>upstream</th><th>state</th><th>weight</th><th>in flight</th><th>requests</th>'+
+      '<th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th><th>last check</th>'+
+      '<th>p50</th><th>p99</th></tr></thead><tbody>';
+    p.upstreams.forEach(function(u){
+      var st=!u.up?'down':(u.backup?'backup':'up');
+      var c=u.last_check?((u.last_check.ok?'ok ':'failed ')+esc(u.last_check.detail)):'-';
+      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+'</td><td>'+st+'</td><td>'+u.weight+
+        '</td><td>'+u.active_requests+'</td><td>'+u.requests+'</td><td>'+u.responses['2xx']+'</td><td>'+u.responses['3xx']+
+        '</td><td>'+u.responses['4xx']+'</td><td>'+u.responses['5xx']+'</td><td>'+u.connect_failures+'</td><td>'+c+
+        '</td><td>'+ms(u.response_ms.p50)+'</td><td>'+ms(u.response_ms.p99)+'</td></tr>';
+    });
+    html+='</tbody></table></section>';
+  });
+  document.getElementById('pools').innerHTML=html;
+  var rl=s.pools.reduce(function(a,p){return a+p.rate_limited;},0);
+  document.getElementById('summary').textContent='up '+s.uptime_seconds+'s · '+s.clients.open+
+    ' client connections open · '+s.clients.accepted+' accepted · '+s.clients.requests+' requests · '+rl+' rate limited';
+  document.getElementById('updated').textContent='Updated '+new Date().toLocaleTimeString()+'.';
+}
+function tick(){
+  fetch('/status',{cache:'no-store'}).then(function(r){return r.json();}).then(render)
+    .catch(function(){document.getElementById('updated').textContent='(no answer from /status)';});
+}
+setInterval(tick,2000);
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::view::PoolView;
+    use crate::config::Strategy;
+    use crate::metrics::{Histogram, UpstreamShard};
+
+    fn view() -> View {
+        let shard = UpstreamShard::default();
+        for _ in 0..10 {
+            shard.response(200, 3_000);
+        }
+        let mut histogram = Histogram::default();
+        histogram.add(&shard);
+        let up = |address: &str, up: bool, primary: bool| UpstreamView {
+            address: address.to_string(),
+            name: address.to_string(),
+            up,
+            weight: 1,
+            backup: false,
+            max_conns: None,
+            active_requests: 1,
+            requests: 10,
+            connect_failures: 2,
+            responses: [0, 10, 0, 0, 0],
+            checks: (5, 1),
+            last_check: None,
+            histogram: histogram.clone(),
+            primary,
+        };
+        View {
+            version: "0.1.0",
+            uptime_seconds: 12,
+            pools: vec![
+                PoolView {
+                    name: "web".into(),
+                    strategy: Strategy::RoundRobin,
+                    upstreams: vec![
+                        up("127.0.0.1:8081", true, true),
+                        up("127.0.0.1:8082", false, true),
+                    ],
+                    rate_limited: 3,
+                    queued: 0,
+                    queue_timeouts: 0,
+                },
+                PoolView {
+                    name: "api\"x".into(),
+                    strategy: Strategy::LeastConn,
+                    upstreams: vec![up("127.0.0.1:8081", true, false)],
+                    rate_limited: 0,
+                    queued: 1,
+                    queue_timeouts: 4,
+                },
+            ],
+            open: 2,
+            accepted: 7,
+            requests: 20,
+            ..View::default()
+        }
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text_with_each_upstream_once() {
+        let m = metrics(&view());
+        assert!(m.contains("# TYPE goround_upstream_up gauge\n"));
+        assert!(m.contains("goround_upstream_up{pool=\"web\",upstream=\"127.0.0.1:8081\"} 1\n"));
+        assert!(m.contains("goround_upstream_up{pool=\"web\",upstream=\"127.0.0.1:8082\"} 0\n"));
+        assert_eq!(
+            m.matches("goround_upstream_requests_total{").count(),
+            2,
+            "the shared upstream once"
+        );
+        assert!(m.contains("goround_upstream_responses_total{pool=\"web\",upstream=\"127.0.0.1:8081\",code=\"2xx\"} 10\n"));
+        assert!(m.contains("goround_upstream_response_seconds_bucket{pool=\"web\",upstream=\"127.0.0.1:8081\",le=\"0.0025\"} 0\n"));
+        assert!(m.contains("goround_upstream_response_seconds_bucket{pool=\"web\",upstream=\"127.0.0.1:8081\",le=\"0.005\"} 10\n"));
+        assert!(m.contains("goround_upstream_response_seconds_bucket{pool=\"web\",upstream=\"127.0.0.1:8081\",le=\"+Inf\"} 10\n"));
+        assert!(m.contains("goround_upstream_response_seconds_sum{pool=\"web\",upstream=\"127.0.0.1:8081\"} 0.03\n"));
+        assert!(m.contains("goround_upstream_health_checks_total{pool=\"web\",upstream=\"127.0.0.1:8081\",result=\"fail\"} 1\n"));
+        assert!(m.contains("goround_rate_limited_total{pool=\"web\"} 3\n"));
+        assert!(
+            m.contains("goround_rate_limited_total{pool=\"api\\\"x\"} 0\n"),
+            "label escaping"
+        );
+        assert!(m.contains("goround_client_connections 2\n"));
+        assert!(m.contains("goround_local_responses_total{code=\"429\"} 0\n"));
+        assert!(m.contains("goround_build_info{version=\"0.1.0\"} 1\n"));
+        // Every sample line belongs to a declared family.
+        for line in m.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(m.contains(&format!("# TYPE {family} ")), "{line}");
+        }
+    }
+
+    #[test]
+    fn status_is_json_with_the_documented_keys() {
+        let s = status(&view());
+        for key in [
+            "\"version\":\"0.1.0\"",
+            "\"uptime_seconds\":12",
+            "\"name\":\"web\"",
+            "\"strategy\":\"round_robin\"",
+            "\"address\":\"127.0.0.1:8082\",\"name\":\"127.0.0.1:8082\",\"up\":false",
+            "\"responses\":{\"2xx\":10,\"3xx\":0,\"4xx\":0,\"5xx\":0}",
+            "\"last_check\":null",
+            "\"response_ms\":{\"p50\":3.750,\"p99\":4.975}",
+            "\"clients\":{\"open\":2,\"accepted\":7,\"requests\":20",
+            "\"rate_limited\":3",
+            "\"name\":\"api\\\"x\"",
+        ] {
+            assert!(s.contains(key), "{key} in {s}");
+        }
+        // Balanced braces and brackets outside strings: well-formed enough to be parsed.
+        let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+        for c in s.chars() {
+            match (in_str, esc, c) {
+                (true, true, _) => esc = false,
+                (true, false, '\\') => esc = true,
+                (true, false, '"') => in_str = false,
+                (false, _, '"') => in_str = true,
+                (false, _, '{' | '[') => depth += 1,
+                (false, _, '}' | ']') => depth -= 1,
+                _ => {}
+            }
+            assert!(depth >= 0);
+        }
+        assert_eq!(depth, 0);
+    }
+
+    #[test]
+    fn the_page_works_without_javascript_and_marks_down_rows() {
+        let p = page(&view());
+        assert!(p.starts_with("<!DOCTYPE html>"));
+        assert!(p.contains("<tr class=\"down\" data-upstream=\"127.0.0.1:8082\">"));
+        assert!(p.contains("<tr class=\"up\" data-upstream=\"127.0.0.1:8081\">"));
+        assert!(p.contains("api&quot;x"), "names are escaped");
+        assert!(p.contains("3.8 ms"), "p50 shown");
+        assert!(
+            !p.contains("http://") && !p.contains("https://"),
+            "no external asset"
+        );
+        assert!(p.contains("setInterval(tick,2000)"));
+    }
+}

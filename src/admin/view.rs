@@ -1,0 +1,155 @@
+//! One consistent-enough reading of every counter, taken at a scrape: what `/metrics`,
+//! `/status` and `/` render. Collecting reads atomics (the workers' own counters, summed) and
+//! takes no lock a worker ever waits on.
+
+use crate::config::Strategy;
+use crate::metrics::{Histogram, LOCAL_CODES};
+use crate::upstream::LastCheck;
+use crate::worker::Shared;
+
+/// Everything the admin pages show.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// The package version.
+    pub version: &'static str,
+    /// Seconds since the start.
+    pub uptime_seconds: u64,
+    /// When the configuration in force was loaded (Unix ms).
+    pub config_loaded_unix_ms: u64,
+    /// The pools, in configuration order.
+    pub pools: Vec<PoolView>,
+    /// Client connections open now.
+    pub open: u64,
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Client bytes in and out.
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Answers the proxy made itself, by [`LOCAL_CODES`] index.
+    pub local: [u64; LOCAL_CODES.len()],
+    /// Access-log lines dropped.
+    pub access_log_dropped: u64,
+    /// The proxy is stopping (SIGTERM): `/healthz` says 503.
+    pub shutting_down: bool,
+    /// Reloads (issue-level counters kept for the pages): ok, error, last success (Unix s).
+    pub reloads_ok: u64,
+    pub reloads_error: u64,
+    pub last_reload_success_unix: u64,
+}
+
+/// One pool.
+#[derive(Debug, Clone)]
+pub struct PoolView {
+    pub name: String,
+    pub strategy: Strategy,
+    pub upstreams: Vec<UpstreamView>,
+    /// Requests refused by a client rate limit.
+    pub rate_limited: u64,
+    /// Requests waiting for a `max_conns` slot now.
+    pub queued: u64,
+    /// Requests that waited their `queue_timeout` and got 503.
+    pub queue_timeouts: u64,
+}
+
+/// One upstream of a pool.
+#[derive(Debug, Clone)]
+pub struct UpstreamView {
+    /// `host:port` as resolved.
+    pub address: String,
+    /// As written in the configuration.
+    pub name: String,
+    pub up: bool,
+    pub weight: u32,
+    pub backup: bool,
+    /// `max_conns`, if any.
+    pub max_conns: Option<u32>,
+    pub active_requests: u32,
+    pub requests: u64,
+    pub connect_failures: u64,
+    /// Responses by class, 1xx … 5xx.
+    pub responses: [u64; 5],
+    /// Health checks passed and failed.
+    pub checks: (u64, u64),
+    pub last_check: Option<LastCheck>,
+    /// Response times.
+    pub histogram: Histogram,
+    /// This pool is the one whose metrics carry this upstream (the first that lists it): an
+    /// upstream in several pools is counted once.
+    pub primary: bool,
+}
+
+/// Read everything now.
+pub fn collect(shared: &Shared) -> View {
+    let (snap, _) = shared.current();
+    let mut seen = Vec::new();
+    let pools = snap
+        .pools
+        .iter()
+        .map(|p| PoolView {
+            name: p.name.clone(),
+            strategy: p.strategy,
+            rate_limited: p
+                .shared
+                .rate_limited
+                .load(std::sync::atomic::Ordering::Relaxed),
+            queued: p.shared.queued.load(std::sync::atomic::Ordering::Relaxed) as u64,
+            queue_timeouts: p
+                .shared
+                .queue_timeouts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            upstreams: p
+                .members
+                .iter()
+                .map(|m| {
+                    let s = m.state;
+                    let primary = !seen.contains(&s.id);
+                    seen.push(s.id);
+                    UpstreamView {
+                        address: s.addr.to_string(),
+                        name: m.name.clone(),
+                        up: s.is_alive(),
+                        weight: m.weight,
+                        backup: m.backup,
+                        max_conns: (m.max_conns != u32::MAX).then_some(m.max_conns),
+                        active_requests: s.in_flight(),
+                        requests: s.requests(),
+                        connect_failures: s.connect_failures(),
+                        responses: s.responses(),
+                        checks: s.checks(),
+                        last_check: s.last_check(),
+                        histogram: s.histogram(),
+                        primary,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let mut v = View {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: crate::upstream::unix_ms().saturating_sub(shared.started_unix_ms) / 1000,
+        config_loaded_unix_ms: snap.loaded_unix_ms,
+        pools,
+        shutting_down: shared.shutdown.load(std::sync::atomic::Ordering::Relaxed),
+        ..View::default()
+    };
+    for w in shared.stats.iter() {
+        v.open += w.open.get();
+        v.accepted += w.accepted.get();
+        v.requests += w.requests.get();
+        v.bytes_received += w.bytes_received.get();
+        v.bytes_sent += w.bytes_sent.get();
+        v.access_log_dropped += w.access_log_dropped.get();
+        for (sum, c) in v.local.iter_mut().zip(&w.local) {
+            *sum += c.get();
+        }
+    }
+    let r = &shared.reloads;
+    v.reloads_ok = r.ok.load(std::sync::atomic::Ordering::Relaxed);
+    v.reloads_error = r.error.load(std::sync::atomic::Ordering::Relaxed);
+    v.last_reload_success_unix = r
+        .last_success_unix
+        .load(std::sync::atomic::Ordering::Relaxed);
+    v
+}

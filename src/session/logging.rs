@@ -1,0 +1,120 @@
+//! The session's side of the access log: a record opened when a request head is complete,
+//! closed with the answer (the upstream's or our own), or with 499 when the client leaves
+//! before any. Only when the access log is on: otherwise none of this runs.
+
+use super::*;
+use crate::http::request::Request;
+
+/// Fill `rec` for a request whose head is `req` from `client` (the caller marks it open: this
+/// borrows only the record, while `req` still borrows the session's input).
+pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>) {
+    {
+        rec.unix_ms = crate::upstream::unix_ms();
+        rec.client.clear();
+        rec.client.push_str(&client.to_string());
+        rec.method.clear();
+        rec.method.push_str(req.method);
+        rec.target.clear();
+        rec.target.push_str(req.target);
+        rec.version = match req.version {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        };
+        rec.host.clear();
+        rec.host.push_str(&String::from_utf8_lossy(req.host));
+        let field = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                .unwrap_or_default()
+        };
+        rec.user_agent = field("user-agent");
+        rec.referer = field("referer");
+        rec.status = 0;
+        rec.upstream_ms = None;
+    }
+}
+
+impl Session {
+    /// Open a record for a head that could not be parsed (logged as `"-"`).
+    pub(super) fn log_begin_bare(&mut self, ctx: &Ctx<'_>) {
+        if ctx.logger.is_none() {
+            return;
+        }
+        let rec = self.log.get_or_insert_with(Default::default);
+        **rec = Record {
+            unix_ms: crate::upstream::unix_ms(),
+            client: self.client_ip.to_string(),
+            ..Record::default()
+        };
+        self.log_open = true;
+        self.log_started = ctx.now;
+    }
+
+    /// Close the open record with `status` and write it. `upstream`: the answer came from the
+    /// exchange's upstream (its pool, address and response time go in). Body bytes: what was
+    /// queued for the client after the final head, or `local_body` for an answer of our own.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn log_end(
+        &mut self,
+        logger: Option<&Logger>,
+        stats: &WorkerStats,
+        status: u16,
+        upstream: bool,
+        local_body: Option<u64>,
+        now: Instant,
+    ) {
+        let (Some(logger), true) = (logger, self.log_open) else {
+            return;
+        };
+        self.log_open = false;
+        let queued = self.client.bytes_out + self.cout.len() as u64;
+        let Some(rec) = self.log.as_mut() else {
+            return;
+        };
+        rec.status = status;
+        rec.duration_ms = now.saturating_duration_since(self.log_started).as_millis() as u64;
+        rec.pool.clear();
+        rec.upstream.clear();
+        rec.upstream_ms = None;
+        rec.bytes_sent = 0;
+        if let State::Exchange(ex) = &self.state {
+            if upstream {
+                if let Some(p) = self.snap.pools.get(ex.pool) {
+                    rec.pool.push_str(&p.name);
+                }
+                if let Some(up) = &self.upstream {
+                    rec.upstream
+                        .push_str(&up.flight.upstream().addr.to_string());
+                }
+                rec.upstream_ms = ex.upstream_us.map(|us| us / 1000);
+                rec.bytes_sent = queued.saturating_sub(ex.body_from);
+            }
+        }
+        if let Some(body) = local_body {
+            rec.bytes_sent = body;
+        }
+        if !logger.log(rec) {
+            stats.access_log_dropped.add(1);
+        }
+    }
+
+    /// Close the open record for an answer of our own in `ctx.scratch` (opening a bare one for
+    /// a head that never parsed).
+    pub(super) fn log_local(&mut self, ctx: &mut Ctx<'_>, status: u16) {
+        if ctx.logger.is_none() {
+            return;
+        }
+        if !self.log_open {
+            self.log_begin_bare(ctx);
+        }
+        let body = ctx
+            .scratch
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |head| ctx.scratch.len() - head - 4);
+        let now = ctx.now;
+        self.log_end(ctx.logger, ctx.stats, status, false, Some(body as u64), now);
+    }
+}

@@ -111,18 +111,26 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     if let Some(addr) = admin {
         let bound = admin::spawn(addr, Arc::clone(&shared))
             .map_err(|e| format!("cannot start the admin listener: {e}"))?;
-        info!("admin listening on {bound}: status page http://{bound}/, metrics http://{bound}/metrics");
+        info!("admin pages on http://{bound}/ (metrics: /metrics, JSON: /status)");
         if demo {
             println!("status page: http://{bound}/");
         }
     }
 
     let mut wakers = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
+    let mut ready = Vec::with_capacity(workers);
     for (id, l) in listeners.into_iter().enumerate() {
         let (w, waker) = worker::Worker::new(id, l, Arc::clone(&shared))
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         wakers.push(waker);
+        ready.push(w);
+    }
+    // Every worker's waker, for the signal thread and for the wake-ups of queued requests
+    // (installed before any worker runs).
+    let wakers = Arc::new(wakers);
+    upstream::install_mailboxes(Arc::clone(&wakers));
+    let mut handles = Vec::with_capacity(workers);
+    for (id, w) in ready.into_iter().enumerate() {
         let h = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || worker::report(id, w.run()))
@@ -152,7 +160,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
                 if seen == 1 {
                     info!("signal {sig}: shutting down gracefully (again to stop at once)");
                     signal_shared.shutdown.store(true, Ordering::Release);
-                    for w in &wakers {
+                    for w in wakers.iter() {
                         if let Err(e) = w.wake() {
                             warn!("cannot wake a worker: {e}");
                         }

@@ -334,6 +334,106 @@ pub struct PoolShared {
     pub waiters: Mutex<std::collections::VecDeque<Waiter>>,
 }
 
+/// Most requests one pool's queue holds; beyond, a request gets 503 at once.
+pub const MAX_QUEUE: usize = 4096;
+
+impl PoolShared {
+    /// Queue `w` (at the front when it had waited already and lost its slot to another
+    /// request: the order of arrival holds). False when the queue is full.
+    pub fn enqueue(&self, w: Waiter, front: bool) -> bool {
+        let mut q = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= MAX_QUEUE {
+            return false;
+        }
+        if front {
+            q.push_front(w);
+        } else {
+            q.push_back(w);
+        }
+        self.queued.store(q.len(), Ordering::Relaxed);
+        true
+    }
+
+    /// Take `w` out of the queue (it timed out, or its client left).
+    pub fn cancel(&self, w: Waiter) {
+        let mut q = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|x| *x != w);
+        self.queued.store(q.len(), Ordering::Relaxed);
+    }
+
+    /// A request of this pool let its upstream go: wake the first waiter, if any (one relaxed
+    /// load when nobody waits).
+    #[inline]
+    pub fn slot_freed(&self) {
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let first = {
+            let mut q = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            let w = q.pop_front();
+            self.queued.store(q.len(), Ordering::Relaxed);
+            w
+        };
+        if let (Some(w), Some(mail)) = (first, MAILBOXES.get()) {
+            mail.post(w);
+        }
+    }
+}
+
+/// (session key, ticket) of queued requests to wake.
+pub type WakeUps = Vec<(usize, u64)>;
+
+/// Where workers leave each other the wake-ups of queued requests.
+#[derive(Debug)]
+pub struct Mailboxes {
+    /// Per worker, (session key, ticket) to wake.
+    boxes: Box<[Mutex<WakeUps>]>,
+    /// Per worker, something is in its box (checked every loop turn without the lock).
+    pending: Box<[AtomicBool]>,
+    /// Per worker, its poll's waker.
+    wakers: std::sync::Arc<Vec<mio::Waker>>,
+}
+
+/// The process's mailboxes (installed once the workers exist).
+static MAILBOXES: OnceLock<Mailboxes> = OnceLock::new();
+
+/// Install the mailboxes of the workers whose wakers these are.
+pub fn install_mailboxes(wakers: std::sync::Arc<Vec<mio::Waker>>) {
+    let n = wakers.len();
+    let _ = MAILBOXES.set(Mailboxes {
+        boxes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+        pending: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        wakers,
+    });
+}
+
+impl Mailboxes {
+    fn post(&self, w: Waiter) {
+        let Some(b) = self.boxes.get(w.worker) else {
+            return;
+        };
+        b.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((w.key, w.ticket));
+        self.pending[w.worker].store(true, Ordering::Release);
+        if let Some(waker) = self.wakers.get(w.worker) {
+            let _ = waker.wake();
+        }
+    }
+}
+
+/// Worker `worker`'s wake-ups since the last call, appended to `out`.
+#[inline]
+pub fn take_mail(worker: usize, out: &mut Vec<(usize, u64)>) {
+    let Some(m) = MAILBOXES.get() else {
+        return;
+    };
+    if !m.pending[worker].swap(false, Ordering::Acquire) {
+        return;
+    }
+    out.append(&mut m.boxes[worker].lock().unwrap_or_else(|p| p.into_inner()));
+}
+
 /// A request waiting in a pool's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiter {

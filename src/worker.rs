@@ -256,6 +256,8 @@ pub struct Worker {
     pipes: PipePool,
     /// Reused list of expired timer keys.
     expired: Vec<u64>,
+    /// Reused list of wake-ups from the mailbox (queued requests whose slot freed).
+    mail: Vec<(usize, u64)>,
 }
 
 impl Worker {
@@ -315,6 +317,7 @@ impl Worker {
             exchanges: ExchangePool::default(),
             pipes,
             expired: Vec::new(),
+            mail: Vec::new(),
         };
         if w.conns.max_idle() > 0 {
             let at = w.at_ms(now + IDLE_SWEEP_EVERY);
@@ -387,6 +390,16 @@ impl Worker {
                                 self.dirty.push(key);
                             }
                         }
+                    }
+                }
+            }
+            crate::upstream::take_mail(self.id, &mut self.mail);
+            for (key, ticket) in self.mail.drain(..) {
+                if let Some(entry) = self.sessions.get_mut(key) {
+                    entry.session.wake(ticket);
+                    if !entry.dirty {
+                        entry.dirty = true;
+                        self.dirty.push(key);
                     }
                 }
             }
@@ -549,14 +562,8 @@ impl Worker {
     fn remove(&mut self, key: usize) {
         if self.sessions.contains(key) {
             let mut entry = self.sessions.remove(key);
-            entry.session.close(
-                self.poll.registry(),
-                &mut self.bufs,
-                &mut self.conns,
-                &mut self.pipes,
-                &self.shared.stats[self.id],
-                self.shared.logger.as_ref(),
-            );
+            let (mut ctx, _) = self.ctx();
+            entry.session.close(&mut ctx);
             self.shared.stats[self.id].open.sub(1);
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.

@@ -56,13 +56,7 @@ impl Session {
                     );
                     return Err(Fail::Respond(503));
                 }
-                Choice::AllFull => {
-                    debug!(
-                        "{}: every upstream of pool {} is at its max_conns: 503",
-                        self.client_ip, pool.name
-                    );
-                    return Err(Fail::Respond(503));
-                }
+                Choice::AllFull => return self.queue_for_a_slot(ctx, p),
                 Choice::AllTried => {
                     debug!(
                         "{}: no upstream left to try in pool {}: 502",
@@ -75,6 +69,93 @@ impl Session {
             match self.connect_to(idx, true, ctx) {
                 Ok(()) => return Ok(()),
                 Err(e) => self.connect_failed(idx, &e, ctx)?,
+            }
+        }
+    }
+
+    /// Every eligible upstream of pool `p` is at its `max_conns`: wait in the pool's queue (in
+    /// order of arrival, woken when a slot frees on any worker) until the pool's
+    /// `queue_timeout`, then 503. A request woken that finds the slot taken again goes back to
+    /// the front of the queue.
+    fn queue_for_a_slot(&mut self, ctx: &mut Ctx<'_>, p: usize) -> Result<(), Fail> {
+        let pool = &self.snap.pools[p];
+        let timeout = self.snap.cfg.pools[p].queue_timeout;
+        let State::Exchange(ex) = &mut self.state else {
+            return Err(Fail::Abort);
+        };
+        let (again, deadline) = match ex.queued {
+            Some((_, deadline)) => (true, deadline),
+            None => (false, ctx.now + timeout),
+        };
+        if ctx.now >= deadline {
+            return Err(self.queue_timed_out(p));
+        }
+        self.next_ticket += 1;
+        let waiter = crate::upstream::Waiter {
+            worker: ctx.worker,
+            key: self.key,
+            ticket: self.next_ticket,
+        };
+        if !pool.shared.enqueue(waiter, again) {
+            debug!(
+                "{}: the queue of pool {} is full: 503",
+                self.client_ip, pool.name
+            );
+            return Err(Fail::Respond(503));
+        }
+        debug!(
+            "{}: every upstream of pool {} is at its max_conns: queued",
+            self.client_ip, pool.name
+        );
+        ex.queued = Some((self.next_ticket, deadline));
+        Ok(())
+    }
+
+    /// The wait for a slot in pool `p` ended: counted, and a 503.
+    pub(super) fn queue_timed_out(&mut self, p: usize) -> Fail {
+        let pool = &self.snap.pools[p];
+        pool.shared
+            .queue_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        debug!(
+            "{}: no slot in pool {} within its queue_timeout: 503",
+            self.client_ip, pool.name
+        );
+        Fail::Respond(503)
+    }
+
+    /// Leave the pool's queue (a timeout, the client gone): the waiter must not take a slot.
+    pub(super) fn leave_queue(&mut self, worker: usize) {
+        if let State::Exchange(ex) = &mut self.state {
+            if let Some((ticket, _)) = ex.queued.take() {
+                if let Some(pool) = self.snap.pools.get(ex.pool) {
+                    pool.shared.cancel(crate::upstream::Waiter {
+                        worker,
+                        key: self.key,
+                        ticket,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A worker's mailbox said a slot freed for wait `ticket`: pick again at the next round.
+    pub fn wake(&mut self, ticket: u64) {
+        if let State::Exchange(ex) = &self.state {
+            if ex.queued.is_some_and(|(t, _)| t == ticket) {
+                self.woken = true;
+            }
+        }
+    }
+
+    /// The request's upstream let go (its exchange ended or failed): a waiter of the pool may
+    /// take the slot.
+    pub(super) fn slot_freed(&self) {
+        if let State::Exchange(ex) = &self.state {
+            if let Some(pool) = self.snap.pools.get(ex.pool) {
+                if pool.capped {
+                    pool.shared.slot_freed();
+                }
             }
         }
     }

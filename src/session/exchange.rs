@@ -97,4 +97,7 @@ pub struct Exchange {
     pub(super) body_from: u64,
     /// Request sent → response head received, µs, once known.
     pub(super) upstream_us: Option<u64>,
+    /// Waiting in the pool's queue for a `max_conns` slot: the ticket, and when the wait ends
+    /// with a 503.
+    pub(super) queued: Option<(u64, Instant)>,
 }

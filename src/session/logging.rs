@@ -37,8 +37,9 @@ pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, 
 }
 
 impl Session {
-    /// Open a record for a head that could not be parsed (logged as `"-"`).
-    pub(super) fn log_begin_bare(&mut self, ctx: &Ctx<'_>) {
+    /// Open a record for a head that was refused: its request line as received when it has
+    /// the three parts of one (nginx logs it so), else `"-"`.
+    pub(super) fn log_begin_bare(&mut self, ctx: &Ctx<'_>, line: &[u8]) {
         if ctx.logger.is_none() {
             return;
         }
@@ -48,6 +49,21 @@ impl Session {
             client: self.client_ip.to_string(),
             ..Record::default()
         };
+        let text = String::from_utf8_lossy(line);
+        let mut parts = text.split(' ');
+        if let (Some(m), Some(t), Some(v), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            if !m.is_empty() && !t.is_empty() && (v == "HTTP/1.1" || v == "HTTP/1.0") {
+                rec.method = m.to_string();
+                rec.target = t.to_string();
+                rec.version = if v == "HTTP/1.0" {
+                    "HTTP/1.0"
+                } else {
+                    "HTTP/1.1"
+                };
+            }
+        }
         self.log_open = true;
         self.log_started = ctx.now;
     }
@@ -107,7 +123,7 @@ impl Session {
             return;
         }
         if !self.log_open {
-            self.log_begin_bare(ctx);
+            self.log_begin_bare(ctx, b"");
         }
         let body = ctx
             .scratch

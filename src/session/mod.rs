@@ -263,6 +263,10 @@ pub struct Session {
     log_open: bool,
     /// When the current request's head was complete (its duration's start).
     log_started: Instant,
+    /// Waits for a `max_conns` slot so far (each gets its own ticket).
+    next_ticket: u64,
+    /// A slot freed for the current wait: pick again.
+    woken: bool,
     /// The most a forwarded head may take of the upstream buffer (what is not kept for a body
     /// read before the connect); fixed with the buffers' sizes when the connection starts.
     head_room: usize,
@@ -334,6 +338,8 @@ impl Session {
             log: None,
             log_open: false,
             log_started: now,
+            next_ticket: 0,
+            woken: false,
             served: 0,
             idle_since: now,
             last_progress: now,
@@ -365,16 +371,10 @@ impl Session {
 
     /// Close everything: deregister the sockets (dropping them closes them) and give the
     /// buffers back.
-    pub fn close(
-        &mut self,
-        registry: &Registry,
-        bufs: &mut BufPool,
-        conns: &mut ConnPool,
-        pipes: &mut PipePool,
-        stats: &WorkerStats,
-        logger: Option<&Logger>,
-    ) {
+    pub fn close(&mut self, ctx: &mut Ctx<'_>) {
+        let (registry, stats, logger, worker) = (ctx.registry, ctx.stats, ctx.logger, ctx.worker);
         self.count_bytes(stats);
+        self.leave_queue(worker);
         if let Some(l) = self.conn_limiter.take() {
             l.close(ClientKey::of(self.peer_ip));
         }
@@ -387,13 +387,13 @@ impl Session {
             };
             self.log_end(logger, stats, status, true, None, Instant::now());
         }
-        self.end_spans(pipes);
-        self.drop_upstream(registry, conns);
+        self.end_spans(ctx.pipes);
+        self.drop_upstream(registry, ctx.conns);
         // No deregister: the socket is closed when the session is dropped right after, and a
         // closed descriptor leaves the epoll set by itself (one syscall less per connection).
         self.cin.clear();
         self.cout.clear();
-        self.detach_buffers(bufs);
+        self.detach_buffers(ctx.bufs);
     }
 
     /// Add the client bytes moved since the last call to the worker's counters.
@@ -450,6 +450,8 @@ impl Session {
         if let Some(mut up) = self.upstream.take() {
             let _ = registry.deregister(&mut up.peer.stream);
             conns.closed(up.id);
+            drop(up);
+            self.slot_freed();
         }
         self.uin.clear();
         self.uout.clear();
@@ -495,6 +497,9 @@ impl Session {
                 }
             }
             State::Exchange(ex) if ex.buffering => io_deadline(!self.cout.is_empty()),
+            State::Exchange(ex) if ex.queued.is_some() => {
+                ex.queued.map_or(self.last_progress, |q| q.1)
+            }
             State::Exchange(ex) => match &self.upstream {
                 Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
                 _ => {
@@ -562,6 +567,12 @@ impl Session {
                         *w = 0;
                     }
                     let r = self.connect_next(ctx);
+                    return self.after_step(r, ctx);
+                }
+                if ex.queued.is_some() {
+                    let pool = ex.pool;
+                    self.leave_queue(ctx.worker);
+                    let r = Err(self.queue_timed_out(pool));
                     return self.after_step(r, ctx);
                 }
                 if ex.buffering && self.cout.is_empty() {
@@ -959,6 +970,10 @@ impl Session {
         match &mut self.state {
             State::Head { .. } => self.process_head(ctx),
             State::Exchange(_) => {
+                if std::mem::take(&mut self.woken) {
+                    // A slot freed: pick again (back to the queue's front if it went already).
+                    self.connect_next(ctx)?;
+                }
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;
                 progress |= self.end_buffering(ctx)?;

@@ -44,6 +44,10 @@ impl Session {
                     self.client_ip,
                     e.status()
                 );
+                if ctx.logger.is_some() {
+                    let line = first_line(self.cin.data()).to_vec();
+                    self.log_begin_bare(ctx, &line);
+                }
                 self.cin.clear();
                 return Err(Fail::Respond(e.status()));
             }
@@ -162,6 +166,7 @@ impl Session {
             status: 0,
             body_from: 0,
             upstream_us: None,
+            queued: None,
         }));
         self.tried.clear();
         if !buffering {
@@ -422,4 +427,15 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 fn answers_continue_itself(info: &RequestInfo, request_buffer: usize) -> bool {
     info.expect_continue
         && matches!(info.framing, Framing::Length(n) if n > 0 && n <= request_buffer as u64)
+}
+
+/// The request line of a head as received, for the access log of a head we refused: up to the
+/// first CR or LF, at most 1 KiB.
+fn first_line(head: &[u8]) -> &[u8] {
+    let end = head
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(head.len())
+        .min(1024);
+    &head[..end]
 }

@@ -383,6 +383,7 @@ impl Session {
                 let _ = ctx.registry.deregister(&mut up.peer.stream);
                 ctx.conns.closed(up.id);
             }
+            self.slot_freed();
         }
         self.uin.clear();
         self.uout.clear();

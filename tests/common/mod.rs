@@ -426,6 +426,18 @@ impl Proxy {
         Proxy::start(&args)
     }
 
+    /// Where its admin listener listens (started with `--admin` or `[admin]`): read from its
+    /// `admin pages on http://ADDR/` line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log("admin pages on http://", LOG_TIMEOUT);
+        let rest = line.split("admin pages on http://").nth(1).unwrap_or("");
+        let addr = rest.split('/').next().unwrap_or("");
+        match addr.parse() {
+            Ok(a) => a,
+            Err(e) => panic!("no admin address in {line:?}: {e}"),
+        }
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -474,6 +486,11 @@ impl Proxy {
     /// Ask for a graceful shutdown the Ctrl-C way.
     pub fn sigint(&mut self) {
         self.child.signal(libc::SIGINT);
+    }
+
+    /// Send it `signal` (SIGHUP, SIGUSR1, ...).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        self.child.signal(signal);
     }
 
     /// Wait for the proxy to exit and return its exit code; panics on timeout or a signal death.

@@ -1,0 +1,258 @@
+//! The admin listener: exact counters after known traffic, the JSON status, /healthz through a
+//! graceful stop, only its four paths, and scrapers that cannot hold it or the workers up.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The value of the sample line that starts with `prefix` (a metric name with its labels).
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in\n{metrics}"))
+}
+
+fn scrape(proxy: &Proxy) -> String {
+    let (status, body) = get(proxy.admin_addr(), "/metrics");
+    assert_eq!(status, 200);
+    body
+}
+
+#[test]
+fn counters_are_exact_after_known_traffic() {
+    let dummies = Dummies::start(2);
+    let (a, b) = (dummies.port(0), dummies.port(1));
+    let proxy = Proxy::with_upstreams(
+        &dummies.ports(),
+        &["--admin", "127.0.0.1:0", "--health-interval", "1h"],
+    );
+    // 10 requests on one keep-alive connection, 10 on ten connections of their own, then a
+    // bad one (400) on its own connection.
+    let mut c = ResponseReader::connect(proxy.addr());
+    for _ in 0..10 {
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response("GET").status, 200);
+    }
+    for _ in 0..10 {
+        assert_eq!(get(proxy.addr(), "/").0, 200);
+    }
+    let bad = send_raw(proxy.addr(), b"GET / HTTP/1.1\r\n\r\n");
+    assert!(bad.starts_with(b"HTTP/1.1 400 "), "{}", show(&bad));
+    drop(c);
+    // The connections' ends reach the counters when the worker closes them.
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    let m = loop {
+        let m = scrape(&proxy);
+        if sample(&m, "goround_client_connections") == 0.0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let up = |port: u16, name: &str| {
+        sample(
+            &m,
+            &format!("{name}{{pool=\"default\",upstream=\"127.0.0.1:{port}\"}}"),
+        )
+    };
+    assert_eq!(
+        up(a, "goround_upstream_requests_total") + up(b, "goround_upstream_requests_total"),
+        20.0
+    );
+    assert_eq!(
+        up(a, "goround_upstream_requests_total"),
+        10.0,
+        "round robin: half each"
+    );
+    let class = |port: u16, code: &str| {
+        sample(&m, &format!("goround_upstream_responses_total{{pool=\"default\",upstream=\"127.0.0.1:{port}\",code=\"{code}\"}}"))
+    };
+    assert_eq!(class(a, "2xx") + class(b, "2xx"), 20.0);
+    assert_eq!(class(a, "5xx"), 0.0);
+    assert_eq!(
+        up(a, "goround_upstream_response_seconds_count")
+            + up(b, "goround_upstream_response_seconds_count"),
+        20.0
+    );
+    assert_eq!(up(a, "goround_upstream_up"), 1.0);
+    assert_eq!(up(a, "goround_upstream_active_requests"), 0.0);
+    assert_eq!(sample(&m, "goround_client_requests_total"), 21.0);
+    assert_eq!(sample(&m, "goround_client_connections_total"), 12.0);
+    assert_eq!(sample(&m, "goround_client_connections"), 0.0);
+    assert_eq!(
+        sample(&m, "goround_local_responses_total{code=\"400\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "goround_local_responses_total{code=\"503\"}"),
+        0.0
+    );
+    assert!(sample(&m, "goround_bytes_received_total") > 20.0 * 26.0);
+    assert!(sample(&m, "goround_bytes_sent_total") > 20.0 * 60.0);
+    assert_eq!(
+        sample(
+            &m,
+            &format!(
+                "goround_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
+    // The admin's own requests are not traffic.
+    let m2 = scrape(&proxy);
+    assert_eq!(sample(&m2, "goround_client_requests_total"), 21.0);
+
+    // A connect failure is counted against its upstream, and takes it down.
+    let mut dummies = dummies;
+    dummies.kill(1);
+    for _ in 0..4 {
+        assert_eq!(get(proxy.addr(), "/").0, 200);
+    }
+    let m = scrape(&proxy);
+    let failures = sample(&m, &format!("goround_upstream_connect_failures_total{{pool=\"default\",upstream=\"127.0.0.1:{b}\"}}"));
+    assert_eq!(
+        failures, 1.0,
+        "one refused connect, then it is out of the rotation"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("goround_upstream_up{{pool=\"default\",upstream=\"127.0.0.1:{b}\"}}")
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn status_json_has_every_documented_key() {
+    let dummies = Dummies::start(1);
+    let proxy = Proxy::with_upstreams(&dummies.ports(), &["--admin", "127.0.0.1:0"]);
+    assert_eq!(get(proxy.addr(), "/").0, 200);
+    let port = dummies.port(0);
+    // The first health check's result shows up within its interval.
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    let body = loop {
+        let (status, body) = get(proxy.admin_addr(), "/status");
+        assert_eq!(status, 200);
+        if body.contains("\"last_check\":{") || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for key in [
+        format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION")),
+        "\"uptime_seconds\":".to_string(),
+        "\"pools\":[{\"name\":\"default\",\"strategy\":\"round_robin\"".to_string(),
+        format!("\"address\":\"127.0.0.1:{port}\""),
+        "\"up\":true,\"weight\":1,\"backup\":false".to_string(),
+        "\"active_requests\":0,\"requests\":1,\"connect_failures\":0".to_string(),
+        "\"responses\":{\"2xx\":1,\"3xx\":0,\"4xx\":0,\"5xx\":0}".to_string(),
+        "\"last_check\":{\"ok\":true,\"unix_ms\":".to_string(),
+        "\"detail\":\"connected\"".to_string(),
+        "\"clients\":{\"open\":".to_string(),
+        "\"accepted\":1,\"requests\":1".to_string(),
+        "\"rate_limited\":0".to_string(),
+        "\"config_loaded_unix_ms\":".to_string(),
+    ] {
+        assert!(body.contains(&key), "{key} missing from {body}");
+    }
+}
+
+#[test]
+fn only_four_paths_are_served_and_nothing_is_proxied() {
+    let backend = RawBackend::fixed(&ok_response("backend"));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_addr();
+    let (status, body) = get(admin, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, page) = get(admin, "/");
+    assert_eq!(status, 200);
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("<table>"),
+        "{page}"
+    );
+    for path in ["/other", "/metrics/", "/status.json", "/../metrics"] {
+        assert_eq!(get(admin, path).0, 404, "{path}");
+    }
+    let post = send_raw(
+        admin,
+        b"POST /status HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with(b"HTTP/1.1 405 "), "{}", show(&post));
+    assert!(
+        backend.requests().is_empty(),
+        "the admin listener never proxies"
+    );
+}
+
+#[test]
+fn healthz_says_503_from_the_moment_a_graceful_stop_begins() {
+    let backend = RawBackend::start(|req| {
+        if req.starts_with(b"GET /slow") {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        Reply::KeepAlive(ok_response("ok"))
+    });
+    let mut proxy = Proxy::with_upstreams(&[backend.port()], &["--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_addr();
+    assert_eq!(get(admin, "/healthz").0, 200);
+    // A request in flight keeps the proxy draining for a while after SIGTERM.
+    let addr = proxy.addr();
+    let slow = std::thread::spawn(move || get(addr, "/slow"));
+    backend.wait_bytes(1, IO_TIMEOUT);
+    proxy.sigterm();
+    proxy.wait_for_log("shutting down", LOG_TIMEOUT);
+    let (status, body) = get(admin, "/healthz");
+    assert_eq!((status, body.as_str()), (503, "stopping\n"));
+    assert_eq!(
+        slow.join().expect("slow client").0,
+        200,
+        "the request in flight still finished"
+    );
+    assert_eq!(proxy.wait_exit(EXIT_TIMEOUT), 0);
+}
+
+#[test]
+fn slow_scrapers_and_a_flood_of_admin_connections_do_not_hold_anything_up() {
+    let dummies = Dummies::start(1);
+    let proxy = Proxy::with_upstreams(&dummies.ports(), &["--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_addr();
+    // More connections than the admin keeps, each sending half a request and waiting.
+    let mut idle: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = connect(admin);
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
+            s
+        })
+        .collect();
+    // The proxy's traffic is not affected at all.
+    let started = Instant::now();
+    for _ in 0..50 {
+        assert_eq!(get(proxy.addr(), "/").0, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Once the stalled ones are dropped, the admin answers again at once.
+    idle.clear();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = ResponseReader::connect(admin);
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        if c.read_response("GET").status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener never recovered"
+        );
+    }
+}

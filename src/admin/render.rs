@@ -511,7 +511,7 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222
 h1 small,h2 small{color:#888;font-weight:normal;font-size:60%}\
 table{border-collapse:collapse;margin-bottom:1.5em}\
 th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}\
-th:first-child,td:first-child,td:nth-child(2),td:nth-child(11){text-align:left}\
+th:nth-child(-n+2),td:nth-child(-n+2),th:nth-child(11),td:nth-child(11){text-align:left}\
 tr.up td:nth-child(2){color:#176f2c;font-weight:bold}\
 tr.backup td:nth-child(2){color:#8a6d00;font-weight:bold}\
 tr.down{background:#fde2e1}tr.down td:nth-child(2){color:#b3261e;font-weight:bold}\

@@ -130,6 +130,20 @@ impl Buffer {
         &mut self.data[self.end..]
     }
 
+    /// All the free space as one slice at the end (compacting whenever bytes were consumed
+    /// from the front), for writing a whole head in place.
+    pub fn spare_all(&mut self) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = vec![0; self.cap].into_boxed_slice();
+        }
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
     /// Count `n` bytes written into [`spare`](Buffer::spare) as queued.
     pub fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(self.data.len());
@@ -228,7 +242,7 @@ impl BufPool {
 
     /// Storage of `cap` bytes: reused if one is free, else freshly allocated (zeroed pages the
     /// kernel maps lazily, so an untouched tail costs no memory).
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, cap: usize) -> Box<[u8]> {
         let found = if cap == self.sizes[0] {
             self.first.pop()
@@ -241,7 +255,7 @@ impl BufPool {
     }
 
     /// Return storage for reuse.
-    #[inline]
+    #[inline(always)]
     pub fn put(&mut self, b: Box<[u8]>) {
         if self.first.len() + self.second.len() >= self.max_free {
             return;

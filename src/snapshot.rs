@@ -57,6 +57,27 @@ impl Snapshot {
         })
     }
 
+    /// The snapshot for a reloaded `cfg`: as [`new`](Snapshot::new), and the client limiters
+    /// whose settings did not change are `prev`'s, counts and all.
+    pub fn reloaded(cfg: Config, registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
+        let mut snap = Snapshot::new(cfg, registry)?;
+        let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);
+        if old == new {
+            snap.limiter.clone_from(&prev.limiter);
+        }
+        for (i, pool) in snap.cfg.pools.iter().enumerate() {
+            let same = prev.cfg.pools.iter().position(|p| {
+                p.name == pool.name
+                    && p.client_rate == pool.client_rate
+                    && old.max_clients == new.max_clients
+            });
+            if let Some(j) = same {
+                snap.pool_limiters[i].clone_from(&prev.pool_limiters[j]);
+            }
+        }
+        Ok(snap)
+    }
+
     /// Every upstream of every pool, once each, with the first pool that lists it (whose
     /// health check it gets).
     pub fn upstreams(&self) -> Vec<(&'static UpstreamState, usize)> {

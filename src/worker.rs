@@ -141,6 +141,11 @@ pub struct Shared {
     pub reloads: Reloads,
     /// The access log's queue, when it is on.
     pub logger: Option<crate::access_log::Logger>,
+    /// Listeners for a new `listen` address (a reload), one per worker, each taken by its
+    /// worker with the snapshot published alongside.
+    pub new_listeners: Mutex<Vec<Option<std::net::TcpListener>>>,
+    /// Every upstream has had its first health check: part of being ready.
+    pub checks_done: AtomicBool,
 }
 
 /// Counts of configuration reloads (SIGHUP).
@@ -177,6 +182,8 @@ impl Shared {
                 ..Reloads::default()
             },
             logger,
+            new_listeners: Mutex::new(Vec::new()),
+            checks_done: AtomicBool::new(false),
         }
     }
 
@@ -231,6 +238,8 @@ pub struct Worker {
     prober: Option<Prober>,
     /// This worker's balancing state (smooth weighted round robin), per pool.
     balance: Local,
+    /// The first health checks were reported done (worker 0).
+    checks_reported: bool,
     /// Sessions to drive after the current batch of events.
     dirty: Vec<usize>,
     shutting_down: bool,
@@ -304,6 +313,7 @@ impl Worker {
             shared,
             prober,
             balance,
+            checks_reported: false,
             dirty: Vec::with_capacity(EVENTS_CAPACITY),
             shutting_down: false,
             max_sessions,
@@ -412,6 +422,12 @@ impl Worker {
             self.accept();
             self.drive_dirty();
             self.fire_timers();
+            if let Some(p) = &self.prober {
+                if !self.checks_reported && p.all_judged() {
+                    self.checks_reported = true;
+                    self.shared.checks_done.store(true, Ordering::Release);
+                }
+            }
             if self.shutting_down && self.sessions.is_empty() {
                 debug!("worker {} done", self.id);
                 return Ok(());
@@ -715,6 +731,42 @@ impl Worker {
         let keep: Vec<usize> = self.snap.upstreams().iter().map(|(s, _)| s.id).collect();
         self.conns.retain_upstreams(&keep, self.poll.registry());
         self.configure_checks();
+        self.take_new_listener();
+    }
+
+    /// A reload moved `listen`: poll the new listener, after taking what the old one queued.
+    fn take_new_listener(&mut self) {
+        let new = {
+            let mut all = self
+                .shared
+                .new_listeners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            all.get_mut(self.id).and_then(Option::take)
+        };
+        let Some(new) = new else {
+            return;
+        };
+        if self.shutting_down {
+            return;
+        }
+        self.accept_ready = true;
+        self.accept();
+        if let Some(mut old) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        let mut listener = TcpListener::from_std(new);
+        match self
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+        {
+            Ok(()) => {
+                self.listener = Some(listener);
+                self.accept_ready = true;
+            }
+            Err(e) => error!("worker {}: cannot poll the new listener: {e}", self.id),
+        }
     }
 
     fn begin_shutdown(&mut self) {

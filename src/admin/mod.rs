@@ -37,6 +37,12 @@ const LISTENER: Token = Token(usize::MAX);
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let std_listener = crate::listen::plain_listener(addr, false, 128)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    serve(std_listener, shared)
+}
+
+/// Serve the admin pages on `std_listener` (nonblocking; bound by us, or handed over) from a
+/// thread of their own. Returns its address.
+pub fn serve(std_listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let local = std_listener.local_addr()?;
     let mut listener = TcpListener::from_std(std_listener);
     let poll = Poll::new()?;

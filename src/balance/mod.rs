@@ -56,6 +56,9 @@ pub struct Pool {
     pub has_backup: bool,
     /// Some member has a `max_conns`.
     pub capped: bool,
+    /// Plain round robin over at most 64 members, no weights, backups, caps or slow start:
+    /// the pick is one word of candidate bits ([`round_robin::plain`]).
+    plain: bool,
     /// The shared round-robin index (also the tie-breaker of `least_conn`).
     pub(crate) next: AtomicUsize,
     /// The hash ring of the non-backup members, and of the backups (hash strategies only).
@@ -148,7 +151,14 @@ impl Pool {
                 hash::Ring::new(&members, |m| m.backup),
             )
         });
+        let plain = spec.strategy == Strategy::RoundRobin
+            && equal_weights
+            && !has_backup
+            && !capped
+            && spec.slow_start.is_zero()
+            && members.len() <= 64;
         Pool {
+            plain,
             name: spec.name.clone(),
             strategy: spec.strategy,
             hash_key: spec.hash_key.clone(),
@@ -200,7 +210,14 @@ impl Pool {
 
     /// Pick a member for a request: `key` is its hash key's hash (hash strategies; `None`
     /// falls back to round robin), `tried` the members it already tried.
+    #[inline]
     pub fn pick(&self, tried: &Tried, key: Option<u64>, local: &mut [i64], now_ms: u64) -> Choice {
+        if self.plain {
+            return match round_robin::plain(self, tried) {
+                Some(i) => Choice::Member(i),
+                None => self.why_none(tried, false),
+            };
+        }
         let backups = self.tier();
         let found = match (self.strategy, key, &self.rings) {
             (Strategy::LeastConn, _, _) => least_conn::pick(self, tried, backups, now_ms),

@@ -28,6 +28,27 @@ pub fn pick(
     }
 }
 
+/// The common case in one pass (at most 64 members, all eligible when alive and untried): the
+/// candidates as bits of one word, the k-th lowest picked.
+#[inline]
+pub fn plain(pool: &Pool, tried: &Tried) -> Option<usize> {
+    let n = pool.next.fetch_add(1, Ordering::Relaxed);
+    let mut candidates = 0u64;
+    for (i, m) in pool.members.iter().enumerate() {
+        candidates |= u64::from(m.state.is_alive()) << i;
+    }
+    candidates &= !tried.first_word();
+    let count = candidates.count_ones() as usize;
+    if count == 0 {
+        return None;
+    }
+    // Clear the k lowest candidates; the lowest left is the k-th.
+    for _ in 0..n % count {
+        candidates &= candidates - 1;
+    }
+    Some(candidates.trailing_zeros() as usize)
+}
+
 /// The atomic index over the eligible members.
 fn equal(pool: &Pool, tried: &Tried, backups: bool) -> Option<usize> {
     let n = pool.next.fetch_add(1, Ordering::Relaxed);

@@ -51,6 +51,8 @@ struct Slot {
     round: u64,
     /// The check in flight.
     probe: Option<Probe>,
+    /// A check has ended (or was skipped) at least once: readiness waits for every upstream.
+    judged: bool,
 }
 
 /// A check in flight.
@@ -130,6 +132,7 @@ impl Prober {
                             gen,
                             round: 0,
                             probe: None,
+                            judged: false,
                         },
                     );
                     new.push(StartTimer { id: state.id, gen });
@@ -225,6 +228,11 @@ impl Prober {
         self.slots.get(&id).map(|s| s.spec.timeout)
     }
 
+    /// Every upstream has had its first check.
+    pub fn all_judged(&self) -> bool {
+        self.slots.values().all(|s| s.judged)
+    }
+
     /// Drop every check in flight (at shutdown).
     pub fn stop(&mut self, registry: &Registry) {
         for slot in self.slots.values_mut() {
@@ -245,6 +253,7 @@ impl Slot {
     fn connect_failed(&mut self, e: &io::Error) {
         if is_local_shortage(e) {
             warn!("health check of {} skipped: {e}", self.state.name);
+            self.judged = true;
             return;
         }
         let detail = if marks_upstream_down(e) {
@@ -261,6 +270,7 @@ impl Slot {
             Verdict::Fail(d) => (false, d),
             Verdict::Incomplete => return,
         };
+        self.judged = true;
         debug!(
             "health check of {} in pool {}: {}",
             self.state.name,

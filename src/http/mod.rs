@@ -362,9 +362,89 @@ fn digits(mut n: u64, radix: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
+/// Where a rewriter writes a head: a growable `Vec`, or [`SliceOut`], the free space of a
+/// connection buffer, written in place (no copy through a scratch buffer) and never overrun.
+pub trait Out {
+    /// Append `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+    /// Append one byte.
+    fn put_byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+    /// Bytes appended so far (for a [`SliceOut`], asked for: what did not fit counts too).
+    fn written(&self) -> usize;
+    /// Take back everything appended after `len` (a refused head leaves nothing behind).
+    fn truncate_to(&mut self, len: usize);
+}
+
+impl Out for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn put_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    #[inline]
+    fn written(&self) -> usize {
+        self.len()
+    }
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+/// A fixed slice written from its start: bytes that would not fit are counted, not written,
+/// so the writer learns how long the whole would have been and nothing is ever overrun.
+#[derive(Debug)]
+pub struct SliceOut<'a> {
+    buf: &'a mut [u8],
+    /// Bytes asked for so far (may exceed `buf.len()`).
+    len: usize,
+}
+
+impl<'a> SliceOut<'a> {
+    /// Write into `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        SliceOut { buf, len: 0 }
+    }
+
+    /// Everything asked for fitted.
+    pub fn fits(&self) -> bool {
+        self.len <= self.buf.len()
+    }
+}
+
+impl Out for SliceOut<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = end;
+    }
+    #[inline]
+    fn put_byte(&mut self, b: u8) {
+        if let Some(dst) = self.buf.get_mut(self.len) {
+            *dst = b;
+        }
+        self.len += 1;
+    }
+    #[inline]
+    fn written(&self) -> usize {
+        self.len
+    }
+    fn truncate_to(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 /// Append `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(decimal(n, &mut [0; 20]));
+#[inline]
+pub(crate) fn push_decimal(out: &mut impl Out, n: u64) {
+    out.put(decimal(n, &mut [0; 20]));
 }
 
 /// Append `n` in lowercase hexadecimal without leading zeros (`0` for zero).

@@ -6,7 +6,9 @@
 
 use super::request::Request;
 use super::response::Response;
-use super::{field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing, Version};
+use super::{
+    field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing, Out, Version,
+};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -130,10 +132,10 @@ pub struct HeadTooLarge {
 
 /// Keep what was appended to `out` since `start` if it is at most `max` bytes long, else take it
 /// back out and say so.
-fn bounded(out: &mut Vec<u8>, start: usize, max: usize) -> Result<usize, HeadTooLarge> {
-    let len = out.len() - start;
+fn bounded(out: &mut impl Out, start: usize, max: usize) -> Result<usize, HeadTooLarge> {
+    let len = out.written() - start;
     if len > max {
-        out.truncate(start);
+        out.truncate_to(start);
         return Err(HeadTooLarge { len, max });
     }
     Ok(len)
@@ -157,21 +159,21 @@ fn bounded(out: &mut Vec<u8>, start: usize, max: usize) -> Result<usize, HeadToo
 pub fn request_head(
     req: &Request<'_, '_>,
     ctx: &RequestContext,
-    out: &mut Vec<u8>,
+    out: &mut impl Out,
     max: usize,
 ) -> Result<usize, HeadTooLarge> {
-    let start = out.len();
-    out.extend_from_slice(req.method.as_bytes());
-    out.push(b' ');
+    let start = out.written();
+    out.put(req.method.as_bytes());
+    out.put_byte(b' ');
     if req.path.starts_with('?') {
         // An absolute-form target with an empty path and a query: RFC 9112 §3.2.1 "If the
         // target URI's path component is empty, the client MUST send "/" as the path".
-        out.push(b'/');
+        out.put_byte(b'/');
     }
-    out.extend_from_slice(req.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(req.host);
-    out.extend_from_slice(b"\r\n");
+    out.put(req.path.as_bytes());
+    out.put(b" HTTP/1.1\r\nHost: ");
+    out.put(req.host);
+    out.put(b"\r\n");
 
     // RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header field before a
     // message is forwarded and, for each connection-option in this field, remove any header or
@@ -195,7 +197,7 @@ pub fn request_head(
     }
     copy.flush(out);
 
-    out.extend_from_slice(b"X-Forwarded-For: ");
+    out.put(b"X-Forwarded-For: ");
     if ctx.forwarded_for == ForwardedFor::Append {
         for h in req
             .headers
@@ -203,26 +205,26 @@ pub fn request_head(
             .filter(|h| name_is(h.name, "x-forwarded-for"))
         {
             if !h.value.is_empty() {
-                out.extend_from_slice(h.value);
-                out.extend_from_slice(b", ");
+                out.put(h.value);
+                out.put(b", ");
             }
         }
     }
-    out.extend_from_slice(ctx.client_ip.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    out.put(ctx.client_ip.as_bytes());
+    out.put(b"\r\nX-Forwarded-Proto: http\r\n");
     if !req.host.is_empty() {
         push_field(out, b"X-Forwarded-Host", req.host);
     }
 
     match req.framing {
         Framing::Length(n) => push_content_length(out, n),
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Chunked => out.put(b"Transfer-Encoding: chunked\r\n"),
         Framing::None | Framing::UntilClose => {}
     }
     if req.info.upgrade_websocket {
-        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
+        out.put(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+    out.put(b"\r\n");
     bounded(out, start, max)
 }
 
@@ -269,15 +271,15 @@ pub struct ResponseContext {
 pub fn response_head(
     resp: &Response<'_, '_>,
     ctx: &ResponseContext,
-    out: &mut Vec<u8>,
+    out: &mut impl Out,
     max: usize,
 ) -> Result<usize, HeadTooLarge> {
-    let start = out.len();
-    out.extend_from_slice(b"HTTP/1.1 ");
+    let start = out.written();
+    out.put(b"HTTP/1.1 ");
     push_decimal(out, u64::from(resp.code));
-    out.push(b' ');
-    out.extend_from_slice(resp.reason);
-    out.extend_from_slice(b"\r\n");
+    out.put_byte(b' ');
+    out.put(resp.reason);
+    out.put(b"\r\n");
 
     let named = names_a_field(&resp.connection);
     let mut copy = FieldCopy::new(resp.raw);
@@ -317,13 +319,13 @@ pub fn response_head(
     }
 
     if ctx.upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
+        out.put(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
     } else if ctx.close {
-        out.extend_from_slice(b"Connection: close\r\n");
+        out.put(b"Connection: close\r\n");
     } else if ctx.keep_alive_http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
+        out.put(b"Connection: keep-alive\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+    out.put(b"\r\n");
     bounded(out, start, max)
 }
 
@@ -379,7 +381,7 @@ enum Codings {
 /// Write `Transfer-Encoding:` with the upstream's codings picked by `which`, then `chunked` when
 /// `chunked`; nothing at all when that list is empty.
 fn push_transfer_encoding(
-    out: &mut Vec<u8>,
+    out: &mut impl Out,
     resp: &Response<'_, '_>,
     which: Codings,
     chunked: bool,
@@ -395,20 +397,20 @@ fn push_transfer_encoding(
         push_list_element(out, &mut first, b"Transfer-Encoding", b"chunked");
     }
     if !first {
-        out.extend_from_slice(b"\r\n");
+        out.put(b"\r\n");
     }
 }
 
 /// Start the field `name` before the first element, separate the others with `, `.
-fn push_list_element(out: &mut Vec<u8>, first: &mut bool, name: &[u8], element: &[u8]) {
+fn push_list_element(out: &mut impl Out, first: &mut bool, name: &[u8], element: &[u8]) {
     if *first {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
+        out.put(name);
+        out.put(b": ");
         *first = false;
     } else {
-        out.extend_from_slice(b", ");
+        out.put(b", ");
     }
-    out.extend_from_slice(element);
+    out.put(element);
 }
 
 /// Copies the kept field lines of a head. A line received exactly as we would write it
@@ -428,7 +430,8 @@ impl<'b> FieldCopy<'b> {
     }
 
     /// Write `h` (or add it to the run).
-    fn push(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+    #[inline]
+    fn push(&mut self, out: &mut impl Out, h: &httparse::Header<'_>) {
         match self.canonical_line(h) {
             Some((start, end)) => match &mut self.run {
                 Some((_, run_end)) if *run_end == start => *run_end = end,
@@ -445,9 +448,10 @@ impl<'b> FieldCopy<'b> {
     }
 
     /// Copy the pending run.
-    fn flush(&mut self, out: &mut Vec<u8>) {
+    #[inline]
+    fn flush(&mut self, out: &mut impl Out) {
         if let Some((start, end)) = self.run.take() {
-            out.extend_from_slice(&self.raw[start..end]);
+            out.put(&self.raw[start..end]);
         }
     }
 
@@ -469,18 +473,20 @@ impl<'b> FieldCopy<'b> {
 }
 
 /// `name: value\r\n`.
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+#[inline]
+fn push_field(out: &mut impl Out, name: &[u8], value: &[u8]) {
+    out.put(name);
+    out.put(b": ");
+    out.put(value);
+    out.put(b"\r\n");
 }
 
 /// `Content-Length: n\r\n`.
-fn push_content_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"Content-Length: ");
+#[inline]
+fn push_content_length(out: &mut impl Out, n: u64) {
+    out.put(b"Content-Length: ");
     push_decimal(out, n);
-    out.extend_from_slice(b"\r\n");
+    out.put(b"\r\n");
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::http::chunked::{self, Decoder};
 use crate::http::request::{self, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
-use crate::http::{local, Framing, Version};
+use crate::http::{local, Framing, SliceOut, Version};
 use crate::limits::{ClientKey, Limiter};
 use crate::metrics::{self, WorkerStats};
 use crate::snapshot::Snapshot;

@@ -100,7 +100,6 @@ impl Session {
                     }
                     None => None,
                 };
-                ctx.scratch.clear();
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
                     forwarded_for: ctx.cfg.forwarded_for,
@@ -110,26 +109,28 @@ impl Session {
                 // The whole rewritten head must fit the upstream buffer (the part of it that is
                 // not for a buffered body), or nothing goes.
                 let head_room = self.head_room;
-                if let Err(e) = rewrite::request_head(&req, &rctx, ctx.scratch, head_room) {
-                    debug!(
-                        "{}: forwarded head would be {} bytes, over {}: 431",
-                        self.client_ip, e.len, e.max
-                    );
-                    self.cin.clear();
-                    return Err(Fail::Respond(431));
+                // Written in place at the front of the (empty) upstream buffer: no copy.
+                self.uout.attach(ctx.bufs);
+                self.uout.clear();
+                let spare = self.uout.spare_all();
+                let limit = head_room.min(spare.len());
+                let mut out = SliceOut::new(&mut spare[..limit]);
+                match rewrite::request_head(&req, &rctx, &mut out, head_room) {
+                    Ok(len) if out.fits() => self.uout.commit(len),
+                    Ok(len) | Err(rewrite::HeadTooLarge { len, .. }) => {
+                        debug!(
+                            "{}: forwarded head would be {len} bytes, over {head_room}: 431",
+                            self.client_ip
+                        );
+                        self.cin.clear();
+                        return Err(Fail::Respond(431));
+                    }
                 }
                 (req.info, req.head_len, pool, hash)
             }
         };
         self.cin.consume(head_len);
         self.attach_exchange_buffers(ctx.bufs);
-        self.uout.clear();
-        if !self.uout.extend_whole(ctx.scratch) {
-            // Cannot happen (the bound above is the empty buffer's capacity), but a head is
-            // never cut: a cut one would leave its body to be read as the next request.
-            self.cin.clear();
-            return Err(Fail::Respond(431));
-        }
         let req_body = match info.framing {
             Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
             Framing::Length(n) => RequestBody::Length(n),

@@ -65,16 +65,10 @@ impl Session {
                             upgrade: true,
                             client_version: ex.req.version,
                         };
-                        if !stage_response_head(
-                            &resp,
-                            &rctx,
-                            ctx,
-                            &self.cout,
-                            up.flight.upstream(),
-                        )? {
+                        if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())?
+                        {
                             return Ok(progress);
                         }
-                        self.cout.extend(ctx.scratch);
                         self.uin.consume(head_len);
                         ex.upstream_us = Some(record_response(up, 101, ctx));
                         ex.final_started = true;
@@ -100,13 +94,11 @@ impl Session {
                             if !stage_response_head(
                                 &resp,
                                 &rctx,
-                                ctx,
-                                &self.cout,
+                                &mut self.cout,
                                 up.flight.upstream(),
                             )? {
                                 return Ok(progress);
                             }
-                            self.cout.extend(ctx.scratch);
                             ex.continue_sent |= resp.code == 100;
                         }
                         self.uin.consume(head_len);
@@ -138,7 +130,7 @@ impl Session {
                         upgrade: false,
                         client_version: ex.req.version,
                     };
-                    if !stage_response_head(&resp, &rctx, ctx, &self.cout, up.flight.upstream())? {
+                    if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())? {
                         return Ok(progress);
                     }
                     let upstream_framing = resp.framing;
@@ -157,7 +149,6 @@ impl Session {
                         })
                     };
                     let code = resp.code;
-                    self.cout.extend(ctx.scratch);
                     self.uin.consume(head_len);
                     ex.upstream_us = Some(record_response(up, code, ctx));
                     ex.final_started = true;
@@ -417,14 +408,21 @@ fn record_response(up: &Upstream, code: u16, ctx: &Ctx<'_>) -> u64 {
 pub(super) fn stage_response_head(
     resp: &response::Response<'_, '_>,
     rctx: &ResponseContext,
-    ctx: &mut Ctx<'_>,
-    cout: &Buffer,
+    cout: &mut Buffer,
     upstream: &UpstreamState,
 ) -> Result<bool, Fail> {
     let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
-    let scratch = ctx.scratch_take();
-    match rewrite::response_head(resp, rctx, scratch, max) {
-        Ok(len) => Ok(len <= forward_room(cout)),
+    let room = forward_room(cout);
+    // Written in place, behind what is queued: no copy through a scratch buffer.
+    let spare = cout.spare_all();
+    let limit = room.min(spare.len());
+    let mut out = SliceOut::new(&mut spare[..limit]);
+    match rewrite::response_head(resp, rctx, &mut out, max) {
+        Ok(len) if out.fits() => {
+            cout.commit(len);
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
         Err(e) => {
             warn!(
                 "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",

@@ -22,7 +22,71 @@ Examples:
   goround-mio --listen 127.0.0.1:8000 --upstream http://app1:8080 --upstream [::1]:8081 -v
   goround-mio --config /etc/goround/goround.toml
   goround-mio --config goround.toml --check     (print the effective configuration)
-  goround-mio --demo        (three local dummy backends on 127.0.0.1:8081-8083)";
+  goround-mio --demo        (three local dummy backends on 127.0.0.1:8081-8083)
+
+--help shows the whole manual.";
+
+/// `--help`: the manual (`-h` is the short summary above).
+const LONG_ABOUT: &str = "\
+goround-mio is an HTTP/1.1 reverse proxy and load balancer: one binary that listens on one
+port, reads each request strictly (RFC 9112: anything ambiguous gets a 4xx, never reaches an
+upstream), routes it by Host and path to a pool of upstreams, picks one by the pool's strategy
+(round robin, smooth weighted round robin, least connections, consistent hashing of the client
+address, a header, a cookie or the path), skipping upstreams that health checks or failed
+connects took out, and relays the response. Every worker thread runs its own event loop.
+
+Without --config, the --upstream flags form one round-robin pool. With --config, a TOML file
+gives pools, routes, health checks (TCP or HTTP with rise/fall), client rate and connection
+limits, per-upstream connection caps, the admin pages and the access log; every flag below is
+also a key of the file (--connect-timeout is connect_timeout), and a flag given wins.";
+
+/// The end of `--help`: what a man page would add.
+const AFTER_LONG_HELP: &str = "\
+DURATIONS AND SIZES
+  Durations take a unit: 500ms, 10s, 2m, 1h (1.5s works too). Sizes are bytes, optionally
+  with k (1024) or m (1048576): 8192, 8k, 32KiB, 1MiB.
+
+SIGNALS
+  SIGTERM, SIGINT  Stop gracefully: stop accepting, close idle connections, answer what is in
+                   flight with Connection: close, exit 0 (at most --shutdown-timeout). A second
+                   signal stops at once.
+  SIGHUP           Re-read --config, validate it completely and swap it in every worker;
+                   requests in flight finish on the old one, no connection is closed. A bad
+                   file changes nothing (logged as PATH:LINE:COL: message).
+  SIGUSR2          Binary upgrade: start the binary at this path with these arguments, handing
+                   it the listening sockets (LISTEN_FDS); once it is ready, this process stops
+                   accepting, drains and exits. If it fails to start, this one keeps serving.
+  SIGUSR1          Reopen the access log file (logrotate).
+
+ENVIRONMENT
+  RUST_LOG         Log filter (wins over -v, -q and log_level), e.g. RUST_LOG=debug.
+  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+                   Listening sockets handed over by systemd (socket activation) or by an
+                   upgrading goround-mio: served at once instead of binding --listen.
+  NOTIFY_SOCKET    Set by systemd for Type=notify: READY=1 once the listeners are polled and
+                   every upstream had its first health check; RELOADING=1 on SIGHUP.
+
+ADMIN PAGES (--admin ADDR or [admin] listen)
+  /metrics (Prometheus), /status (JSON), / (the live status page), /healthz (200, or 503 from
+  the start of a graceful stop).
+
+FILES
+  /etc/goround/goround.toml   The usual place of --config; deploy/goround.toml in the sources
+                              documents every key. deploy/ also has a systemd unit and socket,
+                              Kubernetes manifests and a note on the PROXY protocol.
+
+EXIT STATUS
+  0  Stopped gracefully, or --help, --version, --check.
+  1  A bad config file (PATH:LINE:COL: message), or a start-up failure (a port in use).
+  2  A bad command line.
+
+EXAMPLES
+  goround-mio --upstream 10.0.0.1:8080 --upstream 10.0.0.2:8080
+  goround-mio --listen 127.0.0.1:8000 --upstream http://app1:8080 --upstream [::1]:8081 -v
+  goround-mio --config /etc/goround/goround.toml --check
+  goround-mio --config /etc/goround/goround.toml --admin 127.0.0.1:8404
+  goround-mio --demo     (three local dummy backends on 127.0.0.1:8081-8083, status page on
+                          127.0.0.1:8404)";
 
 /// The flags as clap sees them; `config::load` merges them with the file into a `Config`.
 ///
@@ -34,7 +98,9 @@ Examples:
     name = "goround-mio",
     version,
     about = "A small, strict, fast HTTP/1.1 reverse proxy and load balancer",
-    after_help = AFTER_HELP
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
     /// Read pools, routes and settings from this TOML file (flags given too override its keys)

@@ -362,9 +362,13 @@ impl Session {
         }
     }
 
-    /// The connection is between requests with nothing queued: safe to close at shutdown.
+    /// The connection is between requests with nothing queued: safe to close at shutdown. A
+    /// connection that has not had its first request read yet is not idle: it was just
+    /// accepted (at shutdown, from the kernel's queue), its request is likely on its way or
+    /// already in the socket, and it is owed an answer.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head { started: None })
+        self.served > 0
+            && matches!(self.state, State::Head { started: None })
             && self.cin.is_empty()
             && self.cout.is_empty()
     }

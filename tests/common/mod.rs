@@ -390,8 +390,14 @@ impl Proxy {
             full.extend(["--workers", "1"]);
         }
         full.extend_from_slice(args);
+        Proxy::start_exact(&full)
+    }
+
+    /// Start the proxy with exactly `args` (nothing added: the config file may set `listen`)
+    /// and wait for its `listening on` line.
+    pub fn start_exact(full: &[&str]) -> Proxy {
         let mut cmd = Command::new(PROXY_BIN);
-        cmd.args(&full);
+        cmd.args(full);
         let spawned = spawn(cmd, "goround-mio");
         let line = match spawned.stderr.wait_for(0, "listening on ", STARTUP_TIMEOUT) {
             Ok(line) => line,

@@ -38,6 +38,7 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
             .collect(),
         health: HealthSpec {
             check: Check::Tcp,
+            send_proxy: None,
             path: "/".into(),
             host: None,
             expect: StatusRanges(vec![(200, 399)]),
@@ -50,6 +51,7 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
         slow_start: Duration::ZERO,
         queue_timeout: Duration::from_secs(5),
         client_rate: None,
+        send_proxy: None,
     }
 }
 

@@ -8,6 +8,8 @@
 use mio::net::TcpStream;
 use mio::Registry;
 use slab::Slab;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// Who holds an upstream socket.
@@ -15,8 +17,9 @@ use std::time::Instant;
 pub enum Owner {
     /// The session with this slab key is using it.
     Session(usize),
-    /// It waits in the idle list of this upstream id.
-    Idle(usize),
+    /// It waits in the idle list of this upstream id (and this client's, for a connection
+    /// that carries a PROXY header; see [`ConnPool::take`]).
+    Idle(usize, Option<IpAddr>),
 }
 
 /// One idle connection.
@@ -50,6 +53,12 @@ pub struct ConnPool {
     owners: Slab<Owner>,
     /// Per upstream id (`UpstreamState::id`), the idle connections, most recently used last.
     idle: Vec<Vec<Idle>>,
+    /// The same for connections that sent a PROXY header (`send_proxy`), per upstream and the
+    /// client address the header named: such a connection serves that client only. (The
+    /// header's port is that of the client connection that opened it; a later connection of
+    /// the same client reuses it, so pooling still saves connects.) Empty lists are removed,
+    /// so the map holds at most `max_idle` entries.
+    tagged: HashMap<(usize, IpAddr), Vec<Idle>>,
     /// Idle connections held, all upstreams together.
     idle_total: usize,
     /// Most idle connections kept, all upstreams together: this worker's share of
@@ -70,6 +79,7 @@ impl ConnPool {
         ConnPool {
             owners: Slab::new(),
             idle: Vec::new(),
+            tagged: HashMap::new(),
             idle_total: 0,
             max_idle,
             max_requests,
@@ -101,15 +111,21 @@ impl ConnPool {
         }
     }
 
-    /// The most recently used idle connection to `upstream` that has not expired, for `session`.
+    /// The most recently used idle connection to `upstream` that has not expired, for
+    /// `session`; with a `tag` (the client a PROXY header names), one that sent it.
     pub fn take(
         &mut self,
         upstream: usize,
+        tag: Option<IpAddr>,
         session: usize,
         now: Instant,
         registry: &Registry,
     ) -> Option<Reused> {
-        let list = self.idle.get_mut(upstream)?;
+        let list = match tag {
+            None => self.idle.get_mut(upstream)?,
+            Some(ip) => self.tagged.get_mut(&(upstream, ip))?,
+        };
+        let mut found = None;
         while let Some(mut c) = list.pop() {
             self.idle_total -= 1;
             if now >= c.expires {
@@ -123,20 +139,41 @@ impl ConnPool {
                 *o = Owner::Session(session);
             }
             self.reused += 1;
-            return Some(Reused {
+            found = Some(Reused {
                 id: c.id,
                 stream: c.stream,
                 requests: c.requests,
             });
+            break;
         }
-        None
+        if let Some(ip) = tag {
+            self.drop_if_empty(upstream, ip);
+        }
+        found
+    }
+
+    /// Remove the tagged list of (`upstream`, `ip`) when it is empty.
+    fn drop_if_empty(&mut self, upstream: usize, ip: IpAddr) {
+        if self.tagged.get(&(upstream, ip)).is_some_and(Vec::is_empty) {
+            self.tagged.remove(&(upstream, ip));
+        }
+    }
+
+    /// The idle list of `upstream` for `tag`, if there is one.
+    fn list_mut(&mut self, upstream: usize, tag: Option<IpAddr>) -> Option<&mut Vec<Idle>> {
+        match tag {
+            None => self.idle.get_mut(upstream),
+            Some(ip) => self.tagged.get_mut(&(upstream, ip)),
+        }
     }
 
     /// Offer a connection back after a complete exchange, to be kept until `expires`. It is
     /// kept unless the list is full or it has served `max_requests`; otherwise it is closed here.
+    #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
         upstream: usize,
+        tag: Option<IpAddr>,
         id: usize,
         mut stream: TcpStream,
         requests: u32,
@@ -146,22 +183,32 @@ impl ConnPool {
         // A full budget closes the connection offered rather than an older one: under a load
         // that fills the budget, every connection would otherwise be closed just the same, a
         // little later.
-        let keep = requests < self.max_requests && self.idle_total < self.max_idle;
-        if keep && upstream >= self.idle.len() && upstream < crate::upstream::MAX_UPSTREAMS {
-            self.idle.resize_with(upstream + 1, Vec::new);
-        }
-        match self.idle.get_mut(upstream) {
-            Some(list) if keep => {
-                self.idle_total += 1;
-                if let Some(o) = self.owners.get_mut(id) {
-                    *o = Owner::Idle(upstream);
+        let keep = requests < self.max_requests
+            && self.idle_total < self.max_idle
+            && upstream < crate::upstream::MAX_UPSTREAMS;
+        if keep {
+            match tag {
+                None if upstream >= self.idle.len() => {
+                    self.idle.resize_with(upstream + 1, Vec::new);
                 }
+                Some(ip) => {
+                    self.tagged.entry((upstream, ip)).or_default();
+                }
+                None => {}
+            }
+        }
+        match self.list_mut(upstream, tag) {
+            Some(list) if keep => {
                 list.push(Idle {
                     id,
                     stream,
                     expires,
                     requests,
                 });
+                self.idle_total += 1;
+                if let Some(o) = self.owners.get_mut(id) {
+                    *o = Owner::Idle(upstream, tag);
+                }
             }
             _ => {
                 let _ = registry.deregister(&mut stream);
@@ -181,10 +228,10 @@ impl ConnPool {
             return;
         }
         if !ev.is_error() {
-            let Some(Owner::Idle(upstream)) = self.owner(id) else {
+            let Some(Owner::Idle(upstream, tag)) = self.owner(id) else {
                 return;
             };
-            let idle = self.idle.get(upstream);
+            let idle = self.list_mut(upstream, tag);
             let conn = idle.and_then(|list| list.iter().find(|c| c.id == id));
             if conn.is_some_and(|c| is_quiet(&c.stream)) {
                 return;
@@ -195,52 +242,68 @@ impl ConnPool {
 
     /// Idle connection `id` became readable (EOF or stray bytes): it can't be reused.
     pub fn evict(&mut self, id: usize, registry: &Registry) {
-        let Some(Owner::Idle(upstream)) = self.owner(id) else {
+        let Some(Owner::Idle(upstream, tag)) = self.owner(id) else {
             return;
         };
-        if let Some(list) = self.idle.get_mut(upstream) {
+        if let Some(list) = self.list_mut(upstream, tag) {
             if let Some(pos) = list.iter().position(|c| c.id == id) {
                 let mut c = list.swap_remove(pos);
                 self.idle_total -= 1;
                 let _ = registry.deregister(&mut c.stream);
             }
         }
+        if let Some(ip) = tag {
+            self.drop_if_empty(upstream, ip);
+        }
         self.closed(id);
     }
 
     /// Close every idle connection that expired by `now` (or all of them with `all`).
     pub fn sweep(&mut self, now: Instant, all: bool, registry: &Registry) {
-        for list in &mut self.idle {
+        let mut closed = Vec::new();
+        for list in self.idle.iter_mut().chain(self.tagged.values_mut()) {
             let mut i = 0;
             while i < list.len() {
                 if all || now >= list[i].expires {
-                    let mut c = list.swap_remove(i);
-                    self.idle_total -= 1;
-                    let _ = registry.deregister(&mut c.stream);
-                    if self.owners.contains(c.id) {
-                        self.owners.remove(c.id);
-                    }
+                    closed.push(list.swap_remove(i));
                 } else {
                     i += 1;
                 }
             }
+        }
+        self.tagged.retain(|_, list| !list.is_empty());
+        for c in closed {
+            self.close_idle(c, registry);
         }
     }
 
     /// Close the idle connections of every upstream not in `keep` (ids): after a reload that
     /// removed them.
     pub fn retain_upstreams(&mut self, keep: &[usize], registry: &Registry) {
+        let mut closed = Vec::new();
         for (id, list) in self.idle.iter_mut().enumerate() {
-            if keep.contains(&id) {
-                continue;
+            if !keep.contains(&id) {
+                closed.append(list);
             }
-            for mut c in list.drain(..) {
-                self.idle_total -= 1;
-                let _ = registry.deregister(&mut c.stream);
-                if self.owners.contains(c.id) {
-                    self.owners.remove(c.id);
-                }
+        }
+        self.tagged.retain(|(id, _), list| {
+            if keep.contains(id) {
+                return true;
             }
+            closed.append(list);
+            false
+        });
+        for c in closed {
+            self.close_idle(c, registry);
+        }
+    }
+
+    /// Close an idle connection taken out of its list.
+    fn close_idle(&mut self, mut c: Idle, registry: &Registry) {
+        self.idle_total -= 1;
+        let _ = registry.deregister(&mut c.stream);
+        if self.owners.contains(c.id) {
+            self.owners.remove(c.id);
         }
     }
 
@@ -282,22 +345,23 @@ mod tests {
         for upstream in 0..3 {
             let id = pool.open(upstream);
             let stream = socket(&listener, &poll, id);
-            pool.put(upstream, id, stream, 1, later, poll.registry());
+            pool.put(upstream, None, id, stream, 1, later, poll.registry());
             ids.push(id);
         }
         // Two kept, the third closed: the budget is for all upstreams, not each.
         assert_eq!(pool.idle_count(), 2);
-        assert_eq!(pool.owner(ids[0]), Some(Owner::Idle(0)));
-        assert_eq!(pool.owner(ids[1]), Some(Owner::Idle(1)));
+        assert_eq!(pool.owner(ids[0]), Some(Owner::Idle(0, None)));
+        assert_eq!(pool.owner(ids[1]), Some(Owner::Idle(1, None)));
         assert_eq!(pool.owner(ids[2]), None);
         // Taking one frees room for another.
         let taken = pool
-            .take(1, 9, now, poll.registry())
+            .take(1, None, 9, now, poll.registry())
             .expect("one idle to upstream 1");
         assert_eq!(pool.idle_count(), 1);
         assert_eq!(pool.owner(taken.id), Some(Owner::Session(9)));
         pool.put(
             1,
+            None,
             taken.id,
             taken.stream,
             taken.requests + 1,
@@ -308,17 +372,30 @@ mod tests {
         // Expiry and eviction give budget back too.
         pool.sweep(later, false, poll.registry());
         assert_eq!(pool.idle_count(), 0);
-        assert!(pool.take(0, 9, now, poll.registry()).is_none());
+        assert!(pool.take(0, None, 9, now, poll.registry()).is_none());
         let id = pool.open(0);
         let stream = socket(&listener, &poll, id);
-        pool.put(0, id, stream, 1, later, poll.registry());
+        pool.put(0, None, id, stream, 1, later, poll.registry());
         pool.evict(id, poll.registry());
         assert_eq!((pool.idle_count(), pool.owner(id)), (0, None));
+        // Tagged connections (a PROXY header sent) serve their own client only.
+        let id = pool.open(0);
+        let stream = socket(&listener, &poll, id);
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        pool.put(0, Some(client), id, stream, 1, later, poll.registry());
+        assert!(pool.take(0, Some(other), 9, now, poll.registry()).is_none());
+        assert!(pool.take(0, None, 9, now, poll.registry()).is_none());
+        assert_eq!(
+            pool.take(0, Some(client), 9, now, poll.registry())
+                .map(|r| r.id),
+            Some(id)
+        );
         // A budget of 0 keeps nothing.
         let mut off = ConnPool::new(0, 100);
         let id = off.open(0);
         let stream = socket(&listener, &poll, id);
-        off.put(0, id, stream, 1, later, poll.registry());
+        off.put(0, None, id, stream, 1, later, poll.registry());
         assert_eq!((off.idle_count(), off.max_idle()), (0, 0));
     }
 }

@@ -43,6 +43,7 @@ pub mod http;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod route;
 pub mod session;
 pub mod snapshot;

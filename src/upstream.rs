@@ -195,6 +195,23 @@ impl UpstreamState {
         InFlight(self)
     }
 
+    /// [`begin_request`](Self::begin_request) below a cap of `max` requests in flight: `None`
+    /// when it is reached. Checking and counting are one atomic step, so two workers that both
+    /// saw a free slot cannot both take it.
+    #[inline]
+    pub fn try_begin_request(&'static self, worker: usize, max: u32) -> Option<InFlight> {
+        if max == u32::MAX {
+            return Some(self.begin_request(worker));
+        }
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.shard(worker).requests.add(1);
+        Some(InFlight(self))
+    }
+
     /// Worker `worker`'s counters of this upstream.
     #[inline]
     pub fn shard(&self, worker: usize) -> &UpstreamShard {
@@ -593,6 +610,32 @@ mod tests {
         assert!(std::ptr::eq(g2.upstream(), s));
         drop(g2);
         assert_eq!((s.in_flight(), s.requests()), (0, 2));
+    }
+
+    #[test]
+    fn a_capped_begin_never_takes_more_than_the_cap() {
+        let s = UpstreamState::detached(0, addr(1));
+        let most = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for worker in 0..2 {
+                let most = &most;
+                scope.spawn(move || {
+                    for _ in 0..20_000 {
+                        if let Some(g) = s.try_begin_request(worker, 2) {
+                            most.fetch_max(s.in_flight(), Ordering::Relaxed);
+                            drop(g);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::Relaxed) <= 2);
+        let (a, b) = (s.try_begin_request(0, 2), s.try_begin_request(1, 2));
+        assert!(a.is_some() && b.is_some());
+        assert!(s.try_begin_request(0, 2).is_none(), "the cap is reached");
+        drop(a);
+        assert!(s.try_begin_request(0, 2).is_some());
+        assert!(s.try_begin_request(0, u32::MAX).is_some(), "uncapped");
     }
 
     #[test]

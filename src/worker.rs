@@ -386,7 +386,7 @@ impl Worker {
                                     }
                                 }
                             }
-                            Some(Owner::Idle(_)) => {
+                            Some(Owner::Idle(..)) => {
                                 self.conns.on_idle_event(id, ev, self.poll.registry());
                             }
                             None => {}
@@ -488,7 +488,20 @@ impl Worker {
                     // has to wait for the client (see `Session::new`).
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    let session = Session::new(stream, addr.ip(), key, &self.snap, self.now);
+                    let cfg = &self.snap.cfg;
+                    if cfg.proxy_protocol
+                        && !cfg.proxy_protocol_from.is_empty()
+                        && !cfg
+                            .proxy_protocol_from
+                            .iter()
+                            .any(|c| c.contains(addr.ip()))
+                    {
+                        // Only the layer-4 tier may connect when it vouches for its clients.
+                        debug!("{addr}: not in proxy_protocol_from: refused");
+                        drop(stream);
+                        continue;
+                    }
+                    let session = Session::new(stream, addr, key, &self.snap, self.now);
                     let stats = &self.shared.stats[self.id];
                     stats.accepted.add(1);
                     stats.open.add(1);

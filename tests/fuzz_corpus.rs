@@ -63,3 +63,12 @@ fn chunked_corpus() {
         "only {ran} chunked inputs: is fuzz/corpus there?"
     );
 }
+
+#[test]
+fn proxy_header_corpus() {
+    let ran = replay("proxy_header", goround_mio::fuzzing::proxy_header);
+    assert!(
+        ran >= 100,
+        "only {ran} proxy_header inputs: is fuzz/corpus there?"
+    );
+}

@@ -149,6 +149,45 @@ CHUNKED = [
     b"2\r\nab\r\n2\r\ncd\r\n",
 ]
 
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+PROXY = [
+    # v1: both families, UNKNOWN, and the malformed shapes a listener must refuse.
+    b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\nGET / HTTP/1.1\r\n",
+    b"PROXY TCP6 2001:db8::7 2001:db8::1 56324 443\r\n",
+    b"PROXY TCP6 ::ffff:10.0.0.1 ::1 1 65535\r\n",
+    b"PROXY UNKNOWN\r\n",
+    b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n",
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
+    b"PROXY TCP4 1.2.3.04 5.6.7.8 1 2\r\n",
+    b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
+    b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+    b"PROXY " + b"x" * 120 + b"\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+    # v2: PROXY over TCP4/TCP6, LOCAL, UNSPEC, UNIX, with TLVs, truncated, bad version.
+    SIG + b"\x21\x11\x00\x0c" + bytes([203, 0, 113, 7, 192, 0, 2, 1]) + b"\xdc\x04\x01\xbb",
+    SIG + b"\x21\x21\x00\x24" + bytes(range(32)) + b"\xdc\x04\x01\xbb",
+    SIG + b"\x20\x00\x00\x00GET / HTTP/1.1\r\n",
+    SIG + b"\x21\x00\x00\x00",
+    SIG + b"\x21\x31\x00\xd8" + b"/" * 216,
+    SIG + b"\x21\x11\x00\x14" + bytes([10, 0, 0, 1, 10, 0, 0, 2]) + b"\x00\x50\x00\x51"
+    + b"\x04\x00\x05hello",
+    SIG + b"\x21\x11\x00\x08" + bytes(8),
+    SIG + b"\x21\x21\x00\x0c" + bytes(12),
+    SIG + b"\x11\x11\x00\x0c" + bytes(12),
+    SIG + b"\x2f\x11\x00\x0c" + bytes(12),
+    SIG + b"\x21\x11\xff\xff",
+    SIG[:7],
+    # Round-trip material: 40+ bytes whose first byte picks the family (odd: IPv6).
+    bytes([1]) + bytes(range(16)) + bytes(range(16, 32)) + b"\x12\x34\x56\x78" + bytes(4),
+    bytes([0]) + bytes([127, 0, 0, 1]) + bytes(12) + bytes([10, 1, 2, 3]) + bytes(12)
+    + b"\xff\xff\x00\x01" + bytes(4),
+    bytes([1]) + bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 9]) + bytes(16)
+    + b"\x00\x50\x1f\x90" + bytes(4),
+]
+
 
 def write(target, data, tag=""):
     d = os.path.join(ROOT, target)
@@ -171,6 +210,8 @@ def main():
             write("response_head", head + opt)
     for body in CHUNKED:
         write("chunked", body)
+    for head in PROXY:
+        write("proxy_header", head)
     return 0
 
 

@@ -282,11 +282,13 @@ pub(crate) mod tests {
                 timeout: Duration::from_secs(2),
                 rise: 1,
                 fall: 1,
+                send_proxy: None,
             },
             retries: 2,
             slow_start: Duration::ZERO,
             queue_timeout: Duration::from_secs(5),
             client_rate: None,
+            send_proxy: None,
         }
     }
 

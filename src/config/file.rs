@@ -43,6 +43,8 @@ pub struct File {
     pub underscores_in_headers: Option<At<Value>>,
     pub request_buffer: Option<At<Value>>,
     pub log_level: Option<At<Value>>,
+    pub proxy_protocol: Option<At<Value>>,
+    pub proxy_protocol_from: Option<At<Vec<At<String>>>>,
     /// `[admin]`: the admin listener.
     pub admin: Option<At<AdminFile>>,
     /// `[access_log]`.
@@ -68,6 +70,7 @@ pub struct PoolFile {
     pub retries: Option<At<Value>>,
     pub slow_start: Option<At<Value>>,
     pub queue_timeout: Option<At<Value>>,
+    pub send_proxy: Option<At<String>>,
     /// A pool's own, stricter, rate limit.
     pub client_limits: Option<At<PoolLimitsFile>>,
 }

@@ -3,6 +3,11 @@
 
 use super::values::*;
 
+/// Parse an address block for --proxy-protocol-from.
+fn parse_cidr(s: &str) -> Result<crate::proxy_protocol::Cidr, String> {
+    crate::proxy_protocol::Cidr::parse(s)
+}
+
 /// Parse `combined` or `json` for --access-log-format.
 fn parse_log_format(s: &str) -> Result<super::LogFormat, String> {
     super::LogFormat::parse(s)
@@ -228,6 +233,16 @@ pub struct Cli {
     /// The access log's format: combined (nginx's, byte for byte) or json
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
     pub access_log_format: super::LogFormat,
+
+    /// Connections must start with a PROXY protocol header (v1 or v2) carrying the client's
+    /// address (behind a layer-4 load balancer)
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// With --proxy-protocol: only these address blocks may connect (and must send the
+    /// header); repeat or separate with commas, e.g. 10.0.0.0/8,127.0.0.1/32
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_cidr)]
+    pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
 
     /// Start three dummy backends on 127.0.0.1:8081-8083; they are the upstreams unless
     /// --upstream is given (then they run alongside, unused unless listed)

@@ -128,6 +128,10 @@ pub struct Config {
     pub underscores_in_headers: bool,
     /// From `log_level` or `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
     pub log_level: log::LevelFilter,
+    /// Connections must start with a PROXY protocol header (`proxy_protocol`).
+    pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the address blocks that may connect (empty: any).
+    pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
     /// The admin listener (`[admin] listen`, `--admin`), if any.
     pub admin: Option<SocketAddr>,
     /// The access log, if any.
@@ -169,6 +173,8 @@ pub struct PoolSpec {
     pub queue_timeout: Duration,
     /// The pool's own per-client rate (on top of the global one).
     pub client_rate: Option<Rate>,
+    /// Send upstreams a PROXY protocol header of this version (1 or 2) on each connection.
+    pub send_proxy: Option<u8>,
 }
 
 /// A per-client request rate: GCRA with this sustained rate and this burst.
@@ -378,6 +384,9 @@ pub struct HealthSpec {
     pub rise: u32,
     /// Consecutive failures that take an up upstream out.
     pub fall: u32,
+    /// The pool's `send_proxy`: an HTTP check starts with a PROXY header too (v2 `LOCAL`, v1
+    /// `UNKNOWN`), since an upstream that expects one refuses a connection without it.
+    pub send_proxy: Option<u8>,
 }
 
 /// The kind of health check.
@@ -751,6 +760,26 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
     }
     // A probe that outlived the interval would overlap the next one.
     let health_timeout = health_timeout.min(health_interval);
+    let proxy_protocol = m.pick(
+        "proxy_protocol",
+        cli.proxy_protocol,
+        &file.proxy_protocol,
+        as_bool,
+    )?;
+    let proxy_protocol_from = match (&file.proxy_protocol_from, &source) {
+        (Some(list), Some(src)) if cli.proxy_protocol_from.is_empty() => {
+            let mut blocks = Vec::new();
+            for c in list.get_ref() {
+                blocks.push(
+                    crate::proxy_protocol::Cidr::parse(c.get_ref()).map_err(|e| {
+                        file_error(src.error(&c.span(), format!("proxy_protocol_from: {e}")))
+                    })?,
+                );
+            }
+            blocks
+        }
+        _ => cli.proxy_protocol_from.clone(),
+    };
     let file_admin = file
         .admin
         .as_ref()
@@ -787,6 +816,7 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
         timeout: health_timeout,
         rise: 1,
         fall: 1,
+        send_proxy: None,
     };
     let (pools, routes) = match &source {
         Some(src) => pools_and_routes(&file, src, &defaults, &mut notices, &mut warnings)?,
@@ -834,6 +864,7 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
                 slow_start: Duration::ZERO,
                 queue_timeout: QUEUE_TIMEOUT,
                 client_rate: None,
+                send_proxy: None,
             };
             let route = RouteSpec {
                 host: None,
@@ -874,6 +905,8 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
         forwarded_for,
         underscores_in_headers,
         log_level,
+        proxy_protocol,
+        proxy_protocol_from,
         admin,
         access_log,
         client_limits,
@@ -1050,7 +1083,23 @@ fn pools_and_routes(
             }
             None => None,
         };
+        let send_proxy = match &p.send_proxy {
+            Some(v) => match v.get_ref().as_str() {
+                "v1" => Some(1),
+                "v2" => Some(2),
+                other => {
+                    return Err(err(
+                        v.span(),
+                        format!("send_proxy: '{other}' is not one of v1, v2"),
+                    ))
+                }
+            },
+            None => None,
+        };
+        let mut health = health;
+        health.send_proxy = send_proxy;
         pools.push(PoolSpec {
+            send_proxy,
             name: name.clone(),
             strategy,
             hash_key,

@@ -99,6 +99,13 @@ pub fn effective(cfg: &Config) -> String {
         quote(forwarded_for_name(cfg.forwarded_for))
     );
     let _ = writeln!(o, "underscores_in_headers = {}", cfg.underscores_in_headers);
+    let _ = writeln!(o, "proxy_protocol = {}", cfg.proxy_protocol);
+    let blocks: Vec<String> = cfg
+        .proxy_protocol_from
+        .iter()
+        .map(|c| quote(&c.to_string()))
+        .collect();
+    let _ = writeln!(o, "proxy_protocol_from = [{}]", blocks.join(", "));
     let _ = writeln!(
         o,
         "log_level = {}",
@@ -149,6 +156,9 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
         }
     }
     let _ = writeln!(o, "retries = {}", pool.retries);
+    if let Some(v) = pool.send_proxy {
+        let _ = writeln!(o, "send_proxy = \"v{v}\"");
+    }
     let _ = writeln!(
         o,
         "slow_start = {}",

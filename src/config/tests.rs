@@ -488,7 +488,7 @@ fn help_and_version() {
             assert!(text.contains("--health-timeout <DURATION>"), "{text}");
             assert!(text.contains("[default: 2s]"), "{text}");
             assert!(text.contains("[default: :8000]"), "{text}");
-            assert!(text.contains("Examples:"), "{text}");
+            assert!(text.contains("\nEXAMPLES\n"), "{text}");
         }
         other => panic!("{other:?}"),
     }

@@ -13,13 +13,18 @@ pub const MAX_RESPONSE: usize = 16 * 1024;
 /// address), and `Connection: close`, since the check's connection is never reused.
 pub fn request(spec: &HealthSpec, addr: SocketAddr) -> Vec<u8> {
     let host = spec.host.clone().unwrap_or_else(|| addr.to_string());
-    format!(
+    let mut out = Vec::new();
+    if let Some(version) = spec.send_proxy {
+        crate::proxy_protocol::write_local(version, &mut out);
+    }
+    let head = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: goround-mio/{} health check\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n",
         spec.path,
         env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes()
+    );
+    out.extend_from_slice(head.as_bytes());
+    out
 }
 
 /// The judgement of a check's response bytes so far.
@@ -95,6 +100,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 2,
+            send_proxy: None,
         }
     }
 
@@ -113,6 +119,30 @@ mod tests {
         };
         let r = String::from_utf8(request(&named, addr)).unwrap();
         assert!(r.contains("\r\nHost: app.internal\r\n"), "{r}");
+    }
+
+    #[test]
+    fn a_send_proxy_pool_checks_with_a_local_header() {
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let v1 = HealthSpec {
+            send_proxy: Some(1),
+            ..spec()
+        };
+        let r = request(&v1, addr);
+        assert!(r.starts_with(b"PROXY UNKNOWN\r\nGET /healthz HTTP/1.1\r\n"));
+        let v2 = HealthSpec {
+            send_proxy: Some(2),
+            ..spec()
+        };
+        let r = request(&v2, addr);
+        assert_eq!(
+            crate::proxy_protocol::parse(&r),
+            Ok(crate::proxy_protocol::Parsed::Header {
+                len: 16,
+                source: None
+            })
+        );
+        assert!(r[16..].starts_with(b"GET /healthz HTTP/1.1\r\n"));
     }
 
     #[test]

@@ -65,8 +65,14 @@ impl Session {
                     return Err(Fail::Respond(502));
                 }
             };
+            let member = &pool.members[idx];
+            let Some(flight) = member.state.try_begin_request(ctx.worker, member.max_conns) else {
+                // Another worker took its last slot since the pick: pick again (it is full
+                // now, so another member, or the queue).
+                continue;
+            };
             self.tried.insert(idx);
-            match self.connect_to(idx, true, ctx) {
+            match self.connect_to(idx, flight, true, ctx) {
                 Ok(()) => return Ok(()),
                 Err(e) => self.connect_failed(idx, &e, ctx)?,
             }
@@ -187,16 +193,23 @@ impl Session {
     }
 
     /// Take an idle pooled connection to member `idx` (when `reuse`), else start a
-    /// nonblocking connect to it.
+    /// nonblocking connect to it, for the request counted by `flight`.
     pub(super) fn connect_to(
         &mut self,
         idx: usize,
+        flight: InFlight,
         reuse: bool,
         ctx: &mut Ctx<'_>,
     ) -> io::Result<()> {
         let state = self.member_state(idx);
+        let send_proxy = self.snap.cfg.pools[self.exchange_pool()].send_proxy;
+        // A connection that carries a PROXY header serves that client only.
+        let tag = send_proxy.map(|_| self.peer_ip.to_canonical());
         if reuse {
-            if let Some(r) = ctx.conns.take(state.id, self.key, ctx.now, ctx.registry) {
+            if let Some(r) = ctx
+                .conns
+                .take(state.id, tag, self.key, ctx.now, ctx.registry)
+            {
                 let mut peer = Peer::new(r.stream);
                 // Edge-triggered: its writable edge was reported long ago. A pending EOF on
                 // it would have evicted it from the pool, or shows up as a failed read.
@@ -204,7 +217,7 @@ impl Session {
                 self.upstream = Some(Upstream {
                     peer,
                     idx,
-                    flight: state.begin_request(ctx.worker),
+                    flight,
                     id: r.id,
                     reused: true,
                     requests: r.requests + 1,
@@ -212,6 +225,8 @@ impl Session {
                     connect_started: ctx.now,
                     write_failed: false,
                     sent_at: None,
+                    tag,
+                    preamble: Vec::new(),
                 });
                 return Ok(());
             }
@@ -227,10 +242,19 @@ impl Session {
             return Err(e);
         }
         let _ = stream.set_nodelay(true);
+        let mut preamble = Vec::new();
+        if let Some(version) = send_proxy {
+            let local = self
+                .client
+                .stream
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            crate::proxy_protocol::write(version, self.peer, local, &mut preamble);
+        }
         self.upstream = Some(Upstream {
             peer: Peer::new(stream),
             idx,
-            flight: state.begin_request(ctx.worker),
+            flight,
             id,
             reused: false,
             requests: 1,
@@ -238,6 +262,8 @@ impl Session {
             connect_started: ctx.now,
             write_failed: false,
             sent_at: None,
+            tag,
+            preamble,
         });
         Ok(())
     }
@@ -317,9 +343,13 @@ impl Session {
             debug!("pooled connection to {name} was closed; retrying on a fresh one");
             ex.fresh_retry_used = true;
             self.drop_upstream_keep_request(ctx.registry, ctx.conns);
-            match self.connect_to(idx, false, ctx) {
-                Ok(()) => return Ok(()),
-                Err(e) => self.connect_failed(idx, &e, ctx)?,
+            let member = &self.snap.pools[self.exchange_pool()].members[idx];
+            // Its slot went with the connection: without one now, the request queues.
+            if let Some(flight) = member.state.try_begin_request(ctx.worker, member.max_conns) {
+                match self.connect_to(idx, flight, false, ctx) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => self.connect_failed(idx, &e, ctx)?,
+                }
             }
         } else {
             debug!("upstream {name} closed before answering; retrying the request elsewhere");

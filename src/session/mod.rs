@@ -29,7 +29,7 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io;
-use std::net::{IpAddr, Shutdown};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,8 +247,12 @@ pub struct Session {
     /// The configuration this connection's current (or last) request runs on: taken from the
     /// worker's at the start of each request, so a reload never changes a request midway.
     snap: Arc<Snapshot>,
-    /// The client's address (for `ip_hash`).
+    /// The client's address (for `ip_hash`, the limits; a PROXY header's when one came).
     peer_ip: IpAddr,
+    /// The client's address and port (the PROXY header sent upstream names it).
+    peer: SocketAddr,
+    /// `proxy_protocol`: the connection must start with a PROXY header, not read yet.
+    awaiting_proxy_header: bool,
     /// Client bytes in and out already added to the worker's counters.
     counted: (u64, u64),
     /// The limiter this connection is counted in (a connection limit), to uncount it at the
@@ -289,12 +293,13 @@ impl Session {
     /// once, and it joins the epoll set only when it has to wait for the client.
     pub fn new(
         stream: TcpStream,
-        client_ip: IpAddr,
+        peer: SocketAddr,
         key: usize,
         snap: &Arc<Snapshot>,
         now: Instant,
     ) -> Self {
         let cfg = &snap.cfg;
+        let client_ip = peer.ip();
         let size = buffer::size_for(cfg.limits.max_head);
         let mut client = Peer::new(stream);
         // Not registered, so no event will say so: assume the request is there and the send
@@ -331,6 +336,8 @@ impl Session {
             tried: Tried::default(),
             snap: Arc::clone(snap),
             peer_ip: client_ip,
+            peer,
+            awaiting_proxy_header: cfg.proxy_protocol,
             head_room: size,
             counted: (0, 0),
             conn_limiter,
@@ -539,6 +546,14 @@ impl Session {
             State::Head { started } => {
                 if !self.cout.is_empty() {
                     debug!("{}: client stopped reading, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                if self.awaiting_proxy_header {
+                    // Not HTTP yet: a PROXY header cut short gets a close, as a bad one does.
+                    debug!(
+                        "{}: PROXY header not complete in time: closing",
+                        self.client_ip
+                    );
                     return Drive::Closed;
                 }
                 if started.is_some() {
@@ -941,6 +956,24 @@ impl Session {
         };
         if !up.connected || up.write_failed {
             return Ok(false);
+        }
+        if !up.preamble.is_empty() {
+            // The PROXY header goes first, whole, before any byte of the request.
+            match up.peer.write_from(&up.preamble, false) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    up.preamble.drain(..n);
+                    self.last_progress = now;
+                    if !up.preamble.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => {
+                    debug!("upstream write error: {e}");
+                    up.write_failed = true;
+                    return Ok(true);
+                }
+            }
         }
         let replay = match &mut self.state {
             State::Exchange(ex) => ex.replay.as_mut(),

@@ -20,6 +20,9 @@ impl Session {
         {
             *started = Some(ctx.now);
         }
+        if self.awaiting_proxy_header && !self.take_proxy_header(ctx)? {
+            return Ok(false);
+        }
         let limits = ctx.cfg.limits;
         let data = self.cin.data();
         parse_with_slots!(
@@ -428,6 +431,46 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 fn answers_continue_itself(info: &RequestInfo, request_buffer: usize) -> bool {
     info.expect_continue
         && matches!(info.framing, Framing::Length(n) if n > 0 && n <= request_buffer as u64)
+}
+
+impl Session {
+    /// `proxy_protocol`: read the PROXY header at the start of the connection; from then on its
+    /// client is this connection's client everywhere (X-Forwarded-For, the limits, `ip_hash`,
+    /// the access log). `Ok(false)`: not all of it is here yet. A missing or bad header closes
+    /// the connection.
+    fn take_proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        match crate::proxy_protocol::parse(self.cin.data()) {
+            Ok(crate::proxy_protocol::Parsed::Incomplete) => {
+                if self.client.eof {
+                    return Err(Fail::Abort);
+                }
+                Ok(false)
+            }
+            Ok(crate::proxy_protocol::Parsed::Header { len, source }) => {
+                self.cin.consume(len);
+                self.awaiting_proxy_header = false;
+                if let Some(src) = source {
+                    let now = crate::upstream::mono_ns(ctx.now);
+                    // The connection limit counts the real client, not the layer-4 tier.
+                    if let Some(l) = &self.conn_limiter {
+                        l.close(ClientKey::of(self.peer_ip));
+                        if let Some(limit) = self.snap.cfg.client_limits.connections {
+                            self.over_connection_limit =
+                                !l.open(ClientKey::of(src.ip()), limit, now);
+                        }
+                    }
+                    self.peer = src;
+                    self.peer_ip = src.ip();
+                    self.client_ip = ClientAddr::new(src.ip());
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                debug!("{}: no valid PROXY header ({e:?}): closing", self.client_ip);
+                Err(Fail::Abort)
+            }
+        }
+    }
 }
 
 /// The request line of a head as received, for the access log of a head we refused: up to the

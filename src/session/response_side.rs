@@ -364,6 +364,7 @@ impl Session {
                 let expires = ctx.now + keep;
                 ctx.conns.put(
                     up.flight.upstream().id,
+                    up.tag,
                     up.id,
                     up.peer.stream,
                     up.requests,

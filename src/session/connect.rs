@@ -225,8 +225,7 @@ impl Session {
                     connect_started: ctx.now,
                     write_failed: false,
                     sent_at: None,
-                    tag,
-                    preamble: Vec::new(),
+                    preamble: None,
                 });
                 return Ok(());
             }
@@ -242,15 +241,16 @@ impl Session {
             return Err(e);
         }
         let _ = stream.set_nodelay(true);
-        let mut preamble = Vec::new();
-        if let Some(version) = send_proxy {
+        let preamble = send_proxy.map(|version| {
             let local = self
                 .client
                 .stream
                 .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            crate::proxy_protocol::write(version, self.peer, local, &mut preamble);
-        }
+            let mut header = Vec::with_capacity(crate::proxy_protocol::V1_MAX);
+            crate::proxy_protocol::write(version, self.peer, local, &mut header);
+            header.into_boxed_slice()
+        });
         self.upstream = Some(Upstream {
             peer: Peer::new(stream),
             idx,
@@ -262,7 +262,6 @@ impl Session {
             connect_started: ctx.now,
             write_failed: false,
             sent_at: None,
-            tag,
             preamble,
         });
         Ok(())

@@ -27,10 +27,9 @@ pub(super) struct Upstream {
     pub(super) write_failed: bool,
     /// When the first byte of the request went to it: the start of its response time.
     pub(super) sent_at: Option<Instant>,
-    /// Who its connection may serve once idle (see `ConnPool::take`).
-    pub(super) tag: Option<std::net::IpAddr>,
-    /// Bytes owed to it before any of the request (the PROXY header of `send_proxy`).
-    pub(super) preamble: Vec<u8>,
+    /// Bytes owed to it before any of the request (the PROXY header of `send_proxy`), boxed:
+    /// rare, and the struct moves.
+    pub(super) preamble: Option<Box<[u8]>>,
 }
 
 /// How much of the request body is left to forward.

@@ -957,16 +957,17 @@ impl Session {
         if !up.connected || up.write_failed {
             return Ok(false);
         }
-        if !up.preamble.is_empty() {
+        if let Some(preamble) = &up.preamble {
             // The PROXY header goes first, whole, before any byte of the request.
-            match up.peer.write_from(&up.preamble, false) {
+            match up.peer.write_from(preamble, false) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
-                    up.preamble.drain(..n);
                     self.last_progress = now;
-                    if !up.preamble.is_empty() {
+                    if n < preamble.len() {
+                        up.preamble = Some(preamble[n..].into());
                         return Ok(true);
                     }
+                    up.preamble = None;
                 }
                 Err(e) => {
                     debug!("upstream write error: {e}");

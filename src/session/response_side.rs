@@ -347,9 +347,11 @@ impl Session {
     /// sides), else close it.
     pub(super) fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
         self.end_spans(ctx.pipes);
-        let keep = match &self.state {
-            State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => ex.upstream_keep,
-            _ => Duration::ZERO,
+        let (keep, pool) = match &self.state {
+            State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => {
+                (ex.upstream_keep, ex.pool)
+            }
+            _ => (Duration::ZERO, 0),
         };
         if let Some(mut up) = self.upstream.take() {
             let clean = !keep.is_zero()
@@ -362,9 +364,13 @@ impl Session {
                 && !(up.peer.readable && has_bytes_past_the_response(&up.peer.stream));
             if clean {
                 let expires = ctx.now + keep;
+                // A connection that sent a PROXY header serves its client only.
+                let tag = self.snap.cfg.pools[pool]
+                    .send_proxy
+                    .map(|_| self.peer_ip.to_canonical());
                 ctx.conns.put(
                     up.flight.upstream().id,
-                    up.tag,
+                    tag,
                     up.id,
                     up.peer.stream,
                     up.requests,

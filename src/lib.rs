@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 pub mod route;
 pub mod session;
+pub mod shared_limits;
 pub mod snapshot;
 pub mod splice;
 pub mod sys;
@@ -198,6 +199,8 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .name("signals".into())
         .spawn(move || signal_control.run_signals(signals))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    shared_limits::spawn(Arc::clone(&shared))
+        .map_err(|e| format!("cannot start the shared-limits thread: {e}"))?;
 
     // Ready once the listeners are polled (the workers run) and every upstream has had its
     // first health check, so that an upgraded process starts with a true view of them.

@@ -11,6 +11,11 @@
 //! rarely meet and never wait long. It is bounded (`max_clients` in all): when a shard is full,
 //! entries that have refilled (their TAT is past, no connection open) go first, as they carry
 //! no information; failing that, the one closest to refilling.
+//!
+//! A shared limiter (`[client_limits] shared`) also counts, per client, the requests it allowed
+//! since its last exchange with the other instances, and lists those clients; the
+//! `shared_limits` thread takes them ([`Limiter::take_pending`]) and merges back the fleet's
+//! TAT ([`Limiter::merge_fleet`]). The request path never waits for that exchange.
 
 use crate::config::Rate;
 use std::collections::HashMap;
@@ -25,6 +30,18 @@ pub const SHARDS: usize = 64;
 /// network: a client rotating through its own /64 is still one client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientKey(u128);
+
+impl std::fmt::Display for ClientKey {
+    /// `203.0.113.7`, or `2001:db8:1:2::/64`: the name of the client in the shared store.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 >> 96 == 0 {
+            write!(f, "{}", std::net::Ipv4Addr::from(self.0 as u32))
+        } else {
+            let prefix = (self.0 as u64 as u128) << 64;
+            write!(f, "{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+    }
+}
 
 impl ClientKey {
     /// The key of `ip` (an IPv4-mapped IPv6 address is its IPv4 address).
@@ -64,12 +81,17 @@ struct Entry {
     tat: u64,
     /// Connections open now.
     connections: u32,
+    /// Shared limiters: requests allowed since the last exchange with the fleet.
+    pending: u32,
 }
 
 /// One shard of the table.
 #[derive(Debug, Default)]
 struct Shard {
     map: HashMap<ClientKey, Entry, BuildHasherDefault<KeyHasher>>,
+    /// Shared limiters: the clients with `pending` requests (bounded by twice the shard's
+    /// size: a client evicted and seen again may be listed twice).
+    dirty: Vec<ClientKey>,
 }
 
 /// What a rate check decided.
@@ -93,11 +115,14 @@ pub struct Limiter {
     per_shard: usize,
     /// Whether a rate is enforced (a connection-only limiter has none).
     has_rate: bool,
+    /// Whether its counts are shared with other instances (see the module's doc).
+    shared: bool,
 }
 
 impl Limiter {
-    /// A limiter for `rate` (if any) over at most `max_clients` clients.
-    pub fn new(rate: Option<Rate>, max_clients: usize) -> Limiter {
+    /// A limiter for `rate` (if any) over at most `max_clients` clients; `shared`: its counts
+    /// are exchanged with other instances (see the module's doc).
+    pub fn new(rate: Option<Rate>, max_clients: usize, shared: bool) -> Limiter {
         let (interval_ns, tolerance_ns) = match rate {
             Some(r) => {
                 let t = (1e9 / r.per_second).max(1.0) as u64;
@@ -111,7 +136,18 @@ impl Limiter {
             tolerance_ns,
             per_shard: max_clients.div_ceil(SHARDS).max(1),
             has_rate: rate.is_some(),
+            shared: shared && rate.is_some(),
         }
+    }
+
+    /// Whether its counts are shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The emission interval `T` (ns): the time one request costs.
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
     }
 
     fn shard(&self, key: ClientKey) -> &Mutex<Shard> {
@@ -139,7 +175,42 @@ impl Limiter {
             };
         }
         entry.tat = tat + self.interval_ns;
+        if self.shared {
+            let first = entry.pending == 0;
+            entry.pending = entry.pending.saturating_add(1);
+            if first && shard.dirty.len() < per_shard * 2 {
+                shard.dirty.push(key);
+            }
+        }
         Verdict::Allow
+    }
+
+    /// The clients with requests allowed since the last call, and how many each, appended to
+    /// `out`; their counts start again from 0.
+    pub fn take_pending(&self, out: &mut Vec<(ClientKey, u32)>) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let shard = &mut *shard;
+            for key in shard.dirty.drain(..) {
+                if let Some(e) = shard.map.get_mut(&key) {
+                    if e.pending > 0 {
+                        out.push((key, e.pending));
+                        e.pending = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fleet's TAT for `key` (ns on this limiter's clock), every instance's requests
+    /// counted: this limiter's TAT becomes at least that, plus the requests it allowed since it
+    /// reported (they are not in the fleet's figure yet).
+    pub fn merge_fleet(&self, key: ClientKey, fleet_tat_ns: u64) {
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = shard.map.get_mut(&key) {
+            let since = u64::from(e.pending).saturating_mul(self.interval_ns);
+            e.tat = e.tat.max(fleet_tat_ns.saturating_add(since));
+        }
     }
 
     /// A connection from `key` opens: whether it is within `limit` (it is counted either way,
@@ -231,6 +302,7 @@ mod tests {
                 burst: 5,
             }),
             100,
+            false,
         );
         let k = ip("192.0.2.1");
         // burst + 1 at once.
@@ -259,6 +331,7 @@ mod tests {
                 burst,
             }),
             100,
+            false,
         );
         let k = ip("192.0.2.1");
         let mut allowed = 0;
@@ -283,6 +356,7 @@ mod tests {
                 burst: 0,
             }),
             100,
+            false,
         );
         let k = ip("192.0.2.1");
         assert_eq!(l.check(k, SEC), Verdict::Allow);
@@ -303,7 +377,7 @@ mod tests {
 
     #[test]
     fn connections_are_counted_per_client() {
-        let l = Limiter::new(None, 100);
+        let l = Limiter::new(None, 100, false);
         let k = ip("192.0.2.1");
         assert!(l.open(k, 2, SEC));
         assert!(l.open(k, 2, SEC));
@@ -323,6 +397,7 @@ mod tests {
                 burst: 0,
             }),
             max,
+            false,
         );
         let bound = max.div_ceil(SHARDS) * SHARDS;
         for i in 0..1_000_000u32 {
@@ -341,5 +416,42 @@ mod tests {
             l.check(ClientKey::of(IpAddr::V4((i + 2_000_000).into())), 3 * SEC);
         }
         assert!(!l.open(held, 1, 4 * SEC), "its connection is still counted");
+    }
+
+    #[test]
+    fn a_shared_limiter_reports_what_it_allowed_and_takes_the_fleets_view() {
+        let rate = Rate {
+            per_second: 10.0,
+            burst: 0,
+        };
+        let l = Limiter::new(Some(rate), 100, true);
+        let (a, b) = (ip("192.0.2.1"), ip("2001:db8:1:2::9"));
+        assert_eq!(l.check(a, SEC), Verdict::Allow);
+        assert_eq!(l.check(b, SEC), Verdict::Allow);
+        assert_eq!(l.check(a, SEC + SEC / 10), Verdict::Allow);
+        let mut out = Vec::new();
+        l.take_pending(&mut out);
+        out.sort_by_key(|(k, _)| k.to_string());
+        assert_eq!(out, [(a, 2), (b, 1)]);
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("192.0.2.1".into(), "2001:db8:1:2::/64".into())
+        );
+        out.clear();
+        l.take_pending(&mut out);
+        assert!(out.is_empty(), "counts start again from 0");
+        // Another instance allowed 5 more for `a`: the fleet's TAT is 5 intervals further on.
+        // One more allowed here since the report stays on top of it.
+        let t = l.interval_ns();
+        assert_eq!(l.check(a, SEC + 2 * SEC / 10), Verdict::Allow);
+        l.merge_fleet(a, SEC + 3 * t + 5 * t);
+        assert!(matches!(l.check(a, SEC + 3 * t), Verdict::Deny { .. }));
+        assert_eq!(l.check(a, SEC + 9 * t), Verdict::Allow);
+        // Unshared limiters keep no such count.
+        let alone = Limiter::new(Some(rate), 100, false);
+        assert_eq!(alone.check(a, SEC), Verdict::Allow);
+        out.clear();
+        alone.take_pending(&mut out);
+        assert!(out.is_empty());
     }
 }

@@ -37,14 +37,15 @@ impl Snapshot {
             .collect::<Result<Vec<_>, _>>()?;
         let routes = route::Table::new(&cfg.routes);
         let limits = &cfg.client_limits;
+        let shared = limits.shared.is_some();
         let limiter = (limits.rate.is_some() || limits.connections.is_some())
-            .then(|| Arc::new(Limiter::new(limits.rate, limits.max_clients)));
+            .then(|| Arc::new(Limiter::new(limits.rate, limits.max_clients, shared)));
         let pool_limiters = cfg
             .pools
             .iter()
             .map(|p| {
                 p.client_rate
-                    .map(|r| Arc::new(Limiter::new(Some(r), limits.max_clients)))
+                    .map(|r| Arc::new(Limiter::new(Some(r), limits.max_clients, shared)))
             })
             .collect();
         Ok(Snapshot {
@@ -70,6 +71,7 @@ impl Snapshot {
                 p.name == pool.name
                     && p.client_rate == pool.client_rate
                     && old.max_clients == new.max_clients
+                    && old.shared == new.shared
             });
             if let Some(j) = same {
                 snap.pool_limiters[i].clone_from(&prev.pool_limiters[j]);

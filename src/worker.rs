@@ -146,6 +146,8 @@ pub struct Shared {
     pub new_listeners: Mutex<Vec<Option<std::net::TcpListener>>>,
     /// Every upstream has had its first health check: part of being ready.
     pub checks_done: AtomicBool,
+    /// The exchange of rate counts with Redis (`[client_limits] shared`), for the metrics.
+    pub shared_limits: crate::shared_limits::Status,
 }
 
 /// Counts of configuration reloads (SIGHUP).
@@ -184,6 +186,7 @@ impl Shared {
             logger,
             new_listeners: Mutex::new(Vec::new()),
             checks_done: AtomicBool::new(false),
+            shared_limits: crate::shared_limits::Status::default(),
         }
     }
 

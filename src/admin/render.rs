@@ -320,6 +320,38 @@ pub fn metrics(v: &View) -> String {
         "goround_config_last_reload_success_timestamp_seconds {}",
         v.last_reload_success_unix
     );
+    if let Some(s) = v.shared_limits {
+        head(
+            &mut o,
+            "goround_shared_limits_up",
+            "gauge",
+            "1 while rate counts are exchanged with Redis ([client_limits] shared), 0 while limits are per instance.",
+        );
+        let _ = writeln!(o, "goround_shared_limits_up {}", u8::from(s.up));
+        head(
+            &mut o,
+            "goround_shared_limits_syncs_total",
+            "counter",
+            "Exchanges with Redis (script calls, and failed connection attempts), by result.",
+        );
+        let _ = writeln!(
+            o,
+            "goround_shared_limits_syncs_total{{result=\"ok\"}} {}\n\
+             goround_shared_limits_syncs_total{{result=\"error\"}} {}",
+            s.syncs_ok, s.syncs_failed
+        );
+        head(
+            &mut o,
+            "goround_shared_limits_clients_sent_total",
+            "counter",
+            "Per-client counts sent to Redis.",
+        );
+        let _ = writeln!(
+            o,
+            "goround_shared_limits_clients_sent_total {}",
+            s.clients_sent
+        );
+    }
     head(
         &mut o,
         "goround_uptime_seconds",
@@ -419,13 +451,20 @@ pub fn status(v: &View) -> String {
     let _ = write!(
         o,
         "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
-         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shutting_down\":{}}}",
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"shutting_down\":{}}}",
         v.open,
         v.accepted,
         v.requests,
         v.bytes_received,
         v.bytes_sent,
         local.join(","),
+        match v.shared_limits {
+            Some(s) => format!(
+                "{{\"up\":{},\"syncs_ok\":{},\"syncs_failed\":{},\"clients_sent\":{}}}",
+                s.up, s.syncs_ok, s.syncs_failed, s.clients_sent
+            ),
+            None => "null".to_string(),
+        },
         v.shutting_down
     );
     o

@@ -37,6 +37,17 @@ pub struct View {
     pub reloads_ok: u64,
     pub reloads_error: u64,
     pub last_reload_success_unix: u64,
+    /// The exchange with Redis, when `[client_limits] shared` is configured.
+    pub shared_limits: Option<SharedLimitsView>,
+}
+
+/// The exchange of rate counts with Redis.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SharedLimitsView {
+    pub up: bool,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    pub clients_sent: u64,
 }
 
 /// One pool.
@@ -132,6 +143,16 @@ pub fn collect(shared: &Shared) -> View {
         config_loaded_unix_ms: snap.loaded_unix_ms,
         pools,
         shutting_down: shared.shutdown.load(std::sync::atomic::Ordering::Relaxed),
+        shared_limits: snap.cfg.client_limits.shared.as_ref().map(|_| {
+            let s = &shared.shared_limits;
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            SharedLimitsView {
+                up: s.up.load(relaxed),
+                syncs_ok: s.syncs_ok.load(relaxed),
+                syncs_failed: s.syncs_failed.load(relaxed),
+                clients_sent: s.clients_sent.load(relaxed),
+            }
+        }),
         ..View::default()
     };
     for w in shared.stats.iter() {

@@ -98,6 +98,7 @@ pub struct LimitsFile {
     pub burst: Option<At<Value>>,
     pub connections: Option<At<Value>>,
     pub max_clients: Option<At<Value>>,
+    pub shared: Option<At<String>>,
 }
 
 /// `[pools.NAME.client_limits]`.

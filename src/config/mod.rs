@@ -197,6 +197,9 @@ pub struct ClientLimits {
     pub connections: Option<u32>,
     /// The most client addresses tracked (the table's bound).
     pub max_clients: usize,
+    /// `shared`: the Redis URL the rate counts are shared through (with the other instances
+    /// configured alike), if any.
+    pub shared: Option<String>,
 }
 
 /// The default bound of the client table.
@@ -802,6 +805,7 @@ fn build(cli: flags::Cli, matches: &ArgMatches, text: Option<&str>) -> Result<Co
             rate: None,
             connections: None,
             max_clients: MAX_CLIENTS,
+            shared: None,
         },
     };
 
@@ -1318,10 +1322,19 @@ fn client_limits(l: &file::LimitsFile, src: &Source) -> Result<ClientLimits, Con
         },
         None => MAX_CLIENTS,
     };
+    let shared = match &l.shared {
+        Some(url) => {
+            crate::shared_limits::check_url(url.get_ref())
+                .map_err(|e| err(url.span(), format!("shared: {e}")))?;
+            Some(url.get_ref().clone())
+        }
+        None => None,
+    };
     Ok(ClientLimits {
         rate,
         connections,
         max_clients,
+        shared,
     })
 }
 

@@ -131,6 +131,12 @@ pub fn effective(cfg: &Config) -> String {
         }
         let _ = writeln!(o, "max_clients = {}", limits.max_clients);
     }
+    if let Some(url) = &limits.shared {
+        if limits.rate.is_none() && limits.connections.is_none() {
+            let _ = writeln!(o, "\n[client_limits]");
+        }
+        let _ = writeln!(o, "shared = {}", quote(url));
+    }
     for pool in &cfg.pools {
         pool_table(o, pool);
     }

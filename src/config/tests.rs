@@ -204,6 +204,10 @@ fn every_rule_of_the_file_has_a_positioned_error() {
         ("", "t.toml:1:1: no pools"),
         ("listen = 80\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:10: listen: expected a string, found integer"),
         ("max_request_line = \"64k\"\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:20: --max-request-line (65536) must not exceed --max-head (32768)"),
+        ("[client_limits]\nshared = \"http://r:6379\"\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:2:10: shared: 'http://r:6379' is not a Redis URL"),
+        ("[client_limits]\nshared = \"rediss://r:6380\"\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:2:10: shared: TLS (rediss://) is not supported"),
+        ("[pools.a]\nupstreams = [\"127.0.0.1:1\"]\nsend_proxy = \"v3\"\n", "t.toml:3:14: send_proxy: 'v3' is not one of v1, v2"),
+        ("proxy_protocol_from = [\"10.0.0.0/33\"]\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:24: proxy_protocol_from: "),
     ];
     for (text, want) in cases {
         let got = file_error(text);

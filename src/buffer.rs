@@ -26,53 +26,68 @@ pub fn size_for(max_head: usize) -> usize {
 pub struct Buffer {
     /// Storage; empty until first use.
     data: Box<[u8]>,
-    /// Capacity the storage gets when it is allocated.
-    cap: usize,
+    /// Capacity the storage gets when it is allocated. (u32, like the offsets: every
+    /// connection keeps four buffers, so their size is most of an idle connection's.)
+    cap: u32,
     /// First byte not yet consumed.
-    start: usize,
+    start: u32,
     /// One past the last byte filled.
-    end: usize,
+    end: u32,
 }
 
 impl Buffer {
     /// A buffer that will hold at most `cap` bytes. Allocates nothing yet.
+    /// (At most 4 GiB: far beyond any head or request buffer a config can mean.)
     pub fn new(cap: usize) -> Self {
         Buffer {
             data: Box::default(),
-            cap,
+            cap: u32::try_from(cap).unwrap_or(u32::MAX),
             start: 0,
             end: 0,
         }
     }
 
+    #[inline(always)]
+    fn lo(&self) -> usize {
+        self.start as usize
+    }
+    #[inline(always)]
+    fn hi(&self) -> usize {
+        self.end as usize
+    }
+    #[inline(always)]
+    fn cap(&self) -> usize {
+        self.cap as usize
+    }
+
     /// The bytes queued.
     pub fn data(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        &self.data[self.lo()..self.hi()]
     }
 
     pub fn len(&self) -> usize {
-        self.end - self.start
+        self.hi() - self.lo()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.lo() == self.hi()
     }
 
     /// The fixed capacity.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.cap()
     }
 
     /// How many more bytes can be queued (after compaction, which `extend` and `read_from` do).
     pub fn room(&self) -> usize {
-        self.cap - self.len()
+        self.cap() - self.len()
     }
 
     /// Drop `n` bytes from the front.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.start += n.min(self.len());
-        if self.start == self.end {
+        self.start += n.min(self.len()) as u32;
+        if self.lo() == self.hi() {
             self.start = 0;
             self.end = 0;
         }
@@ -97,7 +112,7 @@ impl Buffer {
     #[inline]
     pub fn attach(&mut self, pool: &mut BufPool) {
         if self.data.is_empty() {
-            self.data = pool.take(self.cap);
+            self.data = pool.take(self.cap());
             self.clear();
         }
     }
@@ -114,10 +129,10 @@ impl Buffer {
     /// Make sure the storage exists and the free space is contiguous at the end.
     fn make_room(&mut self) {
         if self.data.is_empty() {
-            self.data = vec![0; self.cap].into_boxed_slice();
+            self.data = vec![0; self.cap()].into_boxed_slice();
         }
-        if self.start > 0 && self.end == self.data.len() {
-            self.data.copy_within(self.start..self.end, 0);
+        if self.lo() > 0 && self.hi() == self.data.len() {
+            self.data.copy_within(self.lo()..self.hi(), 0);
             self.end -= self.start;
             self.start = 0;
         }
@@ -127,26 +142,28 @@ impl Buffer {
     /// Bytes written there count once [`commit`](Buffer::commit)ted.
     pub fn spare(&mut self) -> &mut [u8] {
         self.make_room();
-        &mut self.data[self.end..]
+        let hi = self.hi();
+        &mut self.data[hi..]
     }
 
     /// All the free space as one slice at the end (compacting whenever bytes were consumed
     /// from the front), for writing a whole head in place.
     pub fn spare_all(&mut self) -> &mut [u8] {
         if self.data.is_empty() {
-            self.data = vec![0; self.cap].into_boxed_slice();
+            self.data = vec![0; self.cap()].into_boxed_slice();
         }
-        if self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
+        if self.lo() > 0 {
+            self.data.copy_within(self.lo()..self.hi(), 0);
             self.end -= self.start;
             self.start = 0;
         }
-        &mut self.data[self.end..]
+        let hi = self.hi();
+        &mut self.data[hi..]
     }
 
     /// Count `n` bytes written into [`spare`](Buffer::spare) as queued.
     pub fn commit(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.data.len());
+        self.end = (self.hi() + n).min(self.data.len()) as u32;
     }
 
     /// Nothing more can be queued.
@@ -159,15 +176,15 @@ impl Buffer {
         if bytes.is_empty() {
             return 0;
         }
-        if self.end + bytes.len() > self.cap && self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
+        if self.hi() + bytes.len() > self.cap() && self.lo() > 0 {
+            self.data.copy_within(self.lo()..self.hi(), 0);
             self.end -= self.start;
             self.start = 0;
         }
         let spare = self.spare();
         let n = bytes.len().min(spare.len());
         spare[..n].copy_from_slice(&bytes[..n]);
-        self.end += n;
+        self.end += n as u32;
         n
     }
 
@@ -184,10 +201,10 @@ impl Buffer {
     /// How many bytes the next `read_from` offers to the reader: the free tail, which is all of
     /// `room()` only when the queued bytes sit at the front (a short read is judged against this).
     pub fn read_room(&self) -> usize {
-        if self.data.is_empty() || (self.start > 0 && self.end == self.data.len()) {
+        if self.data.is_empty() || (self.lo() > 0 && self.hi() == self.data.len()) {
             self.room()
         } else {
-            self.data.len() - self.end
+            self.data.len() - self.hi()
         }
     }
 
@@ -199,7 +216,7 @@ impl Buffer {
         }
         let spare = self.spare();
         let n = src.read(spare)?;
-        self.end += n;
+        self.end += n as u32;
         Ok(n)
     }
 

@@ -530,48 +530,64 @@ impl Registry {
 
 /// Which members of a pool one request has already tried (each is tried at most once).
 ///
-/// A bitset: one session keeps one `Tried` and [`clear`](Tried::clear)s it per request, so the
-/// words are allocated once (on the first insert beyond the current size) and then reused.
+/// A bitset kept in every session: the first 64 members' bits inline (no allocation, and a
+/// few bytes of the idle connection's footprint), the rest, for the rare pool beyond 64, in
+/// words allocated on the first insert there and reused after [`clear`](Tried::clear).
 #[derive(Debug, Clone, Default)]
 pub struct Tried {
-    /// Bit `i % 64` of word `i / 64` is set when member `i` was tried.
-    words: Vec<u64>,
+    /// Bit `i` is set when member `i` (< 64) was tried.
+    first: u64,
+    /// Bit `i % 64` of word `i / 64 - 1` for members from 64 on (a boxed slice: two words
+    /// where a Vec takes three).
+    rest: Box<[u64]>,
     /// How many were tried.
-    count: usize,
+    count: u32,
 }
 
 impl Tried {
     /// Forget every member, keeping the allocated words.
+    #[inline]
     pub fn clear(&mut self) {
-        self.words.iter_mut().for_each(|w| *w = 0);
+        self.first = 0;
+        self.rest.iter_mut().for_each(|w| *w = 0);
         self.count = 0;
     }
     /// Record that member `idx` was tried. Grows the set only when `idx` is beyond its size.
     pub fn insert(&mut self, idx: usize) {
-        let word = idx / 64;
-        if word >= self.words.len() {
-            self.words.resize(word + 1, 0);
-        }
-        if self.words[word] & (1 << (idx % 64)) == 0 {
+        let bit = 1u64 << (idx % 64);
+        let word = match idx / 64 {
+            0 => &mut self.first,
+            n => {
+                if n > self.rest.len() {
+                    let mut grown = std::mem::take(&mut self.rest).into_vec();
+                    grown.resize(n, 0);
+                    self.rest = grown.into_boxed_slice();
+                }
+                &mut self.rest[n - 1]
+            }
+        };
+        if *word & bit == 0 {
+            *word |= bit;
             self.count += 1;
         }
-        self.words[word] |= 1 << (idx % 64);
     }
     /// Whether member `idx` was tried.
     #[inline]
     pub fn contains(&self, idx: usize) -> bool {
-        self.words
-            .get(idx / 64)
-            .is_some_and(|w| w & (1 << (idx % 64)) != 0)
+        let bit = 1u64 << (idx % 64);
+        match idx / 64 {
+            0 => self.first & bit != 0,
+            n => self.rest.get(n - 1).is_some_and(|w| w & bit != 0),
+        }
     }
     /// The first 64 members' bits.
     #[inline]
     pub fn first_word(&self) -> u64 {
-        self.words.first().copied().unwrap_or(0)
+        self.first
     }
     /// How many members were tried.
     pub fn len(&self) -> usize {
-        self.count
+        self.count as usize
     }
     /// None was tried.
     pub fn is_empty(&self) -> bool {
@@ -585,6 +601,22 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn tried_counts_each_member_once_on_both_sides_of_64() {
+        let mut t = Tried::default();
+        for idx in [0, 63, 64, 200, 63, 200] {
+            t.insert(idx);
+        }
+        assert_eq!(t.len(), 4);
+        assert!([0, 63, 64, 200].iter().all(|&i| t.contains(i)));
+        assert!(![1, 65, 199, 201, 1000].iter().any(|&i| t.contains(i)));
+        assert_eq!(t.first_word(), 1 | 1 << 63);
+        t.clear();
+        assert!(t.is_empty() && !t.contains(0) && !t.contains(200));
+        t.insert(130);
+        assert_eq!((t.len(), t.first_word()), (1, 0));
     }
 
     #[test]
@@ -670,14 +702,14 @@ mod tests {
         assert!(!t.contains(0) && !t.contains(1000) && t.is_empty());
         t.insert(130);
         t.insert(130);
-        assert_eq!((t.words.len(), t.len()), (3, 1));
+        assert_eq!((t.rest.len(), t.len()), (2, 1));
         assert!(t.contains(130) && !t.contains(129));
         t.insert(0);
         t.insert(63);
         assert_eq!(t.first_word(), 1 | (1 << 63));
-        let cap = t.words.capacity();
+        let words = t.rest.as_ptr();
         t.clear();
-        assert_eq!((t.words.len(), t.words.capacity(), t.len()), (3, cap, 0));
+        assert_eq!((t.rest.len(), t.rest.as_ptr(), t.len()), (2, words, 0));
         assert!(!t.contains(130));
     }
 }

@@ -29,10 +29,15 @@ pub enum ForwardedFor {
 ///
 /// An IPv4-mapped IPv6 address (a dual-stack listener's view of an IPv4 client) is written as
 /// plain IPv4; IPv6 without brackets.
+/// The longest text of a [`ClientAddr`].
+const CLIENT_ADDR_MAX: usize = 39;
+
 #[derive(Clone, Copy)]
 pub struct ClientAddr {
-    /// The text, in the first `len` bytes (INET6_ADDRSTRLEN is 46 with its NUL).
-    text: [u8; 45],
+    /// The text, in the first `len` bytes. 39 is the longest IPv6 text
+    /// (`ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff`); the 45 of INET6_ADDRSTRLEN also counts
+    /// the dotted IPv4-mapped form, which is written as IPv4 here.
+    text: [u8; CLIENT_ADDR_MAX],
     /// How many bytes of `text` are used.
     len: u8,
 }
@@ -41,7 +46,7 @@ impl ClientAddr {
     /// The text for `ip`.
     pub fn new(ip: IpAddr) -> Self {
         let mut addr = ClientAddr {
-            text: [0; 45],
+            text: [0; CLIENT_ADDR_MAX],
             len: 0,
         };
         match ip.to_canonical() {
@@ -54,11 +59,11 @@ impl ClientAddr {
                 }
             }
             IpAddr::V6(v6) => {
-                // Rare enough for the formatter; the text is at most 45 bytes long.
+                // Rare enough for the formatter; the text is at most 39 bytes long.
                 let mut w = &mut addr.text[..];
                 let _ = write!(w, "{v6}");
                 let left = w.len();
-                addr.len = (45 - left) as u8;
+                addr.len = (CLIENT_ADDR_MAX - left) as u8;
             }
         }
         addr

@@ -204,7 +204,7 @@ impl Session {
         let state = self.member_state(idx);
         let send_proxy = self.snap.cfg.pools[self.exchange_pool()].send_proxy;
         // A connection that carries a PROXY header serves that client only.
-        let tag = send_proxy.map(|_| self.peer_ip.to_canonical());
+        let tag = send_proxy.map(|_| self.peer.ip().to_canonical());
         if reuse {
             if let Some(r) = ctx
                 .conns

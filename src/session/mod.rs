@@ -29,7 +29,7 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,9 +247,8 @@ pub struct Session {
     /// The configuration this connection's current (or last) request runs on: taken from the
     /// worker's at the start of each request, so a reload never changes a request midway.
     snap: Arc<Snapshot>,
-    /// The client's address (for `ip_hash`, the limits; a PROXY header's when one came).
-    peer_ip: IpAddr,
-    /// The client's address and port (the PROXY header sent upstream names it).
+    /// The client's address and port (a PROXY header's when one came): the key of `ip_hash`
+    /// and the limits, and what a PROXY header sent upstream names.
     peer: SocketAddr,
     /// `proxy_protocol`: the connection must start with a PROXY header, not read yet.
     awaiting_proxy_header: bool,
@@ -282,10 +281,10 @@ pub struct Session {
     last_progress: Instant,
     /// Client → upstream bytes going by splice(2): a long span of the request body, or the
     /// tunnel's bytes. While it has bytes to take, the client socket is read by it alone.
-    up_span: Option<Span>,
+    up_span: Option<Box<Span>>,
     /// Upstream → client bytes going by splice(2): a long span of the response body, or the
     /// tunnel's bytes. While it has bytes to take, the upstream socket is read by it alone.
-    down_span: Option<Span>,
+    down_span: Option<Box<Span>>,
 }
 
 impl Session {
@@ -335,7 +334,6 @@ impl Session {
             state: State::Head { started: None },
             tried: Tried::default(),
             snap: Arc::clone(snap),
-            peer_ip: client_ip,
             peer,
             awaiting_proxy_header: cfg.proxy_protocol,
             head_room: size,
@@ -387,7 +385,7 @@ impl Session {
         self.count_bytes(stats);
         self.leave_queue(worker);
         if let Some(l) = self.conn_limiter.take() {
-            l.close(ClientKey::of(self.peer_ip));
+            l.close(ClientKey::of(self.peer.ip()));
         }
         // A request still open when the connection goes: the client left before its answer
         // (499, nginx's code) or in the middle of it.
@@ -428,7 +426,7 @@ impl Session {
 
     /// Bytes sit in a pipe, waiting for their destination to take them.
     fn spans_hold_bytes(&self) -> bool {
-        let holds = |s: &Option<Span>| s.as_ref().is_some_and(|s| s.held() > 0);
+        let holds = |s: &Option<Box<Span>>| s.as_ref().is_some_and(|s| s.held() > 0);
         holds(&self.up_span) || holds(&self.down_span)
     }
 

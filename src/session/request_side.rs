@@ -90,7 +90,7 @@ impl Session {
                 }
                 let hash = match &self.snap.pools[pool].hash_key {
                     Some(key) => {
-                        let h = balance::hash::key_of(key, self.peer_ip, req.headers, req.path);
+                        let h = balance::hash::key_of(key, self.peer.ip(), req.headers, req.path);
                         if h.is_none() {
                             debug!(
                                 "{}: no {} in the request: round robin in pool {}",
@@ -227,7 +227,7 @@ impl Session {
             debug!("{}: over the connection limit: 429", self.client_ip);
             Some(1)
         } else {
-            let key = ClientKey::of(self.peer_ip);
+            let key = ClientKey::of(self.peer.ip());
             let now = crate::upstream::mono_ns(ctx.now);
             let limiters = [
                 snap.limiter
@@ -453,14 +453,13 @@ impl Session {
                     let now = crate::upstream::mono_ns(ctx.now);
                     // The connection limit counts the real client, not the layer-4 tier.
                     if let Some(l) = &self.conn_limiter {
-                        l.close(ClientKey::of(self.peer_ip));
+                        l.close(ClientKey::of(self.peer.ip()));
                         if let Some(limit) = self.snap.cfg.client_limits.connections {
                             self.over_connection_limit =
                                 !l.open(ClientKey::of(src.ip()), limit, now);
                         }
                     }
                     self.peer = src;
-                    self.peer_ip = src.ip();
                     self.client_ip = ClientAddr::new(src.ip());
                 }
                 Ok(true)

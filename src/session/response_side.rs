@@ -367,7 +367,7 @@ impl Session {
                 // A connection that sent a PROXY header serves its client only.
                 let tag = self.snap.cfg.pools[pool]
                     .send_proxy
-                    .map(|_| self.peer_ip.to_canonical());
+                    .map(|_| self.peer.ip().to_canonical());
                 ctx.conns.put(
                     up.flight.upstream().id,
                     tag,

@@ -69,10 +69,11 @@ pub(super) fn move_span(
 /// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long
 /// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
-pub(super) fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Span> {
+/// Boxed: a span is rare (long bodies, tunnels) and every session keeps two places for one.
+pub(super) fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Box<Span>> {
     let min = min as u64;
     if min == 0 || left < min {
         return None;
     }
-    ctx.pipes.take().map(|pipe| Span::new(pipe, left))
+    ctx.pipes.take().map(|pipe| Box::new(Span::new(pipe, left)))
 }

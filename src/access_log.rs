@@ -1,18 +1,24 @@
 //! The access log: one line per request, nginx's `combined` format byte for byte, or one JSON
-//! object per line. Workers format a line and hand it to a writer thread through a bounded
-//! queue; a full queue drops the line and counts it (`goround_access_log_dropped_total`), so
-//! a slow disk never stalls a worker. SIGUSR1 makes the writer reopen its file (logrotate).
+//! object per line. A worker formats its lines into its own batch ([`LogBatch`]) and hands the
+//! batch to a writer thread once per turn of its event loop (or when it reaches
+//! [`BATCH_BYTES`]): one channel send and no allocation per line, however many requests a turn
+//! finishes. The queue is bounded in bytes ([`QUEUE_BYTES`]); a batch that would pass the bound
+//! is dropped and its lines counted (`goround_access_log_dropped_total`), so a slow disk never
+//! stalls a worker. SIGUSR1 makes the writer reopen its file (logrotate).
 
 use crate::config::{AccessLogSpec, LogFormat, LogTarget};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Lines a worker may queue ahead of the writer before lines are dropped.
-pub const QUEUE: usize = 16 * 1024;
+/// Bytes of lines all workers together may have queued ahead of the writer; beyond, batches
+/// are dropped (and counted) rather than memory grown.
+pub const QUEUE_BYTES: usize = 16 << 20;
+/// A worker hands its batch over once it holds this much, without waiting for its turn to end.
+pub const BATCH_BYTES: usize = 32 << 10;
 
 /// One request, as logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,9 +62,10 @@ pub fn format(r: &Record, format: LogFormat, out: &mut Vec<u8>) {
 /// "$http_referer" "$http_user_agent"`, with nginx's escaping (`"`, `\` and bytes outside
 /// printable ASCII as `\xXX`) and `-` for an empty field. Time in UTC.
 fn combined(r: &Record, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
     out.extend_from_slice(r.client.as_bytes());
     out.extend_from_slice(b" - - [");
-    out.extend_from_slice(time_local(r.unix_ms).as_bytes());
+    push_time_local(r.unix_ms, out);
     out.extend_from_slice(b"] \"");
     if r.method.is_empty() {
         out.push(b'-');
@@ -70,9 +77,9 @@ fn combined(r: &Record, out: &mut Vec<u8>) {
         out.extend_from_slice(r.version.as_bytes());
     }
     out.extend_from_slice(b"\" ");
-    out.extend_from_slice(r.status.to_string().as_bytes());
+    out.extend_from_slice(crate::http::decimal(u64::from(r.status), &mut digits));
     out.push(b' ');
-    out.extend_from_slice(r.bytes_sent.to_string().as_bytes());
+    out.extend_from_slice(crate::http::decimal(r.bytes_sent, &mut digits));
     out.extend_from_slice(b" \"");
     dash_or(&r.referer, out);
     out.extend_from_slice(b"\" \"");
@@ -88,13 +95,26 @@ fn dash_or(s: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// nginx's access-log escaping: `"`, `\` and bytes outside 0x20–0x7e as `\xXX`.
+/// nginx's access-log escaping: `"`, `\\` and bytes outside 0x20–0x7e as `\\xXX`.
 fn escape_into(s: &str, out: &mut Vec<u8>) {
-    for &b in s.as_bytes() {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            out.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+    let bytes = s.as_bytes();
+    let plain = |b: &u8| b != &b'"' && b != &b'\\' && (0x20..0x7f).contains(b);
+    // Almost every value needs no escape: copy it whole.
+    if bytes.iter().all(plain) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in bytes {
+        if plain(b) {
+            out.push(*b);
         } else {
-            out.push(b);
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
         }
     }
 }
@@ -156,14 +176,48 @@ fn parts(unix_ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
 
 /// nginx's `$time_local` in UTC: `04/Dec/2026:05:10:00 +0000`.
 pub fn time_local(unix_ms: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    let mut out = Vec::with_capacity(26);
+    push_time_local(unix_ms, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Append [`time_local`]'s text (without the formatter: this runs for every line; and the
+/// text of the current second is kept, per thread, since most lines share it).
+fn push_time_local(unix_ms: u64, out: &mut Vec<u8>) {
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
+    let sec = unix_ms / 1000;
+    let (cached, text) = LAST.get();
+    if cached == sec {
+        out.extend_from_slice(&text);
+    } else {
+        let at = out.len();
+        push_day_and_time(unix_ms, out);
+        if let Ok(text) = <[u8; 20]>::try_from(&out[at..]) {
+            LAST.set((sec, text));
+        }
+    }
+    out.extend_from_slice(b" +0000");
+}
+
+/// `04/Dec/2026:05:10:00`.
+fn push_day_and_time(unix_ms: u64, out: &mut Vec<u8>) {
+    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
     let (y, mo, d, h, mi, s, _) = parts(unix_ms);
-    format!(
-        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
-        MONTHS[(mo - 1) as usize]
-    )
+    let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    out.extend_from_slice(&two(u64::from(d)));
+    out.push(b'/');
+    let m = (mo as usize - 1) * 3;
+    out.extend_from_slice(&MONTHS[m..m + 3]);
+    out.push(b'/');
+    out.extend_from_slice(crate::http::decimal(y.max(0) as u64, &mut [0; 20]));
+    out.push(b':');
+    out.extend_from_slice(&two(h));
+    out.push(b':');
+    out.extend_from_slice(&two(mi));
+    out.push(b':');
+    out.extend_from_slice(&two(s));
 }
 
 /// RFC 3339 with milliseconds, UTC: `2026-12-04T05:10:00.123Z`.
@@ -172,21 +226,55 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
-/// A worker's end of the log: format here, write there.
+/// The workers' end of the log: format here, write there.
 #[derive(Debug, Clone)]
 pub struct Logger {
-    tx: SyncSender<Vec<u8>>,
+    tx: Sender<Vec<u8>>,
     format: LogFormat,
+    /// Bytes sent and not written yet (the queue's bound).
+    queued: Arc<AtomicUsize>,
+}
+
+/// One worker's lines not handed to the writer yet.
+#[derive(Debug, Default)]
+pub struct LogBatch {
+    buf: Vec<u8>,
+    lines: u64,
 }
 
 impl Logger {
-    /// Queue `r`'s line; false when the queue is full and the line was dropped.
-    pub fn log(&self, r: &Record) -> bool {
-        let mut line = Vec::with_capacity(256);
-        format(r, self.format, &mut line);
-        match self.tx.try_send(line) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+    /// Format `r`'s line into `batch`, handing the batch over when it is full; returns the
+    /// lines dropped (a full queue).
+    pub fn append(&self, r: &Record, batch: &mut LogBatch) -> u64 {
+        format(r, self.format, &mut batch.buf);
+        batch.lines += 1;
+        if batch.buf.len() >= BATCH_BYTES {
+            self.flush(batch)
+        } else {
+            0
+        }
+    }
+
+    /// Hand `batch` to the writer (the end of a worker's turn); returns the lines dropped
+    /// because the queue holds [`QUEUE_BYTES`] already (or the writer is gone).
+    pub fn flush(&self, batch: &mut LogBatch) -> u64 {
+        if batch.lines == 0 {
+            return 0;
+        }
+        let lines = std::mem::take(&mut batch.lines);
+        let len = batch.buf.len();
+        if self.queued.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            batch.buf.clear();
+            return lines;
+        }
+        let full = std::mem::replace(&mut batch.buf, Vec::with_capacity(len.min(BATCH_BYTES)));
+        match self.tx.send(full) {
+            Ok(()) => 0,
+            Err(_) => {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                lines
+            }
         }
     }
 }
@@ -194,14 +282,17 @@ impl Logger {
 /// Start the writer thread for `spec`; `reopen` is set by SIGUSR1. Fails when the file cannot
 /// be opened (at start, that stops the proxy with the reason).
 pub fn start(spec: &AccessLogSpec, reopen: Arc<AtomicBool>) -> io::Result<Logger> {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let mut sink = Sink::open(&spec.path)?;
+    let queued = Arc::new(AtomicUsize::new(0));
+    let written = Arc::clone(&queued);
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || writer(&mut sink, &rx, &reopen))?;
+        .spawn(move || writer(&mut sink, &rx, &reopen, &written))?;
     Ok(Logger {
         tx,
         format: spec.format,
+        queued,
     })
 }
 
@@ -249,13 +340,23 @@ fn append(path: &std::path::Path) -> io::Result<File> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// The writer: take lines as they come, flush whenever the queue is momentarily empty, reopen
-/// on request.
-fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool) {
+/// The writer: take batches as they come, flush whenever the queue is momentarily empty,
+/// reopen on request.
+fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool, queued: &AtomicUsize) {
     let mut failed = false;
+    let mut write = |sink: &mut Sink, batch: &[u8]| {
+        let result = sink.out().write_all(batch);
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        if let Err(e) = result {
+            if !failed {
+                log::warn!("cannot write the access log: {e}");
+                failed = true;
+            }
+        }
+    };
     loop {
-        let line = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(line) => Some(line),
+        let batch = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(batch) => Some(batch),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = sink.out().flush();
@@ -265,30 +366,14 @@ fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool) {
         if reopen.swap(false, Ordering::AcqRel) {
             sink.reopen();
         }
-        if let Some(line) = line {
-            let mut batch = vec![line];
+        if let Some(batch) = batch {
+            write(sink, &batch);
             while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-                if batch.len() >= 1024 {
-                    break;
-                }
-            }
-            for l in &batch {
-                if let Err(e) = sink.out().write_all(l) {
-                    if !failed {
-                        log::warn!("cannot write the access log: {e}");
-                        failed = true;
-                    }
-                }
+                write(sink, &more);
             }
         }
         if let Err(e) = sink.out().flush() {
-            if !failed {
-                log::warn!("cannot write the access log: {e}");
-                failed = true;
-            }
-        } else {
-            failed = false;
+            log::warn!("cannot write the access log: {e}");
         }
     }
 }
@@ -380,14 +465,32 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_instead_of_blocking() {
-        let (tx, _rx) = mpsc::sync_channel(2);
+    fn a_full_queue_drops_whole_batches_instead_of_blocking() {
+        let (tx, rx) = mpsc::channel();
         let logger = Logger {
             tx,
             format: LogFormat::Combined,
+            queued: Arc::new(AtomicUsize::new(QUEUE_BYTES - 1000)),
         };
-        assert!(logger.log(&record()));
-        assert!(logger.log(&record()));
-        assert!(!logger.log(&record()), "the third is dropped, at once");
+        let mut batch = LogBatch::default();
+        assert_eq!(
+            logger.append(&record(), &mut batch),
+            0,
+            "kept until the turn ends"
+        );
+        assert_eq!(logger.append(&record(), &mut batch), 0);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(logger.flush(&mut batch), 0, "room for two lines");
+        let sent = rx.try_recv().expect("one batch");
+        assert_eq!(sent.iter().filter(|&&b| b == b'\n').count(), 2);
+        for _ in 0..20 {
+            logger.append(&record(), &mut batch);
+        }
+        assert_eq!(
+            logger.flush(&mut batch),
+            20,
+            "over the bound: all 20 dropped, at once"
+        );
+        assert_eq!(logger.flush(&mut batch), 0, "and the batch is empty again");
     }
 }

@@ -53,6 +53,8 @@ pub struct UpstreamState {
     pub addr: SocketAddr,
     /// The address as first written, for logs.
     pub name: String,
+    /// `addr` as text (`host:port`), formatted once: the access log writes it per request.
+    pub addr_text: String,
     /// In the rotation. Written by health checks and failed connects, read by every pick.
     alive: AtomicBool,
     /// Requests in flight to it now, all workers together (least_conn, max_conns).
@@ -102,6 +104,7 @@ impl UpstreamState {
             id,
             addr,
             name: name.to_string(),
+            addr_text: addr.to_string(),
             alive: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             up_since_ms: AtomicU64::new(0),

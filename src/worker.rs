@@ -227,6 +227,8 @@ pub struct Worker {
     /// Accepting is paused (EMFILE/ENFILE) until a connection closes or the retry timer fires.
     accept_paused: bool,
     sessions: Slab<Entry>,
+    /// Access-log lines of the current turn.
+    log_batch: crate::access_log::LogBatch,
     wheel: TimerWheel,
     /// The wheel's time origin.
     epoch: Instant,
@@ -308,6 +310,7 @@ impl Worker {
             accept_ready: true,
             accept_paused: false,
             sessions: Slab::with_capacity(1024),
+            log_batch: Default::default(),
             wheel: TimerWheel::new(0),
             epoch: now,
             now,
@@ -425,6 +428,7 @@ impl Worker {
             self.accept();
             self.drive_dirty();
             self.fire_timers();
+            self.flush_log();
             if let Some(p) = &self.prober {
                 if !self.checks_reported && p.all_judged() {
                     self.checks_reported = true;
@@ -432,8 +436,19 @@ impl Worker {
                 }
             }
             if self.shutting_down && self.sessions.is_empty() {
+                self.flush_log();
                 debug!("worker {} done", self.id);
                 return Ok(());
+            }
+        }
+    }
+
+    /// Hand this turn's access-log lines to the writer.
+    fn flush_log(&mut self) {
+        if let Some(logger) = &self.shared.logger {
+            let dropped = logger.flush(&mut self.log_batch);
+            if dropped > 0 {
+                self.shared.stats[self.id].access_log_dropped.add(dropped);
             }
         }
     }
@@ -544,6 +559,7 @@ impl Worker {
                 worker: self.id,
                 stats: &self.shared.stats[self.id],
                 logger: self.shared.logger.as_ref(),
+                log_batch: &mut self.log_batch,
                 now: self.now,
                 scratch: &mut self.scratch,
                 shutting_down: self.shutting_down,

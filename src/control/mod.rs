@@ -71,9 +71,11 @@ impl Control {
                 _ => {
                     stops += 1;
                     if stops == 1 {
+                        // The state first, then the line: whoever reads the line (an operator,
+                        // a test) finds /healthz already at 503.
+                        self.begin_shutdown();
                         info!("signal {sig}: shutting down gracefully (again to stop at once)");
                         systemd::notify("STOPPING=1");
-                        self.begin_shutdown();
                     } else {
                         warn!("signal {sig} again: stopping now");
                         std::process::exit(1);

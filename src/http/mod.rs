@@ -178,8 +178,11 @@ pub(crate) struct KeyFields<'b> {
     pub content_length: &'b [u8],
     /// A Transfer-Encoding field is present.
     pub transfer_encoding: bool,
-    /// A Connection field is present.
-    pub connection: bool,
+    /// How many Connection fields.
+    pub connection_count: usize,
+    /// The (last) Connection value: with one field, its options are read from here without
+    /// another pass over the fields.
+    pub connection: &'b [u8],
     /// An Expect field is present.
     pub expect: bool,
     /// An Upgrade field is present.
@@ -201,7 +204,10 @@ impl<'b> KeyFields<'b> {
                 }
                 6 if is("expect") => k.expect = true,
                 7 if is("upgrade") => k.upgrade = true,
-                10 if is("connection") => k.connection = true,
+                10 if is("connection") => {
+                    k.connection_count += 1;
+                    k.connection = h.value;
+                }
                 10 if is("keep-alive") => k.keep_alive = true,
                 14 if is("content-length") => {
                     k.content_length_count += 1;
@@ -216,10 +222,10 @@ impl<'b> KeyFields<'b> {
 
     /// The Connection options, read only when there is a Connection field.
     pub(crate) fn connection_tokens(&self, headers: &[httparse::Header<'_>]) -> ConnectionTokens {
-        if self.connection {
-            ConnectionTokens::of(headers)
-        } else {
-            ConnectionTokens::default()
+        match self.connection_count {
+            0 => ConnectionTokens::default(),
+            1 => ConnectionTokens::of_value(self.connection),
+            _ => ConnectionTokens::of(headers),
         }
     }
 
@@ -251,17 +257,37 @@ impl ConnectionTokens {
     pub(crate) fn of(headers: &[httparse::Header<'_>]) -> Self {
         let mut tokens = ConnectionTokens::default();
         for e in field_elements(headers, "connection") {
-            if e.eq_ignore_ascii_case(b"close") {
-                tokens.close = true;
-            } else if e.eq_ignore_ascii_case(b"keep-alive") {
-                tokens.keep_alive = true;
-            } else if e.eq_ignore_ascii_case(b"upgrade") {
-                tokens.upgrade = true;
-            } else {
-                tokens.names_fields = true;
+            tokens.add(e);
+        }
+        tokens
+    }
+
+    /// The options of one Connection field's value.
+    pub(crate) fn of_value(value: &[u8]) -> Self {
+        let mut tokens = ConnectionTokens::default();
+        // The common values, whole: no list splitting.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            tokens.keep_alive = true;
+        } else if value.eq_ignore_ascii_case(b"close") {
+            tokens.close = true;
+        } else {
+            for e in list_elements(value) {
+                tokens.add(e);
             }
         }
         tokens
+    }
+
+    fn add(&mut self, e: &[u8]) {
+        if e.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+        } else if e.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+        } else if e.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else {
+            self.names_fields = true;
+        }
     }
 }
 
@@ -493,6 +519,35 @@ mod tests {
         let v: Vec<&[u8]> = list_elements(b" a ,, b\t,c , ,").collect();
         assert_eq!(v, vec![&b"a"[..], b"b", b"c"]);
         assert_eq!(list_elements(b" , ,").count(), 0);
+    }
+
+    #[test]
+    fn one_connection_value_reads_as_the_field_list_does() {
+        for value in [
+            &b"keep-alive"[..],
+            b"Keep-Alive",
+            b"close",
+            b"CLOSE",
+            b" close ",
+            b"Upgrade",
+            b"keep-alive, Upgrade",
+            b"close,,x-trace",
+            b"",
+            b"te",
+        ] {
+            let headers = [Header {
+                name: "Connection",
+                value,
+            }];
+            let key = KeyFields::of(&headers);
+            assert_eq!(key.connection_count, 1);
+            assert_eq!(
+                key.connection_tokens(&headers),
+                ConnectionTokens::of(&headers),
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
     }
 
     #[test]

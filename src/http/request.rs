@@ -150,23 +150,13 @@ pub fn parse<'h, 'b>(
     }
 
     let limited = &buf[..buf.len().min(limits.max_head)];
-    let head_len = match scan_fields(limited, fields_start, limits.max_fields) {
-        Ok(Some((_, count))) if count > headers.len() => return Err(RequestError::Slots(count)),
-        Ok(Some((end, _))) => end,
-        Ok(None) => return incomplete(),
-        Err(ScanError::Invalid(why)) => return Err(RequestError::BadRequest(why)),
-        Err(ScanError::TooManyFields) => return Err(RequestError::HeaderTooLarge),
-    };
-    let headers = match httparse::parse_headers(&buf[fields_start..head_len], headers) {
-        Ok(httparse::Status::Complete((_, headers))) => headers,
-        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
-        // Our scan accepted a complete head; httparse disagreeing means our scan has a gap.
-        // Refusing is the safe side of that disagreement.
-        Ok(httparse::Status::Partial) | Err(_) => {
-            return Err(RequestError::BadRequest(
-                "field section refused by httparse",
-            ))
-        }
+    let (head_len, headers) = match parse_fields(limited, fields_start, limits.max_fields, headers)
+    {
+        Fields::Complete(head_len, headers) => (head_len, headers),
+        Fields::Partial => return incomplete(),
+        Fields::Slots(count) => return Err(RequestError::Slots(count)),
+        Fields::TooMany => return Err(RequestError::HeaderTooLarge),
+        Fields::Invalid(why) => return Err(RequestError::BadRequest(why)),
     };
 
     let fields = key_fields(headers)?;
@@ -320,6 +310,82 @@ pub(crate) enum ScanError {
     Invalid(&'static str),
     /// More field lines than allowed.
     TooManyFields,
+}
+
+/// What [`parse_fields`] found.
+pub(crate) enum Fields<'h, 'b> {
+    /// The head ends at this offset; its field lines, in order.
+    Complete(usize, &'h [httparse::Header<'b>]),
+    /// The head is not complete (and nothing in it so far is refused).
+    Partial,
+    /// The head has this many field lines, more than the slots given: call again with more.
+    Slots(usize),
+    /// More field lines than `max_fields`.
+    TooMany,
+    /// A byte-level rule is broken; the string names it.
+    Invalid(&'static str),
+}
+
+/// Parse the field section of `buf` from `start` into `headers`, with our rules on top of
+/// httparse's: one walk over the bytes on the common path.
+///
+/// httparse's defaults already refuse everything [`scan_fields`] refuses except a bare LF
+/// ending a line (obs-fold, whitespace before a colon, a line without a colon, a name that is
+/// not a token, a control byte or DEL in a value, a bare CR). So httparse splits the fields,
+/// and a check over the field lines, not the bytes, requires every line to end in CRLF: the
+/// two bytes before each field name after the first, and the four that end the head. Anything
+/// unusual (an error, too few slots, an incomplete head) is handed to `scan_fields`, whose
+/// answer is the precise one, so the outcome is the same as scanning first.
+pub(crate) fn parse_fields<'h, 'b>(
+    buf: &'b [u8],
+    start: usize,
+    max_fields: usize,
+    headers: &'h mut [httparse::Header<'b>],
+) -> Fields<'h, 'b> {
+    let slots = headers.len();
+    // (`start` may lie beyond a `buf` cut at the head limit.)
+    let Some(section) = buf.get(start..) else {
+        return Fields::Partial;
+    };
+    if let Ok(httparse::Status::Complete((len, fields))) = httparse::parse_headers(section, headers)
+    {
+        let end = start + len;
+        if fields.len() > max_fields {
+            return Fields::TooMany;
+        }
+        if lines_end_in_crlf(buf, start, end, fields) {
+            return Fields::Complete(end, fields);
+        }
+    }
+    match scan_fields(buf, start, max_fields) {
+        Ok(Some((_, count))) if count > slots => Fields::Slots(count),
+        // Our scan accepted a complete head that httparse refused (or the reverse): a gap in
+        // one of the two. Refusing is the safe side of that disagreement.
+        Ok(Some(_)) => Fields::Invalid("field section refused by httparse"),
+        Ok(None) => Fields::Partial,
+        Err(ScanError::Invalid(why)) => Fields::Invalid(why),
+        Err(ScanError::TooManyFields) => Fields::TooMany,
+    }
+}
+
+/// Whether each line of the field section `buf[start..end]` that httparse split into `fields`
+/// ends in CRLF (httparse also takes a bare LF).
+fn lines_end_in_crlf(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    fields: &[httparse::Header<'_>],
+) -> bool {
+    let crlf_before = |at: usize| at >= 2 && buf.get(at - 2..at) == Some(b"\r\n");
+    if fields.is_empty() {
+        return end == start + 2 && crlf_before(end);
+    }
+    let base = buf.as_ptr() as usize;
+    crlf_before(end)
+        && crlf_before(end - 2)
+        && fields[1..]
+            .iter()
+            .all(|f| crlf_before((f.name.as_ptr() as usize).wrapping_sub(base)))
 }
 
 /// Check the field lines starting at `pos` up to the empty line that ends the head, and return

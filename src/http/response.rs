@@ -1,7 +1,7 @@
 //! Response heads: the same strict byte scan as requests, httparse for the field list, then the
 //! message-body length rules of RFC 9112 §6.3.
 
-use super::request::{scan_fields, ScanError};
+use super::request::{parse_fields, Fields};
 use super::{
     parse_content_length, ConnectionTokens, Framing, KeyFields, Limits, TransferCodings, Version,
 };
@@ -71,19 +71,13 @@ pub fn parse<'h, 'b>(
         (_, Some(b'\n')) => line_len + 2,
         (_, Some(_)) => return Err(Invalid("bare CR in the status line")),
     };
-    let head_len = match scan_fields(limited, fields_start, limits.max_fields) {
-        Ok(Some((_, count))) if count > headers.len() => return Err(ResponseError::Slots(count)),
-        Ok(Some((end, _))) => end,
-        Ok(None) => return incomplete(),
-        Err(ScanError::Invalid(why)) => return Err(Invalid(why)),
-        Err(ScanError::TooManyFields) => return Err(ResponseError::TooLarge),
-    };
-    let headers = match httparse::parse_headers(&buf[fields_start..head_len], headers) {
-        Ok(httparse::Status::Complete((_, headers))) => headers,
-        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
-        Ok(httparse::Status::Partial) | Err(_) => {
-            return Err(Invalid("field section refused by httparse"))
-        }
+    let (head_len, headers) = match parse_fields(limited, fields_start, limits.max_fields, headers)
+    {
+        Fields::Complete(head_len, headers) => (head_len, headers),
+        Fields::Partial => return incomplete(),
+        Fields::Slots(count) => return Err(ResponseError::Slots(count)),
+        Fields::TooMany => return Err(ResponseError::TooLarge),
+        Fields::Invalid(why) => return Err(Invalid(why)),
     };
 
     let key = KeyFields::of(headers);

@@ -8,32 +8,37 @@ use crate::http::request::Request;
 /// Fill `rec` for a request whose head is `req` from `client` (the caller marks it open: this
 /// borrows only the record, while `req` still borrows the session's input).
 pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>) {
-    {
-        rec.unix_ms = crate::upstream::unix_ms();
-        rec.client.clear();
-        rec.client.push_str(&client.to_string());
-        rec.method.clear();
-        rec.method.push_str(req.method);
-        rec.target.clear();
-        rec.target.push_str(req.target);
-        rec.version = match req.version {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        };
-        rec.host.clear();
-        rec.host.push_str(&String::from_utf8_lossy(req.host));
-        let field = |name: &str| {
-            req.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                .unwrap_or_default()
-        };
-        rec.user_agent = field("user-agent");
-        rec.referer = field("referer");
-        rec.status = 0;
-        rec.upstream_ms = None;
+    // Into the record's own strings, which keep their capacity from request to request: no
+    // allocation per request once a connection has logged one.
+    let set = |to: &mut String, bytes: &[u8]| {
+        to.clear();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => to.push_str(text),
+            Err(_) => to.push_str(&String::from_utf8_lossy(bytes)),
+        }
+    };
+    rec.unix_ms = crate::upstream::unix_ms();
+    set(&mut rec.client, client.as_bytes());
+    rec.method.clear();
+    rec.method.push_str(req.method);
+    rec.target.clear();
+    rec.target.push_str(req.target);
+    rec.version = match req.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    set(&mut rec.host, req.host);
+    rec.user_agent.clear();
+    rec.referer.clear();
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("user-agent") && rec.user_agent.is_empty() {
+            set(&mut rec.user_agent, h.value);
+        } else if h.name.eq_ignore_ascii_case("referer") && rec.referer.is_empty() {
+            set(&mut rec.referer, h.value);
+        }
     }
+    rec.status = 0;
+    rec.upstream_ms = None;
 }
 
 impl Session {
@@ -75,6 +80,7 @@ impl Session {
     pub(super) fn log_end(
         &mut self,
         logger: Option<&Logger>,
+        batch: &mut LogBatch,
         stats: &WorkerStats,
         status: u16,
         upstream: bool,
@@ -101,8 +107,7 @@ impl Session {
                     rec.pool.push_str(&p.name);
                 }
                 if let Some(up) = &self.upstream {
-                    rec.upstream
-                        .push_str(&up.flight.upstream().addr.to_string());
+                    rec.upstream.push_str(&up.flight.upstream().addr_text);
                 }
                 rec.upstream_ms = ex.upstream_us.map(|us| us / 1000);
                 rec.bytes_sent = queued.saturating_sub(ex.body_from);
@@ -111,8 +116,9 @@ impl Session {
         if let Some(body) = local_body {
             rec.bytes_sent = body;
         }
-        if !logger.log(rec) {
-            stats.access_log_dropped.add(1);
+        let dropped = logger.append(rec, batch);
+        if dropped > 0 {
+            stats.access_log_dropped.add(dropped);
         }
     }
 
@@ -131,6 +137,14 @@ impl Session {
             .position(|w| w == b"\r\n\r\n")
             .map_or(0, |head| ctx.scratch.len() - head - 4);
         let now = ctx.now;
-        self.log_end(ctx.logger, ctx.stats, status, false, Some(body as u64), now);
+        self.log_end(
+            ctx.logger,
+            ctx.log_batch,
+            ctx.stats,
+            status,
+            false,
+            Some(body as u64),
+            now,
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! One exchange at a time: request head → upstream connect → request body and response in
 //! both directions → back to reading the next head (keep-alive) or closing.
 
-use crate::access_log::{Logger, Record};
+use crate::access_log::{LogBatch, Logger, Record};
 use crate::balance::{self, Choice, Local};
 use crate::buffer::{self, BufPool, Buffer};
 use crate::config::Config;
@@ -124,6 +124,8 @@ pub struct Ctx<'a> {
     pub stats: &'a WorkerStats,
     /// The access log, when it is on.
     pub logger: Option<&'a Logger>,
+    /// The worker's access-log lines of this turn (handed over at its end).
+    pub log_batch: &'a mut LogBatch,
     /// Flags and limits.
     pub cfg: &'a Config,
     /// The worker's clock for this loop iteration.
@@ -394,7 +396,15 @@ impl Session {
                 State::Exchange(ex) if ex.status != 0 => ex.status,
                 _ => 499,
             };
-            self.log_end(logger, stats, status, true, None, Instant::now());
+            self.log_end(
+                logger,
+                ctx.log_batch,
+                stats,
+                status,
+                true,
+                None,
+                Instant::now(),
+            );
         }
         self.end_spans(ctx.pipes);
         self.drop_upstream(registry, ctx.conns);
@@ -737,7 +747,15 @@ impl Session {
                 State::Exchange(ex) if ex.status != 0 => ex.status,
                 _ => 499,
             };
-            self.log_end(ctx.logger, ctx.stats, status, true, None, ctx.now);
+            self.log_end(
+                ctx.logger,
+                ctx.log_batch,
+                ctx.stats,
+                status,
+                true,
+                None,
+                ctx.now,
+            );
         }
         self.drop_upstream(ctx.registry, ctx.conns);
         self.end_spans(ctx.pipes);

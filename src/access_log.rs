@@ -32,8 +32,9 @@ pub struct Record {
     pub target: String,
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub version: &'static str,
-    /// The host the request was for (absolute-form authority or Host).
-    pub host: String,
+    /// The host the request was for (absolute-form authority or Host). This and the two
+    /// field values below are bytes as received: only the JSON format needs them as UTF-8.
+    pub host: Vec<u8>,
     /// The status sent (499 when the client left before any).
     pub status: u16,
     /// Response body bytes sent (nginx's `$body_bytes_sent`).
@@ -45,8 +46,8 @@ pub struct Record {
     pub upstream: String,
     /// Request sent → response head received, ms (`None` without an upstream response).
     pub upstream_ms: Option<u64>,
-    pub user_agent: String,
-    pub referer: String,
+    pub user_agent: Vec<u8>,
+    pub referer: Vec<u8>,
 }
 
 /// Append `r` as one line (with its `\n`) in `format`.
@@ -87,7 +88,7 @@ fn combined(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"\n");
 }
 
-fn dash_or(s: &str, out: &mut Vec<u8>) {
+fn dash_or(s: &[u8], out: &mut Vec<u8>) {
     if s.is_empty() {
         out.push(b'-');
     } else {
@@ -96,8 +97,8 @@ fn dash_or(s: &str, out: &mut Vec<u8>) {
 }
 
 /// nginx's access-log escaping: `"`, `\\` and bytes outside 0x20–0x7e as `\\xXX`.
-fn escape_into(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
+fn escape_into(s: impl AsRef<[u8]>, out: &mut Vec<u8>) {
+    let bytes = s.as_ref();
     let plain = |b: &u8| b != &b'"' && b != &b'\\' && (0x20..0x7f).contains(b);
     // Almost every value needs no escape: copy it whole.
     if bytes.iter().all(plain) {
@@ -141,14 +142,14 @@ fn json(r: &Record, out: &mut Vec<u8>) {
         opt(&r.method),
         opt(&r.target),
         opt(r.version),
-        opt(&r.host),
+        opt(&String::from_utf8_lossy(&r.host)),
         r.status,
         r.bytes_sent,
         r.duration_ms,
         opt(&r.pool),
         opt(&r.upstream),
-        opt(&r.user_agent),
-        opt(&r.referer),
+        opt(&String::from_utf8_lossy(&r.user_agent)),
+        opt(&String::from_utf8_lossy(&r.referer)),
     );
     out.extend_from_slice(line.as_bytes());
 }
@@ -397,7 +398,7 @@ mod tests {
             upstream: "127.0.0.1:8081".into(),
             upstream_ms: Some(2),
             user_agent: "curl/8.5.0".into(),
-            referer: String::new(),
+            referer: Vec::new(),
         }
     }
 

@@ -27,14 +27,15 @@ pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, 
         Version::Http10 => "HTTP/1.0",
         Version::Http11 => "HTTP/1.1",
     };
-    set(&mut rec.host, req.host);
+    rec.host.clear();
+    rec.host.extend_from_slice(req.host);
     rec.user_agent.clear();
     rec.referer.clear();
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("user-agent") && rec.user_agent.is_empty() {
-            set(&mut rec.user_agent, h.value);
+            rec.user_agent.extend_from_slice(h.value);
         } else if h.name.eq_ignore_ascii_case("referer") && rec.referer.is_empty() {
-            set(&mut rec.referer, h.value);
+            rec.referer.extend_from_slice(h.value);
         }
     }
     rec.status = 0;

@@ -241,41 +241,46 @@ pub struct Logger {
 pub struct LogBatch {
     buf: Vec<u8>,
     lines: u64,
+    /// Lines dropped (a full queue) and not yet added to the worker's counter.
+    dropped: u64,
+}
+
+impl LogBatch {
+    /// The lines dropped since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 impl Logger {
-    /// Format `r`'s line into `batch`, handing the batch over when it is full; returns the
-    /// lines dropped (a full queue).
-    pub fn append(&self, r: &Record, batch: &mut LogBatch) -> u64 {
+    /// Format `r`'s line into `batch`, handing the batch over when it is full.
+    pub fn append(&self, r: &Record, batch: &mut LogBatch) {
         format(r, self.format, &mut batch.buf);
         batch.lines += 1;
         if batch.buf.len() >= BATCH_BYTES {
-            self.flush(batch)
-        } else {
-            0
+            self.flush(batch);
         }
     }
 
-    /// Hand `batch` to the writer (the end of a worker's turn); returns the lines dropped
-    /// because the queue holds [`QUEUE_BYTES`] already (or the writer is gone).
-    pub fn flush(&self, batch: &mut LogBatch) -> u64 {
+    /// Hand `batch` to the writer (the end of a worker's turn). When the queue holds
+    /// [`QUEUE_BYTES`] already (or the writer is gone) its lines are dropped and counted in
+    /// the batch ([`LogBatch::take_dropped`]).
+    pub fn flush(&self, batch: &mut LogBatch) {
         if batch.lines == 0 {
-            return 0;
+            return;
         }
         let lines = std::mem::take(&mut batch.lines);
         let len = batch.buf.len();
         if self.queued.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             batch.buf.clear();
-            return lines;
+            batch.dropped += lines;
+            return;
         }
         let full = std::mem::replace(&mut batch.buf, Vec::with_capacity(len.min(BATCH_BYTES)));
-        match self.tx.send(full) {
-            Ok(()) => 0,
-            Err(_) => {
-                self.queued.fetch_sub(len, Ordering::AcqRel);
-                lines
-            }
+        if self.tx.send(full).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            batch.dropped += lines;
         }
     }
 }
@@ -474,24 +479,23 @@ mod tests {
             queued: Arc::new(AtomicUsize::new(QUEUE_BYTES - 1000)),
         };
         let mut batch = LogBatch::default();
-        assert_eq!(
-            logger.append(&record(), &mut batch),
-            0,
-            "kept until the turn ends"
-        );
-        assert_eq!(logger.append(&record(), &mut batch), 0);
-        assert!(rx.try_recv().is_err());
-        assert_eq!(logger.flush(&mut batch), 0, "room for two lines");
+        logger.append(&record(), &mut batch);
+        logger.append(&record(), &mut batch);
+        assert!(rx.try_recv().is_err(), "kept until the turn ends");
+        logger.flush(&mut batch);
+        assert_eq!(batch.take_dropped(), 0, "room for two lines");
         let sent = rx.try_recv().expect("one batch");
         assert_eq!(sent.iter().filter(|&&b| b == b'\n').count(), 2);
         for _ in 0..20 {
             logger.append(&record(), &mut batch);
         }
+        logger.flush(&mut batch);
         assert_eq!(
-            logger.flush(&mut batch),
+            batch.take_dropped(),
             20,
             "over the bound: all 20 dropped, at once"
         );
-        assert_eq!(logger.flush(&mut batch), 0, "and the batch is empty again");
+        logger.flush(&mut batch);
+        assert_eq!(batch.take_dropped(), 0, "and the batch is empty again");
     }
 }

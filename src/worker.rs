@@ -446,7 +446,8 @@ impl Worker {
     /// Hand this turn's access-log lines to the writer.
     fn flush_log(&mut self) {
         if let Some(logger) = &self.shared.logger {
-            let dropped = logger.flush(&mut self.log_batch);
+            logger.flush(&mut self.log_batch);
+            let dropped = self.log_batch.take_dropped();
             if dropped > 0 {
                 self.shared.stats[self.id].access_log_dropped.add(dropped);
             }

@@ -10,15 +10,10 @@ use crate::http::request::Request;
 pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>) {
     // Into the record's own strings, which keep their capacity from request to request: no
     // allocation per request once a connection has logged one.
-    let set = |to: &mut String, bytes: &[u8]| {
-        to.clear();
-        match std::str::from_utf8(bytes) {
-            Ok(text) => to.push_str(text),
-            Err(_) => to.push_str(&String::from_utf8_lossy(bytes)),
-        }
-    };
     rec.unix_ms = crate::upstream::unix_ms();
-    set(&mut rec.client, client.as_bytes());
+    rec.client.clear();
+    rec.client
+        .push_str(&String::from_utf8_lossy(client.as_bytes()));
     rec.method.clear();
     rec.method.push_str(req.method);
     rec.target.clear();
@@ -77,12 +72,10 @@ impl Session {
     /// Close the open record with `status` and write it. `upstream`: the answer came from the
     /// exchange's upstream (its pool, address and response time go in). Body bytes: what was
     /// queued for the client after the final head, or `local_body` for an answer of our own.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn log_end(
         &mut self,
         logger: Option<&Logger>,
         batch: &mut LogBatch,
-        stats: &WorkerStats,
         status: u16,
         upstream: bool,
         local_body: Option<u64>,
@@ -117,10 +110,7 @@ impl Session {
         if let Some(body) = local_body {
             rec.bytes_sent = body;
         }
-        let dropped = logger.append(rec, batch);
-        if dropped > 0 {
-            stats.access_log_dropped.add(dropped);
-        }
+        logger.append(rec, batch);
     }
 
     /// Close the open record for an answer of our own in `ctx.scratch` (opening a bare one for
@@ -141,7 +131,6 @@ impl Session {
         self.log_end(
             ctx.logger,
             ctx.log_batch,
-            ctx.stats,
             status,
             false,
             Some(body as u64),

@@ -396,15 +396,7 @@ impl Session {
                 State::Exchange(ex) if ex.status != 0 => ex.status,
                 _ => 499,
             };
-            self.log_end(
-                logger,
-                ctx.log_batch,
-                stats,
-                status,
-                true,
-                None,
-                Instant::now(),
-            );
+            self.log_end(logger, ctx.log_batch, status, true, None, Instant::now());
         }
         self.end_spans(ctx.pipes);
         self.drop_upstream(registry, ctx.conns);
@@ -747,15 +739,7 @@ impl Session {
                 State::Exchange(ex) if ex.status != 0 => ex.status,
                 _ => 499,
             };
-            self.log_end(
-                ctx.logger,
-                ctx.log_batch,
-                ctx.stats,
-                status,
-                true,
-                None,
-                ctx.now,
-            );
+            self.log_end(ctx.logger, ctx.log_batch, status, true, None, ctx.now);
         }
         self.drop_upstream(ctx.registry, ctx.conns);
         self.end_spans(ctx.pipes);

@@ -76,15 +76,7 @@ impl Session {
                         ex.body_from = self.client.bytes_out + self.cout.len() as u64;
                         ex.replay = None;
                         // The exchange ends here as far as the log goes: a tunnel follows.
-                        self.log_end(
-                            ctx.logger,
-                            ctx.log_batch,
-                            ctx.stats,
-                            101,
-                            true,
-                            None,
-                            ctx.now,
-                        );
+                        self.log_end(ctx.logger, ctx.log_batch, 101, true, None, ctx.now);
                         self.state = State::Tunnel;
                         return Ok(true);
                     }
@@ -331,15 +323,7 @@ impl Session {
     pub(super) fn finish_exchange(&mut self, ctx: &mut Ctx<'_>, close: bool) {
         if let State::Exchange(ex) = &self.state {
             let status = ex.status;
-            self.log_end(
-                ctx.logger,
-                ctx.log_batch,
-                ctx.stats,
-                status,
-                true,
-                None,
-                ctx.now,
-            );
+            self.log_end(ctx.logger, ctx.log_batch, status, true, None, ctx.now);
         }
         self.release_upstream(ctx);
         self.served += 1;

@@ -125,7 +125,10 @@ fn sigusr1_reopens_the_file() {
     let log = dir.path().join("access.log");
     let rotated = dir.path().join("access.log.1");
     let log_arg = log.to_string_lossy().into_owned();
-    let mut proxy = Proxy::with_upstreams(&dummies.ports(), &["--access-log", &log_arg]);
+    let mut proxy = Proxy::with_upstreams(
+        &dummies.ports(),
+        &["--access-log", &log_arg, "--access-log-format", "combined"],
+    );
     assert_eq!(get(proxy.addr(), "/before").0, 200);
     lines(&log, 1);
     std::fs::rename(&log, &rotated).expect("rotate");

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The value of the sample line that starts with `prefix` (a metric name with its labels).
 fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
+    metric_value(metrics, prefix)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sample {prefix} in\n{metrics}"))
 }
@@ -104,6 +101,13 @@ fn counters_are_exact_after_known_traffic() {
         ),
         1.0
     );
+    // The access log is off: nothing dropped. Every upstream passed its first health check
+    // (the proxy is ready only after it).
+    assert_eq!(sample(&m, "goround_access_log_dropped_total"), 0.0);
+    for port in [a, b] {
+        let passes = sample(&m, &format!("goround_upstream_health_checks_total{{pool=\"default\",upstream=\"127.0.0.1:{port}\",result=\"pass\"}}"));
+        assert!(passes >= 1.0, "{port}: {passes} passes");
+    }
     // The admin's own requests are not traffic.
     let m2 = scrape(&proxy);
     assert_eq!(sample(&m2, "goround_client_requests_total"), 21.0);

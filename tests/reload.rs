@@ -118,6 +118,10 @@ fn reloads_under_load_lose_no_request_and_new_requests_follow_the_new_file() {
         m.contains("goround_config_reloads_total{result=\"error\"} 1\n"),
         "{m}"
     );
+    let reloaded_at = metric_value(&m, "goround_config_last_reload_success_timestamp_seconds")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(reloaded_at > 1.7e9, "a Unix time in seconds: {m}");
     let (_, status) = get(proxy.admin_addr(), "/status");
     assert!(status.contains("\"config_loaded_unix_ms\":"), "{status}");
     assert!(

@@ -123,8 +123,7 @@ fn redis_command(port: u16, args: &[&str]) -> Option<String> {
 /// The value of a metric line `name ` on `proxy`'s admin port.
 fn metric(proxy: &Proxy, name: &str) -> Option<String> {
     let (_, text) = get(proxy.admin_addr(), "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+    metric_value(&text, name).map(str::to_string)
 }
 
 fn wait_metric(proxy: &Proxy, name: &str, want: &str, timeout: Duration) {

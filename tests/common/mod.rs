@@ -1656,3 +1656,11 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
 pub fn vm_hwm_kib(pid: u32) -> u64 {
     proc_status_kib(pid, "VmHWM")
 }
+
+/// The value of the sample `name` (the metric name with its labels, exactly as written) in a
+/// Prometheus text exposition.
+pub fn metric_value<'a>(metrics: &'a str, name: &str) -> Option<&'a str> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+}

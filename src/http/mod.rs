@@ -98,27 +98,225 @@ static TCHAR: [bool; 256] = {
     t
 };
 
-/// Whether field name `name` is `other`, ignoring ASCII case: through a lowercase table, where
-/// `eq_ignore_ascii_case` lowers each byte arithmetically (field-name compares are most of the
-/// work of classifying a head).
+/// Whether field name `name` is `other`, ignoring ASCII case (see [`eq_ignore_case`]).
+#[inline(always)]
 pub(crate) fn name_is(name: &str, other: &str) -> bool {
-    name.len() == other.len()
-        && name
-            .bytes()
-            .zip(other.bytes())
-            .all(|(a, b)| LOWER[usize::from(a)] == LOWER[usize::from(b)])
+    eq_ignore_case(name.as_bytes(), other.as_bytes())
 }
 
-/// ASCII lowercase as a table.
-static LOWER: [u8; 256] = {
-    let mut t = [0; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = (b as u8).to_ascii_lowercase();
-        b += 1;
+/// `a.eq_ignore_ascii_case(b)`, eight bytes at a time: field-name and option compares are most
+/// of the work of classifying a head, and the standard one lowers and compares byte by byte.
+///
+/// Both sides are read as words (overlapping ones for a length that is not a multiple of
+/// eight, which is harmless for an equality test). `b`'s word is lowered, and a byte of `a`
+/// may differ from it only in bit 5, and only where `b`'s byte is a letter. Written for a
+/// literal `b`: all of its side folds at compile time, leaving a load, an OR and a compare per
+/// word of `a`.
+#[inline(always)]
+pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
     }
-    t
-};
+    let same = |x: u64, y: u64| {
+        let lower = fold_case(y);
+        x | letters(lower) == lower
+    };
+    match n {
+        0 => true,
+        // Bytes 0, n/2 and n-1 cover every byte of a 1-, 2- or 3-byte string.
+        1..=3 => same(short_word(a), short_word(b)),
+        4..=7 => same(half_words(a), half_words(b)),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if !same(word_at(a, at), word_at(b, at)) {
+                    return false;
+                }
+                at += 8;
+            }
+            same(word_at(a, n - 8), word_at(b, n - 8))
+        }
+    }
+}
+
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Bit 7 of each byte of `w` that lies in `lo..=hi` (both ASCII). Bit 7 is forced on (or off)
+/// before each subtraction so that none borrows across bytes; a byte with bit 7 set is not
+/// ASCII and never in the range.
+#[inline(always)]
+fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
+    let at_least_lo = (w | HIGHS).wrapping_sub(ONES * u64::from(lo));
+    let at_most_hi = ((ONES * u64::from(hi)) | HIGHS).wrapping_sub(w & !HIGHS);
+    at_least_lo & at_most_hi & !w & HIGHS
+}
+
+/// `w` with every ASCII capital lowered (bit 5 set).
+#[inline(always)]
+fn fold_case(w: u64) -> u64 {
+    w | in_range(w, b'A', b'Z') >> 2
+}
+
+/// Bit 5 of each byte of `w` that is an ASCII lowercase letter.
+#[inline(always)]
+fn letters(w: u64) -> u64 {
+    in_range(w, b'a', b'z') >> 2
+}
+
+/// Whether `s` holds `byte` (not 0), a word at a time: for short strings such as field names,
+/// where a `memchr` call costs more than the search.
+#[inline]
+pub(crate) fn any_byte(s: &[u8], byte: u8) -> bool {
+    let has = |w: u64| {
+        let x = w ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let n = s.len();
+    match n {
+        0 => false,
+        // The words built for 1 to 7 bytes are padded with zero bytes, never `byte`.
+        1..=3 => has(short_word(s)),
+        4..=7 => has(half_words(s)),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if has(word_at(s, at)) {
+                    return true;
+                }
+                at += 8;
+            }
+            has(word_at(s, n - 8))
+        }
+    }
+}
+
+/// The 8 bytes of `s` at `at` (the caller checked `at + 8 <= s.len()`) as one word.
+#[inline(always)]
+fn word_at(s: &[u8], at: usize) -> u64 {
+    match s.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        Some(Ok(w)) => u64::from_le_bytes(w),
+        _ => 0,
+    }
+}
+
+/// A 4- to 7-byte `s` as one word: its first four bytes, and its last four.
+#[inline(always)]
+fn half_words(s: &[u8]) -> u64 {
+    let half = |at: usize| match s.get(at..at + 4).map(<[u8; 4]>::try_from) {
+        Some(Ok(w)) => u64::from(u32::from_le_bytes(w)),
+        _ => 0,
+    };
+    half(0) | half(s.len().saturating_sub(4)) << 32
+}
+
+/// A 1- to 3-byte `s` as one word: its first, middle and last bytes.
+#[inline(always)]
+fn short_word(s: &[u8]) -> u64 {
+    let byte = |at: usize| u64::from(s.get(at).copied().unwrap_or(0));
+    byte(0) | byte(s.len() / 2) << 8 | byte(s.len().saturating_sub(1)) << 16
+}
+
+/// The field names the proxy acts on; every other name is [`FieldName::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldName {
+    Host,
+    Expect,
+    Upgrade,
+    Trailer,
+    Te,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    ContentLength,
+    TransferEncoding,
+    XForwardedFor,
+    XForwardedHost,
+    XForwardedProto,
+    Other,
+}
+
+impl FieldName {
+    /// Which name `name` is: a switch on the length, then one or two compares.
+    #[inline]
+    pub(crate) fn of(name: &str) -> FieldName {
+        use FieldName::*;
+        let is = |lower: &str| name_is(name, lower);
+        match name.len() {
+            2 if is("te") => Te,
+            4 if is("host") => Host,
+            6 if is("expect") => Expect,
+            7 if is("upgrade") => Upgrade,
+            7 if is("trailer") => Trailer,
+            10 if is("connection") => Connection,
+            10 if is("keep-alive") => KeepAlive,
+            14 if is("content-length") => ContentLength,
+            15 if is("x-forwarded-for") => XForwardedFor,
+            16 if is("proxy-connection") => ProxyConnection,
+            16 if is("x-forwarded-host") => XForwardedHost,
+            17 if is("transfer-encoding") => TransferEncoding,
+            17 if is("x-forwarded-proto") => XForwardedProto,
+            _ => Other,
+        }
+    }
+
+    /// Never copied from a response: hop-by-hop fields (RFC 9110 §7.6.1), Trailer (we drop
+    /// trailers) and the framing fields we write ourselves.
+    pub(crate) fn hop_by_hop(self) -> bool {
+        use FieldName::*;
+        matches!(
+            self,
+            Te | Upgrade
+                | Trailer
+                | Connection
+                | KeepAlive
+                | ProxyConnection
+                | ContentLength
+                | TransferEncoding
+        )
+    }
+
+    /// Never copied from a request: the hop-by-hop ones, and Host and the X-Forwarded-*
+    /// fields, which we write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
+    pub(crate) fn not_forwarded(self) -> bool {
+        use FieldName::*;
+        self.hop_by_hop()
+            || matches!(
+                self,
+                Host | XForwardedFor | XForwardedHost | XForwardedProto
+            )
+    }
+}
+
+/// Which of a head's first 64 fields have the names the rewriters look for, one bit per field,
+/// found by [`KeyFields::of`] in its pass: the rewriters then test a bit per field instead of
+/// comparing names again. A field past the 64th is classified again where it is needed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FieldBits {
+    /// [`FieldName::not_forwarded`].
+    pub not_forwarded: u64,
+    /// [`FieldName::hop_by_hop`].
+    pub hop_by_hop: u64,
+    /// Expect.
+    pub expect: u64,
+    /// X-Forwarded-For.
+    pub forwarded_for: u64,
+    /// Lines not written `name: value` CRLF, set by the parsers (see `request::line_shapes`).
+    pub reformat: u64,
+}
+
+impl FieldBits {
+    /// Whether field `index`, named `name`, is in `bits` (the set `test` defines).
+    #[inline]
+    pub(crate) fn test(bits: u64, index: usize, name: &str, test: fn(FieldName) -> bool) -> bool {
+        if index < 64 {
+            bits >> index & 1 != 0
+        } else {
+            test(FieldName::of(name))
+        }
+    }
+}
 
 /// A non-empty run of tchars (RFC 9110 §5.6.2 `token`).
 pub(crate) fn is_token(s: &[u8]) -> bool {
@@ -189,31 +387,47 @@ pub(crate) struct KeyFields<'b> {
     pub upgrade: bool,
     /// A Keep-Alive field is present.
     pub keep_alive: bool,
+    /// Which fields the rewriters drop or read.
+    pub bits: FieldBits,
 }
 
 impl<'b> KeyFields<'b> {
     /// Find the key fields of `headers`.
     pub(crate) fn of(headers: &[httparse::Header<'b>]) -> Self {
         let mut k = KeyFields::default();
-        for h in headers {
-            let is = |name: &str| name_is(h.name, name);
-            match h.name.len() {
-                4 if is("host") => {
+        for (i, h) in headers.iter().enumerate() {
+            let name = FieldName::of(h.name);
+            if name == FieldName::Other {
+                continue;
+            }
+            let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+            if name.not_forwarded() {
+                k.bits.not_forwarded |= bit;
+            }
+            if name.hop_by_hop() {
+                k.bits.hop_by_hop |= bit;
+            }
+            match name {
+                FieldName::Host => {
                     k.host_count += 1;
                     k.host = h.value;
                 }
-                6 if is("expect") => k.expect = true,
-                7 if is("upgrade") => k.upgrade = true,
-                10 if is("connection") => {
+                FieldName::Expect => {
+                    k.expect = true;
+                    k.bits.expect |= bit;
+                }
+                FieldName::XForwardedFor => k.bits.forwarded_for |= bit,
+                FieldName::Upgrade => k.upgrade = true,
+                FieldName::Connection => {
                     k.connection_count += 1;
                     k.connection = h.value;
                 }
-                10 if is("keep-alive") => k.keep_alive = true,
-                14 if is("content-length") => {
+                FieldName::KeepAlive => k.keep_alive = true,
+                FieldName::ContentLength => {
                     k.content_length_count += 1;
                     k.content_length = h.value;
                 }
-                17 if is("transfer-encoding") => k.transfer_encoding = true,
+                FieldName::TransferEncoding => k.transfer_encoding = true,
                 _ => {}
             }
         }
@@ -266,9 +480,9 @@ impl ConnectionTokens {
     pub(crate) fn of_value(value: &[u8]) -> Self {
         let mut tokens = ConnectionTokens::default();
         // The common values, whole: no list splitting.
-        if value.eq_ignore_ascii_case(b"keep-alive") {
+        if eq_ignore_case(value, b"keep-alive") {
             tokens.keep_alive = true;
-        } else if value.eq_ignore_ascii_case(b"close") {
+        } else if eq_ignore_case(value, b"close") {
             tokens.close = true;
         } else {
             for e in list_elements(value) {
@@ -279,11 +493,11 @@ impl ConnectionTokens {
     }
 
     fn add(&mut self, e: &[u8]) {
-        if e.eq_ignore_ascii_case(b"close") {
+        if eq_ignore_case(e, b"close") {
             self.close = true;
-        } else if e.eq_ignore_ascii_case(b"keep-alive") {
+        } else if eq_ignore_case(e, b"keep-alive") {
             self.keep_alive = true;
-        } else if e.eq_ignore_ascii_case(b"upgrade") {
+        } else if eq_ignore_case(e, b"upgrade") {
             self.upgrade = true;
         } else {
             self.names_fields = true;
@@ -548,6 +762,126 @@ mod tests {
                 String::from_utf8_lossy(value)
             );
         }
+    }
+
+    #[test]
+    fn eq_ignore_case_agrees_with_eq_ignore_ascii_case_at_every_length_and_position() {
+        let base = b"x-forwarded-proto-content";
+        for len in 0..=base.len() {
+            for pos in 0..len {
+                for x in 0..=255u8 {
+                    for y in [x, x ^ 0x20, x ^ 0x80, x ^ 1, b'a', b'A', b'-', b'\r'] {
+                        let (mut a, mut b) = (base[..len].to_vec(), base[..len].to_vec());
+                        a[pos] = x;
+                        b[pos] = y;
+                        assert_eq!(
+                            eq_ignore_case(&a, &b),
+                            a.eq_ignore_ascii_case(&b),
+                            "{a:?} {b:?}"
+                        );
+                    }
+                }
+            }
+            // Unequal lengths never match.
+            assert!(len == base.len() || !eq_ignore_case(&base[..len], base));
+            assert!(len == base.len() || !eq_ignore_case(base, &base[..len]));
+        }
+    }
+
+    #[test]
+    fn any_byte_finds_a_byte_at_every_length_and_position() {
+        for len in 0..=30 {
+            let clean = vec![b'a'; len];
+            assert!(!any_byte(&clean, b'_'));
+            for pos in 0..len {
+                for (byte, other) in [(b'_', b'\x7f'), (b'_', b'^'), (0x80, 0x81), (b'-', b'.')] {
+                    let mut s = clean.clone();
+                    s[pos] = byte;
+                    assert!(any_byte(&s, byte), "{s:?} {byte}");
+                    s[pos] = other;
+                    assert!(!any_byte(&s, byte), "{s:?} {byte}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn field_names_classify_case_insensitively() {
+        for (name, want) in [
+            ("TE", FieldName::Te),
+            ("Host", FieldName::Host),
+            ("hosT", FieldName::Host),
+            ("Hostx", FieldName::Other),
+            ("X-Forwarded-For", FieldName::XForwardedFor),
+            ("x-forwarded-host", FieldName::XForwardedHost),
+            ("X-FORWARDED-PROTO", FieldName::XForwardedProto),
+            ("Transfer-Encoding", FieldName::TransferEncoding),
+            ("Transfer_Encoding", FieldName::Other),
+            ("Proxy-Connection", FieldName::ProxyConnection),
+            ("Keep-Alive", FieldName::KeepAlive),
+            ("Trailer", FieldName::Trailer),
+            ("Expect", FieldName::Expect),
+        ] {
+            assert_eq!(FieldName::of(name), want, "{name}");
+        }
+        assert!(FieldName::Host.not_forwarded() && !FieldName::Host.hop_by_hop());
+        assert!(FieldName::Te.not_forwarded() && FieldName::Te.hop_by_hop());
+        assert!(!FieldName::Expect.not_forwarded() && !FieldName::Other.not_forwarded());
+    }
+
+    #[test]
+    fn key_fields_mark_field_bits_and_classify_past_the_64th() {
+        let mut headers = vec![
+            Header {
+                name: "Accept",
+                value: b"*/*"
+            };
+            70
+        ];
+        headers[0] = Header {
+            name: "Host",
+            value: b"a",
+        };
+        headers[3] = Header {
+            name: "X-Forwarded-For",
+            value: b"1.2.3.4",
+        };
+        headers[5] = Header {
+            name: "Connection",
+            value: b"close",
+        };
+        headers[7] = Header {
+            name: "expect",
+            value: b"100-continue",
+        };
+        headers[66] = Header {
+            name: "Upgrade",
+            value: b"x",
+        };
+        let bits = KeyFields::of(&headers).bits;
+        assert_eq!(bits.not_forwarded, 1 | 1 << 3 | 1 << 5);
+        assert_eq!(bits.hop_by_hop, 1 << 5);
+        assert_eq!(bits.forwarded_for, 1 << 3);
+        assert_eq!(bits.expect, 1 << 7);
+        assert_eq!(bits.reformat, 0);
+        assert!(FieldBits::test(
+            bits.hop_by_hop,
+            66,
+            "Upgrade",
+            FieldName::hop_by_hop
+        ));
+        assert!(!FieldBits::test(
+            bits.hop_by_hop,
+            65,
+            "Accept",
+            FieldName::hop_by_hop
+        ));
+        assert!(!FieldBits::test(
+            bits.hop_by_hop,
+            3,
+            "X-Forwarded-For",
+            FieldName::hop_by_hop
+        ));
     }
 
     #[test]

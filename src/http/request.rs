@@ -6,8 +6,8 @@
 //! byte of the head is checked here first; httparse then only splits what we already accepted.
 
 use super::{
-    field_elements, has_token, is_tchar, parse_content_length, ConnectionTokens, Framing,
-    KeyFields, Limits, Version,
+    field_elements, has_token, is_tchar, parse_content_length, ConnectionTokens, FieldBits,
+    Framing, KeyFields, Limits, Version,
 };
 
 /// Most empty lines (CRLF) skipped before the request line.
@@ -79,6 +79,8 @@ pub struct Request<'h, 'b> {
     pub info: RequestInfo,
     /// What the Connection field(s) say, read once for the parse and the rewrite.
     pub(crate) connection: ConnectionTokens,
+    /// Which fields the rewriter drops or reads.
+    pub(crate) bits: FieldBits,
     /// The head as received (`headers` point into it), for copying field lines whole.
     pub(crate) raw: &'b [u8],
 }
@@ -150,14 +152,14 @@ pub fn parse<'h, 'b>(
     }
 
     let limited = &buf[..buf.len().min(limits.max_head)];
-    let (head_len, headers) = match parse_fields(limited, fields_start, limits.max_fields, headers)
-    {
-        Fields::Complete(head_len, headers) => (head_len, headers),
-        Fields::Partial => return incomplete(),
-        Fields::Slots(count) => return Err(RequestError::Slots(count)),
-        Fields::TooMany => return Err(RequestError::HeaderTooLarge),
-        Fields::Invalid(why) => return Err(RequestError::BadRequest(why)),
-    };
+    let (head_len, headers, reformat) =
+        match parse_fields(limited, fields_start, limits.max_fields, headers) {
+            Fields::Complete(head_len, headers, reformat) => (head_len, headers, reformat),
+            Fields::Partial => return incomplete(),
+            Fields::Slots(count) => return Err(RequestError::Slots(count)),
+            Fields::TooMany => return Err(RequestError::HeaderTooLarge),
+            Fields::Invalid(why) => return Err(RequestError::BadRequest(why)),
+        };
 
     let fields = key_fields(headers)?;
     let (host, path) = resolve_target(method, target, version, &fields)?;
@@ -207,6 +209,10 @@ pub fn parse<'h, 'b>(
         path,
         info,
         connection: conn,
+        bits: FieldBits {
+            reformat,
+            ..fields.bits
+        },
         raw: &buf[..head_len],
     }))
 }
@@ -314,8 +320,9 @@ pub(crate) enum ScanError {
 
 /// What [`parse_fields`] found.
 pub(crate) enum Fields<'h, 'b> {
-    /// The head ends at this offset; its field lines, in order.
-    Complete(usize, &'h [httparse::Header<'b>]),
+    /// The head ends at this offset; its field lines, in order; which of the first 64 are not
+    /// written `name: value` CRLF (see [`line_shapes`]).
+    Complete(usize, &'h [httparse::Header<'b>], u64),
     /// The head is not complete (and nothing in it so far is refused).
     Partial,
     /// The head has this many field lines, more than the slots given: call again with more.
@@ -353,8 +360,8 @@ pub(crate) fn parse_fields<'h, 'b>(
         if fields.len() > max_fields {
             return Fields::TooMany;
         }
-        if lines_end_in_crlf(buf, start, end, fields) {
-            return Fields::Complete(end, fields);
+        if let Some(reformat) = line_shapes(buf, start, end, fields) {
+            return Fields::Complete(end, fields, reformat);
         }
     }
     match scan_fields(buf, start, max_fields) {
@@ -369,23 +376,44 @@ pub(crate) fn parse_fields<'h, 'b>(
 }
 
 /// Whether each line of the field section `buf[start..end]` that httparse split into `fields`
-/// ends in CRLF (httparse also takes a bare LF).
-fn lines_end_in_crlf(
+/// ends in CRLF (httparse also takes a bare LF): `None` if one does not. Else, one bit for each
+/// of the first 64 fields whose line is not `name:` SP-or-HTAB `value` CRLF (other whitespace
+/// around the value), which the rewriters then write out again instead of copying it.
+fn line_shapes(
     buf: &[u8],
     start: usize,
     end: usize,
     fields: &[httparse::Header<'_>],
-) -> bool {
+) -> Option<u64> {
     let crlf_before = |at: usize| at >= 2 && buf.get(at - 2..at) == Some(b"\r\n");
     if fields.is_empty() {
-        return end == start + 2 && crlf_before(end);
+        return (end == start + 2 && crlf_before(end)).then_some(0);
     }
+    if !crlf_before(end) {
+        return None;
+    }
+    // Addresses, not offsets: `headers` point into `buf`, and only equalities are tested.
     let base = buf.as_ptr() as usize;
-    crlf_before(end)
-        && crlf_before(end - 2)
-        && fields[1..]
-            .iter()
-            .all(|f| crlf_before((f.name.as_ptr() as usize).wrapping_sub(base)))
+    let blank_line = base.wrapping_add(end - 2);
+    let mut reformat = 0;
+    for (i, f) in fields.iter().enumerate() {
+        // Where the next line starts: the next name, or the blank line.
+        let next = fields
+            .get(i + 1)
+            .map_or(blank_line, |n| n.name.as_ptr() as usize);
+        if !crlf_before(next.wrapping_sub(base)) {
+            return None;
+        }
+        // One byte between the colon and the value (httparse skips only SP and HTAB there),
+        // and only the CRLF after it.
+        let value = f.value.as_ptr() as usize;
+        let canonical = value == (f.name.as_ptr() as usize).wrapping_add(f.name.len() + 2)
+            && value.wrapping_add(f.value.len() + 2) == next;
+        if !canonical && i < 64 {
+            reformat |= 1 << i;
+        }
+    }
+    Some(reformat)
 }
 
 /// Check the field lines starting at `pos` up to the empty line that ends the head, and return

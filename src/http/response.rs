@@ -3,7 +3,8 @@
 
 use super::request::{parse_fields, Fields};
 use super::{
-    parse_content_length, ConnectionTokens, Framing, KeyFields, Limits, TransferCodings, Version,
+    parse_content_length, ConnectionTokens, FieldBits, Framing, KeyFields, Limits, TransferCodings,
+    Version,
 };
 
 /// Why an upstream response head was refused. Every variant becomes a 502 for the client.
@@ -37,6 +38,8 @@ pub struct Response<'h, 'b> {
     pub upstream_closes: bool,
     /// What the Connection field(s) say, read once for the parse and the rewrite.
     pub(crate) connection: ConnectionTokens,
+    /// Which fields the rewriter drops.
+    pub(crate) bits: FieldBits,
     /// The `timeout=` of a Keep-Alive field, in seconds (see [`keep_alive_timeout`]).
     pub keep_alive_timeout: Option<u64>,
     /// The head as received (`headers` point into it), for copying field lines whole.
@@ -71,14 +74,14 @@ pub fn parse<'h, 'b>(
         (_, Some(b'\n')) => line_len + 2,
         (_, Some(_)) => return Err(Invalid("bare CR in the status line")),
     };
-    let (head_len, headers) = match parse_fields(limited, fields_start, limits.max_fields, headers)
-    {
-        Fields::Complete(head_len, headers) => (head_len, headers),
-        Fields::Partial => return incomplete(),
-        Fields::Slots(count) => return Err(ResponseError::Slots(count)),
-        Fields::TooMany => return Err(ResponseError::TooLarge),
-        Fields::Invalid(why) => return Err(Invalid(why)),
-    };
+    let (head_len, headers, reformat) =
+        match parse_fields(limited, fields_start, limits.max_fields, headers) {
+            Fields::Complete(head_len, headers, reformat) => (head_len, headers, reformat),
+            Fields::Partial => return incomplete(),
+            Fields::Slots(count) => return Err(ResponseError::Slots(count)),
+            Fields::TooMany => return Err(ResponseError::TooLarge),
+            Fields::Invalid(why) => return Err(Invalid(why)),
+        };
 
     let key = KeyFields::of(headers);
     let framing = response_framing(headers, &key, version, code, request_is_head)?;
@@ -89,6 +92,10 @@ pub fn parse<'h, 'b>(
     } || framing == Framing::UntilClose;
     Ok(Some(Response {
         connection: conn,
+        bits: FieldBits {
+            reformat,
+            ..key.bits
+        },
         raw: &buf[..head_len],
         head_len,
         version,

@@ -7,7 +7,8 @@
 use super::request::Request;
 use super::response::Response;
 use super::{
-    field_elements, has_token, name_is, push_decimal, ConnectionTokens, Framing, Out, Version,
+    field_elements, has_token, name_is, push_decimal, ConnectionTokens, FieldBits, FieldName,
+    Framing, Out, Version,
 };
 use std::io::Write;
 use std::net::IpAddr;
@@ -189,29 +190,42 @@ pub fn request_head(
     // would honour it: the field goes, and any other expectation with it (HTTP/1.0 defines
     // none).
     let drop_expect = req.version == Version::Http10 || ctx.expectation_met;
-    let mut copy = FieldCopy::new(req.raw);
-    for h in req.headers {
-        if is_request_hop_by_hop(h.name)
+    // One scan of the field section for `_` instead of one per name: most heads have none.
+    let drop_underscored =
+        !ctx.underscores_in_headers && fields_section(req).is_none_or(|s| s.contains(&b'_'));
+    let bits = &req.bits;
+    let dropped = |i: usize, h: &httparse::Header<'_>| {
+        FieldBits::test(bits.not_forwarded, i, h.name, FieldName::not_forwarded)
             || (named && has_token(req.headers, "connection", h.name.as_bytes()))
-            || (drop_expect && name_is(h.name, "expect"))
-            || (!ctx.underscores_in_headers && h.name.as_bytes().contains(&b'_'))
-        {
-            continue;
-        }
-        copy.push(out, h);
+            || (drop_expect && FieldBits::test(bits.expect, i, h.name, |n| n == FieldName::Expect))
+            || (drop_underscored && has_underscore(h.name.as_bytes()))
+    };
+    // The parser's bits, and the rarer rules field by field only when they apply.
+    let mut mask = bits.not_forwarded | if drop_expect { bits.expect } else { 0 };
+    if drop_underscored {
+        mask |= first_fields_mask(req.headers, |_, h| has_underscore(h.name.as_bytes()));
     }
-    copy.flush(out);
+    if named {
+        mask |= first_fields_mask(req.headers, |_, h| {
+            has_token(req.headers, "connection", h.name.as_bytes())
+        });
+    }
+    copy_fields(out, req.raw, req.headers, mask, bits.reformat, dropped);
 
     out.put(b"X-Forwarded-For: ");
     if ctx.forwarded_for == ForwardedFor::Append {
-        for h in req
-            .headers
-            .iter()
-            .filter(|h| name_is(h.name, "x-forwarded-for"))
-        {
-            if !h.value.is_empty() {
-                out.put(h.value);
-                out.put(b", ");
+        let forwarded_for = |(i, h): &(usize, &httparse::Header<'_>)| {
+            FieldBits::test(bits.forwarded_for, *i, h.name, |n| {
+                n == FieldName::XForwardedFor
+            })
+        };
+        // Most requests have none: skip the walk when the first 64 fields say so.
+        if bits.forwarded_for != 0 || req.headers.len() > 64 {
+            for (_, h) in req.headers.iter().enumerate().filter(forwarded_for) {
+                if !h.value.is_empty() {
+                    out.put(h.value);
+                    out.put(b", ");
+                }
             }
         }
     }
@@ -281,22 +295,29 @@ pub fn response_head(
 ) -> Result<usize, HeadTooLarge> {
     let start = out.written();
     out.put(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(resp.code));
+    push_status_code(out, resp.code);
     out.put_byte(b' ');
     out.put(resp.reason);
     out.put(b"\r\n");
 
     let named = names_a_field(&resp.connection);
-    let mut copy = FieldCopy::new(resp.raw);
-    for h in resp.headers {
-        if is_response_hop_by_hop(h.name)
+    let dropped = |i: usize, h: &httparse::Header<'_>| {
+        FieldBits::test(resp.bits.hop_by_hop, i, h.name, FieldName::hop_by_hop)
             || (named && has_token(resp.headers, "connection", h.name.as_bytes()))
-        {
-            continue;
-        }
-        copy.push(out, h);
-    }
-    copy.flush(out);
+    };
+    let mask = if named {
+        first_fields_mask(resp.headers, dropped)
+    } else {
+        resp.bits.hop_by_hop
+    };
+    copy_fields(
+        out,
+        resp.raw,
+        resp.headers,
+        mask,
+        resp.bits.reformat,
+        dropped,
+    );
 
     let bodiless = resp.code < 200 || resp.code == 204;
     let te_allowed = ctx.client_version == Version::Http11;
@@ -341,36 +362,24 @@ fn names_a_field(tokens: &ConnectionTokens) -> bool {
     tokens.names_fields || tokens.close
 }
 
-/// Fields never copied from a request: hop-by-hop ones (RFC 9110 §7.6.1), the framing and Host
-/// fields we write ourselves, Trailer (we drop trailers), and the X-Forwarded-* fields we
-/// write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
-fn is_request_hop_by_hop(name: &str) -> bool {
-    let any = |names: &[&str]| names.iter().any(|n| name_is(name, n));
-    // Matching on the length first keeps this to one or two compares per field.
-    match name.len() {
-        2 => any(&["te"]),
-        4 => any(&["host"]),
-        7 => any(&["upgrade", "trailer"]),
-        10 => any(&["connection", "keep-alive"]),
-        14 => any(&["content-length"]),
-        15 => any(&["x-forwarded-for"]),
-        16 => any(&["proxy-connection", "x-forwarded-host"]),
-        17 => any(&["transfer-encoding", "x-forwarded-proto"]),
-        _ => false,
-    }
+/// The field lines of a request head: from the first field's name to the end. `None` when the
+/// fields do not point into the head (a request not made by `request::parse`).
+fn fields_section<'b>(req: &Request<'_, 'b>) -> Option<&'b [u8]> {
+    let Some(first) = req.headers.first() else {
+        return Some(&[]);
+    };
+    let start = (first.name.as_ptr() as usize).checked_sub(req.raw.as_ptr() as usize)?;
+    req.raw.get(start..)
 }
 
-/// Fields never copied from a response: hop-by-hop ones and the framing fields we write.
-fn is_response_hop_by_hop(name: &str) -> bool {
-    let any = |names: &[&str]| names.iter().any(|n| name_is(name, n));
-    match name.len() {
-        2 => any(&["te"]),
-        7 => any(&["upgrade", "trailer"]),
-        10 => any(&["connection", "keep-alive"]),
-        14 => any(&["content-length"]),
-        16 => any(&["proxy-connection"]),
-        17 => any(&["transfer-encoding"]),
-        _ => false,
+/// A status code (100..=999, as the parser allows) as its three digits; anything else in full.
+#[inline]
+fn push_status_code(out: &mut impl Out, code: u16) {
+    if (100..=999).contains(&code) {
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        out.put(&[digit(code / 100), digit(code / 10), digit(code)]);
+    } else {
+        push_decimal(out, u64::from(code));
     }
 }
 
@@ -418,62 +427,91 @@ fn push_list_element(out: &mut impl Out, first: &mut bool, name: &[u8], element:
     out.put(element);
 }
 
-/// Copies the kept field lines of a head. A line received exactly as we would write it
-/// (`name: value` CRLF: one SP after the colon, no trailing whitespace) is copied from the
-/// received bytes, and a run of such adjacent lines in one copy: most heads are all of that
-/// form, and one copy costs a tenth of writing each line in four pieces.
-struct FieldCopy<'b> {
-    /// The received head the fields' names and values point into.
-    raw: &'b [u8],
-    /// The run of canonical lines not yet copied: its start and end in `raw`.
-    run: Option<(usize, usize)>,
+/// Whether `name` has a `_`, a word at a time (see `http::any_byte`).
+#[inline]
+fn has_underscore(name: &[u8]) -> bool {
+    super::any_byte(name, b'_')
 }
 
-impl<'b> FieldCopy<'b> {
-    fn new(raw: &'b [u8]) -> Self {
-        FieldCopy { raw, run: None }
-    }
+/// Bit `i` set for each of the first 64 fields that `dropped` refuses.
+fn first_fields_mask(
+    headers: &[httparse::Header<'_>],
+    dropped: impl Fn(usize, &httparse::Header<'_>) -> bool,
+) -> u64 {
+    headers
+        .iter()
+        .take(64)
+        .enumerate()
+        .filter(|(i, h)| dropped(*i, h))
+        .fold(0, |mask, (i, _)| mask | 1 << i)
+}
 
-    /// Write `h` (or add it to the run).
-    #[inline]
-    fn push(&mut self, out: &mut impl Out, h: &httparse::Header<'_>) {
-        match self.canonical_line(h) {
-            Some((start, end)) => match &mut self.run {
-                Some((_, run_end)) if *run_end == start => *run_end = end,
-                _ => {
-                    self.flush(out);
-                    self.run = Some((start, end));
-                }
-            },
-            None => {
-                self.flush(out);
+/// Write the field lines of a head that are kept: of the first 64 fields, those whose bit in
+/// `mask` is clear; of the others, those `dropped` does not refuse.
+///
+/// A parsed head's field lines all end in CRLF (the parsers refuse any other ending), so field
+/// `i`'s line runs from its name to the next field's name, the last one's to the blank line.
+/// Each run of adjacent kept lines written `name: value` CRLF goes out in one copy of the
+/// received bytes: a head costs a copy per dropped field, not work per field. A line with other
+/// whitespace (its bit in `reformat`), a field past the 64th, and fields that do not point into
+/// `raw` (a head not made by the parsers) are written out as `name: value` instead.
+fn copy_fields(
+    out: &mut impl Out,
+    raw: &[u8],
+    headers: &[httparse::Header<'_>],
+    mask: u64,
+    reformat: u64,
+    dropped: impl Fn(usize, &httparse::Header<'_>) -> bool,
+) {
+    let first = headers.len().min(64);
+    let all = u64::MAX.checked_shr(64 - first as u32).unwrap_or(0);
+    let mut rewrite = reformat & !mask & all;
+    let mut copy = !mask & !reformat & all;
+    while copy | rewrite != 0 {
+        let i = (copy | rewrite).trailing_zeros() as usize;
+        if rewrite >> i & 1 != 0 {
+            if let Some(h) = headers.get(i) {
+                push_field(out, h.name.as_bytes(), h.value);
+            }
+            rewrite &= !(1 << i);
+        } else {
+            let len = (!(copy >> i)).trailing_zeros() as usize;
+            copy_lines(out, raw, headers, i, i + len);
+            copy &= !(u64::MAX.checked_shr(64 - len as u32).unwrap_or(0) << i);
+        }
+    }
+    for (i, h) in headers.iter().enumerate().skip(first) {
+        if !dropped(i, h) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+}
+
+/// Write the lines of fields `from..to`: one copy of the received bytes when they are where
+/// a parsed head has them, else field by field.
+fn copy_lines(
+    out: &mut impl Out,
+    raw: &[u8],
+    headers: &[httparse::Header<'_>],
+    from: usize,
+    to: usize,
+) {
+    let base = raw.as_ptr() as usize;
+    let start = |h: &httparse::Header<'_>| (h.name.as_ptr() as usize).checked_sub(base);
+    let span = headers.get(from).and_then(start).and_then(|s| {
+        let e = match headers.get(to) {
+            Some(next) => start(next)?,
+            None => raw.len().checked_sub(2)?,
+        };
+        (s < e && raw.get(e.checked_sub(2)?..e) == Some(&b"\r\n"[..])).then(|| raw.get(s..e))?
+    });
+    match span {
+        Some(lines) => out.put(lines),
+        None => {
+            for h in headers.get(from..to).unwrap_or_default() {
                 push_field(out, h.name.as_bytes(), h.value);
             }
         }
-    }
-
-    /// Copy the pending run.
-    #[inline]
-    fn flush(&mut self, out: &mut impl Out) {
-        if let Some((start, end)) = self.run.take() {
-            out.put(&self.raw[start..end]);
-        }
-    }
-
-    /// Where `h`'s line is in `raw`, if it is there exactly as `push_field` would write it.
-    /// Only addresses are compared (no unsafe): a name or value from anywhere else, or a line
-    /// with other whitespace, gets `None`.
-    fn canonical_line(&self, h: &httparse::Header<'_>) -> Option<(usize, usize)> {
-        let base = self.raw.as_ptr() as usize;
-        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
-        let value_start = start + h.name.len() + 2;
-        if h.value.as_ptr() as usize != base + value_start {
-            return None;
-        }
-        let end = value_start + h.value.len() + 2;
-        let line = self.raw.get(start..end)?;
-        (line[h.name.len()..h.name.len() + 2] == *b": " && line.ends_with(b"\r\n"))
-            .then_some((start, end))
     }
 }
 

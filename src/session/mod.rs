@@ -432,23 +432,9 @@ impl Session {
         holds(&self.up_span) || holds(&self.down_span)
     }
 
-    /// Storage for the buffers this state needs: only the client input while waiting for a
-    /// head (a slow or idle client holds one buffer at most), all four during an exchange.
-    #[inline]
-    fn attach_buffers(&mut self, bufs: &mut BufPool) {
-        self.cin.attach(bufs);
-        if !matches!(self.state, State::Head { .. }) {
-            self.attach_exchange_buffers(bufs);
-        }
-    }
-
-    #[inline]
-    fn attach_exchange_buffers(&mut self, bufs: &mut BufPool) {
-        self.cout.attach(bufs);
-        self.uin.attach(bufs);
-        self.uout.attach(bufs);
-    }
-
+    /// Give back the storage of every empty buffer. Storage is taken from the pool where bytes
+    /// are written (a read, a head, a body), so a buffer holds storage only while it holds
+    /// bytes: an idle client none, an exchange only the directions that have something queued.
     #[inline]
     fn detach_buffers(&mut self, bufs: &mut BufPool) {
         self.cin.detach(bufs);
@@ -541,7 +527,6 @@ impl Session {
                 return Drive::Idle;
             }
         }
-        self.attach_buffers(ctx.bufs);
         match &mut self.state {
             State::Head { started } => {
                 if !self.cout.is_empty() {
@@ -618,7 +603,6 @@ impl Session {
 
     /// Move bytes until nothing more can move, or the budget runs out.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Drive {
-        self.attach_buffers(ctx.bufs);
         let mut d = self.drive_rounds(ctx);
         if d != Drive::Closed
             && !self.client_registered
@@ -632,6 +616,8 @@ impl Session {
             // Every empty buffer goes back, not only an idle connection's: a session waiting on
             // its upstream or its client holds storage only for bytes actually queued, so the
             // worker's free list covers thousands of in-flight exchanges without allocating.
+            // (Storage is taken where bytes are written, never for a buffer a drive leaves
+            // empty: a request's two drives take four buffers, not eight.)
             self.detach_buffers(ctx.bufs);
         }
         d
@@ -822,11 +808,11 @@ impl Session {
             clean,
         } = self.state
         {
-            return self.round_closing(ctx.now, linger_since.is_some(), clean);
+            return self.round_closing(ctx.now, ctx.bufs, linger_since.is_some(), clean);
         }
         // (Not while a span takes the client's bytes straight from the socket.)
         if self.up_span.as_ref().is_none_or(|s| s.to_read() == 0) {
-            let n = self.client.read_into(&mut self.cin)?;
+            let n = self.client.read_into(&mut self.cin, ctx.bufs)?;
             if n > 0 {
                 progress = true;
                 self.last_progress = ctx.now;
@@ -837,7 +823,7 @@ impl Session {
         let spliced = self.down_span.as_ref().is_some_and(|s| s.to_read() > 0);
         if let Some(up) = &mut self.upstream {
             if up.connected && !spliced {
-                match up.peer.read_into(&mut self.uin) {
+                match up.peer.read_into(&mut self.uin, ctx.bufs) {
                     Ok(n) if n > 0 => {
                         progress = true;
                         self.last_progress = ctx.now;
@@ -913,7 +899,13 @@ impl Session {
         }
     }
 
-    fn round_closing(&mut self, now: Instant, lingering: bool, clean: bool) -> Result<bool, Fail> {
+    fn round_closing(
+        &mut self,
+        now: Instant,
+        bufs: &mut BufPool,
+        lingering: bool,
+        clean: bool,
+    ) -> Result<bool, Fail> {
         let mut progress = false;
         if !self.cout.is_empty() {
             let n = self.client.write_from(self.cout.data(), false)?;
@@ -941,7 +933,7 @@ impl Session {
         // Read and discard until the client closes too (one read per round: the drive budget
         // bounds a client that keeps sending).
         self.cin.clear();
-        match self.client.read_into(&mut self.cin) {
+        match self.client.read_into(&mut self.cin, bufs) {
             Ok(0) if self.client.eof => Err(Fail::Abort),
             Ok(0) => Ok(progress),
             Ok(_) => Ok(true),

@@ -60,10 +60,11 @@ impl Peer {
     }
 
     /// Read once into `buf` if there is reason to. `Ok(n)` bytes read (0: nothing to do).
-    pub(super) fn read_into(&mut self, buf: &mut Buffer) -> io::Result<usize> {
+    pub(super) fn read_into(&mut self, buf: &mut Buffer, bufs: &mut BufPool) -> io::Result<usize> {
         if !self.readable || self.eof || buf.room() == 0 {
             return Ok(0);
         }
+        buf.attach(bufs);
         loop {
             let room = buf.read_room();
             match buf.read_from(&mut sys::Recv(self.stream.as_raw_fd())) {

@@ -133,7 +133,6 @@ impl Session {
             }
         };
         self.cin.consume(head_len);
-        self.attach_exchange_buffers(ctx.bufs);
         let req_body = match info.framing {
             Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
             Framing::Length(n) => RequestBody::Length(n),
@@ -306,6 +305,7 @@ impl Session {
                     .min(self.uout.room() as u64) as usize;
                 if n > 0 {
                     if !write_failed {
+                        self.uout.attach(ctx.bufs);
                         self.uout.extend(&self.cin.data()[..n]);
                     }
                     self.cin.consume(n);
@@ -330,6 +330,7 @@ impl Session {
                     })?;
                 if consumed > 0 {
                     if !write_failed {
+                        self.uout.attach(ctx.bufs);
                         self.uout.extend(ctx.scratch);
                     }
                     self.cin.consume(consumed);

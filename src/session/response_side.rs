@@ -65,6 +65,7 @@ impl Session {
                             upgrade: true,
                             client_version: ex.req.version,
                         };
+                        self.cout.attach(ctx.bufs);
                         if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())?
                         {
                             return Ok(progress);
@@ -91,6 +92,7 @@ impl Session {
                                 upgrade: false,
                                 client_version: ex.req.version,
                             };
+                            self.cout.attach(ctx.bufs);
                             if !stage_response_head(
                                 &resp,
                                 &rctx,
@@ -130,6 +132,7 @@ impl Session {
                         upgrade: false,
                         client_version: ex.req.version,
                     };
+                    self.cout.attach(ctx.bufs);
                     if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())? {
                         return Ok(progress);
                     }
@@ -179,6 +182,7 @@ impl Session {
                         .min(self.uin.len() as u64)
                         .min(forward_room(&self.cout) as u64) as usize;
                     if n > 0 {
+                        self.cout.attach(ctx.bufs);
                         self.cout.extend(&self.uin.data()[..n]);
                         self.uin.consume(n);
                         *rem -= n as u64;
@@ -213,6 +217,7 @@ impl Session {
                             Fail::Abort
                         })?;
                     if consumed > 0 {
+                        self.cout.attach(ctx.bufs);
                         self.cout.extend(ctx.scratch);
                         self.uin.consume(consumed);
                         progress = true;
@@ -232,6 +237,7 @@ impl Session {
                 }
                 ResponseBody::UntilClose => {
                     let len = self.uin.len().min(forward_room(&self.cout));
+                    self.cout.attach(ctx.bufs);
                     let n = self.cout.extend(&self.uin.data()[..len]);
                     if n > 0 {
                         self.uin.consume(n);

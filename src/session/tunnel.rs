@@ -9,11 +9,13 @@ impl Session {
         let mut progress = false;
         // A direction's buffered bytes wait while its span is under way: they came later.
         if self.up_span.is_none() && !self.cin.is_empty() {
+            self.uout.attach(ctx.bufs);
             let n = self.uout.extend(self.cin.data());
             self.cin.consume(n);
             progress |= n > 0;
         }
         if self.down_span.is_none() && !self.uin.is_empty() {
+            self.cout.attach(ctx.bufs);
             let n = self.cout.extend(self.uin.data());
             self.uin.consume(n);
             progress |= n > 0;

@@ -100,6 +100,7 @@ pub fn request_head(data: &[u8]) {
 
     let outcome = request_outcome(data, &limits);
     check_prefixes(data, outcome, |p| request_outcome(p, &limits));
+    check_resumed(data, &limits);
 
     let mut hs = [httparse::EMPTY_HEADER; 100];
     let fields = limits.max_fields.min(hs.len());
@@ -184,6 +185,36 @@ fn request_outcome(buf: &[u8], limits: &Limits) -> Outcome {
         Ok(None) => Outcome::Incomplete,
         Ok(Some(req)) => Outcome::Complete(req.head_len),
         Err(e) => Outcome::Refused(RequestError::status(&e)),
+    }
+}
+
+/// A head parsed as it grows, its progress carried from call to call as the session does
+/// (`request::parse_resuming`), reads at every step exactly as the same bytes parsed at once.
+/// At most about 64 steps, of a size derived from the input.
+fn check_resumed(data: &[u8], limits: &Limits) {
+    let step = (1 + (fnv1a(data) % 13) as usize).max(data.len() / 64);
+    let mut progress = request::HeadProgress::default();
+    let mut hs = [httparse::EMPTY_HEADER; 100];
+    let fields = limits.max_fields.min(hs.len());
+    let mut cut = 0;
+    while cut < data.len() {
+        cut = (cut + step).min(data.len());
+        let once = request_outcome(&data[..cut], limits);
+        let grown =
+            match request::parse_resuming(&data[..cut], limits, &mut hs[..fields], &mut progress) {
+                Ok(None) => Outcome::Incomplete,
+                Ok(Some(req)) => Outcome::Complete(req.head_len),
+                Err(e) => Outcome::Refused(RequestError::status(&e)),
+            };
+        assert_eq!(
+            grown,
+            once,
+            "{cut} bytes in steps of {step} read {grown:?}, at once {once:?}\n{}",
+            show(data)
+        );
+        if once != Outcome::Incomplete {
+            break;
+        }
     }
 }
 

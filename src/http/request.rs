@@ -114,6 +114,71 @@ pub fn parse<'h, 'b>(
     limits: &Limits,
     headers: &'h mut [httparse::Header<'b>],
 ) -> Result<Option<Request<'h, 'b>>, RequestError> {
+    parse_resuming(buf, limits, headers, &mut HeadProgress::default())
+}
+
+/// How far an incomplete request head has been checked, kept by the caller between reads so
+/// that [`parse_resuming`] looks only at what is new: a head that trickles in costs time in
+/// proportion to its length, not to its length squared.
+///
+/// Packed in four bytes, since a session keeps one per connection: 0 is "nothing known yet";
+/// with the top bit set, the low 31 bits count bytes that hold no end of the request line;
+/// else the request line and `fields` field lines (bits 21 to 30) are checked and the next
+/// line starts at `line` (bits 0 to 20). Progress that does not fit (a line past 2 MiB, more
+/// than 1,023 fields) is not kept: the next call starts over, as without progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadProgress(u32);
+
+impl HeadProgress {
+    const LINE_FLAG: u32 = 1 << 31;
+    const LINE_BITS: u32 = 21;
+    const FIELDS_MAX: usize = (1 << (31 - Self::LINE_BITS)) - 1;
+
+    /// Nothing known yet.
+    pub const START: HeadProgress = HeadProgress(0);
+
+    /// The first `seen` bytes hold no end of the request line.
+    fn in_line(seen: usize) -> HeadProgress {
+        match u32::try_from(seen) {
+            Ok(seen) if seen < Self::LINE_FLAG => HeadProgress(Self::LINE_FLAG | seen),
+            _ => Self::START,
+        }
+    }
+
+    /// The request line and `fields` field lines are checked; the next line starts at `line`.
+    fn in_fields(line: usize, fields: usize) -> HeadProgress {
+        if line == 0 || line >= 1 << Self::LINE_BITS || fields > Self::FIELDS_MAX {
+            return Self::START;
+        }
+        HeadProgress(((fields as u32) << Self::LINE_BITS) | line as u32)
+    }
+
+    /// See [`in_line`](Self::in_line).
+    fn line_seen(self) -> usize {
+        if self.0 & Self::LINE_FLAG != 0 {
+            (self.0 & !Self::LINE_FLAG) as usize
+        } else {
+            0
+        }
+    }
+
+    /// See [`in_fields`](Self::in_fields): (line, fields).
+    fn field_lines(self) -> Option<(usize, usize)> {
+        let line = (self.0 & ((1 << Self::LINE_BITS) - 1)) as usize;
+        (self.0 & Self::LINE_FLAG == 0 && line != 0)
+            .then_some((line, (self.0 >> Self::LINE_BITS) as usize))
+    }
+}
+
+/// [`parse`] for a buffer that only grew since the call that left `progress` (same start, more
+/// bytes at the end): the checks already passed are not made again. The outcome is the one
+/// `parse` gives for the same bytes. Start every new head with `HeadProgress::Start`.
+pub fn parse_resuming<'h, 'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    headers: &'h mut [httparse::Header<'b>],
+    progress: &mut HeadProgress,
+) -> Result<Option<Request<'h, 'b>>, RequestError> {
     let incomplete = || {
         if buf.len() >= limits.max_head {
             Err(RequestError::HeaderTooLarge)
@@ -121,23 +186,46 @@ pub fn parse<'h, 'b>(
             Ok(None)
         }
     };
+    let limited = &buf[..buf.len().min(limits.max_head)];
+
+    if let Some((line, fields)) = progress.field_lines() {
+        // Only the field lines from `line` on are new: while the head is still incomplete,
+        // check those alone. Once it is complete, the full parse below runs once.
+        match scan_fields(limited, line, fields, limits.max_fields) {
+            Ok(Scan::Partial { line, fields }) => {
+                *progress = HeadProgress::in_fields(line, fields);
+                return incomplete();
+            }
+            Ok(Scan::Complete { .. }) => {}
+            Err(ScanError::Invalid(why)) => return Err(RequestError::BadRequest(why)),
+            Err(ScanError::TooManyFields) => return Err(RequestError::HeaderTooLarge),
+        }
+    }
 
     let start = match skip_leading_empty_lines(buf)? {
         Some(start) => start,
         None => return incomplete(),
     };
 
-    // The request line, checked against its own limit even before its end has arrived.
+    // The request line, checked against its own limit even before its end has arrived. The
+    // search for its end resumes where the last call stopped.
     let window_end = start
         .saturating_add(limits.max_request_line)
         .saturating_add(1);
     let window = &buf[start..buf.len().min(window_end)];
-    let line_len = match window.iter().position(|&b| b == b'\r' || b == b'\n') {
-        Some(len) => len,
+    let seen = progress.line_seen().saturating_sub(start).min(window.len());
+    let line_len = match window[seen..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+    {
+        Some(len) => seen + len,
         None if buf.len() - start > limits.max_request_line => {
             return Err(RequestError::UriTooLong)
         }
-        None => return incomplete(),
+        None => {
+            *progress = HeadProgress::in_line(start + window.len());
+            return incomplete();
+        }
     };
     let line_end = start + line_len;
     let (method, target, version) = parse_request_line(&buf[start..line_end])?;
@@ -151,11 +239,13 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::MethodNotAllowed);
     }
 
-    let limited = &buf[..buf.len().min(limits.max_head)];
     let (head_len, headers, reformat) =
         match parse_fields(limited, fields_start, limits.max_fields, headers) {
             Fields::Complete(head_len, headers, reformat) => (head_len, headers, reformat),
-            Fields::Partial => return incomplete(),
+            Fields::Partial { line, fields } => {
+                *progress = HeadProgress::in_fields(line, fields);
+                return incomplete();
+            }
             Fields::Slots(count) => return Err(RequestError::Slots(count)),
             Fields::TooMany => return Err(RequestError::HeaderTooLarge),
             Fields::Invalid(why) => return Err(RequestError::BadRequest(why)),
@@ -323,8 +413,9 @@ pub(crate) enum Fields<'h, 'b> {
     /// The head ends at this offset; its field lines, in order; which of the first 64 are not
     /// written `name: value` CRLF (see [`line_shapes`]).
     Complete(usize, &'h [httparse::Header<'b>], u64),
-    /// The head is not complete (and nothing in it so far is refused).
-    Partial,
+    /// The head is not complete (and nothing in it so far is refused): its lines before
+    /// `line`, `fields` of them, are checked.
+    Partial { line: usize, fields: usize },
     /// The head has this many field lines, more than the slots given: call again with more.
     Slots(usize),
     /// More field lines than `max_fields`.
@@ -352,7 +443,10 @@ pub(crate) fn parse_fields<'h, 'b>(
     let slots = headers.len();
     // (`start` may lie beyond a `buf` cut at the head limit.)
     let Some(section) = buf.get(start..) else {
-        return Fields::Partial;
+        return Fields::Partial {
+            line: start,
+            fields: 0,
+        };
     };
     if let Ok(httparse::Status::Complete((len, fields))) = httparse::parse_headers(section, headers)
     {
@@ -364,12 +458,12 @@ pub(crate) fn parse_fields<'h, 'b>(
             return Fields::Complete(end, fields, reformat);
         }
     }
-    match scan_fields(buf, start, max_fields) {
-        Ok(Some((_, count))) if count > slots => Fields::Slots(count),
+    match scan_fields(buf, start, 0, max_fields) {
+        Ok(Scan::Complete { fields, .. }) if fields > slots => Fields::Slots(fields),
         // Our scan accepted a complete head that httparse refused (or the reverse): a gap in
         // one of the two. Refusing is the safe side of that disagreement.
-        Ok(Some(_)) => Fields::Invalid("field section refused by httparse"),
-        Ok(None) => Fields::Partial,
+        Ok(Scan::Complete { .. }) => Fields::Invalid("field section refused by httparse"),
+        Ok(Scan::Partial { line, fields }) => Fields::Partial { line, fields },
         Err(ScanError::Invalid(why)) => Fields::Invalid(why),
         Err(ScanError::TooManyFields) => Fields::TooMany,
     }
@@ -416,9 +510,9 @@ fn line_shapes(
     Some(reformat)
 }
 
-/// Check the field lines starting at `pos` up to the empty line that ends the head, and return
-/// the end of the head and the number of field lines. `Ok(None)`: `buf` ends before the head
-/// does.
+/// Check the field lines starting at `pos` (after `fields` field lines already checked) up to
+/// the empty line that ends the head, and say where the head ends and how many field lines it
+/// has, or, when `buf` ends first, where the incomplete line starts.
 ///
 /// What is refused, and httparse would otherwise accept or read differently:
 /// - a bare LF or a bare CR anywhere (RFC 9112 §2.2 allows a recipient to accept a bare LF; we
@@ -433,19 +527,24 @@ fn line_shapes(
 pub(crate) fn scan_fields(
     buf: &[u8],
     mut pos: usize,
+    mut fields: usize,
     max_fields: usize,
-) -> Result<Option<(usize, usize)>, ScanError> {
+) -> Result<Scan, ScanError> {
     use ScanError::Invalid;
-    let mut fields = 0;
     loop {
+        // Where this line starts, and the count before it: where a later call resumes.
+        let partial = Scan::Partial { line: pos, fields };
         let Some(&first) = buf.get(pos) else {
-            return Ok(None);
+            return Ok(partial);
         };
         match first {
             b'\r' => {
                 return match buf.get(pos + 1) {
-                    None => Ok(None),
-                    Some(b'\n') => Ok(Some((pos + 2, fields))),
+                    None => Ok(partial),
+                    Some(b'\n') => Ok(Scan::Complete {
+                        end: pos + 2,
+                        fields,
+                    }),
                     Some(_) => Err(Invalid("bare CR in the field section")),
                 }
             }
@@ -461,7 +560,7 @@ pub(crate) fn scan_fields(
         // The name, up to the colon.
         let name_len = match buf[pos..].iter().position(|&b| !is_tchar(b)) {
             Some(n) => n,
-            None => return Ok(None),
+            None => return Ok(partial),
         };
         pos += name_len;
         match buf[pos] {
@@ -472,9 +571,19 @@ pub(crate) fn scan_fields(
         }
         match scan_value(buf, pos)? {
             Some(next) => pos = next,
-            None => return Ok(None),
+            None => return Ok(partial),
         }
     }
+}
+
+/// What [`scan_fields`] found in a field section that broke no rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// The head ends at `end`, after `fields` field lines.
+    Complete { end: usize, fields: usize },
+    /// The buffer ends inside the line starting at `line`, after `fields` complete field lines
+    /// (all of them checked): a later call with more bytes may resume there.
+    Partial { line: usize, fields: usize },
 }
 
 /// Check a field value starting at `pos` (field-vchar, SP and HTAB) up to its CRLF, and return
@@ -827,6 +936,99 @@ mod tests {
     }
 
     const L: Limits = Limits::DEFAULT;
+
+    /// What `parse` says of `buf`, as (head length) or the error's status (0 for incomplete).
+    fn outcome(r: Result<Option<Request<'_, '_>>, RequestError>) -> Result<usize, u16> {
+        match r {
+            Ok(Some(req)) => Ok(req.head_len),
+            Ok(None) => Err(0),
+            Err(e) => Err(e.status()),
+        }
+    }
+
+    #[test]
+    fn a_head_parsed_as_it_grows_reads_as_parsed_at_once() {
+        let mut many = String::from("GET /x HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..60 {
+            many.push_str(&format!("X-F{i}: {}\r\n", "v".repeat(i)));
+        }
+        many.push_str("\r\n");
+        let heads: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n".to_vec(),
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n".to_vec(),
+            many.into_bytes(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\nY: b\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+            b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+                "b".repeat(40000)
+            )
+            .into_bytes(),
+        ];
+        let small = Limits {
+            max_fields: 20,
+            max_head: 600,
+            max_request_line: 100,
+            ..L
+        };
+        for head in &heads {
+            for limits in [&L, &small] {
+                for step in [1, 2, 3, 7, 64] {
+                    let mut progress = HeadProgress::START;
+                    let mut cut = 0;
+                    loop {
+                        cut = (cut + step).min(head.len());
+                        let mut a = [httparse::EMPTY_HEADER; 100];
+                        let mut b = [httparse::EMPTY_HEADER; 100];
+                        let once = outcome(parse(&head[..cut], limits, &mut a));
+                        let grown =
+                            outcome(parse_resuming(&head[..cut], limits, &mut b, &mut progress));
+                        assert_eq!(
+                            grown,
+                            once,
+                            "step {step}, {cut} bytes of {:?}",
+                            String::from_utf8_lossy(&head[..cut.min(80)])
+                        );
+                        if once != Err(0) || cut == head.len() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn head_progress_points_at_the_first_line_not_checked() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nUser-Ag";
+        let mut hs = [httparse::EMPTY_HEADER; 8];
+        let mut progress = HeadProgress::START;
+        assert_eq!(
+            outcome(parse_resuming(&head[..10], &L, &mut hs, &mut progress)),
+            Err(0)
+        );
+        assert_eq!(progress.line_seen(), 10);
+        assert_eq!(
+            outcome(parse_resuming(head, &L, &mut hs, &mut progress)),
+            Err(0)
+        );
+        let user_agent = head.len() - b"User-Ag".len();
+        assert_eq!(progress.field_lines(), Some((user_agent, 2)));
+        // What does not fit is not kept.
+        assert_eq!(HeadProgress::in_fields(3 << 20, 1), HeadProgress::START);
+        assert_eq!(HeadProgress::in_fields(100, 5000), HeadProgress::START);
+        assert_eq!(
+            HeadProgress::in_fields(100, 1023).field_lines(),
+            Some((100, 1023))
+        );
+        assert_eq!(HeadProgress::in_line(12).line_seen(), 12);
+        assert_eq!(HeadProgress::START.field_lines(), None);
+    }
 
     /// Parse `buf` completely and hand the request to `f`.
     fn with<R>(buf: &[u8], f: impl FnOnce(&Request<'_, '_>) -> R) -> R {

@@ -77,7 +77,7 @@ pub fn parse<'h, 'b>(
     let (head_len, headers, reformat) =
         match parse_fields(limited, fields_start, limits.max_fields, headers) {
             Fields::Complete(head_len, headers, reformat) => (head_len, headers, reformat),
-            Fields::Partial => return incomplete(),
+            Fields::Partial { .. } => return incomplete(),
             Fields::Slots(count) => return Err(ResponseError::Slots(count)),
             Fields::TooMany => return Err(ResponseError::TooLarge),
             Fields::Invalid(why) => return Err(Invalid(why)),

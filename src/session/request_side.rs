@@ -16,6 +16,7 @@ impl Session {
         }
         if let State::Head {
             started: started @ None,
+            ..
         } = &mut self.state
         {
             *started = Some(ctx.now);
@@ -25,8 +26,13 @@ impl Session {
         }
         let limits = ctx.cfg.limits;
         let data = self.cin.data();
+        let mut unused = HeadProgress::START;
+        let progress = match &mut self.state {
+            State::Head { progress, .. } => progress,
+            _ => &mut unused,
+        };
         parse_with_slots!(
-            let parsed = |slots| request::parse(data, &limits, slots),
+            let parsed = |slots| request::parse_resuming(data, &limits, slots, progress),
             RequestError::Slots
         );
         if !matches!(parsed, Ok(None)) {
@@ -205,7 +211,7 @@ impl Session {
         self.cin.consume(head_len);
         self.served += 1;
         self.idle_since = ctx.now;
-        self.state = State::Head { started: None };
+        self.state = State::waiting_for_head();
         Ok(true)
     }
 

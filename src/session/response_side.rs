@@ -341,7 +341,7 @@ impl Session {
                 clean,
             }
         } else {
-            State::Head { started: None }
+            State::waiting_for_head()
         };
         if let State::Exchange(ex) = std::mem::replace(&mut self.state, next) {
             ctx.exchanges.recycle(ex);

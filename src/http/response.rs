@@ -1,7 +1,7 @@
 //! Response heads: the same strict byte scan as requests, httparse for the field list, then the
 //! message-body length rules of RFC 9112 §6.3.
 
-use super::request::{parse_fields, Fields};
+use super::fields::{parse_fields, Fields};
 use super::{
     parse_content_length, ConnectionTokens, FieldBits, Framing, KeyFields, Limits, TransferCodings,
     Version,

@@ -23,6 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod shared;
+mod timer_key;
+
+pub use shared::{Reloads, Shared};
+use timer_key::*;
+
 /// The listener's token (client tokens are session keys, upstream ones start at
 /// `session::UPSTREAM_TOKENS`, probe ones at `PROBE_BASE`; all far below).
 const LISTENER: Token = Token(usize::MAX);
@@ -46,163 +52,8 @@ const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// whenever a connection closes).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-// Timer wheel keys: the kind in the top two bits (see `TimerKey`).
-const KIND_SHIFT: u32 = 62;
-const KIND_SESSION: u64 = 0;
-const KIND_PROBE_DEADLINE: u64 = 1;
-const KIND_PROBE_START: u64 = 2;
-const KIND_WORKER: u64 = 3;
-const WORKER_SHUTDOWN: u64 = 0;
-const WORKER_ACCEPT: u64 = 1;
-const WORKER_IDLE_SWEEP: u64 = 2;
-/// A session's wheel key: its slab key in the low 32 bits, its timer generation in the 30 bits
-/// above, the kind (`KIND_SESSION`) in the top two. The generation wraps within its 30 bits, so
-/// it can never reach the kind's bits.
-const SESSION_KEY_BITS: u32 = 32;
-/// Mask of a session timer generation.
-const GEN_MASK: u32 = (1 << (KIND_SHIFT - SESSION_KEY_BITS)) - 1;
-/// The most sessions a worker may hold: their slab keys must fit `SESSION_KEY_BITS`.
-const MAX_SESSIONS: usize = (1 << SESSION_KEY_BITS) - 1;
-
-/// What a wheel key stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TimerKey {
-    /// A session's deadline, valid while its generation is current.
-    Session { key: usize, gen: u32 },
-    /// A health check's deadline, for upstream id `.0`.
-    ProbeDeadline(u64),
-    /// The next health check of an upstream.
-    ProbeStart(StartTimer),
-    /// One of the worker's own timers (`WORKER_*`).
-    Worker(u64),
-}
-
-impl TimerKey {
-    fn pack(self) -> u64 {
-        match self {
-            TimerKey::Session { key, gen } => {
-                (KIND_SESSION << KIND_SHIFT)
-                    | (u64::from(gen & GEN_MASK) << SESSION_KEY_BITS)
-                    | (key as u64 & ((1 << SESSION_KEY_BITS) - 1))
-            }
-            TimerKey::ProbeDeadline(i) => {
-                (KIND_PROBE_DEADLINE << KIND_SHIFT) | (i & ((1 << KIND_SHIFT) - 1))
-            }
-            TimerKey::ProbeStart(t) => {
-                (KIND_PROBE_START << KIND_SHIFT)
-                    | (u64::from(t.gen & GEN_MASK) << SESSION_KEY_BITS)
-                    | (t.id as u64 & ((1 << SESSION_KEY_BITS) - 1))
-            }
-            TimerKey::Worker(w) => (KIND_WORKER << KIND_SHIFT) | (w & ((1 << KIND_SHIFT) - 1)),
-        }
-    }
-
-    fn unpack(k: u64) -> TimerKey {
-        let low = k & ((1 << KIND_SHIFT) - 1);
-        match k >> KIND_SHIFT {
-            KIND_SESSION => TimerKey::Session {
-                key: (low & ((1 << SESSION_KEY_BITS) - 1)) as usize,
-                gen: (low >> SESSION_KEY_BITS) as u32,
-            },
-            KIND_PROBE_DEADLINE => TimerKey::ProbeDeadline(low),
-            KIND_PROBE_START => TimerKey::ProbeStart(StartTimer {
-                id: (low & ((1 << SESSION_KEY_BITS) - 1)) as usize,
-                gen: (low >> SESSION_KEY_BITS) as u32,
-            }),
-            _ => TimerKey::Worker(low),
-        }
-    }
-}
-
-/// The generation after `gen`, wrapping within `GEN_MASK`.
-fn next_gen(gen: u32) -> u32 {
-    gen.wrapping_add(1) & GEN_MASK
-}
 /// How often expired idle upstream connections are closed.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
-
-/// What the workers share.
-#[derive(Debug)]
-pub struct Shared {
-    /// Set by the signal thread: stop accepting, finish what is in flight, exit.
-    pub shutdown: AtomicBool,
-    /// Bumped when a new snapshot is published: a worker compares it once per loop turn (one
-    /// relaxed load) and takes the lock only when it moved.
-    pub generation: AtomicU64,
-    /// The current snapshot.
-    pub snapshot: Mutex<Arc<Snapshot>>,
-    /// Each worker's client-side counters, by worker id (summed at a scrape).
-    pub stats: Box<[WorkerStats]>,
-    /// Every upstream and pool state (the admin listener lists them).
-    pub registry: Registry,
-    /// When the process started serving (Unix ms), for the status page.
-    pub started_unix_ms: u64,
-    /// Configuration reloads, for the metrics.
-    pub reloads: Reloads,
-    /// The access log's queue, when it is on.
-    pub logger: Option<crate::access_log::Logger>,
-    /// Listeners for a new `listen` address (a reload), one per worker, each taken by its
-    /// worker with the snapshot published alongside.
-    pub new_listeners: Mutex<Vec<Option<std::net::TcpListener>>>,
-    /// Every upstream has had its first health check: part of being ready.
-    pub checks_done: AtomicBool,
-    /// The exchange of rate counts with Redis (`[client_limits] shared`), for the metrics.
-    pub shared_limits: crate::shared_limits::Status,
-}
-
-/// Counts of configuration reloads (SIGHUP).
-#[derive(Debug, Default)]
-pub struct Reloads {
-    /// Reloads that swapped the configuration.
-    pub ok: AtomicU64,
-    /// Reloads refused (a bad file, a failed bind): nothing changed.
-    pub error: AtomicU64,
-    /// When the configuration was last loaded successfully, Unix seconds (the start counts).
-    pub last_success_unix: AtomicU64,
-}
-
-impl Shared {
-    /// Shared state for `workers` workers starting with `snap`, whose upstreams are in
-    /// `registry`.
-    pub fn new(
-        snap: Arc<Snapshot>,
-        registry: Registry,
-        workers: usize,
-        logger: Option<crate::access_log::Logger>,
-    ) -> Self {
-        Shared {
-            shutdown: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
-            snapshot: Mutex::new(snap),
-            stats: (0..workers.max(1))
-                .map(|_| WorkerStats::default())
-                .collect(),
-            registry,
-            started_unix_ms: crate::upstream::unix_ms(),
-            reloads: Reloads {
-                last_success_unix: AtomicU64::new(crate::upstream::unix_ms() / 1000),
-                ..Reloads::default()
-            },
-            logger,
-            new_listeners: Mutex::new(Vec::new()),
-            checks_done: AtomicBool::new(false),
-            shared_limits: crate::shared_limits::Status::default(),
-        }
-    }
-
-    /// The current snapshot and its generation.
-    pub fn current(&self) -> (Arc<Snapshot>, u64) {
-        let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        (Arc::clone(&snap), self.generation.load(Ordering::Acquire))
-    }
-
-    /// Publish `snap` to every worker (they pick it up at their next loop turn; wake them).
-    pub fn publish(&self, snap: Arc<Snapshot>) {
-        let mut cur = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        *cur = snap;
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-}
 
 /// A session in the slab, with its timer bookkeeping.
 struct Entry {
@@ -870,66 +721,5 @@ fn ms_ceil(d: Duration) -> u64 {
 pub fn report(id: usize, r: io::Result<()>) {
     if let Err(e) = r {
         error!("worker {id} stopped: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timer_keys_round_trip_and_never_collide_across_the_generation_boundary() {
-        let max_key = MAX_SESSIONS;
-        let gens = [0, 1, GEN_MASK - 1, GEN_MASK, next_gen(GEN_MASK)];
-        assert_eq!(
-            next_gen(GEN_MASK),
-            0,
-            "the generation wraps within its bits"
-        );
-        let mut seen = std::collections::HashSet::new();
-        for key in [0, 1, 7, 0xffff, max_key - 1, max_key] {
-            for gen in gens {
-                let k = TimerKey::Session { key, gen };
-                let packed = k.pack();
-                assert_eq!(
-                    packed >> KIND_SHIFT,
-                    KIND_SESSION,
-                    "{k:?}: kind bits untouched"
-                );
-                assert_eq!(TimerKey::unpack(packed), k);
-                seen.insert(packed);
-            }
-        }
-        // The generations above wrap to 0 once: five values, four distinct.
-        assert_eq!(seen.len(), 6 * 4);
-        for k in [
-            TimerKey::ProbeDeadline(0),
-            TimerKey::ProbeDeadline(12345),
-            TimerKey::ProbeStart(StartTimer { id: 3, gen: 7 }),
-            TimerKey::Worker(WORKER_SHUTDOWN),
-            TimerKey::Worker(WORKER_ACCEPT),
-            TimerKey::Worker(WORKER_IDLE_SWEEP),
-        ] {
-            assert_eq!(TimerKey::unpack(k.pack()), k);
-            assert!(
-                !seen.contains(&k.pack()),
-                "{k:?} collides with a session key"
-            );
-        }
-        // What the old packing did: a generation past 2^30 shifted into the kind's bits made a
-        // session key read as a probe, a sweep or a worker timer.
-        let old = (u64::from(1u32 << 30) << 32) | 5;
-        let start = TimerKey::ProbeStart(StartTimer {
-            id: 65_535,
-            gen: GEN_MASK,
-        });
-        assert_eq!(TimerKey::unpack(start.pack()), start);
-        assert_ne!(old >> KIND_SHIFT, KIND_SESSION);
-        let mut gen = GEN_MASK - 2;
-        for _ in 0..5 {
-            gen = next_gen(gen);
-            let packed = TimerKey::Session { key: 5, gen }.pack();
-            assert_eq!(packed >> KIND_SHIFT, KIND_SESSION);
-        }
     }
 }

@@ -1,0 +1,404 @@
+//! The validated configuration: what the engine reads, and nothing of how it was written.
+
+use super::values::Address;
+use crate::http::rewrite::ForwardedFor;
+use crate::http::Limits;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the engine needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen. For `:PORT` this is `[::]:PORT` with `dual_stack` set.
+    pub listen: SocketAddr,
+    /// Accept IPv4 too on an IPv6 wildcard listener (`:PORT`).
+    pub dual_stack: bool,
+    /// Worker threads, each with its own event loop and SO_REUSEPORT listener. At least 1.
+    pub workers: usize,
+    /// Default time between two health checks of an upstream (a pool may set its own).
+    pub health_interval: Duration,
+    /// Default health check timeout. Already capped at `health_interval`.
+    pub health_timeout: Duration,
+    /// How long a connect to an upstream may take before we try the next one.
+    pub connect_timeout: Duration,
+    /// How long a client may take to send a complete request head.
+    pub client_header_timeout: Duration,
+    /// How long an idle keep-alive client connection is kept between requests.
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next byte of a body or response once a request is under way.
+    pub read_timeout: Duration,
+    /// Longest wait for a socket to accept more bytes we have to send.
+    pub write_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish. Zero closes at once.
+    pub shutdown_timeout: Duration,
+    /// The listen backlog passed to listen(2).
+    pub backlog: u32,
+    /// Head size limits; chunk-extension and trailer limits stay at [`Limits::DEFAULT`].
+    pub limits: Limits,
+    /// `--demo`: start goround-dummy children on [`DEMO_PORTS`] (the default upstreams then).
+    pub demo: bool,
+    /// `--upstream-idle`: idle upstream connections kept in all, every upstream and every
+    /// worker together (0: no pooling); `None` means derived from RLIMIT_NOFILE at start
+    /// ([`default_idle_budget`]).
+    pub upstream_idle: Option<usize>,
+    /// `--upstream-idle-timeout`.
+    pub upstream_idle_timeout: Duration,
+    /// `--upstream-max-requests`.
+    pub upstream_max_requests: u32,
+    /// `--splice-min`: request body spans this long or longer (what is left of a Content-Length
+    /// body, or of a chunk's data) go by splice(2), and so do tunnels while they stream; 0:
+    /// never.
+    pub splice_min: usize,
+    /// The same for response body spans (`--splice-min` when given, else
+    /// [`SPLICE_MIN_RESPONSE`]).
+    pub splice_min_response: usize,
+    /// `--request-buffer`: a request body up to this long is read (and its framing checked)
+    /// before an upstream is chosen; a longer one streams once this much is buffered. 0: every
+    /// body streams from its first byte.
+    pub request_buffer: usize,
+    /// `--max-connections`; `None` means derived from RLIMIT_NOFILE at start.
+    pub max_connections: Option<usize>,
+    /// `--forwarded-for`: keep and append to the client's X-Forwarded-For, or replace it.
+    pub forwarded_for: ForwardedFor,
+    /// `--underscores-in-headers`: forward request fields whose name contains `_` (by default
+    /// they are dropped).
+    pub underscores_in_headers: bool,
+    /// From `log_level` or `-v`/`-q` (info by default); `RUST_LOG`, when set, wins.
+    pub log_level: log::LevelFilter,
+    /// Connections must start with a PROXY protocol header (`proxy_protocol`).
+    pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the address blocks that may connect (empty: any).
+    pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
+    /// The admin listener (`[admin] listen`, `--admin`), if any.
+    pub admin: Option<SocketAddr>,
+    /// The access log, if any.
+    pub access_log: Option<AccessLogSpec>,
+    /// Per-client limits for every request (a pool may add its own rate).
+    pub client_limits: ClientLimits,
+    /// The pools, at least one; routes refer to them by index.
+    pub pools: Vec<PoolSpec>,
+    /// The routes, as written; `route::Table` orders them by specificity.
+    pub routes: Vec<RouteSpec>,
+    /// The config file this came from, if any (a reload reads it again).
+    pub file: Option<PathBuf>,
+    /// Info-level remarks found while parsing, before any logger exists (e.g. a name that
+    /// resolved to several addresses). The caller logs them once its logger is set up.
+    pub notices: Vec<String>,
+    /// Warnings found while validating (e.g. a pool no route reaches), logged the same way.
+    pub warnings: Vec<String>,
+}
+
+/// A named group of upstreams and how requests are spread over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    /// Its name (`[pools.NAME]`, or `default`).
+    pub name: String,
+    /// How an upstream is picked.
+    pub strategy: Strategy,
+    /// The key of the `hash` strategy (`client_ip` for `ip_hash`).
+    pub hash_key: Option<HashKey>,
+    /// The upstreams, in the order written.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// How they are checked.
+    pub health: HealthSpec,
+    /// Most tries after the first for one request (each on another upstream).
+    pub retries: usize,
+    /// An upstream that comes back ramps from a tenth of its weight to all of it over this
+    /// time; zero: at once.
+    pub slow_start: Duration,
+    /// How long a request waits for a `max_conns` slot when every eligible upstream is full.
+    pub queue_timeout: Duration,
+    /// The pool's own per-client rate (on top of the global one).
+    pub client_rate: Option<Rate>,
+    /// Send upstreams a PROXY protocol header of this version (1 or 2) on each connection.
+    pub send_proxy: Option<u8>,
+}
+
+/// A per-client request rate: GCRA with this sustained rate and this burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained requests per second (> 0).
+    pub per_second: f64,
+    /// Requests allowed at once above the rate.
+    pub burst: u32,
+}
+
+impl Eq for Rate {}
+
+/// `[client_limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// The rate for every request, if limited.
+    pub rate: Option<Rate>,
+    /// Open connections per client address, if limited.
+    pub connections: Option<u32>,
+    /// The most client addresses tracked (the table's bound).
+    pub max_clients: usize,
+    /// `shared`: the Redis URL the rate counts are shared through (with the other instances
+    /// configured alike), if any.
+    pub shared: Option<String>,
+}
+
+/// The default bound of the client table.
+pub const MAX_CLIENTS: usize = 100_000;
+
+/// Default `queue_timeout` of a pool.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how the access log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    /// `stdout`, or a file (appended to, reopened on SIGUSR1).
+    pub path: LogTarget,
+    /// The line format.
+    pub format: LogFormat,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// A file.
+    File(PathBuf),
+}
+
+impl LogTarget {
+    pub(super) fn parse(s: &str) -> Result<LogTarget, String> {
+        match s {
+            "" => Err("the access log path is empty".to_string()),
+            "stdout" | "-" => Ok(LogTarget::Stdout),
+            path => Ok(LogTarget::File(PathBuf::from(path))),
+        }
+    }
+
+    /// As written.
+    pub fn describe(&self) -> String {
+        match self {
+            LogTarget::Stdout => "stdout".to_string(),
+            LogTarget::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nginx's `combined`, byte for byte.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parse `combined` or `json`.
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "combined" => Ok(LogFormat::Combined),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("'{s}' is not one of combined, json")),
+        }
+    }
+
+    /// As written.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Combined => "combined",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// One upstream of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    /// Where it is.
+    pub address: Address,
+    /// Its share relative to the others (at least 1).
+    pub weight: u32,
+    /// Takes traffic only while every non-backup upstream of the pool is down.
+    pub backup: bool,
+    /// Most requests in flight to it, across workers (`None`: no cap).
+    pub max_conns: Option<u32>,
+}
+
+/// How a pool picks an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Round robin; smooth weighted round robin when weights differ.
+    RoundRobin,
+    /// Fewest requests in flight relative to weight.
+    LeastConn,
+    /// Consistent hashing of the client address.
+    IpHash,
+    /// Consistent hashing of `hash_key`.
+    Hash,
+}
+
+impl Strategy {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastConn => "least_conn",
+            Strategy::IpHash => "ip_hash",
+            Strategy::Hash => "hash",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Result<Strategy, String> {
+        match s {
+            "round_robin" => Ok(Strategy::RoundRobin),
+            "least_conn" => Ok(Strategy::LeastConn),
+            "ip_hash" => Ok(Strategy::IpHash),
+            "hash" => Ok(Strategy::Hash),
+            _ => Err(format!(
+                "unknown strategy '{s}' (use round_robin, least_conn, ip_hash or hash)"
+            )),
+        }
+    }
+}
+
+/// What the `hash` strategy hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's address.
+    ClientIp,
+    /// A request header's value (the name in lowercase).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The request path (without the query).
+    Path,
+}
+
+impl HashKey {
+    /// As written in the file.
+    pub fn describe(&self) -> String {
+        match self {
+            HashKey::ClientIp => "client_ip".to_string(),
+            HashKey::Header(n) => format!("header:{n}"),
+            HashKey::Cookie(n) => format!("cookie:{n}"),
+            HashKey::Path => "path".to_string(),
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Result<HashKey, String> {
+        let named = |kind: &str, name: &str| -> Result<String, String> {
+            if name.is_empty() || !name.bytes().all(crate::http::is_tchar) {
+                Err(format!("'{s}': the {kind} name must be a token"))
+            } else {
+                Ok(name.to_string())
+            }
+        };
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashKey::ClientIp),
+            None if s == "path" => Ok(HashKey::Path),
+            Some(("header", name)) => {
+                named("header", name).map(|n| HashKey::Header(n.to_ascii_lowercase()))
+            }
+            Some(("cookie", name)) => named("cookie", name).map(HashKey::Cookie),
+            _ => Err(format!(
+                "unknown hash_key '{s}' (use client_ip, header:NAME, cookie:NAME or path)"
+            )),
+        }
+    }
+}
+
+/// How a pool's upstreams are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// A TCP connect, or an HTTP request.
+    pub check: Check,
+    /// The path an HTTP check asks for.
+    pub path: String,
+    /// The Host an HTTP check sends (`None`: the upstream's address).
+    pub host: Option<String>,
+    /// The statuses that pass an HTTP check.
+    pub expect: StatusRanges,
+    /// Time between two checks of one upstream.
+    pub interval: Duration,
+    /// How long one check may take (capped at the interval).
+    pub timeout: Duration,
+    /// Consecutive passes that bring a down upstream back.
+    pub rise: u32,
+    /// Consecutive failures that take an up upstream out.
+    pub fall: u32,
+    /// The pool's `send_proxy`: an HTTP check starts with a PROXY header too (v2 `LOCAL`, v1
+    /// `UNKNOWN`), since an upstream that expects one refuses a connection without it.
+    pub send_proxy: Option<u8>,
+}
+
+/// The kind of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// A nonblocking connect.
+    Tcp,
+    /// `GET path`, judged by its status.
+    Http,
+}
+
+/// Inclusive ranges of status codes, e.g. `200-399` or `200,204,301-302`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRanges(pub Vec<(u16, u16)>);
+
+impl StatusRanges {
+    /// Whether `code` is in one of the ranges.
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+    }
+
+    /// As written in the file.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        parts.join(",")
+    }
+
+    /// Parse `200-399`, `200`, `200,204,301-302`.
+    pub fn parse(s: &str) -> Result<StatusRanges, String> {
+        let code = |t: &str| -> Result<u16, String> {
+            match t.trim().parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) && t.trim().len() == 3 => Ok(c),
+                _ => Err(format!("'{t}' is not a status code (100-599) in '{s}'")),
+            }
+        };
+        let mut ranges = Vec::new();
+        for part in s.split(',') {
+            let (lo, hi) = match part.split_once('-') {
+                Some((lo, hi)) => (code(lo)?, code(hi)?),
+                None => {
+                    let c = code(part)?;
+                    (c, c)
+                }
+            };
+            if lo > hi {
+                return Err(format!("'{part}' is an empty range in '{s}'"));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(StatusRanges(ranges))
+    }
+}
+
+/// One route: requests for `host` (exact or `*.suffix`; any when `None`) whose path starts
+/// with `path` on a segment boundary (any when `None`) go to pool `pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Lowercase, no port, no trailing dot; `*.example.com` for a wildcard.
+    pub host: Option<String>,
+    /// Normalised like request paths (`route::normalize_path`), no trailing `/` but for `/`.
+    pub path: Option<String>,
+    /// Index in `Config::pools`.
+    pub pool: usize,
+}

@@ -1,0 +1,153 @@
+//! When a session wants to be woken, and what a timeout does to it: the head, body, upstream
+//! and idle timeouts each end the exchange their own way (408, 504, a close).
+
+use super::*;
+
+impl Session {
+    /// When the session wants to be woken if nothing happens before.
+    pub fn deadline(&self, cfg: &Config) -> Instant {
+        let timeout = self.timeout_deadline(cfg);
+        match self.client_watch_deadline() {
+            Some(t) => t.min(timeout),
+            None => timeout,
+        }
+    }
+
+    /// When a first exchange still waiting on its upstream registers the client socket
+    /// (`CLIENT_WATCH_AFTER`); None once registered.
+    pub(super) fn client_watch_deadline(&self) -> Option<Instant> {
+        // Unregistered means no wait for the client yet: `idle_since` is still the accept.
+        (!self.client_registered).then(|| self.idle_since + CLIENT_WATCH_AFTER)
+    }
+
+    /// When the current wait times out.
+    pub(super) fn timeout_deadline(&self, cfg: &Config) -> Instant {
+        let io_deadline = |pending_output: bool| {
+            let t = if pending_output {
+                cfg.write_timeout
+            } else {
+                cfg.read_timeout
+            };
+            self.last_progress + t
+        };
+        match &self.state {
+            State::Head { started, .. } => {
+                if !self.cout.is_empty() {
+                    return io_deadline(true);
+                }
+                match started {
+                    // The first head's deadline counts from the accept (slow first bytes too).
+                    Some(t) if self.served > 0 => *t + cfg.client_header_timeout,
+                    Some(_) => self.idle_since + cfg.client_header_timeout,
+                    None if self.served == 0 => self.idle_since + cfg.client_header_timeout,
+                    None => self.idle_since + cfg.keepalive_timeout,
+                }
+            }
+            State::Exchange(ex) if ex.buffering => io_deadline(!self.cout.is_empty()),
+            State::Exchange(ex) if ex.queued.is_some() => {
+                ex.queued.map_or(self.last_progress, |q| q.1)
+            }
+            State::Exchange(ex) => match &self.upstream {
+                Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
+                _ => {
+                    // While the request is kept for a replay, the upstream buffer also holds
+                    // bytes already sent: only the unsent rest is output waiting.
+                    let sent = ex.replay.unwrap_or(0);
+                    let in_pipe = self.spans_hold_bytes();
+                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent || in_pipe)
+                }
+            },
+            State::Tunnel => io_deadline(
+                !self.cout.is_empty() || !self.uout.is_empty() || self.spans_hold_bytes(),
+            ),
+            State::Closing { linger_since, .. } => match linger_since {
+                Some(t) => *t + LINGER,
+                None => io_deadline(true),
+            },
+        }
+    }
+
+    /// The deadline passed (the worker checked `deadline()`): act on it.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Drive {
+        if self.client_watch_deadline().is_some_and(|t| ctx.now >= t) {
+            if !self.register_client(ctx.registry) {
+                return Drive::Closed;
+            }
+            if ctx.now < self.timeout_deadline(ctx.cfg) {
+                return Drive::Idle;
+            }
+        }
+        match &mut self.state {
+            State::Head { started, .. } => {
+                if !self.cout.is_empty() {
+                    debug!("{}: client stopped reading, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                if self.awaiting_proxy_header {
+                    // Not HTTP yet: a PROXY header cut short gets a close, as a bad one does.
+                    debug!(
+                        "{}: PROXY header not complete in time: closing",
+                        self.client_ip
+                    );
+                    return Drive::Closed;
+                }
+                if started.is_some() {
+                    debug!("{}: request head not complete in time: 408", self.client_ip);
+                    self.cin.clear();
+                    local::write_response(408, true, None, ctx.scratch_take());
+                    ctx.stats.local[metrics::local_index(408)].add(1);
+                    self.log_local(ctx, 408);
+                    // Nothing is queued in this state: it fits (or the close says it all).
+                    let _ = self.queue_scratch_for_client(ctx);
+                    self.state = State::Closing {
+                        linger_since: None,
+                        clean: false,
+                    };
+                    return self.drive(ctx);
+                }
+                Drive::Closed
+            }
+            State::Exchange(ex) => {
+                let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected);
+                if connecting {
+                    if let Some(mut up) = self.upstream.take() {
+                        let _ = ctx.registry.deregister(&mut up.peer.stream);
+                        ctx.conns.closed(up.id);
+                        let state = up.flight.upstream();
+                        state.record_connect_failure();
+                        state.mark_down(&self.snap.pools[ex.pool].name, "connect timed out");
+                    }
+                    if let Some(w) = &mut ex.replay {
+                        *w = 0;
+                    }
+                    let r = self.connect_next(ctx);
+                    return self.after_step(r, ctx);
+                }
+                if ex.queued.is_some() {
+                    let pool = ex.pool;
+                    self.leave_queue(ctx.worker);
+                    let r = Err(self.queue_timed_out(pool));
+                    return self.after_step(r, ctx);
+                }
+                if ex.buffering && self.cout.is_empty() {
+                    // The body read before the connect stopped coming: the client's fault,
+                    // and no upstream has seen a byte of it.
+                    debug!("{}: request body not received in time: 408", self.client_ip);
+                    let r = Err(Fail::Respond(408));
+                    return self.after_step(r, ctx);
+                }
+                if ex.final_started || !self.cout.is_empty() {
+                    // A stalled response, or a client that stopped reading what we queued for
+                    // it (interim responses): no answer can be delivered, and a 504 would
+                    // blame the upstream for the client's silence.
+                    debug!("{}: exchange stalled, closing", self.client_ip);
+                    return Drive::Closed;
+                }
+                debug!("{}: upstream timed out: 504", self.client_ip);
+                let r = Err(Fail::Respond(504));
+                self.after_step(r, ctx)
+            }
+            State::Tunnel | State::Closing { .. } => Drive::Closed,
+        }
+    }
+}

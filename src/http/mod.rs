@@ -241,7 +241,7 @@ pub(crate) enum FieldName {
 
 impl FieldName {
     /// Which name `name` is: a switch on the length, then one or two compares.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(name: &str) -> FieldName {
         use FieldName::*;
         let is = |lower: &str| name_is(name, lower);
@@ -395,6 +395,7 @@ pub(crate) struct KeyFields<'b> {
 
 impl<'b> KeyFields<'b> {
     /// Find the key fields of `headers`.
+    #[inline]
     pub(crate) fn of(headers: &[httparse::Header<'b>]) -> Self {
         let mut k = KeyFields::default();
         for (i, h) in headers.iter().enumerate() {

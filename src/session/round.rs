@@ -5,6 +5,7 @@ use super::*;
 
 impl Session {
     /// One round: read both sides, process, write both sides. `Ok(true)` if anything moved.
+    #[inline(always)]
     pub(super) fn round(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let mut progress = false;
 

@@ -474,6 +474,7 @@ impl Worker {
     }
 
     /// Make sure a wheel entry exists at or before the session's deadline.
+    #[inline(always)]
     fn arm(&mut self, key: usize) {
         let Some(entry) = self.sessions.get_mut(key) else {
             return;

@@ -7,8 +7,8 @@
 use super::request::Request;
 use super::response::Response;
 use super::{
-    field_elements, has_token, name_is, push_decimal, ConnectionTokens, FieldBits, FieldName,
-    Framing, Out, Version,
+    any_byte, field_elements, has_token, name_is, push_decimal, ConnectionTokens, FieldBits,
+    FieldName, Framing, Out, Version,
 };
 use std::io::Write;
 use std::net::IpAddr;
@@ -162,6 +162,7 @@ fn bounded(out: &mut impl Out, start: usize, max: usize) -> Result<usize, HeadTo
 /// Layout: request line, `Host`, the received end-to-end fields in order, `X-Forwarded-For`,
 /// `X-Forwarded-Proto`, `X-Forwarded-Host` (when the host is not empty), the framing field,
 /// `Connection: upgrade` + `Upgrade: websocket` for a WebSocket upgrade, the blank line.
+#[inline]
 pub fn request_head(
     req: &Request<'_, '_>,
     ctx: &RequestContext,
@@ -287,6 +288,7 @@ pub struct ResponseContext {
 /// RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding unless the
 /// corresponding request indicates HTTP/1.1 (or later minor revisions)": whatever the framing,
 /// a response to an HTTP/1.0 client has no Transfer-Encoding.
+#[inline]
 pub fn response_head(
     resp: &Response<'_, '_>,
     ctx: &ResponseContext,
@@ -430,7 +432,7 @@ fn push_list_element(out: &mut impl Out, first: &mut bool, name: &[u8], element:
 /// Whether `name` has a `_`, a word at a time (see `http::any_byte`).
 #[inline]
 fn has_underscore(name: &[u8]) -> bool {
-    super::any_byte(name, b'_')
+    any_byte(name, b'_')
 }
 
 /// Bit `i` set for each of the first 64 fields that `dropped` refuses.
@@ -455,6 +457,7 @@ fn first_fields_mask(
 /// received bytes: a head costs a copy per dropped field, not work per field. A line with other
 /// whitespace (its bit in `reformat`), a field past the 64th, and fields that do not point into
 /// `raw` (a head not made by the parsers) are written out as `name: value` instead.
+#[inline]
 fn copy_fields(
     out: &mut impl Out,
     raw: &[u8],

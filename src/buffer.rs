@@ -120,7 +120,8 @@ impl Buffer {
     /// Give the storage back to `pool` when nothing is queued.
     #[inline]
     pub fn detach(&mut self, pool: &mut BufPool) {
-        if self.is_empty() && !self.data.is_empty() {
+        // Storage first: most buffers a drive looks at have none.
+        if !self.data.is_empty() && self.is_empty() {
             pool.put(std::mem::take(&mut self.data));
             self.clear();
         }

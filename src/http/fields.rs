@@ -2,7 +2,7 @@
 //! refuse what httparse would let through (a bare LF), and a strict byte scan gives the precise
 //! error and resumes where an incomplete head stopped.
 
-use super::is_tchar;
+use super::{is_tchar, zero_bytes, HIGHS, ONES};
 
 /// Why the field section of a head was refused by [`scan_fields`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,17 +234,12 @@ pub(crate) fn scan_value(buf: &[u8], mut pos: usize) -> Result<Option<usize>, Sc
 }
 
 /// Non-zero when any of the eight bytes of `w` (little-endian) is below 0x20 or is 0x7F (DEL),
-/// with the high bit of that byte set. The classic SWAR tests: `(x - 0x01..) & !x & 0x80..`
-/// flags the zero bytes of `x`, and with 0x20 instead of 0x01 the bytes below 0x20;
-/// `w ^ 0x7f..` turns DEL into zero. A borrow can flag a byte above a true one, never below: so
-/// the lowest flag is exact.
+/// with the high bit of that byte set: [`zero_bytes`]' test with 0x20 instead of 0x01 flags the
+/// bytes below 0x20, and `w ^ 0x7f..` turns DEL into zero. A borrow can flag a byte above a
+/// true one, never below: so the lowest flag is exact.
 pub(crate) fn control_or_del(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    let x = w ^ (ONES * 0x7f);
-    let del = x.wrapping_sub(ONES) & !x & HIGHS;
-    below_space | del
+    below_space | zero_bytes(w ^ (ONES * 0x7f))
 }
 
 #[cfg(test)]

@@ -142,8 +142,15 @@ pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Bit 7 of each zero byte of `x`, the classic SWAR test. A borrow can also flag a byte above a
+/// true zero, never below one: the lowest flag is exact, and so is "none".
+#[inline(always)]
+pub(crate) fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
 
 /// Bit 7 of each byte of `w` that lies in `lo..=hi` (both ASCII). Bit 7 is forced on (or off)
 /// before each subtraction so that none borrows across bytes; a byte with bit 7 set is not
@@ -171,10 +178,7 @@ fn letters(w: u64) -> u64 {
 /// where a `memchr` call costs more than the search.
 #[inline]
 pub(crate) fn any_byte(s: &[u8], byte: u8) -> bool {
-    let has = |w: u64| {
-        let x = w ^ (ONES * u64::from(byte));
-        x.wrapping_sub(ONES) & !x & HIGHS != 0
-    };
+    let has = |w: u64| zero_bytes(w ^ (ONES * u64::from(byte))) != 0;
     let n = s.len();
     match n {
         0 => false,

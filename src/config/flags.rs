@@ -98,6 +98,8 @@ EXAMPLES
 /// Every setting that the file also has is named like its key (`connect_timeout` here,
 /// `--connect-timeout` on the command line, `connect_timeout = "4s"` in the file): the merge
 /// looks the flag up by that name to learn whether it was given.
+// The doc comments are the `--help` texts, where `[IPv6]:PORT` is an address form, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug)]
 #[command(
     name = "goround-mio",

@@ -5,12 +5,12 @@
 //! `epoll_ctl`. Idle connections stay registered: any readiness on one (the upstream closed it,
 //! or sent stray bytes) evicts it. No lock: each worker has its own pool.
 
+use crate::clock::Tick;
 use mio::net::TcpStream;
 use mio::Registry;
 use slab::Slab;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
 
 /// Who holds an upstream socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ struct Idle {
     /// The socket, still registered.
     stream: TcpStream,
     /// After this it is closed rather than reused.
-    expires: Instant,
+    expires: Tick,
     /// Requests already sent on it.
     requests: u32,
 }
@@ -118,7 +118,7 @@ impl ConnPool {
         upstream: usize,
         tag: Option<IpAddr>,
         session: usize,
-        now: Instant,
+        now: Tick,
         registry: &Registry,
     ) -> Option<Reused> {
         let list = match tag {
@@ -177,7 +177,7 @@ impl ConnPool {
         id: usize,
         mut stream: TcpStream,
         requests: u32,
-        expires: Instant,
+        expires: Tick,
         registry: &Registry,
     ) {
         // A full budget closes the connection offered rather than an older one: under a load
@@ -259,7 +259,7 @@ impl ConnPool {
     }
 
     /// Close every idle connection that expired by `now` (or all of them with `all`).
-    pub fn sweep(&mut self, now: Instant, all: bool, registry: &Registry) {
+    pub fn sweep(&mut self, now: Tick, all: bool, registry: &Registry) {
         let mut closed = Vec::new();
         for list in self.idle.iter_mut().chain(self.tagged.values_mut()) {
             let mut i = 0;
@@ -338,7 +338,7 @@ mod tests {
     fn the_idle_budget_is_shared_by_every_upstream() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let poll = mio::Poll::new().unwrap();
-        let now = Instant::now();
+        let now = Tick::now();
         let later = now + Duration::from_secs(60);
         let mut pool = ConnPool::new(2, 100);
         let mut ids = Vec::new();

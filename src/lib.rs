@@ -14,6 +14,7 @@
 //!   fuzz and unit-test.
 //! - [`health`]: TCP and HTTP checks on worker 0's timer wheel, rise/fall.
 //! - [`timer`]: the hashed timer wheel behind every timeout and health check.
+//! - [`clock`]: the data path's time, a monotonic nanosecond count in one integer ([`clock::Tick`]).
 //! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
 //! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
@@ -36,6 +37,7 @@ pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod buffer;
+pub mod clock;
 pub mod config;
 pub mod connpool;
 pub mod control;

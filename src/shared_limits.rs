@@ -257,7 +257,7 @@ impl Exchanger {
         // The limiter's clock is monotonic ns since the process started; Redis's is Unix µs,
         // common to the fleet.
         let (mono, unix_ns) = (
-            crate::upstream::mono_ns(Instant::now()),
+            crate::clock::Tick::now().ns(),
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),

@@ -8,11 +8,12 @@
 //! [`MAX_UPSTREAMS`]), so the request path holds plain `&'static` references: no reference
 //! count to touch per request, no lock.
 
+use crate::clock::Tick;
 use crate::metrics::{Histogram, UpstreamShard};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most distinct upstream addresses a process will ever register (across reloads).
 pub const MAX_UPSTREAMS: usize = 65_536;
@@ -20,16 +21,12 @@ pub const MAX_UPSTREAMS: usize = 65_536;
 /// Milliseconds since the process started (monotonic), never 0 once running: 0 means "never"
 /// in the timestamps below.
 pub fn mono_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    start.elapsed().as_millis() as u64 + 1
+    tick_ms(Tick::now())
 }
 
-/// Nanoseconds from the process's start to `t` (monotonic; for the rate limits).
-pub fn mono_ns(t: Instant) -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    t.saturating_duration_since(start).as_nanos() as u64 + 1
+/// [`mono_ms`] of `t`.
+pub fn tick_ms(t: Tick) -> u64 {
+    t.ns() / 1_000_000 + 1
 }
 
 /// Milliseconds since the Unix epoch (wall clock, for the status page).

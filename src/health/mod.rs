@@ -15,6 +15,7 @@
 
 pub mod check;
 
+use crate::clock::Tick;
 use crate::config::{Check, HealthSpec};
 use crate::session::{connect_reason, is_local_shortage, marks_upstream_down};
 use crate::snapshot::Snapshot;
@@ -25,7 +26,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The checks of one worker (worker 0), by upstream id.
 #[derive(Debug, Default)]
@@ -60,7 +61,7 @@ struct Slot {
 struct Probe {
     stream: TcpStream,
     /// When it started: its deadline is this plus the timeout.
-    started: Instant,
+    started: Tick,
     /// Where it is.
     phase: Phase,
 }
@@ -80,9 +81,9 @@ enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started {
     /// Its timeout.
-    pub deadline: Instant,
+    pub deadline: Tick,
     /// The next check's start.
-    pub next: Instant,
+    pub next: Tick,
 }
 
 /// What the worker keeps on its wheel for the prober.
@@ -148,7 +149,7 @@ impl Prober {
         &mut self,
         timer: StartTimer,
         registry: &Registry,
-        now: Instant,
+        now: Tick,
         token: Token,
     ) -> Option<Started> {
         let slot = self.slots.get_mut(&timer.id)?;
@@ -205,7 +206,7 @@ impl Prober {
     }
 
     /// Upstream `id`'s check deadline: a check still in flight by now has failed.
-    pub fn on_deadline(&mut self, id: usize, registry: &Registry, now: Instant) {
+    pub fn on_deadline(&mut self, id: usize, registry: &Registry, now: Tick) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };

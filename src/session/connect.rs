@@ -41,9 +41,9 @@ impl Session {
                 );
                 return Err(Fail::Respond(status));
             }
-            // The clock is read only for slow start (a vDSO call costs ~100 instructions).
+            // Only slow start needs the time.
             let now_ms = if pool.slow_start_ms > 0 {
-                crate::upstream::mono_ms()
+                crate::upstream::tick_ms(ctx.now)
             } else {
                 0
             };

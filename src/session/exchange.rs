@@ -22,11 +22,11 @@ pub(super) struct Upstream {
     /// The nonblocking connect has completed.
     pub(super) connected: bool,
     /// When the connect started, for `--connect-timeout`.
-    pub(super) connect_started: Instant,
+    pub(super) connect_started: Tick,
     /// A write failed: the upstream stopped reading. Its response may still come.
     pub(super) write_failed: bool,
     /// When the first byte of the request went to it: the start of its response time.
-    pub(super) sent_at: Option<Instant>,
+    pub(super) sent_at: Option<Tick>,
     /// Bytes owed to it before any of the request (the PROXY header of `send_proxy`), boxed:
     /// rare, and the struct moves.
     pub(super) preamble: Option<Box<[u8]>>,
@@ -102,5 +102,5 @@ pub struct Exchange {
     pub(super) upstream_us: Option<u64>,
     /// Waiting in the pool's queue for a `max_conns` slot: the ticket, and when the wait ends
     /// with a 503.
-    pub(super) queued: Option<(u64, Instant)>,
+    pub(super) queued: Option<(u64, Tick)>,
 }

@@ -79,7 +79,7 @@ impl Session {
         status: u16,
         upstream: bool,
         local_body: Option<u64>,
-        now: Instant,
+        now: Tick,
     ) {
         let (Some(logger), true) = (logger, self.log_open) else {
             return;
@@ -90,7 +90,7 @@ impl Session {
             return;
         };
         rec.status = status;
-        rec.duration_ms = now.saturating_duration_since(self.log_started).as_millis() as u64;
+        rec.duration_ms = now.since(self.log_started).as_millis() as u64;
         rec.pool.clear();
         rec.upstream.clear();
         rec.upstream_ms = None;

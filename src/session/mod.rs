@@ -12,6 +12,7 @@
 use crate::access_log::{LogBatch, Logger, Record};
 use crate::balance::{self, Choice, Local};
 use crate::buffer::{self, BufPool, Buffer};
+use crate::clock::Tick;
 use crate::config::Config;
 use crate::connpool::{self, ConnPool};
 use crate::http::chunked::{self, Decoder};
@@ -32,7 +33,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most read/process/write rounds one `drive` call makes before yielding to other connections.
 const DRIVE_BUDGET: usize = 16;
@@ -132,7 +133,7 @@ pub struct Ctx<'a> {
     /// Flags and limits.
     pub cfg: &'a Config,
     /// The worker's clock for this loop iteration.
-    pub now: Instant,
+    pub now: Tick,
     /// Reused scratch space for rewritten heads and transcoded chunks (no per-request allocation).
     pub scratch: &'a mut Vec<u8>,
     /// The worker is shutting down: no more keep-alive.
@@ -197,7 +198,7 @@ enum State {
     /// Waiting for a request head; `started` is when its first byte came (None: idle),
     /// `progress` how far the part received so far has been checked.
     Head {
-        started: Option<Instant>,
+        started: Option<Tick>,
         progress: HeadProgress,
     },
     /// A request is being proxied.
@@ -209,7 +210,7 @@ enum State {
     /// came, the connection closes at once: lingering only protects a response from the reset
     /// that unread client bytes would cause, and costs a shutdown, a read and a wakeup.
     Closing {
-        linger_since: Option<Instant>,
+        linger_since: Option<Tick>,
         clean: bool,
     },
 }
@@ -284,7 +285,7 @@ pub struct Session {
     /// `log` describes a request not logged yet.
     log_open: bool,
     /// When the current request's head was complete (its duration's start).
-    log_started: Instant,
+    log_started: Tick,
     /// Waits for a `max_conns` slot so far (each gets its own ticket).
     next_ticket: u64,
     /// A slot freed for the current wait: pick again.
@@ -295,9 +296,9 @@ pub struct Session {
     /// Requests completed on this connection.
     served: u64,
     /// When the connection was accepted, or last went idle between requests.
-    idle_since: Instant,
+    idle_since: Tick,
     /// Last time a byte moved in either direction: the base of read/write timeouts.
-    last_progress: Instant,
+    last_progress: Tick,
     /// Client → upstream bytes going by splice(2): a long span of the request body, or the
     /// tunnel's bytes. While it has bytes to take, the client socket is read by it alone.
     up_span: Option<Box<Span>>,
@@ -314,7 +315,7 @@ impl Session {
         peer: SocketAddr,
         key: usize,
         snap: &Arc<Snapshot>,
-        now: Instant,
+        now: Tick,
     ) -> Self {
         let cfg = &snap.cfg;
         let client_ip = peer.ip();
@@ -330,11 +331,7 @@ impl Session {
         let (conn_limiter, over_connection_limit) =
             match (cfg.client_limits.connections, &snap.limiter) {
                 (Some(limit), Some(l)) => {
-                    let fits = l.open(
-                        ClientKey::of(client_ip),
-                        limit,
-                        crate::upstream::mono_ns(now),
-                    );
+                    let fits = l.open(ClientKey::of(client_ip), limit, now.ns());
                     (Some(Arc::clone(l)), !fits)
                 }
                 _ => (None, false),
@@ -413,7 +410,7 @@ impl Session {
                 State::Exchange(ex) if ex.status != 0 => ex.status,
                 _ => 499,
             };
-            self.log_end(logger, ctx.log_batch, status, true, None, Instant::now());
+            self.log_end(logger, ctx.log_batch, status, true, None, Tick::now());
         }
         self.end_spans(ctx.pipes);
         self.drop_upstream(registry, ctx.conns);
@@ -607,7 +604,7 @@ mod tests {
     /// 600 bytes per connection, all included). Grow it only on purpose.
     #[test]
     fn a_session_stays_small() {
-        assert!(std::mem::size_of::<super::State>() <= 24);
-        assert!(std::mem::size_of::<super::Session>() <= 544);
+        assert!(std::mem::size_of::<super::State>() <= 16);
+        assert!(std::mem::size_of::<super::Session>() <= 496);
     }
 }

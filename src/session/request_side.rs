@@ -233,7 +233,7 @@ impl Session {
             Some(1)
         } else {
             let key = ClientKey::of(self.peer.ip());
-            let now = crate::upstream::mono_ns(ctx.now);
+            let now = ctx.now.ns();
             let limiters = [
                 snap.limiter
                     .as_ref()
@@ -457,7 +457,7 @@ impl Session {
                 self.cin.consume(len);
                 self.awaiting_proxy_header = false;
                 if let Some(src) = source {
-                    let now = crate::upstream::mono_ns(ctx.now);
+                    let now = ctx.now.ns();
                     // The connection limit counts the real client, not the layer-4 tier.
                     if let Some(l) = &self.conn_limiter {
                         l.close(ClientKey::of(self.peer.ip()));

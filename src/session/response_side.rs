@@ -407,9 +407,7 @@ pub(super) fn has_bytes_past_the_response(stream: &TcpStream) -> bool {
 /// Returns that time, µs.
 #[inline]
 fn record_response(up: &Upstream, code: u16, ctx: &Ctx<'_>) -> u64 {
-    let us = up.sent_at.map_or(0, |t| {
-        ctx.now.saturating_duration_since(t).as_micros() as u64
-    });
+    let us = up.sent_at.map_or(0, |t| ctx.now.micros_since(t));
     up.flight.upstream().shard(ctx.worker).response(code, us);
     us
 }

@@ -108,7 +108,7 @@ impl Session {
 
     pub(super) fn round_closing(
         &mut self,
-        now: Instant,
+        now: Tick,
         bufs: &mut BufPool,
         lingering: bool,
         clean: bool,
@@ -149,7 +149,7 @@ impl Session {
     }
 
     /// Write queued bytes to the upstream (from the replay cursor while the request is replayable).
-    pub(super) fn write_upstream(&mut self, now: Instant) -> Result<bool, Fail> {
+    pub(super) fn write_upstream(&mut self, now: Tick) -> Result<bool, Fail> {
         let Some(up) = &mut self.upstream else {
             return Ok(false);
         };

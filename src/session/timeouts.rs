@@ -5,7 +5,7 @@ use super::*;
 
 impl Session {
     /// When the session wants to be woken if nothing happens before.
-    pub fn deadline(&self, cfg: &Config) -> Instant {
+    pub fn deadline(&self, cfg: &Config) -> Tick {
         let timeout = self.timeout_deadline(cfg);
         match self.client_watch_deadline() {
             Some(t) => t.min(timeout),
@@ -15,13 +15,13 @@ impl Session {
 
     /// When a first exchange still waiting on its upstream registers the client socket
     /// (`CLIENT_WATCH_AFTER`); None once registered.
-    pub(super) fn client_watch_deadline(&self) -> Option<Instant> {
+    pub(super) fn client_watch_deadline(&self) -> Option<Tick> {
         // Unregistered means no wait for the client yet: `idle_since` is still the accept.
         (!self.client_registered).then(|| self.idle_since + CLIENT_WATCH_AFTER)
     }
 
     /// When the current wait times out.
-    pub(super) fn timeout_deadline(&self, cfg: &Config) -> Instant {
+    pub(super) fn timeout_deadline(&self, cfg: &Config) -> Tick {
         let io_deadline = |pending_output: bool| {
             let t = if pending_output {
                 cfg.write_timeout

@@ -6,6 +6,7 @@
 
 use crate::balance::Local;
 use crate::buffer::BufPool;
+use crate::clock::Tick;
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
 use crate::metrics::WorkerStats;
@@ -21,7 +22,7 @@ use slab::Slab;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod shared;
 mod timer_key;
@@ -61,7 +62,7 @@ struct Entry {
     /// Generation of the session's live wheel entry; older entries are stale and ignored.
     timer_gen: u32,
     /// The deadline the live wheel entry is set for, if any.
-    armed: Option<Instant>,
+    armed: Option<Tick>,
     /// Already in the list of sessions to drive after this batch of events.
     dirty: bool,
 }
@@ -82,9 +83,9 @@ pub struct Worker {
     log_batch: crate::access_log::LogBatch,
     wheel: TimerWheel,
     /// The wheel's time origin.
-    epoch: Instant,
+    epoch: Tick,
     /// Now, as of this loop iteration.
-    now: Instant,
+    now: Tick,
     /// The configuration in force for new requests.
     snap: Arc<Snapshot>,
     /// Its generation in `shared`.
@@ -104,7 +105,7 @@ pub struct Worker {
     /// Accepting is paused at `max_sessions`.
     at_limit: bool,
     /// When the limit was last logged.
-    last_limit_log: Option<Instant>,
+    last_limit_log: Option<Tick>,
     /// The current pause at the limit was logged: its end is logged too.
     limit_warned: bool,
     /// Pauses at the limit since the last warning that were not logged.
@@ -141,7 +142,7 @@ impl Worker {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let now = Instant::now();
+        let now = Tick::now();
         let prober = (id == 0).then(Prober::default);
         let workers = cfg.workers.max(1);
         let max_sessions = cfg
@@ -201,11 +202,11 @@ impl Worker {
     }
 
     fn now_ms(&self) -> u64 {
-        ms_ceil(self.now.saturating_duration_since(self.epoch))
+        self.now.millis_ceil_since(self.epoch)
     }
 
-    fn at_ms(&self, t: Instant) -> u64 {
-        ms_ceil(t.saturating_duration_since(self.epoch))
+    fn at_ms(&self, t: Tick) -> u64 {
+        t.millis_ceil_since(self.epoch)
     }
 
     /// Run until shutdown completes.
@@ -224,7 +225,7 @@ impl Worker {
                     return Err(e);
                 }
             }
-            self.now = Instant::now();
+            self.now = Tick::now();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_ready = true,
@@ -434,7 +435,7 @@ impl Worker {
         id: usize,
         shared: &'a Shared,
         log_batch: &'a mut crate::access_log::LogBatch,
-        now: Instant,
+        now: Tick,
         scratch: &'a mut Vec<u8>,
         shutting_down: bool,
         bufs: &'a mut BufPool,
@@ -764,7 +765,7 @@ fn arm_entry(
     key: usize,
     cfg: &crate::config::Config,
     wheel: &mut TimerWheel,
-    epoch: Instant,
+    epoch: Tick,
 ) {
     let deadline = entry.session.deadline(cfg);
     if entry.armed.is_some_and(|a| a <= deadline) {
@@ -778,19 +779,7 @@ fn arm_entry(
         gen: entry.timer_gen,
     }
     .pack();
-    wheel.insert(
-        ms_ceil(deadline.saturating_duration_since(epoch)),
-        wheel_key,
-    );
-}
-
-fn ms_ceil(d: Duration) -> u64 {
-    let ms = d.as_millis() as u64;
-    if d.subsec_nanos() % 1_000_000 != 0 {
-        ms + 1
-    } else {
-        ms
-    }
+    wheel.insert(deadline.millis_ceil_since(epoch), wheel_key);
 }
 
 /// Log a worker's fatal error (used by the thread that runs it).

@@ -1,7 +1,7 @@
 //! The request and response head targets: parse, rewrite, re-parse, compare.
 
 use super::{fnv1a, show, Rng, SMALL_LIMITS};
-use crate::http::request::{self, Request, RequestError};
+use crate::http::request::{self, HeadProgress, Request, RequestError};
 use crate::http::response::{self, Response, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, ForwardedFor, RequestContext, ResponseContext};
 use crate::http::{Framing, Limits, Version};
@@ -76,8 +76,8 @@ const RESPONSE_WRITTEN: &[&str] = &[
 /// [`SMALL_LIMITS`], bit 5 `underscores_in_headers`, bit 6 a tight bound on the rewrite (see
 /// [`rewrite_bound`]), bit 7 `expectation_met`.
 ///
-/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head,
-/// rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
+/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]) and as the head grows
+/// with its progress kept (see [`check_resumed`]); an accepted head, rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
 /// with exactly the fields the rewriter documents and every end-to-end field in order (no
 /// field with `_` in its name unless allowed, no Expect from an HTTP/1.0 client).
 pub fn request_head(data: &[u8]) {
@@ -100,7 +100,11 @@ pub fn request_head(data: &[u8]) {
 
     let outcome = request_outcome(data, &limits);
     check_prefixes(data, outcome, |p| request_outcome(p, &limits));
-    check_resumed(data, &limits);
+    check_resumed(
+        data,
+        |p| request_outcome(p, &limits),
+        |p, progress| request_resumed(p, &limits, progress),
+    );
 
     let mut hs = [httparse::EMPTY_HEADER; 100];
     let fields = limits.max_fields.min(hs.len());
@@ -179,9 +183,14 @@ fn bounded_rewrite(
 
 /// The outcome of parsing `buf` as a request head, as [`check_prefixes`] compares it.
 fn request_outcome(buf: &[u8], limits: &Limits) -> Outcome {
+    request_resumed(buf, limits, &mut HeadProgress::default())
+}
+
+/// [`request_outcome`] through `request::parse_resuming`, as the session parses.
+fn request_resumed(buf: &[u8], limits: &Limits, progress: &mut HeadProgress) -> Outcome {
     let mut hs = [httparse::EMPTY_HEADER; 100];
     let fields = limits.max_fields.min(hs.len());
-    match request::parse(buf, limits, &mut hs[..fields]) {
+    match request::parse_resuming(buf, limits, &mut hs[..fields], progress) {
         Ok(None) => Outcome::Incomplete,
         Ok(Some(req)) => Outcome::Complete(req.head_len),
         Err(e) => Outcome::Refused(RequestError::status(&e)),
@@ -189,23 +198,20 @@ fn request_outcome(buf: &[u8], limits: &Limits) -> Outcome {
 }
 
 /// A head parsed as it grows, its progress carried from call to call as the session does
-/// (`request::parse_resuming`), reads at every step exactly as the same bytes parsed at once.
+/// (`resumed`), reads at every step exactly as the same bytes parsed at once (`at_once`).
 /// At most about 64 steps, of a size derived from the input.
-fn check_resumed(data: &[u8], limits: &Limits) {
+fn check_resumed(
+    data: &[u8],
+    at_once: impl Fn(&[u8]) -> Outcome,
+    resumed: impl Fn(&[u8], &mut HeadProgress) -> Outcome,
+) {
     let step = (1 + (fnv1a(data) % 13) as usize).max(data.len() / 64);
-    let mut progress = request::HeadProgress::default();
-    let mut hs = [httparse::EMPTY_HEADER; 100];
-    let fields = limits.max_fields.min(hs.len());
+    let mut progress = HeadProgress::START;
     let mut cut = 0;
     while cut < data.len() {
         cut = (cut + step).min(data.len());
-        let once = request_outcome(&data[..cut], limits);
-        let grown =
-            match request::parse_resuming(&data[..cut], limits, &mut hs[..fields], &mut progress) {
-                Ok(None) => Outcome::Incomplete,
-                Ok(Some(req)) => Outcome::Complete(req.head_len),
-                Err(e) => Outcome::Refused(RequestError::status(&e)),
-            };
+        let once = at_once(&data[..cut]);
+        let grown = resumed(&data[..cut], &mut progress);
         assert_eq!(
             grown,
             once,
@@ -393,7 +399,8 @@ fn check_rewritten_request(
 /// The last byte picks the options: bit 0 says the request was HEAD, bits 3-4 both set
 /// [`SMALL_LIMITS`], bit 6 a tight bound on the rewrite (see [`rewrite_bound`]).
 ///
-/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]); an accepted head is
+/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]) and as the head grows
+/// with its progress kept (see [`check_resumed`]); an accepted head is
 /// rewritten for HTTP/1.1 and HTTP/1.0 clients, closing or not (and as a WebSocket switch for a
 /// 101), and each result parses back completely to the same status with exactly the framing
 /// the context asked for, the documented framing and connection fields (never a
@@ -412,6 +419,11 @@ pub fn response_head(data: &[u8]) {
     check_prefixes(data, outcome, |p| {
         response_outcome(p, request_is_head, &limits)
     });
+    check_resumed(
+        data,
+        |p| response_outcome(p, request_is_head, &limits),
+        |p, progress| response_resumed(p, request_is_head, &limits, progress),
+    );
 
     let mut hs = [httparse::EMPTY_HEADER; 100];
     let fields = limits.max_fields.min(hs.len());
@@ -465,9 +477,19 @@ pub fn response_head(data: &[u8]) {
 
 /// The outcome of parsing `buf` as a response head, as [`check_prefixes`] compares it.
 fn response_outcome(buf: &[u8], request_is_head: bool, limits: &Limits) -> Outcome {
+    response_resumed(buf, request_is_head, limits, &mut HeadProgress::default())
+}
+
+/// [`response_outcome`] through `response::parse_resuming`, as the session parses.
+fn response_resumed(
+    buf: &[u8],
+    request_is_head: bool,
+    limits: &Limits,
+    progress: &mut HeadProgress,
+) -> Outcome {
     let mut hs = [httparse::EMPTY_HEADER; 100];
     let fields = limits.max_fields.min(hs.len());
-    match response::parse(buf, request_is_head, limits, &mut hs[..fields]) {
+    match response::parse_resuming(buf, request_is_head, limits, &mut hs[..fields], progress) {
         Ok(None) => Outcome::Incomplete,
         Ok(Some(resp)) => Outcome::Complete(resp.head_len),
         // Every refusal is a 502; the variant is the closest thing to a class.

@@ -13,6 +13,81 @@ pub(crate) enum ScanError {
     TooManyFields,
 }
 
+/// How far an incomplete head (a request's or a response's) has been checked, kept by the
+/// caller between reads so that `request::parse_resuming` and `response::parse_resuming` look
+/// only at what is new: a head that trickles in costs time in proportion to its length, not to
+/// its length squared.
+///
+/// Packed in four bytes, since a session keeps one per connection: 0 is "nothing known yet";
+/// with the top bit set, the low 31 bits count bytes that hold no end of the start line (the
+/// request or status line); else the start line and `fields` field lines (bits 21 to 30) are
+/// checked and the next line starts at `line` (bits 0 to 20). Progress that does not fit (a
+/// line past 2 MiB, more than 1,023 fields) is not kept: the next call starts over, as without
+/// progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadProgress(u32);
+
+impl HeadProgress {
+    const LINE_FLAG: u32 = 1 << 31;
+    const LINE_BITS: u32 = 21;
+    const FIELDS_MAX: usize = (1 << (31 - Self::LINE_BITS)) - 1;
+
+    /// Nothing known yet.
+    pub const START: HeadProgress = HeadProgress(0);
+
+    /// The first `seen` bytes hold no end of the start line.
+    pub(crate) fn in_line(seen: usize) -> HeadProgress {
+        match u32::try_from(seen) {
+            Ok(seen) if seen < Self::LINE_FLAG => HeadProgress(Self::LINE_FLAG | seen),
+            _ => Self::START,
+        }
+    }
+
+    /// The start line and `fields` field lines are checked; the next line starts at `line`.
+    pub(crate) fn in_fields(line: usize, fields: usize) -> HeadProgress {
+        if line == 0 || line >= 1 << Self::LINE_BITS || fields > Self::FIELDS_MAX {
+            return Self::START;
+        }
+        HeadProgress(((fields as u32) << Self::LINE_BITS) | line as u32)
+    }
+
+    /// See [`in_line`](Self::in_line).
+    pub(crate) fn line_seen(self) -> usize {
+        if self.0 & Self::LINE_FLAG != 0 {
+            (self.0 & !Self::LINE_FLAG) as usize
+        } else {
+            0
+        }
+    }
+
+    /// See [`in_fields`](Self::in_fields): (line, fields).
+    pub(crate) fn field_lines(self) -> Option<(usize, usize)> {
+        let line = (self.0 & ((1 << Self::LINE_BITS) - 1)) as usize;
+        (self.0 & Self::LINE_FLAG == 0 && line != 0)
+            .then_some((line, (self.0 >> Self::LINE_BITS) as usize))
+    }
+
+    /// While `progress` says the field lines before `line` are checked (and the head is still
+    /// incomplete), check only those from `line` on. `Some(Ok(()))`: still incomplete,
+    /// `progress` moved on; `None`: no field progress, or the head is complete now (the full
+    /// parse must run).
+    pub(crate) fn scan_new_fields(
+        &mut self,
+        buf: &[u8],
+        max_fields: usize,
+    ) -> Option<Result<(), ScanError>> {
+        let (line, fields) = self.field_lines()?;
+        match scan_fields(buf, line, fields, max_fields) {
+            Ok(Scan::Partial { line, fields }) => {
+                *self = HeadProgress::in_fields(line, fields);
+                Some(Ok(()))
+            }
+            Ok(Scan::Complete { .. }) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// What [`parse_fields`] found.
 pub(crate) enum Fields<'h, 'b> {
     /// The head ends at this offset; its field lines, in order; which of the first 64 are not

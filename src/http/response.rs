@@ -1,7 +1,7 @@
 //! Response heads: the same strict byte scan as requests, httparse for the field list, then the
 //! message-body length rules of RFC 9112 §6.3.
 
-use super::fields::{parse_fields, Fields};
+use super::fields::{parse_fields, Fields, HeadProgress, ScanError};
 use super::{
     parse_content_length, ConnectionTokens, FieldBits, Framing, KeyFields, Limits, TransferCodings,
     Version,
@@ -54,6 +54,25 @@ pub fn parse<'h, 'b>(
     limits: &Limits,
     headers: &'h mut [httparse::Header<'b>],
 ) -> Result<Option<Response<'h, 'b>>, ResponseError> {
+    parse_resuming(
+        buf,
+        request_is_head,
+        limits,
+        headers,
+        &mut HeadProgress::default(),
+    )
+}
+
+/// [`parse`] for a buffer that only grew since the call that left `progress` (same start, more
+/// bytes at the end): the checks already passed are not made again, and the outcome is the one
+/// `parse` gives for the same bytes. Start every new head with `HeadProgress::START`.
+pub fn parse_resuming<'h, 'b>(
+    buf: &'b [u8],
+    request_is_head: bool,
+    limits: &Limits,
+    headers: &'h mut [httparse::Header<'b>],
+    progress: &mut HeadProgress,
+) -> Result<Option<Response<'h, 'b>>, ResponseError> {
     use ResponseError::Invalid;
     let incomplete = || {
         if buf.len() >= limits.max_head {
@@ -64,7 +83,23 @@ pub fn parse<'h, 'b>(
     };
     let limited = &buf[..buf.len().min(limits.max_head)];
 
-    let Some(line_len) = limited.iter().position(|&b| b == b'\r' || b == b'\n') else {
+    // The field lines not checked yet alone while the head is incomplete; the full parse
+    // below runs once, when it is complete.
+    match progress.scan_new_fields(limited, limits.max_fields) {
+        None => {}
+        Some(Ok(())) => return incomplete(),
+        Some(Err(ScanError::Invalid(why))) => return Err(Invalid(why)),
+        Some(Err(ScanError::TooManyFields)) => return Err(ResponseError::TooLarge),
+    }
+
+    // The search for the status line's end resumes where the last call stopped.
+    let seen = progress.line_seen().min(limited.len());
+    let Some(line_len) = limited[seen..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|len| seen + len)
+    else {
+        *progress = HeadProgress::in_line(limited.len());
         return incomplete();
     };
     let (version, code, reason) = parse_status_line(&buf[..line_len])?;
@@ -77,7 +112,10 @@ pub fn parse<'h, 'b>(
     let (head_len, headers, reformat) =
         match parse_fields(limited, fields_start, limits.max_fields, headers) {
             Fields::Complete(head_len, headers, reformat) => (head_len, headers, reformat),
-            Fields::Partial { .. } => return incomplete(),
+            Fields::Partial { line, fields } => {
+                *progress = HeadProgress::in_fields(line, fields);
+                return incomplete();
+            }
             Fields::Slots(count) => return Err(ResponseError::Slots(count)),
             Fields::TooMany => return Err(ResponseError::TooLarge),
             Fields::Invalid(why) => return Err(Invalid(why)),
@@ -295,6 +333,87 @@ mod tests {
             Err(e) => e,
             ok => panic!("{:?} for {:?}", ok, String::from_utf8_lossy(buf)),
         }
+    }
+
+    /// What `parse` says of `buf`: the head length, or the error (`Ok(0)`: incomplete).
+    fn outcome(r: Result<Option<Response<'_, '_>>, ResponseError>) -> Result<usize, ResponseError> {
+        r.map(|r| r.map_or(0, |r| r.head_len))
+    }
+
+    #[test]
+    fn a_head_parsed_as_it_grows_reads_as_parsed_at_once() {
+        let mut many = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+        for i in 0..60 {
+            many.push_str(&format!("X-F{i}: {}\r\n", "v".repeat(i)));
+        }
+        many.push_str("\r\n");
+        let heads: Vec<Vec<u8>> = vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n".to_vec(),
+            many.into_bytes(),
+            b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nX: \x01\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\nX: a\r\n\r\n".to_vec(),
+            b"HTTP/1.1 2000 OK\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 O\x01K\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            format!("HTTP/1.1 200 {}\r\n\r\n", "r".repeat(9000)).into_bytes(),
+            format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "b".repeat(40000)).into_bytes(),
+        ];
+        let small = Limits {
+            max_fields: 20,
+            max_head: 600,
+            ..L
+        };
+        for head in &heads {
+            for limits in [&L, &small] {
+                for step in [1, 2, 3, 7, 64] {
+                    let mut progress = HeadProgress::START;
+                    let mut cut = 0;
+                    loop {
+                        cut = (cut + step).min(head.len());
+                        let mut a = [httparse::EMPTY_HEADER; 100];
+                        let mut b = [httparse::EMPTY_HEADER; 100];
+                        let once = outcome(parse(&head[..cut], false, limits, &mut a));
+                        let grown = outcome(parse_resuming(
+                            &head[..cut],
+                            false,
+                            limits,
+                            &mut b,
+                            &mut progress,
+                        ));
+                        assert_eq!(
+                            grown,
+                            once,
+                            "step {step}, {cut} bytes of {:?}",
+                            String::from_utf8_lossy(&head[..cut.min(80)])
+                        );
+                        if once != Ok(0) || cut == head.len() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn head_progress_points_at_the_first_line_not_checked() {
+        let head = b"HTTP/1.1 200 OK\r\nServer: a\r\nDate: b\r\nConte";
+        let mut hs = [httparse::EMPTY_HEADER; 8];
+        let mut progress = HeadProgress::START;
+        let mut step = |len: usize, progress: &mut HeadProgress| {
+            outcome(parse_resuming(&head[..len], false, &L, &mut hs, progress))
+        };
+        assert_eq!(step(10, &mut progress), Ok(0));
+        assert_eq!(progress.line_seen(), 10);
+        assert_eq!(step(head.len(), &mut progress), Ok(0));
+        assert_eq!(
+            progress.field_lines(),
+            Some((head.len() - b"Conte".len(), 2))
+        );
     }
 
     /// The framing of a response with this status line and these fields.

@@ -273,7 +273,7 @@ impl Session {
             let _ = registry.deregister(&mut up.peer.stream);
             conns.closed(up.id);
         }
-        self.uin.clear();
+        self.clear_upstream_input();
         if let State::Exchange(ex) = &mut self.state {
             if let Some(w) = &mut ex.replay {
                 *w = 0;

@@ -46,8 +46,9 @@ pub(super) enum RequestBody {
 /// Where the response stands.
 #[derive(Debug)]
 pub(super) enum ResponseBody {
-    /// Waiting for the (final) response head.
-    Head,
+    /// Waiting for the (final) response head; how far the part received so far has been
+    /// checked (reset wherever the upstream input is consumed or cleared).
+    Head(HeadProgress),
     /// This many bytes of a Content-Length body left.
     Length(u64),
     /// A chunked body: re-chunked for HTTP/1.1 clients, de-chunked for HTTP/1.0 ones.

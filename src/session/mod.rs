@@ -161,6 +161,8 @@ pub struct ExchangePool {
 const SPARE_EXCHANGES: usize = 1024;
 
 impl ExchangePool {
+    /// (Inlined: the record is then written straight into its box, not built and copied.)
+    #[inline(always)]
     fn make(&mut self, ex: Exchange) -> Box<Exchange> {
         match self.free.pop() {
             Some(mut b) => {
@@ -464,8 +466,18 @@ impl Session {
             drop(up);
             self.slot_freed();
         }
-        self.uin.clear();
+        self.clear_upstream_input();
         self.uout.clear();
+    }
+
+    /// Empty the upstream input: how far a response head in it was checked goes with it.
+    fn clear_upstream_input(&mut self) {
+        self.uin.clear();
+        if let State::Exchange(ex) = &mut self.state {
+            if let ResponseBody::Head(checked) = &mut ex.resp {
+                *checked = HeadProgress::START;
+            }
+        }
     }
 
     /// Move bytes until nothing more can move, or the budget runs out.

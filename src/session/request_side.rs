@@ -161,7 +161,7 @@ impl Session {
         self.state = State::Exchange(ctx.exchanges.make(Exchange {
             req: info,
             req_body,
-            resp: ResponseBody::Head,
+            resp: ResponseBody::Head(HeadProgress::START),
             replay: Some(0),
             final_started: false,
             close_after: false,

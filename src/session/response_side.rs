@@ -17,7 +17,7 @@ impl Session {
         let mut progress = false;
         loop {
             match &mut ex.resp {
-                ResponseBody::Head => {
+                ResponseBody::Head(checked) => {
                     if self.uin.is_empty() {
                         if up_eof {
                             return self.upstream_failed_before_response(ctx).map(|_| true);
@@ -27,11 +27,18 @@ impl Session {
                     let limits = ctx.cfg.limits;
                     let (data, is_head) = (self.uin.data(), ex.req.is_head);
                     parse_with_slots!(
-                        let parsed = |slots| response::parse(data, is_head, &limits, slots),
+                        let parsed = |slots| response::parse_resuming(
+                            data, is_head, &limits, slots, checked
+                        ),
                         ResponseError::Slots
                     );
                     let resp = match parsed {
-                        Ok(Some(r)) => r,
+                        Ok(Some(r)) => {
+                            // Whatever comes next (this head consumed, or parsed again once
+                            // the client has room) starts over.
+                            *checked = HeadProgress::START;
+                            r
+                        }
                         Ok(None) if up_eof => {
                             warn!(
                                 "upstream {} closed mid-head: 502",
@@ -389,7 +396,7 @@ impl Session {
             }
             self.slot_freed();
         }
-        self.uin.clear();
+        self.clear_upstream_input();
         self.uout.clear();
     }
 }

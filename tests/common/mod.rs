@@ -700,6 +700,9 @@ pub enum Reply {
     /// The same, with a pause of `PACED_PAUSE` after the first `.1` bytes: a gap in the
     /// stream that a proxy reading as fast as it can sees as a drained socket.
     KeepAlivePaused(Vec<u8>, usize),
+    /// The same, `.1` bytes per write with `TRICKLE_PAUSE` between writes (and TCP_NODELAY):
+    /// each piece reaches the proxy as its own read.
+    KeepAliveTrickled(Vec<u8>, usize),
     /// Send these bytes, then close the connection.
     Close(Vec<u8>),
     /// Close the connection without sending a byte.
@@ -712,6 +715,19 @@ pub enum Reply {
 
 /// The pause of [`Reply::KeepAlivePaused`].
 pub const PACED_PAUSE: Duration = Duration::from_millis(50);
+
+/// The pause between the pieces of [`Reply::KeepAliveTrickled`] and [`write_trickled`].
+pub const TRICKLE_PAUSE: Duration = Duration::from_millis(1);
+
+/// Write `bytes` in pieces of `piece` bytes, `TRICKLE_PAUSE` apart, with TCP_NODELAY on.
+pub fn write_trickled(stream: &mut TcpStream, bytes: &[u8], piece: usize) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    for part in bytes.chunks(piece.max(1)) {
+        stream.write_all(part)?;
+        thread::sleep(TRICKLE_PAUSE);
+    }
+    Ok(())
+}
 
 /// A scripted answer per recorded request (the raw request bytes, head and body).
 pub type Script = dyn Fn(&[u8]) -> Reply + Send + Sync;
@@ -992,6 +1008,11 @@ fn serve_requests(shared: &BackendShared, idx: usize, script: &Script, mut strea
         match script(&request) {
             Reply::KeepAlive(bytes) => {
                 if stream.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Reply::KeepAliveTrickled(bytes, piece) => {
+                if write_trickled(&mut stream, &bytes, piece).is_err() {
                     return;
                 }
             }

@@ -5,7 +5,8 @@
 //! reads a head differently from the server behind it is a request-smuggling proxy. So every
 //! byte of the head is checked here first; httparse then only splits what we already accepted.
 
-use super::fields::{parse_fields, scan_fields, Fields, Scan, ScanError};
+pub use super::fields::HeadProgress;
+use super::fields::{parse_fields, Fields, ScanError};
 use super::{
     field_elements, has_token, is_tchar, parse_content_length, ConnectionTokens, FieldBits,
     Framing, KeyFields, Limits, Version,
@@ -118,59 +119,6 @@ pub fn parse<'h, 'b>(
     parse_resuming(buf, limits, headers, &mut HeadProgress::default())
 }
 
-/// How far an incomplete request head has been checked, kept by the caller between reads so
-/// that [`parse_resuming`] looks only at what is new: a head that trickles in costs time in
-/// proportion to its length, not to its length squared.
-///
-/// Packed in four bytes, since a session keeps one per connection: 0 is "nothing known yet";
-/// with the top bit set, the low 31 bits count bytes that hold no end of the request line;
-/// else the request line and `fields` field lines (bits 21 to 30) are checked and the next
-/// line starts at `line` (bits 0 to 20). Progress that does not fit (a line past 2 MiB, more
-/// than 1,023 fields) is not kept: the next call starts over, as without progress.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HeadProgress(u32);
-
-impl HeadProgress {
-    const LINE_FLAG: u32 = 1 << 31;
-    const LINE_BITS: u32 = 21;
-    const FIELDS_MAX: usize = (1 << (31 - Self::LINE_BITS)) - 1;
-
-    /// Nothing known yet.
-    pub const START: HeadProgress = HeadProgress(0);
-
-    /// The first `seen` bytes hold no end of the request line.
-    fn in_line(seen: usize) -> HeadProgress {
-        match u32::try_from(seen) {
-            Ok(seen) if seen < Self::LINE_FLAG => HeadProgress(Self::LINE_FLAG | seen),
-            _ => Self::START,
-        }
-    }
-
-    /// The request line and `fields` field lines are checked; the next line starts at `line`.
-    fn in_fields(line: usize, fields: usize) -> HeadProgress {
-        if line == 0 || line >= 1 << Self::LINE_BITS || fields > Self::FIELDS_MAX {
-            return Self::START;
-        }
-        HeadProgress(((fields as u32) << Self::LINE_BITS) | line as u32)
-    }
-
-    /// See [`in_line`](Self::in_line).
-    fn line_seen(self) -> usize {
-        if self.0 & Self::LINE_FLAG != 0 {
-            (self.0 & !Self::LINE_FLAG) as usize
-        } else {
-            0
-        }
-    }
-
-    /// See [`in_fields`](Self::in_fields): (line, fields).
-    fn field_lines(self) -> Option<(usize, usize)> {
-        let line = (self.0 & ((1 << Self::LINE_BITS) - 1)) as usize;
-        (self.0 & Self::LINE_FLAG == 0 && line != 0)
-            .then_some((line, (self.0 >> Self::LINE_BITS) as usize))
-    }
-}
-
 /// [`parse`] for a buffer that only grew since the call that left `progress` (same start, more
 /// bytes at the end): the checks already passed are not made again. The outcome is the one
 /// `parse` gives for the same bytes. Start every new head with `HeadProgress::Start`.
@@ -189,18 +137,13 @@ pub fn parse_resuming<'h, 'b>(
     };
     let limited = &buf[..buf.len().min(limits.max_head)];
 
-    if let Some((line, fields)) = progress.field_lines() {
-        // Only the field lines from `line` on are new: while the head is still incomplete,
-        // check those alone. Once it is complete, the full parse below runs once.
-        match scan_fields(limited, line, fields, limits.max_fields) {
-            Ok(Scan::Partial { line, fields }) => {
-                *progress = HeadProgress::in_fields(line, fields);
-                return incomplete();
-            }
-            Ok(Scan::Complete { .. }) => {}
-            Err(ScanError::Invalid(why)) => return Err(RequestError::BadRequest(why)),
-            Err(ScanError::TooManyFields) => return Err(RequestError::HeaderTooLarge),
-        }
+    // Only the field lines not checked yet are new: while the head is still incomplete, check
+    // those alone. Once it is complete, the full parse below runs once.
+    match progress.scan_new_fields(limited, limits.max_fields) {
+        None => {}
+        Some(Ok(())) => return incomplete(),
+        Some(Err(ScanError::Invalid(why))) => return Err(RequestError::BadRequest(why)),
+        Some(Err(ScanError::TooManyFields)) => return Err(RequestError::HeaderTooLarge),
     }
 
     let start = match skip_leading_empty_lines(buf)? {
@@ -532,12 +475,7 @@ fn is_websocket_protocol(e: &[u8]) -> bool {
 /// `None` when the syntax is invalid. An empty host is syntactically valid.
 pub(crate) fn split_host_port(v: &[u8]) -> Option<(&[u8], &[u8])> {
     let (host, rest) = if v.first() == Some(&b'[') {
-        let close = v.iter().position(|&b| b == b']')?;
-        let (literal, rest) = v.split_at(close + 1);
-        if !is_ip_literal(&literal[1..literal.len() - 1]) {
-            return None;
-        }
-        (literal, rest)
+        split_ip_literal(v)?
     } else {
         // One pass: the reg-name up to the first byte outside it, which must be the colon
         // before the port (or the end).
@@ -550,6 +488,16 @@ pub(crate) fn split_host_port(v: &[u8]) -> Option<(&[u8], &[u8])> {
         _ => return None,
     };
     Some((host, port))
+}
+
+/// `[...]` at the start of `v` and what follows it, if the inside is an IP literal. Out of
+/// line: rare, and the IPv6 parser inlined would make every Host check save more registers.
+#[cold]
+#[inline(never)]
+fn split_ip_literal(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let close = v.iter().position(|&b| b == b']')?;
+    let (literal, rest) = v.split_at(close + 1);
+    is_ip_literal(&literal[1..literal.len() - 1]).then_some((literal, rest))
 }
 
 /// A Host field value: `uri-host [":" port]`, possibly empty (RFC 9112 §3.2: "If the

@@ -1,8 +1,8 @@
 //! The access log: one line per request, nginx's `combined` format byte for byte, or one JSON
 //! object per line. A worker formats its lines into its own batch ([`LogBatch`]) and hands the
-//! batch to a writer thread once per turn of its event loop (or when it reaches
-//! [`BATCH_BYTES`]): one channel send and no allocation per line, however many requests a turn
-//! finishes. The queue is bounded in bytes ([`QUEUE_BYTES`]); a batch that would pass the bound
+//! batch to a writer thread when its lines have waited 100 ms (the worker's `LOG_HOLD`), at
+//! shutdown, or when it reaches [`BATCH_BYTES`]: one channel send and no allocation per line,
+//! however many requests that covers. The queue is bounded in bytes ([`QUEUE_BYTES`]); a batch that would pass the bound
 //! is dropped and its lines counted (`goround_access_log_dropped_total`), so a slow disk never
 //! stalls a worker. SIGUSR1 makes the writer reopen its file (logrotate).
 
@@ -246,6 +246,11 @@ pub struct LogBatch {
 }
 
 impl LogBatch {
+    /// No line waits in it.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
     /// The lines dropped since the last call.
     pub fn take_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped)

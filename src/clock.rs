@@ -9,7 +9,7 @@
 use std::num::NonZeroU64;
 use std::ops::Add;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A moment: nanoseconds since the process first read the clock, plus one (never 0, so that
 /// 0 is free to mean "never" where a tick is stored in an atomic, and an `Option<Tick>` takes
@@ -67,6 +67,36 @@ impl Tick {
     }
 }
 
+/// Milliseconds since the Unix epoch, read from the wall clock now (a vDSO call).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The wall clock derived from ticks: Unix milliseconds of a tick, from an offset read now and
+/// then (a worker reads it again every idle sweep, so a step of the wall clock shows within
+/// that). The access log stamps each request with it instead of reading the clock per request.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    offset_ms: u64,
+}
+
+impl WallClock {
+    /// The offset between the wall clock and the ticks, now.
+    pub fn read() -> WallClock {
+        let tick_ms = Tick::now().ns() / 1_000_000;
+        WallClock {
+            offset_ms: unix_ms().saturating_sub(tick_ms),
+        }
+    }
+
+    /// Unix milliseconds at `t`.
+    pub fn unix_ms(self, t: Tick) -> u64 {
+        self.offset_ms.saturating_add(t.ns() / 1_000_000)
+    }
+}
+
 impl Add<Duration> for Tick {
     type Output = Tick;
 
@@ -91,6 +121,23 @@ mod tests {
         assert_eq!(tb.micros_since(ta), 1_500_000);
         assert_eq!(tb.millis_ceil_since(ta), 1500);
         assert_eq!(ta + Duration::from_millis(1500), tb);
+    }
+
+    #[test]
+    fn the_wall_clock_follows_ticks() {
+        let wall = WallClock::read();
+        let t = Tick::now();
+        let direct = unix_ms();
+        // Within a few ms of a direct reading (two clocks read at slightly different times).
+        assert!(
+            wall.unix_ms(t).abs_diff(direct) < 50,
+            "{} {direct}",
+            wall.unix_ms(t)
+        );
+        assert_eq!(
+            wall.unix_ms(t + Duration::from_millis(1500)),
+            wall.unix_ms(t) + 1500
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use crate::metrics::{Histogram, UpstreamShard};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most distinct upstream addresses a process will ever register (across reloads).
 pub const MAX_UPSTREAMS: usize = 65_536;
@@ -29,12 +28,7 @@ pub fn tick_ms(t: Tick) -> u64 {
     t.ns() / 1_000_000 + 1
 }
 
-/// Milliseconds since the Unix epoch (wall clock, for the status page).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::unix_ms;
 
 /// The shared, mutable state of one upstream address.
 ///

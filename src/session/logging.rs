@@ -7,13 +7,15 @@ use crate::http::request::Request;
 
 /// Fill `rec` for a request whose head is `req` from `client` (the caller marks it open: this
 /// borrows only the record, while `req` still borrows the session's input).
-pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>) {
+pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>, unix_ms: u64) {
     // Into the record's own strings, which keep their capacity from request to request: no
     // allocation per request once a connection has logged one.
-    rec.unix_ms = crate::upstream::unix_ms();
-    rec.client.clear();
-    rec.client
-        .push_str(&String::from_utf8_lossy(client.as_bytes()));
+    rec.unix_ms = unix_ms;
+    // The record lives as long as the connection, and so does its client's address (a PROXY
+    // header, if any, came before the first request).
+    if rec.client.is_empty() {
+        rec.client.push_str(client.as_str());
+    }
     rec.method.clear();
     rec.method.push_str(req.method);
     rec.target.clear();
@@ -46,7 +48,7 @@ impl Session {
         }
         let rec = self.log.get_or_insert_with(Default::default);
         **rec = Record {
-            unix_ms: crate::upstream::unix_ms(),
+            unix_ms: ctx.wall.unix_ms(ctx.now),
             client: self.client_ip.to_string(),
             ..Record::default()
         };

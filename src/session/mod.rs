@@ -12,7 +12,7 @@
 use crate::access_log::{LogBatch, Logger, Record};
 use crate::balance::{self, Choice, Local};
 use crate::buffer::{self, BufPool, Buffer};
-use crate::clock::Tick;
+use crate::clock::{Tick, WallClock};
 use crate::config::Config;
 use crate::connpool::{self, ConnPool};
 use crate::http::chunked::{self, Decoder};
@@ -134,6 +134,8 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     /// The worker's clock for this loop iteration.
     pub now: Tick,
+    /// The wall clock, for the access log's timestamps.
+    pub wall: WallClock,
     /// Reused scratch space for rewritten heads and transcoded chunks (no per-request allocation).
     pub scratch: &'a mut Vec<u8>,
     /// The worker is shutting down: no more keep-alive.

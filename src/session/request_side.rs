@@ -72,6 +72,7 @@ impl Session {
                         self.log.get_or_insert_with(Default::default),
                         self.client_ip,
                         &req,
+                        ctx.wall.unix_ms(ctx.now),
                     );
                 }
                 let Some(pool) = self.snap.routes.lookup(req.host, req.path) else {

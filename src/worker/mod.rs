@@ -6,7 +6,7 @@
 
 use crate::balance::Local;
 use crate::buffer::BufPool;
-use crate::clock::Tick;
+use crate::clock::{Tick, WallClock};
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
 use crate::metrics::WorkerStats;
@@ -53,6 +53,9 @@ const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// whenever a connection closes).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// How long access-log lines may wait in a worker's batch before they go to the writer thread
+/// (nginx's `access_log ... buffer=` holds lines until its buffer is full or `flush=` passes).
+const LOG_HOLD: Duration = Duration::from_millis(100);
 /// How often expired idle upstream connections are closed.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
@@ -86,6 +89,10 @@ pub struct Worker {
     epoch: Tick,
     /// Now, as of this loop iteration.
     now: Tick,
+    /// The wall clock, read again at every idle sweep.
+    wall: WallClock,
+    /// Since when the access-log batch has held lines not handed to the writer.
+    log_held_since: Option<Tick>,
     /// The configuration in force for new requests.
     snap: Arc<Snapshot>,
     /// Its generation in `shared`.
@@ -168,6 +175,8 @@ impl Worker {
             wheel: TimerWheel::new(0),
             epoch: now,
             now,
+            wall: WallClock::read(),
+            log_held_since: None,
             snap,
             generation,
             shared,
@@ -214,8 +223,15 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = if self.dirty.is_empty() {
-                self.wheel
-                    .next_timeout(self.now_ms())
+                let timer = self.wheel.next_timeout(self.now_ms());
+                // Log lines held back wake the loop when their time is up.
+                let log = self
+                    .log_held_since
+                    .map(|since| (since + LOG_HOLD).millis_ceil_since(self.now));
+                timer
+                    .into_iter()
+                    .chain(log)
+                    .min()
                     .map(Duration::from_millis)
             } else {
                 Some(Duration::ZERO)
@@ -283,7 +299,7 @@ impl Worker {
             self.accept();
             self.drive_dirty();
             self.fire_timers();
-            self.flush_log();
+            self.flush_log(false);
             if let Some(p) = &self.prober {
                 if !self.checks_reported && p.all_judged() {
                     self.checks_reported = true;
@@ -291,21 +307,33 @@ impl Worker {
                 }
             }
             if self.shutting_down && self.sessions.is_empty() {
-                self.flush_log();
+                self.flush_log(true);
                 debug!("worker {} done", self.id);
                 return Ok(());
             }
         }
     }
 
-    /// Hand this turn's access-log lines to the writer.
-    fn flush_log(&mut self) {
-        if let Some(logger) = &self.shared.logger {
-            logger.flush(&mut self.log_batch);
-            let dropped = self.log_batch.take_dropped();
-            if dropped > 0 {
-                self.shared.stats[self.id].access_log_dropped.add(dropped);
+    /// Hand the access-log lines to the writer once they have waited `LOG_HOLD` (or now, with
+    /// `all`): one hand-over (a channel send, a fresh buffer, a wake-up of the writer thread)
+    /// per `LOG_HOLD` under load instead of one per turn of the loop. (A batch that reaches
+    /// `access_log::BATCH_BYTES` goes at once.)
+    fn flush_log(&mut self, all: bool) {
+        let Some(logger) = &self.shared.logger else {
+            return;
+        };
+        if self.log_batch.is_empty() {
+            self.log_held_since = None;
+        } else {
+            let since = *self.log_held_since.get_or_insert(self.now);
+            if all || self.now >= since + LOG_HOLD {
+                logger.flush(&mut self.log_batch);
+                self.log_held_since = None;
             }
+        }
+        let dropped = self.log_batch.take_dropped();
+        if dropped > 0 {
+            self.shared.stats[self.id].access_log_dropped.add(dropped);
         }
     }
 
@@ -414,6 +442,7 @@ impl Worker {
             &self.shared,
             &mut self.log_batch,
             self.now,
+            self.wall,
             &mut self.scratch,
             self.shutting_down,
             &mut self.bufs,
@@ -436,6 +465,7 @@ impl Worker {
         shared: &'a Shared,
         log_batch: &'a mut crate::access_log::LogBatch,
         now: Tick,
+        wall: WallClock,
         scratch: &'a mut Vec<u8>,
         shutting_down: bool,
         bufs: &'a mut BufPool,
@@ -455,6 +485,7 @@ impl Worker {
                 logger: shared.logger.as_ref(),
                 log_batch,
                 now,
+                wall,
                 scratch,
                 shutting_down,
                 bufs,
@@ -484,6 +515,7 @@ impl Worker {
                 &self.shared,
                 &mut self.log_batch,
                 self.now,
+                self.wall,
                 &mut self.scratch,
                 self.shutting_down,
                 &mut self.bufs,
@@ -572,6 +604,7 @@ impl Worker {
                         }
                     }
                     WORKER_IDLE_SWEEP => {
+                        self.wall = WallClock::read();
                         self.conns
                             .sweep(self.now, self.shutting_down, self.poll.registry());
                         if !self.shutting_down {

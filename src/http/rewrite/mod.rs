@@ -80,12 +80,16 @@ impl ClientAddr {
     pub fn as_bytes(&self) -> &[u8] {
         &self.text[..usize::from(self.len)]
     }
+
+    /// The text as a `str`: only digits, dots, colons and hex letters ever get in.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("?")
+    }
 }
 
 impl std::fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only digits, dots, colons and hex letters ever get in.
-        f.write_str(std::str::from_utf8(self.as_bytes()).unwrap_or("?"))
+        f.write_str(self.as_str())
     }
 }
 

@@ -2,9 +2,10 @@
 //! object per line. A worker formats its lines into its own batch ([`LogBatch`]) and hands the
 //! batch to a writer thread when its lines have waited 100 ms (the worker's `LOG_HOLD`), at
 //! shutdown, or when it reaches [`BATCH_BYTES`]: one channel send and no allocation per line,
-//! however many requests that covers. The queue is bounded in bytes ([`QUEUE_BYTES`]); a batch that would pass the bound
-//! is dropped and its lines counted (`goround_access_log_dropped_total`), so a slow disk never
-//! stalls a worker. SIGUSR1 makes the writer reopen its file (logrotate).
+//! however many requests that covers. The queue is bounded in bytes ([`QUEUE_BYTES`]); a
+//! batch that would pass the bound is dropped and its lines counted
+//! (`goround_access_log_dropped_total`), so a slow disk never stalls a worker. SIGUSR1 makes
+//! the writer reopen its file (logrotate).
 
 use crate::config::{AccessLogSpec, LogFormat, LogTarget};
 use std::fs::{File, OpenOptions};

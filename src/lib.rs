@@ -26,8 +26,9 @@
 //!   (after a 101), `span` (splice(2) spans), `round` (one read-process-write pass),
 //!   `timeouts` (deadlines and what they do), `failure` (a failed step → an answer or a close).
 //! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
-//!   readiness and timers to sessions and never decides HTTP itself (`shared`: what the workers
-//!   share; `timer_key`: the timer wheel's keys).
+//!   readiness and timers to sessions and never decides HTTP itself (`timer_key`: the timer
+//!   wheel's keys).
+//! - [`state`]: what the whole process shares (snapshot, registry, counters, shutdown flag).
 //! - [`listen`]: the listeners and the open-files limit; [`demo`]: `--demo`'s backends.
 //! - `fuzzing` (feature `fuzzing`): the fuzz targets' invariant checks.
 //!
@@ -55,6 +56,7 @@ pub mod session;
 pub mod shared_limits;
 pub mod snapshot;
 pub mod splice;
+pub mod state;
 pub mod sys;
 pub mod timer;
 pub mod upstream;
@@ -139,7 +141,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let registry = upstream::Registry::new(workers);
     let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry)?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
-    let shared = Arc::new(worker::Shared::new(snap, registry, workers, logger));
+    let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
     let admin_copy = match (inherited_admin.into_iter().next(), admin) {
         (Some(given), _) => Some(given.listener),
         (None, Some(addr)) => Some(

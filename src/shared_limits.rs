@@ -21,9 +21,9 @@
 //! little), so Redis holds only the clients of the last moments.
 
 use crate::limits::{ClientKey, Limiter};
-use crate::worker::Shared;
+use crate::state::Shared;
 use log::{debug, info, warn};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,19 +61,6 @@ for i, key in ipairs(KEYS) do
 end
 return out
 ";
-
-/// What the metrics show of the exchange.
-#[derive(Debug, Default)]
-pub struct Status {
-    /// Whether the last exchange (or connection attempt) succeeded.
-    pub up: AtomicBool,
-    /// Exchanges (script calls) that succeeded.
-    pub syncs_ok: AtomicU64,
-    /// Exchanges or connection attempts that failed.
-    pub syncs_failed: AtomicU64,
-    /// Client counts sent to Redis.
-    pub clients_sent: AtomicU64,
-}
 
 /// Whether `url` is a Redis URL we can use (`redis://[user:password@]host[:port][/db]`, or
 /// `redis+unix:///path`).

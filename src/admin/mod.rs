@@ -13,7 +13,7 @@ pub mod render;
 pub mod view;
 
 use crate::http::{request, Limits};
-use crate::worker::Shared;
+use crate::state::Shared;
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};

@@ -4,8 +4,8 @@
 
 use crate::config::Strategy;
 use crate::metrics::{Histogram, LOCAL_CODES};
+use crate::state::Shared;
 use crate::upstream::LastCheck;
-use crate::worker::Shared;
 
 /// Everything the admin pages show.
 #[derive(Debug, Clone, Default)]

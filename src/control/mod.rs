@@ -11,7 +11,7 @@ pub mod reload;
 pub mod systemd;
 pub mod upgrade;
 
-use crate::worker::Shared;
+use crate::state::Shared;
 use log::{info, warn};
 use mio::Waker;
 use std::net::TcpListener;

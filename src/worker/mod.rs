@@ -9,25 +9,22 @@ use crate::buffer::BufPool;
 use crate::clock::{Tick, WallClock};
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
-use crate::metrics::WorkerStats;
 use crate::session::{self, Ctx, Drive, ExchangePool, Session};
 use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
+use crate::state::Shared;
 use crate::timer::TimerWheel;
-use crate::upstream::Registry;
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-mod shared;
 mod timer_key;
 
-pub use shared::{Reloads, Shared};
 use timer_key::*;
 
 /// The listener's token (client tokens are session keys, upstream ones start at

@@ -1,9 +1,15 @@
-//! What the workers of one process share: the configuration snapshot, the upstreams' registry,
-//! the counters, the shutdown flag and the reload bookkeeping.
+//! What the whole process shares: the configuration snapshot, the upstreams' registry, the
+//! counters, the shutdown flag and the reload bookkeeping. The workers, the admin listener, the
+//! control plane and the shared-limits thread each hold it in an `Arc`.
 
-use super::*;
+use crate::access_log::Logger;
+use crate::metrics::WorkerStats;
+use crate::snapshot::Snapshot;
+use crate::upstream::{unix_ms, Registry};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// What the workers share.
+/// What the workers (and the threads beside them) share.
 #[derive(Debug)]
 pub struct Shared {
     /// Set by the signal thread: stop accepting, finish what is in flight, exit.
@@ -22,14 +28,14 @@ pub struct Shared {
     /// Configuration reloads, for the metrics.
     pub reloads: Reloads,
     /// The access log's queue, when it is on.
-    pub logger: Option<crate::access_log::Logger>,
+    pub logger: Option<Logger>,
     /// Listeners for a new `listen` address (a reload), one per worker, each taken by its
     /// worker with the snapshot published alongside.
     pub new_listeners: Mutex<Vec<Option<std::net::TcpListener>>>,
     /// Every upstream has had its first health check: part of being ready.
     pub checks_done: AtomicBool,
     /// The exchange of rate counts with Redis (`[client_limits] shared`), for the metrics.
-    pub shared_limits: crate::shared_limits::Status,
+    pub shared_limits: SharedLimitsStatus,
 }
 
 /// Counts of configuration reloads (SIGHUP).
@@ -43,6 +49,20 @@ pub struct Reloads {
     pub last_success_unix: AtomicU64,
 }
 
+/// What the metrics show of the exchange of rate counts with Redis (the shared-limits thread
+/// writes it).
+#[derive(Debug, Default)]
+pub struct SharedLimitsStatus {
+    /// Whether the last exchange (or connection attempt) succeeded.
+    pub up: AtomicBool,
+    /// Exchanges (script calls) that succeeded.
+    pub syncs_ok: AtomicU64,
+    /// Exchanges or connection attempts that failed.
+    pub syncs_failed: AtomicU64,
+    /// Client counts sent to Redis.
+    pub clients_sent: AtomicU64,
+}
+
 impl Shared {
     /// Shared state for `workers` workers starting with `snap`, whose upstreams are in
     /// `registry`.
@@ -50,7 +70,7 @@ impl Shared {
         snap: Arc<Snapshot>,
         registry: Registry,
         workers: usize,
-        logger: Option<crate::access_log::Logger>,
+        logger: Option<Logger>,
     ) -> Self {
         Shared {
             shutdown: AtomicBool::new(false),
@@ -60,15 +80,15 @@ impl Shared {
                 .map(|_| WorkerStats::default())
                 .collect(),
             registry,
-            started_unix_ms: crate::upstream::unix_ms(),
+            started_unix_ms: unix_ms(),
             reloads: Reloads {
-                last_success_unix: AtomicU64::new(crate::upstream::unix_ms() / 1000),
+                last_success_unix: AtomicU64::new(unix_ms() / 1000),
                 ..Reloads::default()
             },
             logger,
             new_listeners: Mutex::new(Vec::new()),
             checks_done: AtomicBool::new(false),
-            shared_limits: crate::shared_limits::Status::default(),
+            shared_limits: SharedLimitsStatus::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! the writer reopen its file (logrotate).
 
 use crate::config::{AccessLogSpec, LogFormat, LogTarget};
+use crate::text::json_str;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -123,7 +124,6 @@ fn escape_into(s: impl AsRef<[u8]>, out: &mut Vec<u8>) {
 
 /// One JSON object.
 fn json(r: &Record, out: &mut Vec<u8>) {
-    use crate::admin::render::json_str;
     let upstream_ms = r
         .upstream_ms
         .map_or_else(|| "null".to_string(), |m| m.to_string());

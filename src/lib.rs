@@ -58,6 +58,7 @@ pub mod snapshot;
 pub mod splice;
 pub mod state;
 pub mod sys;
+pub mod text;
 pub mod timer;
 pub mod upstream;
 pub mod worker;

@@ -22,6 +22,7 @@
 
 use crate::limits::{ClientKey, Limiter};
 use crate::state::Shared;
+use crate::text::redacted;
 use log::{debug, info, warn};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,31 +62,6 @@ for i, key in ipairs(KEYS) do
 end
 return out
 ";
-
-/// Whether `url` is a Redis URL we can use (`redis://[user:password@]host[:port][/db]`, or
-/// `redis+unix:///path`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err("TLS (rediss://) is not supported; use redis:// on a trusted network".into());
-    }
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| format!("'{}' is not a Redis URL: {e}", redacted(url)))
-}
-
-/// `url` with its password (if any) replaced by `***`, for the log.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((auth, host)) => match auth.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://***@{host}"),
-        },
-        None => url.to_string(),
-    }
-}
 
 /// Start the exchange thread (it idles while no `shared` is configured; a reload may add one).
 pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
@@ -292,24 +268,5 @@ impl Exchanger {
         }
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked_and_passwords_kept_out_of_the_log() {
-        assert_eq!(check_url("redis://127.0.0.1:6379/0"), Ok(()));
-        assert_eq!(check_url("redis://:secret@redis.internal/2"), Ok(()));
-        assert!(check_url("rediss://h:6380").is_err());
-        assert!(check_url("http://h:6379").is_err());
-        assert_eq!(
-            redacted("redis://:secret@redis.internal/2"),
-            "redis://:***@redis.internal/2"
-        );
-        assert_eq!(redacted("redis://app:pw@h:1/0"), "redis://app:***@h:1/0");
-        assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
     }
 }

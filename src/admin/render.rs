@@ -3,6 +3,7 @@
 
 use super::view::{UpstreamView, View};
 use crate::metrics::{BUCKETS_US, LOCAL_CODES};
+use crate::text::json_str;
 use std::fmt::Write;
 
 /// A Prometheus label value: backslash, double quote and newline escaped.
@@ -10,27 +11,6 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// HTML text: `&`, `<`, `>`, `"` and `'` escaped.

@@ -520,7 +520,7 @@ fn client_limits(l: &file::LimitsFile, src: &Source) -> Result<ClientLimits, Con
     };
     let shared = match &l.shared {
         Some(url) => {
-            crate::shared_limits::check_url(url.get_ref())
+            values::check_redis_url(url.get_ref())
                 .map_err(|e| err(url.span(), format!("shared: {e}")))?;
             Some(url.get_ref().clone())
         }

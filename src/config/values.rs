@@ -4,6 +4,7 @@
 //! file loader, so a value means the same wherever it is written.
 
 use crate::http::rewrite::ForwardedFor;
+use crate::text::redacted;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -315,6 +316,17 @@ pub fn log_level(verbose: u8, quiet: u8) -> log::LevelFilter {
     }
 }
 
+/// Whether `url` is a Redis URL we can use (`redis://[user:password@]host[:port][/db]`, or
+/// `redis+unix:///path`): `[client_limits] shared`.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err("TLS (rediss://) is not supported; use redis:// on a trusted network".into());
+    }
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("'{}' is not a Redis URL: {e}", redacted(url)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,5 +499,13 @@ mod tests {
         assert!(
             err("no-such-host.invalid:80").starts_with("cannot resolve 'no-such-host.invalid': ")
         );
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        assert_eq!(check_redis_url("redis://127.0.0.1:6379/0"), Ok(()));
+        assert_eq!(check_redis_url("redis://:secret@redis.internal/2"), Ok(()));
+        assert!(check_redis_url("rediss://h:6380").is_err());
+        assert!(check_redis_url("http://h:6379").is_err());
     }
 }

@@ -7,9 +7,20 @@
 //! merged (`//cart` is `/cart`, as nginx's `merge_slashes`). The request goes upstream as it
 //! came: only the matching uses the normal form.
 
-use crate::config::RouteSpec;
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// One route: requests for `host` (exact or `*.suffix`; any when `None`) whose path starts
+/// with `path` on a segment boundary (any when `None`) go to pool `pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Lowercase, no port, no trailing dot; `*.example.com` for a wildcard.
+    pub host: Option<String>,
+    /// Normalised like request paths ([`normalize_path`]), no trailing `/` but for `/`.
+    pub path: Option<String>,
+    /// Index of its pool in the configuration's list of pools.
+    pub pool: usize,
+}
 
 /// Routes ordered for lookup.
 #[derive(Debug, Clone, Default)]

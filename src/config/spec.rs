@@ -3,6 +3,7 @@
 use super::values::Address;
 use crate::http::rewrite::ForwardedFor;
 use crate::http::Limits;
+pub use crate::route::RouteSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -389,16 +390,4 @@ impl StatusRanges {
         }
         Ok(StatusRanges(ranges))
     }
-}
-
-/// One route: requests for `host` (exact or `*.suffix`; any when `None`) whose path starts
-/// with `path` on a segment boundary (any when `None`) go to pool `pool`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// Lowercase, no port, no trailing dot; `*.example.com` for a wildcard.
-    pub host: Option<String>,
-    /// Normalised like request paths (`route::normalize_path`), no trailing `/` but for `/`.
-    pub path: Option<String>,
-    /// Index in `Config::pools`.
-    pub pool: usize,
 }

@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag value goes through a pure parser from
 //! [`values`](super::values), so a bad value is reported by clap with the flag's name.
 
+use super::spec::LogFormat;
 use super::values::*;
 
 /// Parse an address block for --proxy-protocol-from.
@@ -9,8 +10,8 @@ fn parse_cidr(s: &str) -> Result<crate::proxy_protocol::Cidr, String> {
 }
 
 /// Parse `combined` or `json` for --access-log-format.
-fn parse_log_format(s: &str) -> Result<super::LogFormat, String> {
-    super::LogFormat::parse(s)
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    LogFormat::parse(s)
 }
 use crate::http::rewrite::ForwardedFor;
 use clap::{ArgAction, Parser};
@@ -234,7 +235,7 @@ pub struct Cli {
 
     /// The access log's format: combined (nginx's, byte for byte) or json
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
-    pub access_log_format: super::LogFormat,
+    pub access_log_format: LogFormat,
 
     /// Connections must start with a PROXY protocol header (v1 or v2) carrying the client's
     /// address (behind a layer-4 load balancer)

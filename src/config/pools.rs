@@ -1,16 +1,15 @@
 //! The `[pools.NAME]` and `[[routes]]` tables of the file, and each pool's health checks,
 //! validated.
 
-use super::build::{as_bool, as_str, as_text, file_error, position, rate};
-use super::file::{self, Source};
-use super::*;
+use super::defaults::*;
+use super::error::{file_error, ConfigError};
+use super::file::{self, At, Source};
+use super::read::{as_bool, as_str, as_text, position, rate};
+use super::spec::*;
+use super::values::{self, parse_duration};
+use crate::route;
+use std::time::Duration;
 use toml::Value;
-
-/// Tries after the first by default: the number of other upstreams, at most
-/// [`DEFAULT_RETRIES`].
-pub(super) fn default_retries(upstreams: usize) -> usize {
-    upstreams.saturating_sub(1).min(DEFAULT_RETRIES)
-}
 
 /// The pools and routes of the file, validated.
 pub(super) fn pools_and_routes(

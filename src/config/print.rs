@@ -1,8 +1,9 @@
 //! The effective configuration as TOML, every default filled in (`--check`): what the proxy
 //! would run with, in the file's own keys, so it can be read back as a config file.
 
+use super::defaults::MAX_DEFAULT_IDLE;
+use super::spec::{Check, Config, PoolSpec, Rate, Strategy};
 use super::values::{format_duration, format_size, forwarded_for_name};
-use super::{Check, Config, PoolSpec, Strategy};
 use std::fmt::Write;
 
 /// A TOML string literal.
@@ -57,7 +58,7 @@ pub fn effective(cfg: &Config) -> String {
             let _ = writeln!(
                 o,
                 "# upstream_idle: not set, a tenth of the open-files limit at start (at most {})",
-                super::MAX_DEFAULT_IDLE
+                MAX_DEFAULT_IDLE
             );
         }
     }
@@ -213,7 +214,7 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
 }
 
 /// `requests_per_second` and `burst`.
-fn rate(o: &mut String, rate: Option<super::Rate>) {
+fn rate(o: &mut String, rate: Option<Rate>) {
     if let Some(r) = rate {
         if r.per_second.fract() == 0.0 {
             let _ = writeln!(o, "requests_per_second = {}", r.per_second as u64);

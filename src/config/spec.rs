@@ -37,11 +37,11 @@ pub struct Config {
     pub backlog: u32,
     /// Head size limits; chunk-extension and trailer limits stay at [`Limits::DEFAULT`].
     pub limits: Limits,
-    /// `--demo`: start goround-dummy children on [`DEMO_PORTS`](super::DEMO_PORTS) (the default upstreams then).
+    /// `--demo`: start goround-dummy children on [`DEMO_PORTS`](super::defaults::DEMO_PORTS) (the default upstreams then).
     pub demo: bool,
     /// `--upstream-idle`: idle upstream connections kept in all, every upstream and every
     /// worker together (0: no pooling); `None` means derived from RLIMIT_NOFILE at start
-    /// ([`default_idle_budget`](super::default_idle_budget)).
+    /// ([`default_idle_budget`](super::defaults::default_idle_budget)).
     pub upstream_idle: Option<usize>,
     /// `--upstream-idle-timeout`.
     pub upstream_idle_timeout: Duration,
@@ -52,7 +52,7 @@ pub struct Config {
     /// never.
     pub splice_min: usize,
     /// The same for response body spans (`--splice-min` when given, else
-    /// [`SPLICE_MIN_RESPONSE`](super::SPLICE_MIN_RESPONSE)).
+    /// [`SPLICE_MIN_RESPONSE`](super::defaults::SPLICE_MIN_RESPONSE)).
     pub splice_min_response: usize,
     /// `--request-buffer`: a request body up to this long is read (and its framing checked)
     /// before an upstream is chosen; a longer one streams once this much is buffered. 0: every
@@ -140,12 +140,6 @@ pub struct ClientLimits {
     /// configured alike), if any.
     pub shared: Option<String>,
 }
-
-/// The default bound of the client table.
-pub const MAX_CLIENTS: usize = 100_000;
-
-/// Default `queue_timeout` of a pool.
-pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and how the access log is written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,13 @@
 //! The merge of flags and file, and every rule of the file, as unit tests: no sockets (the
 //! addresses are IP literals).
 
+use super::build::build;
 use super::values::default_workers;
 use super::*;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use crate::http::Limits;
+use clap::{CommandFactory, FromArgMatches};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 fn parse(args: &[&str]) -> Result<Config, ConfigError> {
     load_from(std::iter::once("goround-mio").chain(args.iter().copied()))

@@ -265,12 +265,7 @@ pub fn parse_listen(s: &str) -> Result<(SocketAddr, bool), String> {
 /// Parse and resolve `host:port`, `[v6]:port` or `http://host:port` for --upstream.
 ///
 /// The name is kept as written, for logs. A name resolving to several addresses uses the first
-/// one ([`parse_upstream_noting`] also returns a notice about it).
-pub fn parse_upstream(s: &str) -> Result<Address, String> {
-    parse_upstream_noting(s).map(|(upstream, _)| upstream)
-}
-
-/// [`parse_upstream`], also returning the notice about a name with several addresses.
+/// one, and the notice about it comes back too.
 pub fn parse_upstream_noting(s: &str) -> Result<(Address, Option<String>), String> {
     let authority = match s.split_once("://") {
         None => s,
@@ -334,6 +329,11 @@ mod tests {
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::from(a), port))
+    }
+
+    /// An upstream address without the notice.
+    fn parse_upstream(s: &str) -> Result<Address, String> {
+        parse_upstream_noting(s).map(|(upstream, _)| upstream)
     }
 
     #[test]

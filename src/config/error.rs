@@ -1,0 +1,21 @@
+//! Why no configuration came out of a command line and its file.
+
+use super::file::FileError;
+
+/// Why [`load_from`](super::load_from) produced no [`Config`](super::Config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `--help` or `--version` was asked for: the text to print on stdout, then exit 0.
+    Help(String),
+    /// `--check` succeeded: the effective configuration to print on stdout, then exit 0.
+    Checked(String),
+    /// A bad flag or value: one line (no "error:" prefix, no newline); exit 2.
+    Usage(String),
+    /// A bad config file: `PATH:LINE:COL: message`; exit 1.
+    File(String),
+}
+
+/// A file error as a [`ConfigError`].
+pub fn file_error(e: FileError) -> ConfigError {
+    ConfigError::File(e.to_string())
+}

@@ -50,6 +50,7 @@ pub mod http;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod net;
 pub mod proxy_protocol;
 pub mod route;
 pub mod session;

@@ -17,7 +17,7 @@ pub mod check;
 
 use crate::clock::Tick;
 use crate::config::{Check, HealthSpec};
-use crate::session::{connect_reason, is_local_shortage, marks_upstream_down};
+use crate::net::{connect_reason, is_local_shortage, marks_upstream_down};
 use crate::snapshot::Snapshot;
 use crate::upstream::UpstreamState;
 use check::Verdict;

@@ -3,6 +3,7 @@
 //! pooled one).
 
 use super::*;
+use crate::net::{connect_reason, is_local_shortage, marks_upstream_down, upstream_token};
 
 impl Session {
     /// The upstream state of member `idx` of this exchange's pool.
@@ -354,44 +355,5 @@ impl Session {
             debug!("upstream {name} closed before answering; retrying the request elsewhere");
         }
         self.connect_next(ctx)
-    }
-}
-
-/// Connect errors that say the upstream is not there: refused, unreachable, timed out
-/// (shared with the health probe).
-pub fn marks_upstream_down(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ECONNREFUSED)
-            | Some(libc::EHOSTUNREACH)
-            | Some(libc::ENETUNREACH)
-            | Some(libc::ETIMEDOUT)
-            | Some(libc::EHOSTDOWN)
-            | Some(libc::ENETDOWN)
-    )
-}
-
-/// Errors that are the proxy's own shortage, not the upstream's fault (shared with the health
-/// probe and accept).
-pub fn is_local_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE)
-            | Some(libc::ENFILE)
-            | Some(libc::ENOBUFS)
-            | Some(libc::ENOMEM)
-            | Some(libc::EADDRNOTAVAIL)
-            | Some(libc::EAGAIN)
-    )
-}
-
-/// A short reason for the log line of an upstream going down.
-pub fn connect_reason(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => "connection refused".into(),
-        Some(libc::EHOSTUNREACH) | Some(libc::EHOSTDOWN) => "host unreachable".into(),
-        Some(libc::ENETUNREACH) | Some(libc::ENETDOWN) => "network unreachable".into(),
-        Some(libc::ETIMEDOUT) => "connect timed out".into(),
-        _ => e.to_string(),
     }
 }

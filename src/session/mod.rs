@@ -22,13 +22,14 @@ use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, SliceOut, Version};
 use crate::limits::{ClientKey, Limiter};
 use crate::metrics::{self, WorkerStats};
+use crate::net::client_token;
 use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Pulled, Span};
 use crate::sys;
 use crate::upstream::{InFlight, Tried, UpstreamState};
 use log::{debug, warn};
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -96,7 +97,6 @@ mod span;
 mod timeouts;
 mod tunnel;
 
-pub use connect::{connect_reason, is_local_shortage, marks_upstream_down};
 pub use exchange::Exchange;
 use exchange::{RequestBody, ResponseBody, Upstream};
 use peer::Peer;
@@ -180,20 +180,6 @@ impl ExchangePool {
             self.free.push(b);
         }
     }
-}
-
-/// Upstream socket tokens are `UPSTREAM_TOKENS + id` (ids from the `ConnPool`); client tokens
-/// are the session keys, far below.
-pub const UPSTREAM_TOKENS: usize = usize::MAX / 4;
-
-/// The mio token of a session's client socket.
-pub fn client_token(key: usize) -> Token {
-    Token(key)
-}
-
-/// The mio token of upstream socket `id`.
-pub fn upstream_token(id: usize) -> Token {
-    Token(UPSTREAM_TOKENS + id)
 }
 
 /// What a session is doing.

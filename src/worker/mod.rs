@@ -9,7 +9,8 @@ use crate::buffer::BufPool;
 use crate::clock::{Tick, WallClock};
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
-use crate::session::{self, Ctx, Drive, ExchangePool, Session};
+use crate::net::{is_local_shortage, probe_token, LISTENER, PROBE_BASE, UPSTREAM_TOKENS, WAKER};
+use crate::session::{Ctx, Drive, ExchangePool, Session};
 use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
 use crate::state::Shared;
@@ -26,14 +27,6 @@ use std::time::Duration;
 mod timer_key;
 
 use timer_key::*;
-
-/// The listener's token (client tokens are session keys, upstream ones start at
-/// `session::UPSTREAM_TOKENS`, probe ones at `PROBE_BASE`; all far below).
-const LISTENER: Token = Token(usize::MAX);
-/// The token of the waker that tells a worker to look at the shutdown flag.
-pub const WAKER: Token = Token(usize::MAX - 1);
-/// Probe tokens are `PROBE_BASE + upstream id`.
-const PROBE_BASE: usize = usize::MAX / 2;
 
 /// Readiness events taken from the OS per poll.
 const EVENTS_CAPACITY: usize = 1024;
@@ -248,8 +241,8 @@ impl Worker {
                             p.on_event(t - PROBE_BASE, self.poll.registry());
                         }
                     }
-                    Token(t) if t >= session::UPSTREAM_TOKENS => {
-                        let id = t - session::UPSTREAM_TOKENS;
+                    Token(t) if t >= UPSTREAM_TOKENS => {
+                        let id = t - UPSTREAM_TOKENS;
                         match self.conns.owner(id) {
                             Some(Owner::Session(key)) => {
                                 if let Some(entry) = self.sessions.get_mut(key) {
@@ -415,7 +408,7 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if session::is_local_shortage(&e) => {
+                Err(e) if is_local_shortage(&e) => {
                     // Out of file descriptors or memory: stop accepting (interest stays, the
                     // readiness is remembered in accept_ready) instead of spinning on the error.
                     warn!("worker {}: accept paused: {e}", self.id);
@@ -673,7 +666,7 @@ impl Worker {
         let Some(prober) = &mut self.prober else {
             return;
         };
-        let token = Token(PROBE_BASE + t.id);
+        let token = probe_token(t.id);
         let Some(started) = prober.start(t, self.poll.registry(), self.now, token) else {
             return;
         };

@@ -1,0 +1,187 @@
+//! Start-up: signals, inherited or new listening sockets, the budgets derived from the
+//! open-files limit, the shared state, the admin listener, the workers, the signal and
+//! shared-limits threads; then readiness, and the wait for the workers to finish.
+
+use crate::{
+    access_log, admin, config, control, listen, shared_limits, snapshot, state, upstream, worker,
+};
+use log::{error, info, warn};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Start the workers on `cfg` and run until a graceful stop (SIGINT, SIGTERM, or a finished
+/// upgrade) ends. Returns an error message for a start-up failure (the caller exits non-zero).
+pub fn run(mut cfg: config::Config) -> Result<(), String> {
+    // Before anything can report "listening": a signal from then on must find our handler,
+    // not the default action.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP, SIGUSR2])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let ready_pipe = control::upgrade::claim_ready_pipe();
+    let nofile = listen::raise_nofile_limit();
+    // Sockets handed over by systemd or by the process we upgrade: they serve at once.
+    let inherited = control::systemd::inherited();
+    let (inherited_admin, inherited_http): (Vec<_>, Vec<_>) =
+        inherited.into_iter().partition(|s| s.name == "admin");
+    let workers = cfg.workers.max(1).max(inherited_http.len());
+    cfg.workers = workers;
+    // One budget of idle upstream connections for every upstream and worker (nginx's
+    // `keepalive`): a tenth of the descriptors by default, so that adding upstreams or workers
+    // does not take descriptors from clients. Clients get what is left, two descriptors each.
+    let max_idle = config::default_idle_budget(nofile);
+    let idle = match cfg.upstream_idle {
+        Some(n) if n > max_idle && cfg.max_connections.is_none() => {
+            warn!(
+                "--upstream-idle {n} would leave clients under 90 % of the {nofile} open files: \
+                 keeping {max_idle} idle connections"
+            );
+            max_idle
+        }
+        Some(n) => n,
+        None => max_idle,
+    };
+    cfg.upstream_idle = Some(idle);
+    let max_connections = cfg
+        .max_connections
+        .unwrap_or_else(|| config::default_max_connections(nofile, idle, workers));
+    cfg.max_connections = Some(max_connections);
+    let listeners = if inherited_http.is_empty() {
+        listen::bind(cfg.listen, cfg.dual_stack, workers, cfg.backlog)
+            .map_err(|e| format!("cannot listen: {e}"))?
+    } else {
+        // As many as there are workers: a worker without a socket of its own polls a copy.
+        let given: Vec<std::net::TcpListener> =
+            inherited_http.into_iter().map(|s| s.listener).collect();
+        let mut all = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let copy = given[i % given.len()]
+                .try_clone()
+                .map_err(|e| format!("cannot use an inherited socket: {e}"))?;
+            all.push(copy);
+        }
+        info!("serving on {} inherited listening socket(s)", given.len());
+        all
+    };
+    let local = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or("cannot listen: no listener")?;
+    let copies = listeners
+        .iter()
+        .map(|l| l.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot keep the listeners: {e}"))?;
+    let reopen_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logger = match &cfg.access_log {
+        Some(spec) => Some(
+            access_log::start(spec, Arc::clone(&reopen_log))
+                .map_err(|e| format!("cannot open the access log: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin = cfg.admin;
+    let demo = cfg.demo;
+    let registry = upstream::Registry::new(workers);
+    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry)?);
+    let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
+    let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
+    let admin_copy = match (inherited_admin.into_iter().next(), admin) {
+        (Some(given), _) => Some(given.listener),
+        (None, Some(addr)) => Some(
+            listen::plain_listener(addr, false, 128)
+                .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let admin_copy = match admin_copy {
+        Some(l) => {
+            let copy = l
+                .try_clone()
+                .map_err(|e| format!("cannot keep the admin listener: {e}"))?;
+            let bound = admin::serve(l, Arc::clone(&shared))
+                .map_err(|e| format!("cannot start the admin listener: {e}"))?;
+            info!("admin pages on http://{bound}/ (metrics: /metrics, JSON: /status)");
+            if demo {
+                println!("status page: http://{bound}/");
+            }
+            Some(copy)
+        }
+        None => None,
+    };
+
+    let mut wakers = Vec::with_capacity(workers);
+    let mut ready = Vec::with_capacity(workers);
+    for (id, l) in listeners.into_iter().enumerate() {
+        let (w, waker) = worker::Worker::new(id, l, Arc::clone(&shared))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        wakers.push(waker);
+        ready.push(w);
+    }
+    // Every worker's waker, for the signal thread and for the wake-ups of queued requests
+    // (installed before any worker runs).
+    let wakers = Arc::new(wakers);
+    upstream::install_mailboxes(Arc::clone(&wakers));
+    let mut handles = Vec::with_capacity(workers);
+    for (id, w) in ready.into_iter().enumerate() {
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || worker::report(id, w.run()))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        handles.push(h);
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    info!(
+        "listening on {local} ({workers} worker{}, {upstreams} upstream{} in {pools} pool{}, at most {max_connections} connections)",
+        plural(workers),
+        plural(upstreams),
+        plural(pools),
+    );
+
+    let control = Arc::new(control::Control {
+        shared: Arc::clone(&shared),
+        wakers,
+        listeners: std::sync::Mutex::new(copies),
+        admin: std::sync::Mutex::new(admin_copy),
+        reopen_log,
+        upgrading: std::sync::atomic::AtomicBool::new(false),
+    });
+    let signal_control = Arc::clone(&control);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || signal_control.run_signals(signals))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    shared_limits::spawn(Arc::clone(&shared))
+        .map_err(|e| format!("cannot start the shared-limits thread: {e}"))?;
+
+    // Ready once the listeners are polled (the workers run) and every upstream has had its
+    // first health check, so that an upgraded process starts with a true view of them.
+    let checks_by = std::time::Instant::now()
+        + shared
+            .current()
+            .0
+            .cfg
+            .pools
+            .iter()
+            .map(|p| p.health.timeout)
+            .max()
+            .unwrap_or_default()
+        + std::time::Duration::from_secs(1);
+    while !shared.checks_done.load(Ordering::Acquire) && std::time::Instant::now() < checks_by {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    control::upgrade::announce_ready(ready_pipe);
+    info!("ready");
+
+    let mut failed = false;
+    for h in handles {
+        if h.join().is_err() {
+            error!("a worker panicked");
+            failed = true;
+        }
+    }
+    if failed {
+        return Err("a worker failed".into());
+    }
+    info!("shutdown complete");
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! `--demo`: one `goround-dummy` child per demo port, so a user can watch the balancing,
 //! kill one backend and restart it.
 
-use crate::config::DEMO_PORTS;
+use goround_mio::config::DEMO_PORTS;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -29,7 +29,7 @@
 //!   readiness and timers to sessions and never decides HTTP itself (`timer_key`: the timer
 //!   wheel's keys).
 //! - [`state`]: what the whole process shares (snapshot, registry, counters, shutdown flag).
-//! - [`listen`]: the listeners and the open-files limit; [`demo`]: `--demo`'s backends.
+//! - [`listen`]: the listeners and the open-files limit.
 //! - `fuzzing` (feature `fuzzing`): the fuzz targets' invariant checks.
 //!
 //! `src/main.rs` only parses the flags and calls [`run`].
@@ -42,7 +42,6 @@ pub mod clock;
 pub mod config;
 pub mod connpool;
 pub mod control;
-pub mod demo;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod health;

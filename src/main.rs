@@ -1,6 +1,8 @@
 //! The `goround-mio` binary: parse the flags, set up logging, start the demo backends if asked,
 //! and run the engine.
 
+mod demo;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,7 +18,7 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
     let demo = if cfg.demo {
-        match goround_mio::demo::start() {
+        match demo::start() {
             Ok(d) => Some(d),
             Err(e) => {
                 eprintln!("goround-mio: error: {e}");

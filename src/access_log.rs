@@ -177,14 +177,16 @@ fn parts(unix_ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
 }
 
 /// nginx's `$time_local` in UTC: `04/Dec/2026:05:10:00 +0000`.
+#[cfg(test)]
 pub fn time_local(unix_ms: u64) -> String {
     let mut out = Vec::with_capacity(26);
     push_time_local(unix_ms, &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Append [`time_local`]'s text (without the formatter: this runs for every line; and the
-/// text of the current second is kept, per thread, since most lines share it).
+/// Append nginx's `$time_local` in UTC, `04/Dec/2026:05:10:00 +0000` (without the formatter:
+/// this runs for every line; and the text of the current second is kept, per thread, since
+/// most lines share it).
 fn push_time_local(unix_ms: u64, out: &mut Vec<u8>) {
     thread_local! {
         static LAST: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };

@@ -308,6 +308,7 @@ impl ConnPool {
     }
 
     /// Idle connections held.
+    #[cfg(test)]
     pub fn idle_count(&self) -> usize {
         self.idle_total
     }

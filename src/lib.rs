@@ -34,34 +34,37 @@
 //!
 //! `src/main.rs` only parses the flags and calls [`run`].
 
-pub mod access_log;
-pub mod admin;
+// What the binaries, benches, tests and fuzz targets use.
 pub mod balance;
 pub mod buffer;
-pub mod clock;
 pub mod config;
-pub mod connpool;
-pub mod control;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod health;
 pub mod http;
-pub mod limits;
 pub mod listen;
-pub mod metrics;
-pub mod net;
-pub mod proxy_protocol;
 pub mod route;
-pub mod session;
-pub mod shared_limits;
-pub mod snapshot;
-pub mod splice;
-pub mod start;
-pub mod state;
-pub mod sys;
-pub mod text;
-pub mod timer;
 pub mod upstream;
-pub mod worker;
+
+// The engine's own.
+mod access_log;
+mod admin;
+mod clock;
+mod connpool;
+mod control;
+mod health;
+mod limits;
+mod metrics;
+mod net;
+mod proxy_protocol;
+mod session;
+mod shared_limits;
+mod snapshot;
+mod splice;
+mod start;
+mod state;
+mod sys;
+mod text;
+mod timer;
+mod worker;
 
 pub use start::run;

@@ -232,16 +232,12 @@ impl Limiter {
     }
 
     /// Clients tracked now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map_or(0, |g| g.map.len()))
             .sum()
-    }
-
-    /// No client is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -140,10 +140,12 @@ impl TimerWheel {
             .or_else(|| self.slots.iter().flatten().map(|&(d, _)| d).min())
     }
     /// Number of pending entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
     /// True when nothing is pending.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -9,8 +9,8 @@
 //! - [`view`]: one reading of every counter, taken per request.
 //! - [`render`]: the pages from a reading.
 
-pub mod render;
-pub mod view;
+mod render;
+mod view;
 
 use crate::http::{request, Limits};
 use crate::state::Shared;
@@ -31,14 +31,6 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 const MAX_HEAD: usize = 8 * 1024;
 
 const LISTENER: Token = Token(usize::MAX);
-
-/// Bind `addr` and serve the admin pages from a thread of their own. Returns the address
-/// bound (port 0 picks one).
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
-    let std_listener = crate::listen::plain_listener(addr, false, 128)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    serve(std_listener, shared)
-}
 
 /// Serve the admin pages on `std_listener` (nonblocking; bound by us, or handed over) from a
 /// thread of their own. Returns its address.

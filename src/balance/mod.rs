@@ -11,8 +11,8 @@
 //! no other member is alive.
 
 pub mod hash;
-pub mod least_conn;
-pub mod round_robin;
+mod least_conn;
+mod round_robin;
 
 use crate::config::{HashKey, PoolSpec, Strategy};
 use crate::upstream::{PoolShared, Registry, Tried, UpstreamState};

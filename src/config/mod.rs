@@ -32,7 +32,7 @@ pub use defaults::*;
 pub use error::ConfigError;
 pub use loader::{from_args, load_from};
 pub use spec::*;
-pub use values::{parse_duration, parse_size, Address};
+pub use values::{parse_duration, Address};
 
 #[cfg(test)]
 mod tests;

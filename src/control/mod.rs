@@ -7,7 +7,7 @@
 //! - [`upgrade`]: start the new binary with our sockets, stop once it is ready.
 //! - [`systemd`]: inherited sockets (`LISTEN_FDS`) and sd_notify.
 
-pub mod reload;
+mod reload;
 pub mod systemd;
 pub mod upgrade;
 

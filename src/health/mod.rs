@@ -13,7 +13,7 @@
 //! routes their readiness here and keeps the timers: a start per upstream, a deadline per
 //! check in flight.
 
-pub mod check;
+mod check;
 
 use crate::clock::Tick;
 use crate::config::{Check, HealthSpec};
@@ -26,7 +26,6 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::time::Duration;
 
 /// The checks of one worker (worker 0), by upstream id.
 #[derive(Debug, Default)]
@@ -222,11 +221,6 @@ impl Prober {
             slot.stop(registry);
             slot.record(Verdict::Fail(what.to_string()));
         }
-    }
-
-    /// The timeout of upstream `id`'s checks (to set a deadline timer).
-    pub fn timeout(&self, id: usize) -> Option<Duration> {
-        self.slots.get(&id).map(|s| s.spec.timeout)
     }
 
     /// Every upstream has had its first check.

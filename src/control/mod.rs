@@ -3,16 +3,19 @@
 //! reopening (SIGUSR1), the graceful stop (SIGTERM, SIGINT), and readiness for a service
 //! manager or an upgrading parent.
 //!
+//! - [`systemd`]: inherited sockets (`LISTEN_FDS`) and sd_notify.
+//! - This file: [`Control`], what the signal thread works with.
 //! - [`reload`]: read and validate the file again, swap the snapshot.
 //! - [`upgrade`]: start the new binary with our sockets, stop once it is ready.
-//! - [`systemd`]: inherited sockets (`LISTEN_FDS`) and sd_notify.
+//! - [`signals`]: which signal does what, on the signal thread.
 
 mod reload;
+mod signals;
 pub mod systemd;
 pub mod upgrade;
 
 use crate::state::Shared;
-use log::{info, warn};
+use log::warn;
 use mio::Waker;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,35 +56,6 @@ impl Control {
     pub fn wake_all(&self) {
         for w in self.wakers.iter() {
             let _ = w.wake();
-        }
-    }
-
-    /// Handle signals until the process ends.
-    pub fn run_signals(self: Arc<Self>, mut signals: signal_hook::iterator::Signals) {
-        use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
-        let mut stops = 0;
-        for sig in signals.forever() {
-            match sig {
-                SIGUSR1 => {
-                    info!("signal {sig}: reopening the access log");
-                    self.reopen_log.store(true, Ordering::Release);
-                }
-                SIGHUP => reload::reload(&self),
-                SIGUSR2 => upgrade::start(&self),
-                _ => {
-                    stops += 1;
-                    if stops == 1 {
-                        // The state first, then the line: whoever reads the line (an operator,
-                        // a test) finds /healthz already at 503.
-                        self.begin_shutdown();
-                        info!("signal {sig}: shutting down gracefully (again to stop at once)");
-                        systemd::notify("STOPPING=1");
-                    } else {
-                        warn!("signal {sig} again: stopping now");
-                        std::process::exit(1);
-                    }
-                }
-            }
         }
     }
 }

@@ -10,7 +10,8 @@
 //! restart or an upgrade (SIGUSR2): `workers`, `[admin]`, `[access_log]` and the descriptor
 //! budgets (`upstream_idle`, `max_connections`), whose change is logged as such.
 
-use super::{lock, systemd, Control};
+use super::systemd;
+use super::{lock, Control};
 use crate::config::{self, Config, ConfigError};
 use crate::snapshot::Snapshot;
 use log::{error, info, warn};

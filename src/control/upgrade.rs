@@ -7,7 +7,8 @@
 //! fails to start (it exits, or says nothing within [`READY_TIMEOUT`]), the old one keeps
 //! serving and logs why.
 
-use super::{lock, systemd, Control};
+use super::systemd;
+use super::{lock, Control};
 use log::{error, info, warn};
 use std::ffi::OsString;
 use std::io::Read;

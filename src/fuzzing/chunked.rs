@@ -1,6 +1,6 @@
 //! The chunked target: the incremental decoder against a reference decoder.
 
-use super::{fnv1a, show, Rng, SMALL_LIMITS};
+use super::support::{fnv1a, show, Rng, SMALL_LIMITS};
 use crate::http::chunked::{Decoder, Output, MAX_SIZE_DIGITS, MIN_OUT_ROOM};
 use crate::http::Limits;
 

@@ -1,6 +1,6 @@
 //! The request and response head targets: parse, rewrite, re-parse, compare.
 
-use super::{fnv1a, show, Rng, SMALL_LIMITS};
+use super::support::{fnv1a, show, Rng, SMALL_LIMITS};
 use crate::http::request::{self, HeadProgress, Request, RequestError};
 use crate::http::response::{self, Response, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, ForwardedFor, RequestContext, ResponseContext};

@@ -1,38 +1,56 @@
 //! goround-mio: a small, strict HTTP/1.1 reverse proxy and load balancer on a mio event loop.
 //!
 //! # Layout
-//! - [`config`]: clap flags and the TOML file → one validated [`config::Config`] (`spec`: the
-//!   types; `build`: the merge of flags and file; `pools`: pools, routes, health checks).
-//! - [`route`]: (host, normalised path) → pool. Pure.
-//! - [`balance`]: the strategies (round robin, smooth weighted, least_conn, consistent hash)
-//!   over the upstreams' shared atomics. Pure.
-//! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks).
-//! - [`snapshot`]: the config bound to that state plus the route table, shared by the workers
-//!   as one `Arc`, swapped whole on a reload.
+//! One job per module, from the bottom up: each imports only modules listed before it, never
+//! one listed after. Linked modules are public, for the binaries, benches and tests (and
+//! `fuzzing`, with its feature, for the fuzz targets); the others are private to the crate.
+//!
+//! - `clock`: the data path's time, a monotonic nanosecond count in one integer (`Tick`).
+//! - `sys`: the data path's socket reads and writes as direct system calls.
+//! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
+//! - `timer`: the hashed timer wheel behind every timeout and health check.
+//! - `splice`: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
+//! - `metrics`: per-worker counters and histograms, summed at a scrape.
+//! - `text`: text made safe to show: a JSON string literal, a URL without its password.
+//! - `net`: a worker's mio token ranges, and what a failed connect or accept means.
+//! - [`listen`]: the listening sockets (SO_REUSEPORT) and the open-files limit.
 //! - [`http`]: pure parsers and rewriters over byte slices (request, response, `fields` — the
 //!   field section both heads share —, rewrite, chunked, local answers). No sockets: easy to
 //!   fuzz and unit-test.
-//! - [`health`]: TCP and HTTP checks on worker 0's timer wheel, rise/fall.
-//! - [`timer`]: the hashed timer wheel behind every timeout and health check.
-//! - [`clock`]: the data path's time, a monotonic nanosecond count in one integer ([`clock::Tick`]).
-//! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
-//! - [`connpool`]: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
-//! - [`splice`]: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
-//! - [`sys`]: the data path's socket reads and writes as direct system calls.
-//! - [`session`]: the state machine of one client connection and its upstream connection,
+//! - `proxy_protocol`: the PROXY protocol header, read from clients and written for upstreams.
+//! - [`route`]: a route's spec and normal form, and (host, normalised path) → pool. Pure.
+//! - [`config`]: clap flags and the TOML file → one validated [`config::Config`]: data, built
+//!   from the types of the modules above and nothing else of the engine.
+//! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks).
+//! - `limits`: per-client request rates (GCRA) and connections, in a bounded sharded table.
+//! - `access_log`: the access log's lines (combined or JSON) and its writer thread.
+//! - [`balance`]: the strategies (round robin, smooth weighted, least_conn, consistent hash)
+//!   over the upstreams' shared atomics. Pure.
+//! - `snapshot`: the config bound to the upstreams' state plus the route table, shared by the
+//!   workers as one `Arc`, swapped whole on a reload.
+//! - `state`: what the whole process shares (the snapshot in force, the registry, the counters,
+//!   the shutdown flag), held by the workers, the admin listener, the control plane and the
+//!   shared-limits thread.
+//! - `connpool`: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
+//! - `health`: TCP and HTTP checks on worker 0's timer wheel, rise/fall.
+//! - `session`: the state machine of one client connection and its upstream connection,
 //!   split by job: `peer` (a socket and its readiness), `exchange` (one request's record),
 //!   `request_side` (head → route → exchange, request body), `connect` (pick, connect,
 //!   retries), `response_side` (response head and body, the end of an exchange), `tunnel`
 //!   (after a 101), `span` (splice(2) spans), `round` (one read-process-write pass),
 //!   `timeouts` (deadlines and what they do), `failure` (a failed step → an answer or a close).
-//! - [`worker`]: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
+//! - `worker`: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself (`timer_key`: the timer
 //!   wheel's keys).
-//! - [`state`]: what the whole process shares (snapshot, registry, counters, shutdown flag).
-//! - [`listen`]: the listeners and the open-files limit.
+//! - `admin`: the admin listener: `/metrics`, `/status`, the status page, `/healthz`.
+//! - `control`: the signal thread: reload (SIGHUP), upgrade (SIGUSR2), the graceful stop, and
+//!   readiness for systemd or an upgrading parent.
+//! - `shared_limits`: the thread that exchanges rate counts with Redis.
+//! - `start`: start-up, [`run`]: wires all of the above together and waits for the workers.
 //! - `fuzzing` (feature `fuzzing`): the fuzz targets' invariant checks.
 //!
-//! `src/main.rs` only parses the flags and calls [`run`].
+//! `src/main.rs` only parses the flags, starts `--demo`'s backends (its own `demo` module) and
+//! calls [`run`].
 
 // What the binaries, benches, tests and fuzz targets use.
 pub mod balance;

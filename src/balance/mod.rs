@@ -1,8 +1,8 @@
 //! Picking an upstream of a pool: one strategy per file, behind [`Pool::pick`].
 //!
-//! - [`round_robin`]: the atomic round-robin index over the eligible members, or smooth
+//! - `round_robin`: the atomic round-robin index over the eligible members, or smooth
 //!   weighted round robin (nginx's) when weights differ or an upstream is ramping up.
-//! - [`least_conn`]: fewest requests in flight relative to weight, ties in rotation.
+//! - `least_conn`: fewest requests in flight relative to weight, ties in rotation.
 //! - [`hash`]: a consistent-hash ring (ketama) for `ip_hash` and `hash`.
 //!
 //! Pure over the shared atomics of the members' [`UpstreamState`]s and a worker's own

@@ -73,11 +73,11 @@ const RESPONSE_WRITTEN: &[&str] = &[
 ///
 /// The last byte picks the options: bits 0-1 the client address (192.0.2.7, the same as an
 /// IPv4-mapped IPv6 address, or 2001:db8::7), bit 2 `ForwardedFor::Replace`, bits 3-4 both set
-/// [`SMALL_LIMITS`], bit 5 `underscores_in_headers`, bit 6 a tight bound on the rewrite (see
-/// [`rewrite_bound`]), bit 7 `expectation_met`.
+/// `SMALL_LIMITS`, bit 5 `underscores_in_headers`, bit 6 a tight bound on the rewrite (see
+/// `rewrite_bound`), bit 7 `expectation_met`.
 ///
-/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]) and as the head grows
-/// with its progress kept (see [`check_resumed`]); an accepted head, rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
+/// Checks: parsing is consistent over prefixes (see `check_prefixes`) and as the head grows
+/// with its progress kept (see `check_resumed`); an accepted head, rewritten, parses back completely to the same method, path, host and framing as HTTP/1.1,
 /// with exactly the fields the rewriter documents and every end-to-end field in order (no
 /// field with `_` in its name unless allowed, no Expect from an HTTP/1.0 client).
 pub fn request_head(data: &[u8]) {
@@ -397,10 +397,10 @@ fn check_rewritten_request(
 /// Fuzz the response head parser and the response rewriter with one input.
 ///
 /// The last byte picks the options: bit 0 says the request was HEAD, bits 3-4 both set
-/// [`SMALL_LIMITS`], bit 6 a tight bound on the rewrite (see [`rewrite_bound`]).
+/// `SMALL_LIMITS`, bit 6 a tight bound on the rewrite (see `rewrite_bound`).
 ///
-/// Checks: parsing is consistent over prefixes (see [`check_prefixes`]) and as the head grows
-/// with its progress kept (see [`check_resumed`]); an accepted head is
+/// Checks: parsing is consistent over prefixes (see `check_prefixes`) and as the head grows
+/// with its progress kept (see `check_resumed`); an accepted head is
 /// rewritten for HTTP/1.1 and HTTP/1.0 clients, closing or not (and as a WebSocket switch for a
 /// 101), and each result parses back completely to the same status with exactly the framing
 /// the context asked for, the documented framing and connection fields (never a

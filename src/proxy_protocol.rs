@@ -79,6 +79,10 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyError> {
         return Err(ProxyError::Invalid("v1 line ends without CR"));
     }
     match window.get(cr + 1) {
+        // The LF could only come past the 107 bytes a line may take.
+        None if cr + 1 >= V1_MAX => {
+            return Err(ProxyError::Invalid("v1 line longer than 107 bytes"))
+        }
         None => return Ok(Parsed::Incomplete),
         Some(b'\n') => {}
         Some(_) => return Err(ProxyError::Invalid("v1 line ends without CRLF")),
@@ -313,6 +317,27 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_v1_line_that_cannot_end_within_107_bytes_is_refused_at_once() {
+        // The longest line: its LF is the 107th byte.
+        let mut line = b"PROXY UNKNOWN ".to_vec();
+        line.resize(V1_MAX - 2, b'x');
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(line.len(), V1_MAX);
+        assert_eq!(
+            parse(&line),
+            Ok(Parsed::Header {
+                len: V1_MAX,
+                source: None
+            })
+        );
+        assert_eq!(parse(&line[..V1_MAX - 1]), Ok(Parsed::Incomplete));
+        // One byte longer: its CR is the 107th, so no LF can follow in time.
+        line.insert(20, b'x');
+        assert!(parse(&line[..V1_MAX]).is_err());
+        assert!(parse(&line).is_err());
     }
 
     #[test]

@@ -92,7 +92,18 @@ struct Shard {
     /// Shared limiters: the clients with `pending` requests (bounded by twice the shard's
     /// size: a client evicted and seen again may be listed twice).
     dirty: Vec<ClientKey>,
+    /// When the last whole-shard sweep ran (ns; see `make_room`).
+    swept_ns: u64,
+    /// Entries `make_room` has looked at, all calls together: what a flood of new clients
+    /// costs (the tests bound it).
+    examined: u64,
 }
+
+/// Entries a full shard looks at to free one slot between two sweeps.
+const EVICTION_SAMPLE: usize = 32;
+/// Least time between two sweeps of a whole shard (entries refill with time, so a sweep
+/// sooner would mostly find what the last one left).
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
 /// What a rate check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +185,7 @@ impl Limiter {
                 retry_after_secs: wait_ns.div_ceil(1_000_000_000).max(1),
             };
         }
-        entry.tat = tat + self.interval_ns;
+        entry.tat = tat.saturating_add(self.interval_ns);
         if self.shared {
             let first = entry.pending == 0;
             entry.pending = entry.pending.saturating_add(1);
@@ -250,18 +261,27 @@ impl Shard {
         self.map.entry(key).or_default()
     }
 
-    /// Drop the entries that carry no information (refilled, no connection open); if none,
-    /// the one closest to refilling without a connection open. Amortised: a sweep frees a
-    /// good share of a shard under a flood of new addresses, not one slot.
+    /// Free a slot. At most once per `SWEEP_EVERY_NS`, drop every entry that carries no
+    /// information (refilled, no connection open): under a flood of new addresses that frees
+    /// a good share of the shard at once. Otherwise, or when that freed nothing, drop the entry
+    /// closest to refilling without a connection open among `EVICTION_SAMPLE` entries: a flood
+    /// of clients that all stay over their rate costs a bounded look per new client, not a
+    /// scan of the shard.
     fn make_room(&mut self, now_ns: u64) {
-        let before = self.map.len();
-        self.map.retain(|_, e| e.connections > 0 || e.tat > now_ns);
-        if self.map.len() < before {
-            return;
+        if now_ns >= self.swept_ns.saturating_add(SWEEP_EVERY_NS) || self.swept_ns == 0 {
+            self.swept_ns = now_ns.max(1);
+            let before = self.map.len();
+            self.examined += before as u64;
+            self.map.retain(|_, e| e.connections > 0 || e.tat > now_ns);
+            if self.map.len() < before {
+                return;
+            }
         }
+        self.examined += self.map.len().min(EVICTION_SAMPLE) as u64;
         let victim = self
             .map
             .iter()
+            .take(EVICTION_SAMPLE)
             .filter(|(_, e)| e.connections == 0)
             .min_by_key(|(_, e)| e.tat)
             .map(|(k, _)| *k);
@@ -279,6 +299,37 @@ mod tests {
 
     fn ip(s: &str) -> ClientKey {
         ClientKey::of(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_flood_of_new_clients_over_their_rate_costs_a_bounded_look_each() {
+        // One request a minute: every client stays over its rate for the whole test, so no
+        // entry ever refills and a full table has nothing it may simply drop.
+        let rate = Rate {
+            per_second: 1.0 / 60.0,
+            burst: 0,
+        };
+        let l = Limiter::new(Some(rate), SHARDS * 512, false);
+        let clients = 60_000u32;
+        for n in 0..clients {
+            let key = ClientKey::of(std::net::IpAddr::from(n.to_be_bytes()));
+            assert_eq!(l.check(key, SEC + u64::from(n) * 1_000), Verdict::Allow);
+        }
+        let (examined, held): (u64, usize) = l
+            .shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap();
+                (s.examined, s.map.len())
+            })
+            .fold((0, 0), |(e, h), (se, sh)| (e + se, h + sh));
+        assert!(held <= SHARDS * 512, "{held} entries");
+        // Two whole-shard scans per new client would be 1,024 per client once the table is
+        // full; the sample is 32, and a sweep runs once per shard in these simulated 60 ms.
+        assert!(
+            examined <= u64::from(clients) * EVICTION_SAMPLE as u64 + (SHARDS * 512) as u64,
+            "{examined} entries examined for {clients} clients"
+        );
     }
 
     #[test]

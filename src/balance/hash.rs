@@ -23,16 +23,20 @@ pub const POINTS_PER_WEIGHT: usize = 160;
 pub struct Ring {
     /// (point, member index), sorted by point.
     points: Vec<(u64, u32)>,
+    /// The members with points, each once.
+    members: Vec<u32>,
 }
 
 impl Ring {
     /// The ring of the members that `include` selects.
     pub fn new(members: &[Member], include: impl Fn(&Member) -> bool) -> Ring {
         let mut points = Vec::new();
+        let mut owners = Vec::new();
         for (i, m) in members.iter().enumerate() {
             if !include(m) {
                 continue;
             }
+            owners.push(i as u32);
             // Points from the address as written, not the member's position: reordering or
             // adding members in the file keeps every other member's points.
             for p in 0..POINTS_PER_WEIGHT * m.weight as usize {
@@ -41,10 +45,17 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ring { points }
+        Ring {
+            points,
+            members: owners,
+        }
     }
 
     /// The first eligible member at or after `key` along the ring.
+    ///
+    /// The walk is bounded by the members, not the points: after as many refusals as there
+    /// are members, every member is asked once, and when none is eligible the walk ends there
+    /// instead of visiting all `POINTS_PER_WEIGHT` × weight points.
     pub fn pick(&self, key: u64, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.points.len();
         if n == 0 {
@@ -52,6 +63,7 @@ impl Ring {
         }
         let start = self.points.partition_point(|&(p, _)| p < key);
         let mut last_rejected = u32::MAX;
+        let mut refusals = 0;
         for k in 0..n {
             let (_, member) = self.points[(start + k) % n];
             // Consecutive points of one member are common: ask once.
@@ -62,6 +74,11 @@ impl Ring {
                 return Some(member as usize);
             }
             last_rejected = member;
+            refusals += 1;
+            if refusals == self.members.len() && !self.members.iter().any(|&m| eligible(m as usize))
+            {
+                return None;
+            }
         }
         None
     }
@@ -190,6 +207,25 @@ mod tests {
         tried.insert(0);
         for k in keys().into_iter().take(100) {
             assert_eq!(p.pick(&tried, Some(k), &mut [], 1), Choice::Member(1));
+        }
+    }
+
+    #[test]
+    fn a_ring_with_no_eligible_member_is_given_up_after_one_question_per_member() {
+        let p = pool(&spec(Strategy::Hash, &[5, 5, 5, 5, 5, 5, 5, 5]));
+        let ring = Ring::new(&p.members, |_| true);
+        assert_eq!(ring.points.len(), 8 * 5 * POINTS_PER_WEIGHT);
+        for k in keys().into_iter().take(200) {
+            let asked = std::cell::Cell::new(0);
+            let none = ring.pick(k, |_| {
+                asked.set(asked.get() + 1);
+                false
+            });
+            assert_eq!(none, None);
+            // At most one refusal per member on the walk, then one question per member.
+            assert!(asked.get() <= 2 * 8, "{} questions", asked.get());
+            // And with one member eligible, it is found.
+            assert_eq!(ring.pick(k, |m| m == 6), Some(6));
         }
     }
 

@@ -18,7 +18,9 @@ use toml::Value;
 
 /// Whether the flag whose field is `id` was given on the command line.
 pub(super) fn given(m: &ArgMatches, id: &str) -> bool {
-    m.value_source(id) == Some(ValueSource::CommandLine)
+    // A key with no flag (`log_level`) is never given; asking clap about it would be a
+    // debug-build assertion.
+    m.try_contains_id(id).unwrap_or(false) && m.value_source(id) == Some(ValueSource::CommandLine)
 }
 
 /// The global settings: a flag given wins, then the file's key, then the flag's default.
@@ -145,7 +147,9 @@ pub(super) fn build(
         &file.max_request_line,
         size,
     )?;
-    let max_head = m.pick("max_head", cli.max_head, &file.max_head, size)?;
+    let max_head = m.pick("max_head", cli.max_head, &file.max_head, |v| {
+        as_text(v).and_then(|t| values::parse_head_size(&t))
+    })?;
     let max_fields = m.pick("max_fields", cli.max_fields, &file.max_fields, |v| {
         as_text(v).and_then(|t| parse_count(&t))
     })?;
@@ -185,7 +189,7 @@ pub(super) fn build(
         "request_buffer",
         cli.request_buffer,
         &file.request_buffer,
-        size_or_zero,
+        |v| as_text(v).and_then(|t| values::parse_request_buffer(&t)),
     )?;
     let max_connections = m.pick(
         "max_connections",
@@ -274,6 +278,14 @@ pub(super) fn build(
 
     let mut notices = Vec::new();
     let mut warnings = Vec::new();
+    if proxy_protocol && proxy_protocol_from.is_empty() {
+        warnings.push(
+            "proxy_protocol is on and proxy_protocol_from is empty: any peer that can reach the \
+             listener can claim any client address (set proxy_protocol_from to the load \
+             balancers' addresses)"
+                .to_string(),
+        );
+    }
     let defaults = HealthSpec {
         check: Check::Tcp,
         path: "/".to_string(),

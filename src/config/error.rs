@@ -7,8 +7,14 @@ use super::file::FileError;
 pub enum ConfigError {
     /// `--help` or `--version` was asked for: the text to print on stdout, then exit 0.
     Help(String),
-    /// `--check` succeeded: the effective configuration to print on stdout, then exit 0.
-    Checked(String),
+    /// `--check` succeeded: the effective configuration to print on stdout, and the warnings
+    /// a start would log, for stderr; then exit 0.
+    Checked {
+        /// The effective configuration as TOML.
+        effective: String,
+        /// One line each.
+        warnings: Vec<String>,
+    },
     /// A bad flag or value: one line (no "error:" prefix, no newline); exit 2.
     Usage(String),
     /// A bad config file: `PATH:LINE:COL: message`; exit 1.

@@ -174,7 +174,7 @@ pub struct Cli {
     pub max_request_line: usize,
 
     /// Largest request or response head before a 431 (502 for a response)
-    #[arg(long, value_name = "SIZE", default_value = "32768", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "32768", value_parser = parse_head_size)]
     pub max_head: usize,
 
     /// Most header fields in one head before a 431 (502 for a response)
@@ -206,7 +206,7 @@ pub struct Cli {
     /// A request body up to this size is read whole, and its framing checked, before an
     /// upstream is chosen (a bad one gets 400 and no upstream sees a byte of it); a longer body
     /// streams once this much is buffered; 0 streams every body at once
-    #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_size_or_zero)]
+    #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_request_buffer)]
     pub request_buffer: usize,
 
     /// Most client connections open at once; at the limit the proxy stops accepting until one

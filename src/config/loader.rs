@@ -34,7 +34,10 @@ where
     let check = cli.check;
     let config = build(cli, &matches, None)?;
     if check {
-        return Err(ConfigError::Checked(print::effective(&config)));
+        return Err(ConfigError::Checked {
+            effective: print::effective(&config),
+            warnings: config.warnings,
+        });
     }
     Ok(config)
 }
@@ -45,9 +48,20 @@ where
 pub fn from_args() -> Config {
     match load_from(std::env::args_os()) {
         Ok(config) => config,
-        Err(ConfigError::Help(text)) | Err(ConfigError::Checked(text)) => {
+        Err(ConfigError::Help(text)) => {
             // A closed stdout (`| head`) is no reason to panic; the exit code stays 0.
             let _ = std::io::stdout().write_all(text.as_bytes());
+            std::process::exit(0)
+        }
+        Err(ConfigError::Checked {
+            effective,
+            warnings,
+        }) => {
+            // As `nginx -t` does: what a start would warn about, on stderr.
+            for w in &warnings {
+                eprintln!("goround-mio: warning: {w}");
+            }
+            let _ = std::io::stdout().write_all(effective.as_bytes());
             std::process::exit(0)
         }
         Err(ConfigError::Usage(message)) => {

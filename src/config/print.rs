@@ -112,18 +112,35 @@ pub fn effective(cfg: &Config) -> String {
         "log_level = {}",
         quote(&cfg.log_level.to_string().to_ascii_lowercase())
     );
-    if let Some(admin) = cfg.admin {
-        let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
+    // A section that is not set is named all the same, with what its absence means.
+    match cfg.admin {
+        Some(admin) => {
+            let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
+        }
+        None => {
+            let _ = writeln!(o, "\n# [admin]: not set, no admin listener");
+        }
     }
-    if let Some(log) = &cfg.access_log {
-        let _ = writeln!(
-            o,
-            "\n[access_log]\npath = {}\nformat = {}",
-            quote(&log.path.describe()),
-            quote(log.format.name())
-        );
+    match &cfg.access_log {
+        Some(log) => {
+            let _ = writeln!(
+                o,
+                "\n[access_log]\npath = {}\nformat = {}",
+                quote(&log.path.describe()),
+                quote(log.format.name())
+            );
+        }
+        None => {
+            let _ = writeln!(o, "\n# [access_log]: not set, no access log");
+        }
     }
     let limits = &cfg.client_limits;
+    if limits.rate.is_none() && limits.connections.is_none() && limits.shared.is_none() {
+        let _ = writeln!(
+            o,
+            "\n# [client_limits]: not set, no rate or connection limit per client"
+        );
+    }
     if limits.rate.is_some() || limits.connections.is_some() {
         let _ = writeln!(o, "\n[client_limits]");
         rate(o, limits.rate);

@@ -46,21 +46,17 @@ pub fn rate(
         }
         return Ok(None);
     };
+    // The bounds keep the limiter's arithmetic exact: one request per 1,000 s at the least
+    // (an emission interval of 10^12 ns, which a burst of 10^6 cannot push past u64), a
+    // billion per second at the most (1 ns).
+    let bounds = "requests_per_second must be a number from 0.001 to 1000000000";
     let per_second = match r.get_ref() {
-        Value::Integer(n) if *n > 0 => *n as f64,
-        Value::Float(f) if *f > 0.0 && f.is_finite() => *f,
-        _ => {
-            return Err(err(
-                r.span(),
-                "requests_per_second must be a number above 0".to_string(),
-            ))
-        }
+        Value::Integer(n) => *n as f64,
+        Value::Float(f) if f.is_finite() => *f,
+        _ => return Err(err(r.span(), bounds.to_string())),
     };
-    if per_second > 1e9 {
-        return Err(err(
-            r.span(),
-            "requests_per_second is too large".to_string(),
-        ));
+    if !(0.001..=1e9).contains(&per_second) {
+        return Err(err(r.span(), bounds.to_string()));
     }
     let burst = match burst {
         Some(b) => match b.get_ref().as_integer() {

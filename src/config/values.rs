@@ -164,6 +164,42 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// The largest `max_head`: every connection's buffers are sized from it (four of them).
+pub const MAX_HEAD_BOUND: usize = 1 << 20;
+/// The largest `request_buffer`: each connection waiting on an upstream may hold this much.
+pub const REQUEST_BUFFER_BOUND: usize = 16 << 20;
+
+/// `size` unless it is over `bound`: then an error that names the bound and why it is there.
+fn within(size: usize, bound: usize, s: &str, why: &str) -> Result<usize, String> {
+    if size > bound {
+        return Err(format!(
+            "'{s}' is over the bound of {} ({why})",
+            format_size(bound)
+        ));
+    }
+    Ok(size)
+}
+
+/// Parse `max_head`: a size of at most [`MAX_HEAD_BOUND`].
+pub fn parse_head_size(s: &str) -> Result<usize, String> {
+    within(
+        parse_size(s)?,
+        MAX_HEAD_BOUND,
+        s,
+        "each connection's buffers are sized from it",
+    )
+}
+
+/// Parse `request_buffer`: 0, or a size of at most [`REQUEST_BUFFER_BOUND`].
+pub fn parse_request_buffer(s: &str) -> Result<usize, String> {
+    within(
+        parse_size_or_zero(s)?,
+        REQUEST_BUFFER_BOUND,
+        s,
+        "each connection may hold this much",
+    )
+}
+
 /// A plain count of at least 1 (workers, fields).
 pub fn parse_count(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

@@ -49,7 +49,7 @@ fn try_reload(control: &Control, old: &Snapshot) -> Result<String, String> {
     let mut cfg = match config::load_from(std::env::args_os()) {
         Ok(cfg) => cfg,
         Err(ConfigError::File(e)) | Err(ConfigError::Usage(e)) => return Err(e),
-        Err(ConfigError::Help(_)) | Err(ConfigError::Checked(_)) => {
+        Err(ConfigError::Help(_)) | Err(ConfigError::Checked { .. }) => {
             return Err("the command line asks for help or --check".to_string())
         }
     };

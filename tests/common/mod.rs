@@ -398,10 +398,17 @@ impl Proxy {
     pub fn start_exact(full: &[&str]) -> Proxy {
         let mut cmd = Command::new(PROXY_BIN);
         cmd.args(full);
+        Proxy::spawn(cmd)
+    }
+
+    /// Start the proxy as `cmd` says (its own arguments and environment) and wait for its
+    /// `listening on` line.
+    pub fn spawn(cmd: Command) -> Proxy {
+        let what = format!("{cmd:?}");
         let spawned = spawn(cmd, "goround-mio");
         let line = match spawned.stderr.wait_for(0, "listening on ", STARTUP_TIMEOUT) {
             Ok(line) => line,
-            Err(e) => panic!("goround-mio {full:?} did not start: {e}"),
+            Err(e) => panic!("{what} did not start: {e}"),
         };
         Proxy {
             child: spawned.child,

@@ -240,6 +240,8 @@ pub(crate) enum FieldName {
     XForwardedFor,
     XForwardedHost,
     XForwardedProto,
+    Forwarded,
+    XRealIp,
     Other,
 }
 
@@ -255,6 +257,8 @@ impl FieldName {
             6 if is("expect") => Expect,
             7 if is("upgrade") => Upgrade,
             7 if is("trailer") => Trailer,
+            9 if is("forwarded") => Forwarded,
+            9 if is("x-real-ip") => XRealIp,
             10 if is("connection") => Connection,
             10 if is("keep-alive") => KeepAlive,
             14 if is("content-length") => ContentLength,
@@ -283,6 +287,12 @@ impl FieldName {
         )
     }
 
+    /// A client's own word on who it is, besides X-Forwarded-For: dropped by an edge
+    /// (`--forwarded-for replace`), which alone knows the client.
+    pub(crate) fn client_claim(self) -> bool {
+        matches!(self, FieldName::Forwarded | FieldName::XRealIp)
+    }
+
     /// Never copied from a request: the hop-by-hop ones, and Host and the X-Forwarded-*
     /// fields, which we write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
     pub(crate) fn not_forwarded(self) -> bool {
@@ -308,6 +318,8 @@ pub(crate) struct FieldBits {
     pub expect: u64,
     /// X-Forwarded-For.
     pub forwarded_for: u64,
+    /// [`FieldName::client_claim`].
+    pub client_claims: u64,
     /// Lines not written `name: value` CRLF, set by the parsers (see `fields::line_shapes`).
     pub reformat: u64,
 }
@@ -424,6 +436,7 @@ impl<'b> KeyFields<'b> {
                     k.bits.expect |= bit;
                 }
                 FieldName::XForwardedFor => k.bits.forwarded_for |= bit,
+                FieldName::Forwarded | FieldName::XRealIp => k.bits.client_claims |= bit,
                 FieldName::Upgrade => k.upgrade = true,
                 FieldName::Connection => {
                     k.connection_count += 1;

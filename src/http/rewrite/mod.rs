@@ -200,15 +200,22 @@ pub fn request_head(
     // One scan of the field section for `_` instead of one per name: most heads have none.
     let drop_underscored =
         !ctx.underscores_in_headers && fields_section(req).is_none_or(|s| s.contains(&b'_'));
+    // An edge (`--forwarded-for replace`) alone knows the client: what the client says of
+    // itself in Forwarded or X-Real-IP goes, like its X-Forwarded-For.
+    let drop_claims = ctx.forwarded_for == ForwardedFor::Replace;
     let bits = &req.bits;
     let dropped = |i: usize, h: &httparse::Header<'_>| {
         FieldBits::test(bits.not_forwarded, i, h.name, FieldName::not_forwarded)
+            || (drop_claims
+                && FieldBits::test(bits.client_claims, i, h.name, FieldName::client_claim))
             || (named && has_token(req.headers, "connection", h.name.as_bytes()))
             || (drop_expect && FieldBits::test(bits.expect, i, h.name, |n| n == FieldName::Expect))
             || (drop_underscored && any_byte(h.name.as_bytes(), b'_'))
     };
     // The parser's bits, and the rarer rules field by field only when they apply.
-    let mut mask = bits.not_forwarded | if drop_expect { bits.expect } else { 0 };
+    let mut mask = bits.not_forwarded
+        | if drop_expect { bits.expect } else { 0 }
+        | if drop_claims { bits.client_claims } else { 0 };
     if drop_underscored {
         mask |= first_fields_mask(req.headers, |_, h| any_byte(h.name.as_bytes(), b'_'));
     }
@@ -255,7 +262,7 @@ pub fn request_head(
 }
 
 /// What the response rewriter needs besides the response itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseContext {
     /// The framing towards the client (see `response::client_framing`).
     pub framing: Framing,

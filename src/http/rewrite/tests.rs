@@ -213,6 +213,37 @@ fn x_forwarded_for_is_appended_across_fields() {
 }
 
 #[test]
+fn an_edge_drops_the_clients_own_forwarded_and_x_real_ip_a_relay_keeps_them() {
+    let head = b"GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=6.6.6.6\r\nX-A: 1\r\n\
+                 x-real-ip: 6.6.6.6\r\nX-B: 2\r\n\r\n";
+    let replace = RequestContext {
+        forwarded_for: ForwardedFor::Replace,
+        ..ctx()
+    };
+    assert_eq!(
+        rewrite_request(head, &replace),
+        "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\nX-Forwarded-For: 192.0.2.7\r\n\
+         X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+    );
+    let out = rewrite_request(head, &ctx());
+    assert!(
+        out.contains("\r\nForwarded: for=6.6.6.6\r\nX-A: 1\r\nx-real-ip: 6.6.6.6\r\n"),
+        "{out}"
+    );
+    // Past the 64th field too.
+    let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..70 {
+        many.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"X-Real-IP: 6.6.6.6\r\n\r\n");
+    let out = rewrite_request(&many, &replace);
+    assert!(
+        !out.contains("6.6.6.6") && out.contains("\r\nX-69: 69\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
 fn client_addresses_are_written_plainly() {
     let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     let cases = [

@@ -58,6 +58,19 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
 }
 
 #[test]
+fn the_kubernetes_manifest_guards_the_admin_pages_with_a_token() {
+    let manifest = include_str!("../deploy/kubernetes.yaml");
+    for needle in [
+        "token_file = \"/etc/goround/admin/token\"",
+        "mountPath: /etc/goround/admin",
+        "secretName: goround-admin-token",
+        "httpGet: {path: /healthz, port: admin}",
+    ] {
+        assert!(manifest.contains(needle), "{needle} missing");
+    }
+}
+
+#[test]
 fn help_is_a_manual() {
     let out = Command::new(PROXY_BIN).arg("--help").output().expect("run");
     assert_eq!(out.status.code(), Some(0));

@@ -2,9 +2,14 @@
 //! page) and `/healthz`, on its own thread and its own small event loop.
 //!
 //! It never proxies, its requests are not counted as traffic, and it cannot slow the workers:
-//! a scrape reads their counters (atomics) and takes no lock a worker waits on; it holds at
-//! most [`MAX_CONNECTIONS`] connections, each with a deadline, so a slow scraper or a flood
-//! only ever waits on itself.
+//! a scrape reads their counters (atomics) and takes no lock a worker waits on. It holds at
+//! most [`MAX_CONNECTIONS`] connections; one that has sent nothing within [`FIRST_BYTE`], or
+//! not finished within [`DEADLINE`], is closed, and when all places are taken a new connection
+//! takes the place of the oldest one still waiting for its request. So a flood of silent
+//! connections never keeps `/healthz` from answering: a probe sends its request at once.
+//!
+//! With `[admin] token_file`, every page but `/healthz` wants `Authorization: Bearer TOKEN`;
+//! without one, the pages answer loopback clients only.
 //!
 //! - [`view`]: one reading of every counter, taken per request.
 //! - [`render`]: the pages from a reading.
@@ -23,10 +28,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most admin connections at once; more wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Most admin connections at once; past it, the oldest still waiting for a request goes.
+pub const MAX_CONNECTIONS: usize = 256;
 /// How long one admin connection may take, request and response together.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a new connection may take to send its first byte.
+pub const FIRST_BYTE: Duration = Duration::from_secs(1);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -70,12 +77,26 @@ struct Server {
 /// One admin connection: read a head, write the whole answer, close.
 struct Conn {
     stream: TcpStream,
+    /// The client is on this machine (a loopback address).
+    loopback: bool,
     /// The request head so far.
     input: Vec<u8>,
     /// The answer, once known, and how much of it went.
     output: Option<(Vec<u8>, usize)>,
-    /// When it is closed whatever its state.
-    deadline: Instant,
+    /// When it was accepted: the oldest waiting connection makes room for a new one.
+    accepted: Instant,
+}
+
+impl Conn {
+    /// When it is closed whatever its state: soon if it has said nothing yet.
+    fn deadline(&self) -> Instant {
+        let limit = if self.input.is_empty() && self.output.is_none() {
+            FIRST_BYTE
+        } else {
+            DEADLINE
+        };
+        self.accepted + limit
+    }
 }
 
 impl Server {
@@ -103,7 +124,7 @@ impl Server {
             let late: Vec<usize> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| now >= c.deadline)
+                .filter(|(_, c)| now >= c.deadline())
                 .map(|(k, _)| k)
                 .collect();
             for k in late {
@@ -114,9 +135,13 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        while self.accept_ready && self.conns.len() < MAX_CONNECTIONS {
+        while self.accept_ready {
+            if self.conns.len() >= MAX_CONNECTIONS && !self.make_room() {
+                // Every place holds a request being answered: the rest wait in the backlog.
+                return;
+            }
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, peer)) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -130,9 +155,10 @@ impl Server {
                     }
                     entry.insert(Conn {
                         stream,
+                        loopback: peer.ip().to_canonical().is_loopback(),
                         input: Vec::new(),
                         output: None,
-                        deadline: Instant::now() + DEADLINE,
+                        accepted: Instant::now(),
                     });
                     self.serve(key);
                 }
@@ -174,7 +200,7 @@ impl Server {
                     }
                 }
             }
-            match answer(&conn.input, &self.shared) {
+            match answer(&conn.input, &self.shared, conn.loopback) {
                 Some(bytes) => conn.output = Some((bytes, 0)),
                 None => return,
             }
@@ -192,6 +218,24 @@ impl Server {
         }
     }
 
+    /// Close the oldest connection still waiting for its request; false if there is none.
+    fn make_room(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.output.is_none())
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(k, _)| k);
+        match oldest {
+            Some(k) => {
+                debug!("admin listener full: closing its oldest waiting connection");
+                self.close(k);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn close(&mut self, key: usize) {
         if self.conns.contains(key) {
             let mut c = self.conns.remove(key);
@@ -200,17 +244,26 @@ impl Server {
     }
 }
 
-/// The answer to the head in `input`, or `None` while it is incomplete.
-pub fn answer(input: &[u8], shared: &Shared) -> Option<Vec<u8>> {
+/// The answer to the head in `input` from a client on this machine or not (`loopback`), or
+/// `None` while it is incomplete.
+pub fn answer(input: &[u8], shared: &Shared, loopback: bool) -> Option<Vec<u8>> {
     let limits = Limits {
         max_head: MAX_HEAD,
         max_request_line: 4096,
         ..Limits::DEFAULT
     };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let (method, path) = match request::parse(input, &limits, &mut headers) {
+    // As many slots as the limit allows fields: a head within the limits always parses.
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_fields];
+    let (method, path, authorization) = match request::parse(input, &limits, &mut headers) {
         Ok(None) if input.len() <= MAX_HEAD => return None,
-        Ok(Some(req)) => (req.method.to_string(), req.path.to_string()),
+        Ok(Some(req)) => (
+            req.method.to_string(),
+            req.path.to_string(),
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                .map(|h| h.value.to_vec()),
+        ),
         _ => return Some(respond(400, "text/plain", b"bad request\n".to_vec(), false)),
     };
     let head_only = method == "HEAD";
@@ -223,6 +276,30 @@ pub fn answer(input: &[u8], shared: &Shared) -> Option<Vec<u8>> {
         ));
     }
     let path = path.split('?').next().unwrap_or("");
+    if path != "/healthz" {
+        let (snap, _) = shared.current();
+        let token = snap.cfg.admin_token.as_ref().map(|(_, t)| t.as_str());
+        match access(token, authorization.as_deref(), loopback) {
+            Access::Allowed => {}
+            Access::NeedsToken => {
+                return Some(respond(
+                    401,
+                    "text/plain",
+                    b"a bearer token is needed\n".to_vec(),
+                    head_only,
+                ))
+            }
+            Access::LoopbackOnly => {
+                return Some(respond(
+                    403,
+                    "text/plain",
+                    b"the admin pages answer loopback clients only: set [admin] token_file\n"
+                        .to_vec(),
+                    head_only,
+                ))
+            }
+        }
+    }
     let (status, kind, body) = match path {
         "/metrics" => (
             200,
@@ -251,6 +328,47 @@ pub fn answer(input: &[u8], shared: &Shared) -> Option<Vec<u8>> {
     Some(respond(status, kind, body, head_only))
 }
 
+/// Who may see the admin pages (all but `/healthz`, which answers everyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Allowed,
+    /// A token is set and the request did not carry it: 401.
+    NeedsToken,
+    /// No token is set and the client is not on this machine: 403.
+    LoopbackOnly,
+}
+
+/// The access rule: with a `token`, a request carrying `Authorization: Bearer TOKEN` (compared
+/// in constant time); without one, loopback clients.
+fn access(token: Option<&str>, authorization: Option<&[u8]>, loopback: bool) -> Access {
+    let Some(token) = token else {
+        return if loopback {
+            Access::Allowed
+        } else {
+            Access::LoopbackOnly
+        };
+    };
+    let given = authorization
+        .and_then(|v| {
+            let v = v.trim_ascii();
+            let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
+            scheme
+                .eq_ignore_ascii_case(b"bearer")
+                .then(|| rest.trim_ascii())
+        })
+        .unwrap_or(b"");
+    if same_bytes(given, token.as_bytes()) {
+        Access::Allowed
+    } else {
+        Access::NeedsToken
+    }
+}
+
+/// `a == b` in a time that depends on their lengths only, not on where they differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A whole response that closes the connection.
 fn respond(status: u16, kind: &str, body: Vec<u8>, head_only: bool) -> Vec<u8> {
     let mut out = format!(
@@ -263,9 +381,51 @@ fn respond(status: u16, kind: &str, body: Vec<u8>, head_only: bool) -> Vec<u8> {
     if status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
+    if status == 401 {
+        out.extend_from_slice(b"WWW-Authenticate: Bearer realm=\"goround-mio\"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(&body);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_want_the_token_when_one_is_set_and_loopback_when_not() {
+        let t = Some("0123456789abcdef");
+        assert_eq!(access(None, None, true), Access::Allowed);
+        assert_eq!(access(None, None, false), Access::LoopbackOnly);
+        assert_eq!(
+            access(None, Some(b"Bearer anything"), false),
+            Access::LoopbackOnly
+        );
+        assert_eq!(access(t, None, true), Access::NeedsToken, "loopback too");
+        assert_eq!(
+            access(t, Some(b"Bearer 0123456789abcdef"), false),
+            Access::Allowed
+        );
+        assert_eq!(
+            access(t, Some(b"bearer  0123456789abcdef "), false),
+            Access::Allowed
+        );
+        for wrong in [
+            &b"Bearer 0123456789abcdeX"[..],
+            b"Bearer 0123456789abcde",
+            b"Basic 0123456789abcdef",
+            b"0123456789abcdef",
+            b"Bearer",
+            b"",
+        ] {
+            assert_eq!(
+                access(t, Some(wrong), true),
+                Access::NeedsToken,
+                "{wrong:?}"
+            );
+        }
+    }
 }

@@ -265,6 +265,19 @@ pub(super) fn build(
         _ if cli.demo => Some(SocketAddr::from(([127, 0, 0, 1], DEMO_ADMIN_PORT))),
         _ => None,
     };
+    let admin_token = match (
+        file.admin
+            .as_ref()
+            .and_then(|a| a.get_ref().token_file.as_ref()),
+        &source,
+    ) {
+        (Some(v), Some(src)) => Some(
+            as_str(v.get_ref())
+                .and_then(read_token)
+                .map_err(|e| file_error(src.error(&v.span(), format!("token_file: {e}"))))?,
+        ),
+        _ => None,
+    };
     let access_log = access_log(&cli, matches, &file, source.as_ref())?;
     let client_limits = match (&file.client_limits, &source) {
         (Some(l), Some(src)) => client_limits(l.get_ref(), src)?,
@@ -387,6 +400,7 @@ pub(super) fn build(
         proxy_protocol,
         proxy_protocol_from,
         admin,
+        admin_token,
         access_log,
         client_limits,
         pools,
@@ -477,4 +491,22 @@ fn client_limits(l: &file::LimitsFile, src: &Source) -> Result<ClientLimits, Con
         max_clients,
         shared,
     })
+}
+
+/// The admin token in the file at `path`: its first line, at least 16 characters, printable
+/// ASCII without spaces (what a Bearer token may be, RFC 6750 §2.1).
+fn read_token(path: &str) -> Result<(std::path::PathBuf, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.len() < 16 {
+        return Err(format!(
+            "{path}: the token must be at least 16 characters (openssl rand -hex 32)"
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{path}: the token must be printable ASCII without spaces"
+        ));
+    }
+    Ok((std::path::PathBuf::from(path), token.to_string()))
 }

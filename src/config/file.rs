@@ -80,6 +80,7 @@ pub struct PoolFile {
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     pub listen: Option<At<Value>>,
+    pub token_file: Option<At<Value>>,
 }
 
 /// `[access_log]`.

@@ -74,7 +74,8 @@ ENVIRONMENT
 
 ADMIN PAGES (--admin ADDR or [admin] listen)
   /metrics (Prometheus), /status (JSON), / (the live status page), /healthz (200, or 503 from
-  the start of a graceful stop).
+  the start of a graceful stop). /healthz answers anyone; the others want the bearer token of
+  [admin] token_file when one is set, and answer loopback clients only when none is.
 
 FILES
   /etc/goround/goround.toml   The usual place of --config; deploy/goround.toml in the sources

@@ -116,6 +116,17 @@ pub fn effective(cfg: &Config) -> String {
     match cfg.admin {
         Some(admin) => {
             let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
+            match &cfg.admin_token {
+                Some((path, _)) => {
+                    let _ = writeln!(o, "token_file = {}", quote(&path.to_string_lossy()));
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "# token_file: not set, the pages answer loopback clients only"
+                    );
+                }
+            }
         }
         None => {
             let _ = writeln!(o, "\n# [admin]: not set, no admin listener");

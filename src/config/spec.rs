@@ -73,6 +73,9 @@ pub struct Config {
     pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
     /// The admin listener (`[admin] listen`, `--admin`), if any.
     pub admin: Option<SocketAddr>,
+    /// `[admin] token_file`: where the admin pages' bearer token was read from, and the
+    /// token. Without one the pages answer loopback clients only (`/healthz` answers all).
+    pub admin_token: Option<(std::path::PathBuf, String)>,
     /// The access log, if any.
     pub access_log: Option<AccessLogSpec>,
     /// Per-client limits for every request (a pool may add its own rate).

@@ -46,7 +46,8 @@ pub fn judge(spec: &HealthSpec, bytes: &[u8], eof: bool) -> Verdict {
         max_head: MAX_RESPONSE,
         ..Limits::DEFAULT
     };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    // As many slots as the limit allows fields: a head within the limits always parses.
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_fields];
     match response::parse(bytes, false, &limits, &mut headers) {
         Ok(Some(r)) if r.code < 200 => {
             // An interim response (100, 103): the final one follows; judge that.

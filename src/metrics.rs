@@ -44,16 +44,9 @@ impl Counter {
     }
 }
 
-/// The statuses the proxy answers itself, in the order of [`WorkerStats::local`].
-pub const LOCAL_CODES: [u16; 14] = [
-    400, 404, 405, 408, 413, 414, 429, 431, 500, 501, 502, 503, 504, 505,
-];
-
-/// Index of `code` in [`LOCAL_CODES`] (500 for anything else).
-#[inline]
-pub fn local_index(code: u16) -> usize {
-    LOCAL_CODES.iter().position(|&c| c == code).unwrap_or(8)
-}
+/// The statuses the proxy answers itself, in the order of [`WorkerStats::local`]: every one
+/// it can make, and no other (a series that can never move would say something untrue).
+pub const LOCAL_CODES: [u16; 12] = [400, 404, 405, 408, 414, 429, 431, 501, 502, 503, 504, 505];
 
 /// One worker's client-side counters.
 #[repr(align(64))]
@@ -73,6 +66,18 @@ pub struct WorkerStats {
     pub local: [Counter; LOCAL_CODES.len()],
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+}
+
+impl WorkerStats {
+    /// Count an answer the proxy made itself with `code` (one of [`LOCAL_CODES`]).
+    #[inline]
+    pub fn count_local(&self, code: u16) {
+        let at = LOCAL_CODES.iter().position(|&c| c == code);
+        debug_assert!(at.is_some(), "{code} is not in LOCAL_CODES");
+        if let Some(c) = at.and_then(|i| self.local.get(i)) {
+            c.add(1);
+        }
+    }
 }
 
 /// Upper bounds of the response-time histogram, in microseconds: 1 ms … 10 s.
@@ -166,8 +171,11 @@ mod tests {
         c.add(3);
         c.sub(1);
         assert_eq!(c.get(), 2);
-        assert_eq!(local_index(429), 6);
-        assert_eq!(local_index(599), 8);
+        let w = WorkerStats::default();
+        w.count_local(429);
+        w.count_local(505);
+        let counts: Vec<u64> = w.local.iter().map(Counter::get).collect();
+        assert_eq!(counts, [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Session {
                     interval.as_secs().max(1)
                 });
                 local::write_response(status, !keep, retry_after, ctx.scratch_take());
-                ctx.stats.local[metrics::local_index(status)].add(1);
+                ctx.stats.count_local(status);
                 self.log_local(ctx, status);
                 // An answer that cannot be queued whole is not sent at all: the connection
                 // closes after what is queued before it.

@@ -21,7 +21,7 @@ use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
 use crate::http::{local, Framing, SliceOut, Version};
 use crate::limits::{ClientKey, Limiter};
-use crate::metrics::{self, WorkerStats};
+use crate::metrics::WorkerStats;
 use crate::net::client_token;
 use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Pulled, Span};

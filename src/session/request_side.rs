@@ -199,7 +199,7 @@ impl Session {
     ) -> Result<bool, Fail> {
         let keep = !close && info.framing.is_empty_body() && info.keep_alive && !ctx.shutting_down;
         write(ctx.scratch_take(), !keep);
-        ctx.stats.local[metrics::local_index(status)].add(1);
+        ctx.stats.count_local(status);
         self.log_local(ctx, status);
         if !self.queue_scratch_for_client(ctx) || !keep {
             self.cin.clear();

@@ -95,7 +95,7 @@ impl Session {
                     debug!("{}: request head not complete in time: 408", self.client_ip);
                     self.cin.clear();
                     local::write_response(408, true, None, ctx.scratch_take());
-                    ctx.stats.local[metrics::local_index(408)].add(1);
+                    ctx.stats.count_local(408);
                     self.log_local(ctx, 408);
                     // Nothing is queued in this state: it fits (or the close says it all).
                     let _ = self.queue_scratch_for_client(ctx);

@@ -444,3 +444,27 @@ fn a_header_that_stalls_is_closed_at_the_client_header_timeout() {
     );
     assert!(backend.requests().is_empty());
 }
+
+#[test]
+fn a_proxy_v1_line_with_its_cr_as_107th_byte_is_refused_at_once() {
+    let backend = RawBackend::fixed(&ok_response("ok"));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--proxy-protocol"]);
+    // "PROXY TCP4 1.2.3.4 5.6.7.8 1 2" with zeros padding the source port to 106 bytes, then
+    // CR: the LF would be the 108th byte, past the 107 the protocol allows.
+    let mut line = b"PROXY TCP4 1.2.3.4 5.6.7.8 ".to_vec();
+    let pad = 107 - line.len() - b"1 2\r".len();
+    line.extend(std::iter::repeat_n(b'0', pad));
+    line.extend_from_slice(b"1 2\r");
+    assert_eq!(line.len(), 107);
+    assert_eq!(line[106], b'\r');
+    let mut stream = connect(proxy.addr());
+    stream.write_all(&line).expect("send");
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut stream), b"");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(backend.connection_count(), 0);
+}

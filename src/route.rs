@@ -154,27 +154,33 @@ pub fn request_host(host: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// The normal form of a request target's path, for matching: no query, unreserved characters
-/// percent-decoded, `/` runs merged, dot segments removed (RFC 3986 §5.2.4). A target that is
-/// not a path (`*`) stays as it is.
+/// The normal form of a request target's path, for matching, so that a path cannot reach
+/// another pool by another spelling: no query; every `%XX` decoded once (an encoded `/` or
+/// `\\` then separates segments, as it does for a backend that decodes it; `%252F` is the
+/// text `%2F`); `\\` read as `/` (as some servers do); path parameters (`;v=1`, Tomcat's
+/// `..;`) dropped from each segment; `/` runs merged; dot segments removed (RFC 3986 §5.2.4).
+/// A target that is not a path (`*`) stays as it is.
 pub fn normalize_path(target: &str) -> Cow<'_, str> {
     let path = target.split(['?', '#']).next().unwrap_or("");
-    if !path.starts_with('/') {
+    if !path.starts_with(['/', '\\']) {
         return Cow::Borrowed(path);
     }
-    let simple = !path.contains('%')
+    let simple = !path.contains(['%', '\\', ';'])
         && !path.contains("//")
         && !path.split('/').any(|s| s == "." || s == "..");
     if simple {
         return Cow::Borrowed(path);
     }
-    let decoded = decode_unreserved(path);
+    let decoded = decode_once(path);
+    let decoded = String::from_utf8_lossy(&decoded);
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
-        match *seg {
+        // A segment's parameters are not part of its name.
+        let name = seg.split(';').next().unwrap_or("");
+        match name {
             "" => {
                 // Merged runs of '/'; only a last empty segment (a trailing '/') is kept.
                 trailing_slash = i == last;
@@ -201,33 +207,23 @@ pub fn normalize_path(target: &str) -> Cow<'_, str> {
     Cow::Owned(result)
 }
 
-/// Decode `%XX` where it stands for an unreserved character (RFC 3986 §2.3: letters, digits,
-/// `-`, `.`, `_`, `~`); other escapes stay, with uppercase hex.
-fn decode_unreserved(path: &str) -> String {
+/// `path` with every `%XX` decoded once (a `%` without two hex digits stays) and every `\\`,
+/// received or decoded, made a `/`.
+fn decode_once(path: &str) -> Vec<u8> {
     let b = path.as_bytes();
-    let mut out = String::with_capacity(b.len());
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                let c = (h * 16 + l) as u8;
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                    out.push(c as char);
-                } else {
-                    out.push('%');
-                    out.push((b[i + 1] as char).to_ascii_uppercase());
-                    out.push((b[i + 2] as char).to_ascii_uppercase());
-                }
-                i += 3;
-                continue;
+        let mut c = b[i];
+        i += 1;
+        if c == b'%' {
+            let hex = |at: usize| b.get(at).and_then(|&d| (d as char).to_digit(16));
+            if let (Some(h), Some(l)) = (hex(i), hex(i + 1)) {
+                c = (h * 16 + l) as u8;
+                i += 2;
             }
         }
-        // The path is valid UTF-8 (the parser checked the request line), and only ASCII is
-        // looked at above: push the character whole.
-        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&path[i..i + ch_len]);
-        i += ch_len;
+        out.push(if c == b'\\' { b'/' } else { c });
     }
     out
 }
@@ -381,14 +377,18 @@ mod tests {
             "/../cart",
             "/%2e%2e/cart",
             "/x/%2E%2E/cart",
-            "/cart/..%2f",
+            "/%2fcart",
+            "/x/..%2fcart",
+            "/x\\..\\cart",
+            "/x/..;/cart",
+            "/cart;jsessionid=1/x",
         ] {
             assert_eq!(t.lookup(b"h", p), Some(2), "{p}");
         }
         for p in [
             "/cartoon",
             "/carts",
-            "/%2fcart",
+            "/cart/..%2f",
             "/c%61rtx",
             "/cart/../x",
             "/x/cart",
@@ -404,7 +404,14 @@ mod tests {
         assert_eq!(normalize_path("/.."), "/");
         assert_eq!(normalize_path("/a//b///c?x=/../"), "/a/b/c");
         assert_eq!(normalize_path("/%7euser/%41"), "/~user/A");
-        assert_eq!(normalize_path("/a%2fb%2F"), "/a%2Fb%2F");
+        assert_eq!(normalize_path("/a%2fb%2F"), "/a/b/");
+        assert_eq!(normalize_path("/x/..%2Fapi"), "/api");
+        assert_eq!(normalize_path("/x/..%5capi"), "/api");
+        assert_eq!(normalize_path("/x\\..\\api"), "/api");
+        assert_eq!(normalize_path("\\api"), "/api");
+        assert_eq!(normalize_path("/x/..;/api;v=1/y"), "/api/y");
+        assert_eq!(normalize_path("/x/%2e%2e%3Bv/api"), "/api");
+        assert_eq!(normalize_path("/x/..%252Fapi"), "/x/..%2Fapi");
         assert_eq!(normalize_path("/%zz"), "/%zz");
         assert_eq!(normalize_path("/100%"), "/100%");
         assert_eq!(normalize_path("/é/../x"), "/x");

@@ -29,10 +29,14 @@ pub struct Record {
     pub unix_ms: u64,
     /// The client's address.
     pub client: String,
-    /// The request line's parts (`-` when the head could not be parsed).
+    /// The request line as received, byte for byte (up to its CR or LF, at most
+    /// `MAX_REQUEST_LINE` bytes): what nginx's `$request` is, also for a line that was refused
+    /// or is no request at all. Empty when nothing came.
+    pub request: Vec<u8>,
+    /// The request line's parts, when it parsed (empty otherwise: JSON's `null`).
     pub method: String,
     pub target: String,
-    /// `HTTP/1.1` or `HTTP/1.0`.
+    /// `HTTP/1.1` or `HTTP/1.0` (empty when the line did not parse).
     pub version: &'static str,
     /// The host the request was for (absolute-form authority or Host). This and the two
     /// field values below are bytes as received: only the JSON format needs them as UTF-8.
@@ -70,15 +74,7 @@ fn combined(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b" - - [");
     push_time_local(r.unix_ms, out);
     out.extend_from_slice(b"] \"");
-    if r.method.is_empty() {
-        out.push(b'-');
-    } else {
-        escape_into(&r.method, out);
-        out.push(b' ');
-        escape_into(&r.target, out);
-        out.push(b' ');
-        out.extend_from_slice(r.version.as_bytes());
-    }
+    dash_or(&r.request, out);
     out.extend_from_slice(b"\" ");
     out.extend_from_slice(crate::http::decimal(u64::from(r.status), &mut digits));
     out.push(b' ');
@@ -122,6 +118,17 @@ fn escape_into(s: impl AsRef<[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes as received in a JSON string: nginx's escaping first (so the text is the combined
+/// log's, pure ASCII: valid JSON whatever the bytes were), then JSON's. `null` when empty.
+fn json_bytes(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "null".to_string();
+    }
+    let mut escaped = Vec::with_capacity(bytes.len());
+    escape_into(bytes, &mut escaped);
+    json_str(&String::from_utf8_lossy(&escaped))
+}
+
 /// One JSON object.
 fn json(r: &Record, out: &mut Vec<u8>) {
     let upstream_ms = r
@@ -135,22 +142,23 @@ fn json(r: &Record, out: &mut Vec<u8>) {
         }
     };
     let line = format!(
-        "{{\"time\":{},\"client\":{},\"method\":{},\"target\":{},\"version\":{},\"host\":{},\
-         \"status\":{},\"bytes_sent\":{},\"duration_ms\":{},\"pool\":{},\"upstream\":{},\
+        "{{\"time\":{},\"client\":{},\"request\":{},\"method\":{},\"target\":{},\"version\":{},\
+         \"host\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":{},\"pool\":{},\"upstream\":{},\
          \"upstream_ms\":{upstream_ms},\"user_agent\":{},\"referer\":{}}}\n",
         json_str(&rfc3339_ms(r.unix_ms)),
         json_str(&r.client),
+        json_bytes(&r.request),
         opt(&r.method),
-        opt(&r.target),
+        json_bytes(r.target.as_bytes()),
         opt(r.version),
-        opt(&String::from_utf8_lossy(&r.host)),
+        json_bytes(&r.host),
         r.status,
         r.bytes_sent,
         r.duration_ms,
         opt(&r.pool),
         opt(&r.upstream),
-        opt(&String::from_utf8_lossy(&r.user_agent)),
-        opt(&String::from_utf8_lossy(&r.referer)),
+        json_bytes(&r.user_agent),
+        json_bytes(&r.referer),
     );
     out.extend_from_slice(line.as_bytes());
 }
@@ -400,6 +408,7 @@ mod tests {
         Record {
             unix_ms: 1_796_361_000_123, // 2026-12-04T05:10:00.123Z
             client: "192.0.2.7".into(),
+            request: b"GET /a?b=\"c\" HTTP/1.1".to_vec(),
             method: "GET".into(),
             target: "/a?b=\"c\"".into(),
             version: "HTTP/1.1",
@@ -437,6 +446,7 @@ mod tests {
             "192.0.2.7 - - [04/Dec/2026:05:10:00 +0000] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 612 \"-\" \"curl/8.5.0\"\n"
         );
         let bad = Record {
+            request: Vec::new(),
             method: String::new(),
             status: 400,
             bytes_sent: 16,
@@ -458,8 +468,9 @@ mod tests {
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
-            "{\"time\":\"2026-12-04T05:10:00.123Z\",\"client\":\"192.0.2.7\",\"method\":\"GET\",\
-             \"target\":\"/a?b=\\\"c\\\"\",\"version\":\"HTTP/1.1\",\"host\":\"example.com\",\"status\":200,\
+            "{\"time\":\"2026-12-04T05:10:00.123Z\",\"client\":\"192.0.2.7\",\
+             \"request\":\"GET /a?b=\\\\x22c\\\\x22 HTTP/1.1\",\"method\":\"GET\",\
+             \"target\":\"/a?b=\\\\x22c\\\\x22\",\"version\":\"HTTP/1.1\",\"host\":\"example.com\",\"status\":200,\
              \"bytes_sent\":612,\"duration_ms\":3,\"pool\":\"web\",\"upstream\":\"127.0.0.1:8081\",\
              \"upstream_ms\":2,\"user_agent\":\"curl/8.5.0\",\"referer\":null}\n"
         );

@@ -109,12 +109,32 @@ impl Buffer {
 
     /// Take storage from `pool` if this buffer has none yet. (Inlined: the session calls this
     /// and `detach` for its four buffers on every drive, and almost always nothing is to do.)
-    #[inline]
+    #[inline(always)]
     pub fn attach(&mut self, pool: &mut BufPool) {
         if self.data.is_empty() {
             self.data = pool.take(self.cap());
             self.clear();
         }
+    }
+
+    /// Change the capacity to `cap` (a reload changed the sizes), keeping what is queued: its
+    /// bytes move into storage of the new size and the old storage goes back to `pool`. A
+    /// `cap` below what is queued changes nothing.
+    pub fn resize(&mut self, cap: usize, pool: &mut BufPool) {
+        let cap = u32::try_from(cap).unwrap_or(u32::MAX);
+        if cap == self.cap || (cap as usize) < self.len() {
+            return;
+        }
+        self.cap = cap;
+        if self.data.is_empty() {
+            return;
+        }
+        let n = self.len();
+        let mut fresh = pool.take(self.cap());
+        fresh[..n].copy_from_slice(self.data());
+        pool.put(std::mem::replace(&mut self.data, fresh));
+        self.start = 0;
+        self.end = n as u32;
     }
 
     /// Give the storage back to `pool` when nothing is queued.
@@ -292,6 +312,29 @@ impl BufPool {
         }
     }
 
+    /// Keep storage of `sizes` from now on (a reload changed the buffers' sizes): free
+    /// storage of other sizes goes back to the allocator, and returned storage of the new
+    /// sizes is kept, so the pool keeps saving allocations after the change.
+    pub fn adopt(&mut self, sizes: [usize; 2]) {
+        if !sizes.contains(&self.sizes[0]) {
+            self.first.clear();
+            self.sizes[0] = 0;
+        }
+        if !sizes.contains(&self.sizes[1]) {
+            self.second.clear();
+            self.sizes[1] = 0;
+        }
+        for size in sizes {
+            if self.sizes.contains(&size) {
+                continue;
+            }
+            // A slot whose size was not kept is empty now.
+            if let Some(free) = self.sizes.iter_mut().find(|s| **s == 0) {
+                *free = size;
+            }
+        }
+    }
+
     /// Free buffers held.
     pub fn len(&self) -> usize {
         self.first.len() + self.second.len()
@@ -310,6 +353,34 @@ fn allocate(cap: usize) -> Box<[u8]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_pool_follows_new_sizes_and_a_buffer_keeps_its_bytes_when_resized() {
+        use super::*;
+        let mut pool = BufPool::new(16);
+        pool.put(vec![0; 100].into_boxed_slice());
+        pool.put(vec![0; 200].into_boxed_slice());
+        assert_eq!(pool.len(), 2);
+        // A reload: 100 stays, 200 becomes 300.
+        pool.adopt([100, 300]);
+        assert_eq!(pool.len(), 1, "the 200-byte storage went");
+        pool.put(vec![0; 300].into_boxed_slice());
+        pool.put(vec![0; 200].into_boxed_slice());
+        assert_eq!(pool.len(), 2, "300 is kept, 200 is not");
+        assert_eq!(pool.take(300).len(), 300);
+        assert_eq!(pool.take(100).len(), 100);
+        assert!(pool.is_empty());
+
+        let mut b = Buffer::new(100);
+        b.attach(&mut pool);
+        b.extend(b"hello");
+        b.consume(1);
+        b.resize(300, &mut pool);
+        assert_eq!((b.capacity(), b.data()), (300, &b"ello"[..]));
+        assert_eq!(pool.len(), 1, "the old storage went back");
+        b.resize(2, &mut pool);
+        assert_eq!(b.capacity(), 300, "never below what is queued");
+    }
+
     use super::*;
 
     #[test]

@@ -88,6 +88,12 @@ impl ConnPool {
         }
     }
 
+    /// Most requests sent on one connection from now on (a reload changed it): a pooled
+    /// connection past it closes when its current request ends.
+    pub fn set_max_requests(&mut self, max_requests: u32) {
+        self.max_requests = max_requests;
+    }
+
     /// Most idle connections this pool keeps (0: pooling is off).
     pub fn max_idle(&self) -> usize {
         self.max_idle

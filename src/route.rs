@@ -109,10 +109,17 @@ impl Table {
 
     /// The pool for a request to `host` (a Host value or an absolute-form authority) and
     /// `target` (its path and query, as received), or `None`: no route matches.
+    #[inline(always)]
     pub fn lookup(&self, host: &[u8], target: &str) -> Option<usize> {
         if let Some(pool) = self.only {
             return Some(pool);
         }
+        self.lookup_routes(host, target)
+    }
+
+    /// [`lookup`](Self::lookup) over the routes.
+    #[inline(never)]
+    fn lookup_routes(&self, host: &[u8], target: &str) -> Option<usize> {
         let host = request_host(host);
         let path = normalize_path(target);
         if let Some(paths) = self.exact.get(host.as_ref()) {

@@ -76,6 +76,41 @@ struct Slow {
     checks_failed: AtomicU64,
     /// The last check's outcome, for the status page (never read on the request path).
     last_check: Mutex<Option<LastCheck>>,
+    /// The last transition, for the status page (written on transitions only).
+    last_change: Mutex<Option<LastChange>>,
+}
+
+/// What took an upstream out of the rotation or put it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedBy {
+    /// Health checks (`rise` passes or `fall` failures in a row).
+    HealthCheck,
+    /// A live request (a refused or timed-out connect).
+    Request,
+}
+
+impl ChangedBy {
+    /// As `/status` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangedBy::HealthCheck => "health_check",
+            ChangedBy::Request => "request",
+        }
+    }
+}
+
+/// The last time an upstream went down or came back, and why: what the status page says of
+/// a down upstream, apart from what its last health check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastChange {
+    /// It came up (true) or went down.
+    pub up: bool,
+    /// What did it.
+    pub by: ChangedBy,
+    /// Why: `connection refused`, `health check: HTTP 200`, ...
+    pub reason: String,
+    /// When (Unix ms).
+    pub unix_ms: u64,
 }
 
 /// The outcome of the last health check.
@@ -110,6 +145,7 @@ impl UpstreamState {
                 checks_passed: AtomicU64::new(0),
                 checks_failed: AtomicU64::new(0),
                 last_check: Mutex::new(None),
+                last_change: Mutex::new(None),
             },
         }
     }
@@ -137,8 +173,9 @@ impl UpstreamState {
         self.up_since_ms.load(Ordering::Relaxed)
     }
 
-    /// Take it out of the rotation. Logs at info and returns true on the up→down transition.
-    pub fn mark_down(&self, pool: &str, reason: &str) -> bool {
+    /// Take it out of the rotation. Logs at info, records it for the status page and returns
+    /// true on the up→down transition.
+    pub fn mark_down(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let was_alive = self.alive.swap(false, Ordering::Relaxed);
         self.slow.passes.store(0, Ordering::Relaxed);
         if was_alive {
@@ -148,12 +185,14 @@ impl UpstreamState {
                 self.name,
                 self.addr
             );
+            self.record_change(false, by, reason);
         }
         was_alive
     }
 
-    /// Put it back in the rotation. Logs at info and returns true on the down→up transition.
-    pub fn mark_up(&self, pool: &str, reason: &str) -> bool {
+    /// Put it back in the rotation. Logs at info, records it for the status page and returns
+    /// true on the down→up transition.
+    pub fn mark_up(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let was_alive = self.alive.swap(true, Ordering::Relaxed);
         if !was_alive {
             self.up_since_ms.store(mono_ms(), Ordering::Relaxed);
@@ -163,8 +202,28 @@ impl UpstreamState {
                 self.name,
                 self.addr
             );
+            self.record_change(true, by, reason);
         }
         !was_alive
+    }
+
+    fn record_change(&self, up: bool, by: ChangedBy, reason: &str) {
+        if let Ok(mut last) = self.slow.last_change.lock() {
+            *last = Some(LastChange {
+                up,
+                by,
+                reason: reason.to_string(),
+                unix_ms: unix_ms(),
+            });
+        }
+    }
+
+    /// The last transition, if any since the start.
+    pub fn last_change(&self) -> Option<LastChange> {
+        self.slow
+            .last_change
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
     }
 
     /// How long since the last change, for the transition's log line; resets the clock.
@@ -180,30 +239,39 @@ impl UpstreamState {
         }
     }
 
-    /// A request is assigned to it by `worker`: counted, and in flight until the [`InFlight`]
-    /// drops.
+    /// A request is assigned to it: in flight until the [`InFlight`] drops. (It counts as a
+    /// request once it is sent: [`InFlight::sent`].)
     #[inline]
-    pub fn begin_request(&'static self, worker: usize) -> InFlight {
+    pub fn begin_request(&'static self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.shard(worker).requests.add(1);
-        InFlight(self)
+        InFlight {
+            state: self,
+            queue: None,
+        }
     }
 
     /// [`begin_request`](Self::begin_request) below a cap of `max` requests in flight: `None`
     /// when it is reached. Checking and counting are one atomic step, so two workers that both
-    /// saw a free slot cannot both take it.
+    /// saw a free slot cannot both take it. `queue`: the pool's queue of requests waiting for
+    /// such a slot, which the slot is handed to when this request lets it go.
     #[inline]
-    pub fn try_begin_request(&'static self, worker: usize, max: u32) -> Option<InFlight> {
+    pub fn try_begin_request(
+        &'static self,
+        max: u32,
+        queue: Option<&'static PoolShared>,
+    ) -> Option<InFlight> {
         if max == u32::MAX {
-            return Some(self.begin_request(worker));
+            return Some(self.begin_request());
         }
+        // SeqCst with the queue's counter: a request that queues and then looks again for a
+        // slot, and one that frees a slot and then looks for a waiter, cannot both miss the
+        // other (see `PoolShared::enqueue`).
         self.in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        self.shard(worker).requests.add(1);
-        Some(InFlight(self))
+        Some(InFlight { state: self, queue })
     }
 
     /// Worker `worker`'s counters of this upstream.
@@ -292,7 +360,9 @@ impl UpstreamState {
                 } else {
                     format!("health check: {detail}")
                 };
-                return self.mark_up(pool, &why).then_some(true);
+                return self
+                    .mark_up(pool, &why, ChangedBy::HealthCheck)
+                    .then_some(true);
             }
         } else {
             s.checks_failed.fetch_add(1, Ordering::Relaxed);
@@ -304,27 +374,52 @@ impl UpstreamState {
                 } else {
                     format!("health check: {detail}")
                 };
-                return self.mark_down(pool, &why).then_some(false);
+                return self
+                    .mark_down(pool, &why, ChangedBy::HealthCheck)
+                    .then_some(false);
             }
         }
         None
     }
 }
 
-/// A request in flight to an upstream; dropping it ends the request's count.
+/// A request in flight to an upstream; dropping it ends the request's count and, in a pool
+/// with `max_conns`, hands the slot to the pool's next waiter, in that order and in one place:
+/// no path that lets a request go can forget the hand-over, or make it before the slot is free.
 #[derive(Debug)]
-pub struct InFlight(&'static UpstreamState);
+pub struct InFlight {
+    state: &'static UpstreamState,
+    /// The queue of the capped pool the slot was taken in.
+    queue: Option<&'static PoolShared>,
+}
 
 impl InFlight {
     /// The upstream.
+    #[inline]
     pub fn upstream(&self) -> &'static UpstreamState {
-        self.0
+        self.state
+    }
+
+    /// The request goes out on a connection to the upstream (connected, or taken from the
+    /// idle pool) from worker `worker`: counted. A connect that fails is no request.
+    #[inline]
+    pub fn sent(&self, worker: usize) {
+        self.state.shard(worker).requests.add(1);
     }
 }
 
 impl Drop for InFlight {
+    #[inline]
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match self.queue {
+            None => {
+                self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(queue) => {
+                self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                queue.slot_freed();
+            }
+        }
     }
 }
 
@@ -351,6 +446,11 @@ pub const MAX_QUEUE: usize = 4096;
 impl PoolShared {
     /// Queue `w` (at the front when it had waited already and lost its slot to another
     /// request: the order of arrival holds). False when the queue is full.
+    ///
+    /// The caller must look for a free slot once more after this: a slot freed between its
+    /// first look and the enqueue found nobody to wake. (The counter is stored SeqCst and the
+    /// releaser decrements its upstream's count SeqCst before it loads the counter, so one of
+    /// the two sees the other.)
     pub fn enqueue(&self, w: Waiter, front: bool) -> bool {
         let mut q = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= MAX_QUEUE {
@@ -361,22 +461,26 @@ impl PoolShared {
         } else {
             q.push_back(w);
         }
-        self.queued.store(q.len(), Ordering::Relaxed);
+        self.queued.store(q.len(), Ordering::SeqCst);
         true
     }
 
-    /// Take `w` out of the queue (it timed out, or its client left).
-    pub fn cancel(&self, w: Waiter) {
+    /// Take `w` out of the queue (it timed out, took a slot itself, or its client left).
+    /// False when it was not there any more: a freed slot already woke it, and a waiter that
+    /// will not use that slot must pass the wake-up on ([`slot_freed`](Self::slot_freed)).
+    pub fn cancel(&self, w: Waiter) -> bool {
         let mut q = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let before = q.len();
         q.retain(|x| *x != w);
-        self.queued.store(q.len(), Ordering::Relaxed);
+        self.queued.store(q.len(), Ordering::SeqCst);
+        q.len() < before
     }
 
-    /// A request of this pool let its upstream go: wake the first waiter, if any (one relaxed
-    /// load when nobody waits).
+    /// A slot of this pool is free: wake the first waiter, if any (one load when nobody
+    /// waits).
     #[inline]
     pub fn slot_freed(&self) {
-        if self.queued.load(Ordering::Relaxed) == 0 {
+        if self.queued.load(Ordering::SeqCst) == 0 {
             return;
         }
         let first = {
@@ -628,14 +732,19 @@ mod tests {
     #[test]
     fn in_flight_counts_follow_the_guards() {
         let s = UpstreamState::detached(0, addr(1));
-        let g1 = s.begin_request(0);
-        let g2 = s.begin_request(0);
-        assert_eq!((s.in_flight(), s.requests()), (2, 2));
+        let g1 = s.begin_request();
+        let g2 = s.begin_request();
+        assert_eq!((s.in_flight(), s.requests()), (2, 0));
+        g1.sent(0);
         drop(g1);
         assert_eq!(s.in_flight(), 1);
         assert!(std::ptr::eq(g2.upstream(), s));
         drop(g2);
-        assert_eq!((s.in_flight(), s.requests()), (0, 2));
+        assert_eq!(
+            (s.in_flight(), s.requests()),
+            (0, 1),
+            "only what was sent is a request"
+        );
     }
 
     #[test]
@@ -643,11 +752,11 @@ mod tests {
         let s = UpstreamState::detached(0, addr(1));
         let most = std::sync::atomic::AtomicU32::new(0);
         std::thread::scope(|scope| {
-            for worker in 0..2 {
+            for _ in 0..2 {
                 let most = &most;
                 scope.spawn(move || {
                     for _ in 0..20_000 {
-                        if let Some(g) = s.try_begin_request(worker, 2) {
+                        if let Some(g) = s.try_begin_request(2, None) {
                             most.fetch_max(s.in_flight(), Ordering::Relaxed);
                             drop(g);
                         }
@@ -656,12 +765,12 @@ mod tests {
             }
         });
         assert!(most.load(Ordering::Relaxed) <= 2);
-        let (a, b) = (s.try_begin_request(0, 2), s.try_begin_request(1, 2));
+        let (a, b) = (s.try_begin_request(2, None), s.try_begin_request(2, None));
         assert!(a.is_some() && b.is_some());
-        assert!(s.try_begin_request(0, 2).is_none(), "the cap is reached");
+        assert!(s.try_begin_request(2, None).is_none(), "the cap is reached");
         drop(a);
-        assert!(s.try_begin_request(0, 2).is_some());
-        assert!(s.try_begin_request(0, u32::MAX).is_some(), "uncapped");
+        assert!(s.try_begin_request(2, None).is_some());
+        assert!(s.try_begin_request(u32::MAX, None).is_some(), "uncapped");
     }
 
     #[test]
@@ -685,7 +794,11 @@ mod tests {
         let last = s.last_check().unwrap();
         assert!(last.ok && last.detail == "HTTP 200" && last.unix_ms > 0);
         // A failed connect on live traffic takes it out at once, and resets the passes.
-        assert!(s.mark_down("p", "connection refused"));
+        assert!(s.mark_down("p", "connection refused", ChangedBy::Request));
+        let change = s.last_change().unwrap();
+        assert!(
+            !change.up && change.by == ChangedBy::Request && change.reason == "connection refused"
+        );
         assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), None);
         assert_eq!(s.record_check("p", true, "HTTP 200", 2, 2), Some(true));
     }

@@ -466,5 +466,5 @@ fn a_proxy_v1_line_with_its_cr_as_107th_byte_is_refused_at_once() {
         "closed only after {:?}",
         started.elapsed()
     );
-    assert_eq!(backend.connection_count(), 0);
+    assert!(backend.requests().is_empty(), "nothing went upstream");
 }

@@ -394,12 +394,23 @@ pub fn status(v: &View) -> String {
                 ),
                 None => "null".to_string(),
             };
+            let change = match &u.last_change {
+                Some(c) => format!(
+                    "{{\"up\":{},\"by\":\"{}\",\"reason\":{},\"unix_ms\":{}}}",
+                    c.up,
+                    c.by.name(),
+                    json_str(&c.reason),
+                    c.unix_ms
+                ),
+                None => "null".to_string(),
+            };
             let _ = write!(
                 o,
                 "{{\"address\":{},\"name\":{},\"up\":{},\"weight\":{},\"backup\":{},\"max_conns\":{},\
                  \"active_requests\":{},\"requests\":{},\"connect_failures\":{},\
                  \"responses\":{{\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
                  \"health_checks\":{{\"pass\":{},\"fail\":{}}},\"last_check\":{last},\
+                 \"last_change\":{change},\
                  \"response_ms\":{{\"p50\":{},\"p99\":{}}}}}",
                 json_str(&u.address),
                 json_str(&u.name),
@@ -459,6 +470,22 @@ fn state(u: &UpstreamView) -> &'static str {
     }
 }
 
+/// The state cell: a down upstream says why, and what found it (a live request or the
+/// health checks), apart from what its last check found.
+fn state_text(u: &UpstreamView) -> String {
+    match &u.last_change {
+        Some(c) if !u.up && !c.up => format!(
+            "down: {} ({})",
+            html(&c.reason),
+            match c.by {
+                crate::upstream::ChangedBy::Request => "live request",
+                crate::upstream::ChangedBy::HealthCheck => "health check",
+            }
+        ),
+        _ => state(u).to_string(),
+    }
+}
+
 /// The live status page: rendered here (it works without JavaScript), then refreshed from
 /// `/status` every 2 s by its script, without reloading. No external asset.
 pub fn page(v: &View) -> String {
@@ -481,7 +508,7 @@ pub fn page(v: &View) -> String {
             let fmt_ms = |x: Option<f64>| x.map_or("-".to_string(), |m| format!("{m:.1} ms"));
             let _ = write!(
                 rows,
-                "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}</td><td>{s}</td><td>{}</td><td>{}</td>\
+                "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}</td><td>{t}</td><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 u.weight,
                 u.active_requests,
@@ -495,6 +522,7 @@ pub fn page(v: &View) -> String {
                 fmt_ms(u.histogram.quantile_ms(0.5)),
                 fmt_ms(u.histogram.quantile_ms(0.99)),
                 s = state(u),
+                t = state_text(u),
                 a = html(&u.address),
             );
         }
@@ -550,8 +578,10 @@ function render(s){
       '<th>p50</th><th>p99</th></tr></thead><tbody>';
     p.upstreams.forEach(function(u){
       var st=!u.up?'down':(u.backup?'backup':'up');
+      var lc=u.last_change;
+      var stt=(!u.up&&lc&&!lc.up)?'down: '+esc(lc.reason)+' ('+(lc.by==='request'?'live request':'health check')+')':st;
       var c=u.last_check?((u.last_check.ok?'ok ':'failed ')+esc(u.last_check.detail)):'-';
-      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+'</td><td>'+st+'</td><td>'+u.weight+
+      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+'</td><td>'+stt+'</td><td>'+u.weight+
         '</td><td>'+u.active_requests+'</td><td>'+u.requests+'</td><td>'+u.responses['2xx']+'</td><td>'+u.responses['3xx']+
         '</td><td>'+u.responses['4xx']+'</td><td>'+u.responses['5xx']+'</td><td>'+u.connect_failures+'</td><td>'+c+
         '</td><td>'+ms(u.response_ms.p50)+'</td><td>'+ms(u.response_ms.p99)+'</td></tr>';
@@ -599,6 +629,7 @@ mod tests {
             responses: [0, 10, 0, 0, 0],
             checks: (5, 1),
             last_check: None,
+            last_change: None,
             histogram: histogram.clone(),
             primary,
         };

@@ -5,7 +5,7 @@
 use crate::config::Strategy;
 use crate::metrics::{Histogram, LOCAL_CODES};
 use crate::state::Shared;
-use crate::upstream::LastCheck;
+use crate::upstream::{LastChange, LastCheck};
 
 /// Everything the admin pages show.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +84,8 @@ pub struct UpstreamView {
     /// Health checks passed and failed.
     pub checks: (u64, u64),
     pub last_check: Option<LastCheck>,
+    /// The last time it went down or came back, and why.
+    pub last_change: Option<LastChange>,
     /// Response times.
     pub histogram: Histogram,
     /// This pool is the one whose metrics carry this upstream (the first that lists it): an
@@ -130,6 +132,7 @@ pub fn collect(shared: &Shared) -> View {
                         responses: s.responses(),
                         checks: s.checks(),
                         last_check: s.last_check(),
+                        last_change: s.last_change(),
                         histogram: s.histogram(),
                         primary,
                     }

@@ -150,6 +150,7 @@ mod tests {
     use super::super::Choice;
     use super::*;
     use crate::config::Strategy;
+    use crate::upstream::ChangedBy;
     use crate::upstream::Tried;
 
     fn owner(p: &super::super::Pool, key: u64) -> Option<usize> {
@@ -181,7 +182,7 @@ mod tests {
     fn only_the_keys_of_a_member_that_leaves_move_and_they_come_back() {
         let p = pool(&spec(Strategy::Hash, &[1, 1, 1, 1]));
         let before: Vec<_> = keys().into_iter().map(|k| owner(&p, k)).collect();
-        p.members[2].state.mark_down("p", "x");
+        p.members[2].state.mark_down("p", "x", ChangedBy::Request);
         let during: Vec<_> = keys().into_iter().map(|k| owner(&p, k)).collect();
         for (b, d) in before.iter().zip(&during) {
             if *b == Some(2) {
@@ -190,7 +191,7 @@ mod tests {
                 assert_eq!(b, d, "a key that was not on the member that left moved");
             }
         }
-        p.members[2].state.mark_up("p", "x");
+        p.members[2].state.mark_up("p", "x", ChangedBy::Request);
         let after: Vec<_> = keys().into_iter().map(|k| owner(&p, k)).collect();
         assert_eq!(before, after, "they return");
     }

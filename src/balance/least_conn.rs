@@ -46,12 +46,12 @@ mod tests {
         let mut local = Vec::new();
         // Idle: ties rotate.
         assert_eq!(picks(&p, &mut local, 3), [0, 1, 2].map(Some));
-        let _a = p.members[0].state.begin_request(0);
-        let _b = p.members[1].state.begin_request(0);
-        let _c = p.members[2].state.begin_request(0);
+        let _a = p.members[0].state.begin_request();
+        let _b = p.members[1].state.begin_request();
+        let _c = p.members[2].state.begin_request();
         // 1/1, 1/1, 1/2: the heavier one.
         assert_eq!(picks(&p, &mut local, 2), [2, 2].map(Some));
-        let _d = p.members[2].state.begin_request(0);
+        let _d = p.members[2].state.begin_request();
         // 1/1, 1/1, 2/2: a tie of three, in rotation.
         let got = picks(&p, &mut local, 3);
         let mut sorted: Vec<_> = got.iter().flatten().copied().collect();
@@ -69,7 +69,7 @@ mod tests {
         for _ in 0..100 {
             let i = picks(&p, &mut local, 1)[0].unwrap();
             counts[i] += 1;
-            let guard = p.members[i].state.begin_request(0);
+            let guard = p.members[i].state.begin_request();
             if i == 0 {
                 held.push(guard);
             }

@@ -248,6 +248,7 @@ fn duration_ms(d: Duration) -> u64 {
 pub(crate) mod tests {
     use super::*;
     use crate::config::{HealthSpec, StatusRanges, UpstreamSpec};
+    use crate::upstream::ChangedBy;
     use std::net::SocketAddr;
 
     /// A pool spec with `weights.len()` upstreams on 127.0.0.1:9000+i.
@@ -330,16 +331,22 @@ pub(crate) mod tests {
         let p = pool(&s);
         let mut local = Vec::new();
         assert_eq!(picks(&p, &mut local, 4), [0, 1, 0, 1].map(Some));
-        p.members[0].state.mark_down("p", "test");
+        p.members[0]
+            .state
+            .mark_down("p", "test", ChangedBy::Request);
         assert_eq!(picks(&p, &mut local, 2), [1, 1].map(Some));
-        p.members[1].state.mark_down("p", "test");
+        p.members[1]
+            .state
+            .mark_down("p", "test", ChangedBy::Request);
         assert_eq!(picks(&p, &mut local, 2), [2, 2].map(Some));
-        p.members[2].state.mark_down("p", "test");
+        p.members[2]
+            .state
+            .mark_down("p", "test", ChangedBy::Request);
         assert_eq!(
             p.pick(&Tried::default(), None, &mut local, 1),
             Choice::NoneAlive
         );
-        p.members[1].state.mark_up("p", "test");
+        p.members[1].state.mark_up("p", "test", ChangedBy::Request);
         assert_eq!(picks(&p, &mut local, 2), [1, 1].map(Some));
     }
 
@@ -352,7 +359,7 @@ pub(crate) mod tests {
         let mut tried = Tried::default();
         tried.insert(0);
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::Member(1));
-        let held = p.members[1].state.begin_request(0);
+        let held = p.members[1].state.begin_request();
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllFull);
         tried.insert(1);
         assert_eq!(p.pick(&tried, None, &mut local, 1), Choice::AllTried);
@@ -374,8 +381,8 @@ pub(crate) mod tests {
             50,
             "up since the start: no ramp"
         );
-        m.state.mark_down("p", "t");
-        m.state.mark_up("p", "t");
+        m.state.mark_down("p", "t", ChangedBy::Request);
+        m.state.mark_up("p", "t", ChangedBy::Request);
         let up = m.state.up_since_ms();
         assert_eq!(effective_weight(m, 30_000, up), 5, "a tenth at first");
         assert_eq!(

@@ -122,14 +122,14 @@ mod tests {
     use super::super::tests::{picks, pool, spec};
     use super::super::Choice;
     use crate::config::Strategy;
-    use crate::upstream::Tried;
+    use crate::upstream::{ChangedBy, Tried};
 
     #[test]
     fn equal_weights_rotate_over_the_alive_members() {
         let p = pool(&spec(Strategy::RoundRobin, &[1, 1, 1]));
         let mut local = Vec::new();
         assert_eq!(picks(&p, &mut local, 7), [0, 1, 2, 0, 1, 2, 0].map(Some));
-        p.members[1].state.mark_down("p", "x");
+        p.members[1].state.mark_down("p", "x", ChangedBy::Request);
         // No double share for the successor of the member that is down (the index is at 7).
         assert_eq!(picks(&p, &mut local, 6), [2, 0, 2, 0, 2, 0].map(Some));
     }
@@ -170,7 +170,7 @@ mod tests {
             let p = pool(&spec(Strategy::RoundRobin, &vec![1; n]));
             let mut tried = Tried::default();
             for i in (0..n).step_by(3) {
-                p.members[i].state.mark_down("p", "x");
+                p.members[i].state.mark_down("p", "x", ChangedBy::Request);
             }
             for i in (1..n).step_by(7) {
                 tried.insert(i);
@@ -226,8 +226,8 @@ mod tests {
         s.slow_start = std::time::Duration::from_secs(30);
         let p = pool(&s);
         let m = &p.members[1];
-        m.state.mark_down("p", "x");
-        m.state.mark_up("p", "x");
+        m.state.mark_down("p", "x", ChangedBy::Request);
+        m.state.mark_up("p", "x", ChangedBy::Request);
         let up = m.state.up_since_ms();
         let mut local = vec![0; 2];
         let share = |at: u64, local: &mut Vec<i64>| {

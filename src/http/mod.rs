@@ -6,10 +6,13 @@
 //! - [`rewrite`]: write the forwarded request head and the client's response head.
 //! - [`chunked`]: the incremental chunked-body decoder/re-encoder.
 //! - [`local`]: the complete answers the proxy makes itself (400, 502, 503, ...).
+//! - `plan`: what to do with a head: body modes, interim and upgrade responses, which side
+//!   stays open, how long an upstream connection may idle.
 
 pub mod chunked;
 pub(crate) mod fields;
 pub mod local;
+pub(crate) mod plan;
 pub mod request;
 pub mod response;
 pub mod rewrite;
@@ -224,6 +227,15 @@ fn short_word(s: &[u8]) -> u64 {
     byte(0) | byte(s.len() / 2) << 8 | byte(s.len().saturating_sub(1)) << 16
 }
 
+/// Whether a field is a client's own word on who it is, besides X-Forwarded-For: `Forwarded`
+/// or `X-Real-IP`, which an edge (`--forwarded-for replace`) drops, as it alone knows the
+/// client. (Not a [`FieldName`]: only that setting looks for them, so the parse of every head
+/// does not.)
+#[inline]
+pub(crate) fn is_client_claim(name: &str) -> bool {
+    name.len() == 9 && (name_is(name, "forwarded") || name_is(name, "x-real-ip"))
+}
+
 /// The field names the proxy acts on; every other name is [`FieldName::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FieldName {
@@ -240,8 +252,6 @@ pub(crate) enum FieldName {
     XForwardedFor,
     XForwardedHost,
     XForwardedProto,
-    Forwarded,
-    XRealIp,
     Other,
 }
 
@@ -257,8 +267,6 @@ impl FieldName {
             6 if is("expect") => Expect,
             7 if is("upgrade") => Upgrade,
             7 if is("trailer") => Trailer,
-            9 if is("forwarded") => Forwarded,
-            9 if is("x-real-ip") => XRealIp,
             10 if is("connection") => Connection,
             10 if is("keep-alive") => KeepAlive,
             14 if is("content-length") => ContentLength,
@@ -287,12 +295,6 @@ impl FieldName {
         )
     }
 
-    /// A client's own word on who it is, besides X-Forwarded-For: dropped by an edge
-    /// (`--forwarded-for replace`), which alone knows the client.
-    pub(crate) fn client_claim(self) -> bool {
-        matches!(self, FieldName::Forwarded | FieldName::XRealIp)
-    }
-
     /// Never copied from a request: the hop-by-hop ones, and Host and the X-Forwarded-*
     /// fields, which we write (a client-sent X-Forwarded-Proto or -Host would be spoofed).
     pub(crate) fn not_forwarded(self) -> bool {
@@ -318,8 +320,6 @@ pub(crate) struct FieldBits {
     pub expect: u64,
     /// X-Forwarded-For.
     pub forwarded_for: u64,
-    /// [`FieldName::client_claim`].
-    pub client_claims: u64,
     /// Lines not written `name: value` CRLF, set by the parsers (see `fields::line_shapes`).
     pub reformat: u64,
 }
@@ -436,7 +436,6 @@ impl<'b> KeyFields<'b> {
                     k.bits.expect |= bit;
                 }
                 FieldName::XForwardedFor => k.bits.forwarded_for |= bit,
-                FieldName::Forwarded | FieldName::XRealIp => k.bits.client_claims |= bit,
                 FieldName::Upgrade => k.upgrade = true,
                 FieldName::Connection => {
                     k.connection_count += 1;

@@ -1,9 +1,10 @@
-//! Choosing and reaching an upstream: the pick, the nonblocking connect, the judgement of a
-//! failed connect, and the retries (the next upstream, or a fresh connection after a dead
-//! pooled one).
+//! Choosing and reaching an upstream: the pick, the wait in the pool's queue for a
+//! `max_conns` slot, the nonblocking connect, the judgement of a failed connect, and the
+//! retries (the next upstream, or a fresh connection after a dead pooled one).
 
 use super::*;
 use crate::net::{connect_reason, is_local_shortage, marks_upstream_down, upstream_token};
+use crate::upstream::Waiter;
 
 impl Session {
     /// The upstream state of member `idx` of this exchange's pool.
@@ -21,13 +22,17 @@ impl Session {
     }
 
     /// Connect to the next eligible upstream of the exchange's pool not tried yet for this
-    /// request, within the pool's retries.
+    /// request, within the pool's retries; or wait in the pool's queue when every eligible one
+    /// is at its `max_conns`.
     pub(super) fn connect_next(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Fail> {
         self.drop_upstream_keep_request(ctx.registry, ctx.conns);
         let (p, key) = match &self.state {
             State::Exchange(ex) => (ex.pool, ex.hash),
             _ => return Err(Fail::Abort),
         };
+        // Queued by this call: the pick is made once more after the enqueue (a slot freed in
+        // between woke nobody), and the request then waits if that finds none either.
+        let mut queued_now = false;
         loop {
             let pool = &self.snap.pools[p];
             if self.tried.len() > pool.retries {
@@ -57,7 +62,12 @@ impl Session {
                     );
                     return Err(Fail::Respond(503));
                 }
-                Choice::AllFull => return self.queue_for_a_slot(ctx, p),
+                Choice::AllFull if queued_now => return Ok(()),
+                Choice::AllFull => {
+                    self.enqueue_for_a_slot(ctx, p)?;
+                    queued_now = true;
+                    continue;
+                }
                 Choice::AllTried => {
                     debug!(
                         "{}: no upstream left to try in pool {}: 502",
@@ -67,11 +77,14 @@ impl Session {
                 }
             };
             let member = &pool.members[idx];
-            let Some(flight) = member.state.try_begin_request(ctx.worker, member.max_conns) else {
+            let queue = pool.capped.then_some(pool.shared);
+            let Some(flight) = member.state.try_begin_request(member.max_conns, queue) else {
                 // Another worker took its last slot since the pick: pick again (it is full
                 // now, so another member, or the queue).
                 continue;
             };
+            // A slot of our own: out of the queue, if we were in it (the slot is used).
+            self.leave_queue(ctx.worker, true);
             self.tried.insert(idx);
             match self.connect_to(idx, flight, true, ctx) {
                 Ok(()) => return Ok(()),
@@ -80,25 +93,25 @@ impl Session {
         }
     }
 
-    /// Every eligible upstream of pool `p` is at its `max_conns`: wait in the pool's queue (in
+    /// Every eligible upstream of pool `p` is at its `max_conns`: join the pool's queue (in
     /// order of arrival, woken when a slot frees on any worker) until the pool's
     /// `queue_timeout`, then 503. A request woken that finds the slot taken again goes back to
-    /// the front of the queue.
-    fn queue_for_a_slot(&mut self, ctx: &mut Ctx<'_>, p: usize) -> Result<(), Fail> {
+    /// the front of the queue, keeping its deadline.
+    fn enqueue_for_a_slot(&mut self, ctx: &mut Ctx<'_>, p: usize) -> Result<(), Fail> {
         let pool = &self.snap.pools[p];
         let timeout = self.snap.cfg.pools[p].queue_timeout;
         let State::Exchange(ex) = &mut self.state else {
             return Err(Fail::Abort);
         };
-        let (again, deadline) = match ex.queued {
-            Some((_, deadline)) => (true, deadline),
-            None => (false, ctx.now + timeout),
+        let (again, until) = match ex.phase {
+            Phase::Queued { until, .. } => (true, until),
+            _ => (false, ctx.now + timeout),
         };
-        if ctx.now >= deadline {
+        if ctx.now >= until {
             return Err(self.queue_timed_out(p));
         }
         self.next_ticket += 1;
-        let waiter = crate::upstream::Waiter {
+        let waiter = Waiter {
             worker: ctx.worker,
             key: self.key,
             ticket: self.next_ticket,
@@ -114,7 +127,11 @@ impl Session {
             "{}: every upstream of pool {} is at its max_conns: queued",
             self.client_ip, pool.name
         );
-        ex.queued = Some((self.next_ticket, deadline));
+        ex.phase = Phase::Queued {
+            ticket: self.next_ticket,
+            until,
+            woken: false,
+        };
         Ok(())
     }
 
@@ -131,37 +148,42 @@ impl Session {
         Fail::Respond(503)
     }
 
-    /// Leave the pool's queue (a timeout, the client gone): the waiter must not take a slot.
-    pub(super) fn leave_queue(&mut self, worker: usize) {
-        if let State::Exchange(ex) = &mut self.state {
-            if let Some((ticket, _)) = ex.queued.take() {
-                if let Some(pool) = self.snap.pools.get(ex.pool) {
-                    pool.shared.cancel(crate::upstream::Waiter {
-                        worker,
-                        key: self.key,
-                        ticket,
-                    });
-                }
-            }
+    /// Leave the pool's queue, if the exchange waits in it. `took_a_slot`: the request has a
+    /// slot of its own now. Otherwise (a timeout, the client gone) a wake-up already on its way
+    /// to it would be lost with it: it is passed on to the next waiter.
+    pub(super) fn leave_queue(&mut self, worker: usize, took_a_slot: bool) {
+        let State::Exchange(ex) = &mut self.state else {
+            return;
+        };
+        let Phase::Queued { ticket, woken, .. } = ex.phase else {
+            return;
+        };
+        // The phase that follows is set by the caller; until then nothing waits.
+        ex.phase = Phase::Buffering;
+        let Some(pool) = self.snap.pools.get(ex.pool) else {
+            return;
+        };
+        let still_queued = pool.shared.cancel(Waiter {
+            worker,
+            key: self.key,
+            ticket,
+        });
+        if !took_a_slot && (woken || !still_queued) {
+            pool.shared.slot_freed();
         }
     }
 
     /// A worker's mailbox said a slot freed for wait `ticket`: pick again at the next round.
     pub fn wake(&mut self, ticket: u64) {
-        if let State::Exchange(ex) = &self.state {
-            if ex.queued.is_some_and(|(t, _)| t == ticket) {
-                self.woken = true;
-            }
-        }
-    }
-
-    /// The request's upstream let go (its exchange ended or failed): a waiter of the pool may
-    /// take the slot.
-    pub(super) fn slot_freed(&self) {
-        if let State::Exchange(ex) = &self.state {
-            if let Some(pool) = self.snap.pools.get(ex.pool) {
-                if pool.capped {
-                    pool.shared.slot_freed();
+        if let State::Exchange(ex) = &mut self.state {
+            if let Phase::Queued {
+                ticket: waiting,
+                woken,
+                ..
+            } = &mut ex.phase
+            {
+                if *waiting == ticket {
+                    *woken = true;
                 }
             }
         }
@@ -186,7 +208,7 @@ impl Session {
         }
         state.record_connect_failure();
         if marks_upstream_down(e) {
-            state.mark_down(pool, &connect_reason(e));
+            state.mark_down(pool, &connect_reason(e), ChangedBy::Request);
         } else {
             warn!("connect to {} failed: {e}", state.name);
         }
@@ -194,7 +216,8 @@ impl Session {
     }
 
     /// Take an idle pooled connection to member `idx` (when `reuse`), else start a
-    /// nonblocking connect to it, for the request counted by `flight`.
+    /// nonblocking connect to it, for the request counted by `flight`; the exchange's phase
+    /// follows (awaiting the head on a pooled connection, connecting otherwise).
     pub(super) fn connect_to(
         &mut self,
         idx: usize,
@@ -215,6 +238,7 @@ impl Session {
                 // Edge-triggered: its writable edge was reported long ago. A pending EOF on
                 // it would have evicted it from the pool, or shows up as a failed read.
                 peer.writable = true;
+                flight.sent(ctx.worker);
                 self.upstream = Some(Upstream {
                     peer,
                     idx,
@@ -222,12 +246,11 @@ impl Session {
                     id: r.id,
                     reused: true,
                     requests: r.requests + 1,
-                    connected: true,
-                    connect_started: ctx.now,
                     write_failed: false,
                     sent_at: None,
                     preamble: None,
                 });
+                self.set_phase(Phase::AwaitingHead(HeadProgress::START));
                 return Ok(());
             }
         }
@@ -259,13 +282,20 @@ impl Session {
             id,
             reused: false,
             requests: 1,
-            connected: false,
-            connect_started: ctx.now,
             write_failed: false,
             sent_at: None,
             preamble,
         });
+        self.set_phase(Phase::Connecting { since: ctx.now });
         Ok(())
+    }
+
+    /// Set the exchange's phase (no-op outside an exchange).
+    #[inline]
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        if let State::Exchange(ex) = &mut self.state {
+            ex.phase = phase;
+        }
     }
 
     /// Drop the upstream socket but keep the queued request (for a retry).
@@ -285,10 +315,13 @@ impl Session {
     /// Check a pending nonblocking connect (mio's `TcpStream::connect` recipe: on writable,
     /// `take_error`, then `peer_addr`).
     pub(super) fn poll_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
-        let Some(up) = &mut self.upstream else {
+        let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
         };
-        if up.connected || !up.peer.writable {
+        let (Phase::Connecting { .. }, Some(up)) = (&ex.phase, &mut self.upstream) else {
+            return Ok(false);
+        };
+        if !up.peer.writable {
             return Ok(false);
         }
         let err = match up.peer.stream.take_error() {
@@ -305,7 +338,8 @@ impl Session {
         };
         match err {
             None => {
-                up.connected = true;
+                up.flight.sent(ctx.worker);
+                ex.phase = Phase::AwaitingHead(HeadProgress::START);
                 self.last_progress = ctx.now;
                 Ok(true)
             }
@@ -343,9 +377,11 @@ impl Session {
             debug!("pooled connection to {name} was closed; retrying on a fresh one");
             ex.fresh_retry_used = true;
             self.drop_upstream_keep_request(ctx.registry, ctx.conns);
-            let member = &self.snap.pools[self.exchange_pool()].members[idx];
+            let pool = &self.snap.pools[self.exchange_pool()];
+            let member = &pool.members[idx];
+            let queue = pool.capped.then_some(pool.shared);
             // Its slot went with the connection: without one now, the request queues.
-            if let Some(flight) = member.state.try_begin_request(ctx.worker, member.max_conns) {
+            if let Some(flight) = member.state.try_begin_request(member.max_conns, queue) {
                 match self.connect_to(idx, flight, false, ctx) {
                     Ok(()) => return Ok(()),
                     Err(e) => self.connect_failed(idx, &e, ctx)?,

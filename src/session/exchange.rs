@@ -1,9 +1,11 @@
-//! One request/response exchange: what is kept of the request, body and response progress,
+//! One request/response exchange: what is kept of the request, where it stands (one [`Phase`]),
 //! and the upstream connection it uses.
 
 use super::*;
 
-/// The upstream connection of the current exchange or tunnel.
+/// The upstream connection of the current exchange or tunnel. Whether its connect has
+/// completed is the exchange's phase ([`Phase::Connecting`] until it has; a tunnel's always
+/// has), not a flag here.
 #[derive(Debug)]
 pub(super) struct Upstream {
     /// The socket and its readiness.
@@ -11,7 +13,8 @@ pub(super) struct Upstream {
     /// Member index in the exchange's pool (for `Tried` and the retry on a fresh connection).
     pub(super) idx: usize,
     /// The request counts as in flight to this upstream until this drops (least_conn,
-    /// max_conns); also the upstream's shared state, for marking it down and for logs.
+    /// max_conns; dropping it hands a `max_conns` slot to the pool's next waiter); also the
+    /// upstream's shared state, for marking it down and for logs.
     pub(super) flight: InFlight,
     /// The socket's id in the worker's `ConnPool` (its token).
     pub(super) id: usize,
@@ -19,10 +22,6 @@ pub(super) struct Upstream {
     pub(super) reused: bool,
     /// Requests sent on this connection, this one included.
     pub(super) requests: u32,
-    /// The nonblocking connect has completed.
-    pub(super) connected: bool,
-    /// When the connect started, for `--connect-timeout`.
-    pub(super) connect_started: Tick,
     /// A write failed: the upstream stopped reading. Its response may still come.
     pub(super) write_failed: bool,
     /// When the first byte of the request went to it: the start of its response time.
@@ -32,31 +31,71 @@ pub(super) struct Upstream {
     pub(super) preamble: Option<Box<[u8]>>,
 }
 
-/// How much of the request body is left to forward.
+/// How much of the request body is left to read from the client.
 #[derive(Debug)]
 pub(super) enum RequestBody {
     /// This many bytes of a Content-Length body.
     Length(u64),
     /// A chunked body, re-chunked cleanly towards the upstream.
     Chunked(Decoder),
-    /// All of it has been queued for the upstream.
+    /// All of it has been read (and queued for the upstream, or dropped when it stopped
+    /// reading).
     Done,
 }
 
-/// Where the response stands.
+/// How much of a final response's body is left to move.
 #[derive(Debug)]
 pub(super) enum ResponseBody {
-    /// Waiting for the (final) response head; how far the part received so far has been
-    /// checked (reset wherever the upstream input is consumed or cleared).
-    Head(HeadProgress),
-    /// This many bytes of a Content-Length body left.
+    /// This many bytes of a Content-Length body.
     Length(u64),
     /// A chunked body: re-chunked for HTTP/1.1 clients, de-chunked for HTTP/1.0 ones.
     Chunked(Decoder, chunked::Output),
     /// Everything until the upstream closes.
     UntilClose,
-    /// The response has been queued for the client in full.
-    Done,
+}
+
+/// Where an exchange stands on its upstream side: one phase at a time, each with its own
+/// deadline (see `Session::timeout_deadline`), so that no two can hold at once.
+///
+/// buffering → queued → connecting → awaiting the head → streaming → draining; a phase may
+/// be skipped (no body to buffer, a free slot, a pooled connection, an empty response body),
+/// and a failed connect or a dead pooled connection goes back to queued or connecting for the
+/// next try.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// The request body is read, and its framing checked, before any upstream is chosen
+    /// (`--request-buffer`): nothing of a bad body reaches one. Deadline: the client's
+    /// read timeout.
+    Buffering,
+    /// Every eligible upstream is at its `max_conns`: waiting in the pool's queue with
+    /// `ticket` until `until` (then 503). `woken`: a slot freed for this wait; pick again.
+    Queued {
+        ticket: u64,
+        until: Tick,
+        woken: bool,
+    },
+    /// A nonblocking connect to the upstream is under way since `since`. Deadline:
+    /// `--connect-timeout`.
+    Connecting { since: Tick },
+    /// Connected: the request goes out (as far as it has come) and the response head is
+    /// awaited (interim heads pass through); how far the upstream's bytes were checked.
+    /// Deadline: the read or write timeout.
+    AwaitingHead(HeadProgress),
+    /// The final response head went to the client: its body follows. From here on a failure
+    /// can only close the connection.
+    Streaming(ResponseBody),
+    /// The response is queued for the client in full; the rest of the request body is still
+    /// read (and forwarded, or dropped if the upstream stopped reading) so that the
+    /// connection's framing stays known.
+    Draining,
+}
+
+impl Phase {
+    /// A final response head has been queued for the client.
+    #[inline]
+    pub(super) fn final_started(&self) -> bool {
+        matches!(self, Phase::Streaming(_) | Phase::Draining)
+    }
 }
 
 /// One request/response exchange with an upstream.
@@ -66,15 +105,12 @@ pub struct Exchange {
     pub(super) req: RequestInfo,
     /// Request body progress.
     pub(super) req_body: RequestBody,
-    /// Response progress.
-    pub(super) resp: ResponseBody,
+    /// Where the exchange stands on its upstream side.
+    pub(super) phase: Phase,
     /// While `Some(written)`, the upstream output buffer still holds the whole request from its
     /// first byte, `written` of which were sent: the request can be replayed on another upstream
     /// if this one fails before answering.
     pub(super) replay: Option<usize>,
-    /// A final response head has been queued for the client: from here on a failure can only
-    /// close the connection.
-    pub(super) final_started: bool,
     /// The client connection closes after this exchange (decided with the response head).
     pub(super) close_after: bool,
     /// A `100 Continue` reached the client: it will send the body.
@@ -84,9 +120,6 @@ pub struct Exchange {
     pub(super) upstream_keep: Duration,
     /// The one fresh-connection retry after a dead pooled connection has been used.
     pub(super) fresh_retry_used: bool,
-    /// The request body is being read, and its framing checked, before any upstream is
-    /// chosen (`--request-buffer`): nothing of a bad body reaches an upstream.
-    pub(super) buffering: bool,
     /// Length of the forwarded head at the front of the upstream buffer: what follows it while
     /// buffering is the body read so far.
     pub(super) head_len: usize,
@@ -101,7 +134,4 @@ pub struct Exchange {
     pub(super) body_from: u64,
     /// Request sent → response head received, µs, once known.
     pub(super) upstream_us: Option<u64>,
-    /// Waiting in the pool's queue for a `max_conns` slot: the ticket, and when the wait ends
-    /// with a 503.
-    pub(super) queued: Option<(u64, Tick)>,
 }

@@ -21,10 +21,13 @@ impl Session {
             return Drive::Closed;
         }
         let final_started = match &self.state {
-            State::Exchange(ex) => ex.final_started,
+            State::Exchange(ex) => ex.phase.final_started(),
             State::Tunnel => true,
             _ => false,
         };
+        // A request still waiting for a slot gives its place up (and any wake-up on its way
+        // to the next waiter).
+        self.leave_queue(ctx.worker, false);
         let closing_without_answer = !matches!(e, Fail::Respond(_)) || final_started;
         if closing_without_answer && self.log_open {
             // What reached the client is logged: the response's status if it started, else
@@ -42,12 +45,12 @@ impl Session {
                 // Keep the connection when the request was read in full and nothing is off
                 // with the client side; an error about the head itself always closes.
                 let keep = match &self.state {
-                    State::Exchange(ex) => {
-                        matches!(ex.req_body, RequestBody::Done)
-                            && ex.req.keep_alive
-                            && !ctx.shutting_down
-                            && status >= 500
-                    }
+                    State::Exchange(ex) => plan::keep_after_local_answer(
+                        status,
+                        &ex.req,
+                        matches!(ex.req_body, RequestBody::Done),
+                        ctx.shutting_down,
+                    ),
                     _ => false,
                 };
                 let retry_after = (status == 503).then(|| {

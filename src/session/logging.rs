@@ -5,9 +5,16 @@
 use super::*;
 use crate::http::request::Request;
 
-/// Fill `rec` for a request whose head is `req` from `client` (the caller marks it open: this
-/// borrows only the record, while `req` still borrows the session's input).
-pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, '_>, unix_ms: u64) {
+/// Fill `rec` for a request whose head is `req`, its request line `line` as received, from
+/// `client` (the caller marks it open: this borrows only the record, while `req` still borrows
+/// the session's input).
+pub(super) fn log_begin(
+    rec: &mut Record,
+    client: ClientAddr,
+    req: &Request<'_, '_>,
+    line: &[u8],
+    unix_ms: u64,
+) {
     // Into the record's own strings, which keep their capacity from request to request: no
     // allocation per request once a connection has logged one.
     rec.unix_ms = unix_ms;
@@ -16,6 +23,8 @@ pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, 
     if rec.client.is_empty() {
         rec.client.push_str(client.as_str());
     }
+    rec.request.clear();
+    rec.request.extend_from_slice(line);
     rec.method.clear();
     rec.method.push_str(req.method);
     rec.target.clear();
@@ -40,8 +49,9 @@ pub(super) fn log_begin(rec: &mut Record, client: ClientAddr, req: &Request<'_, 
 }
 
 impl Session {
-    /// Open a record for a head that was refused: its request line as received when it has
-    /// the three parts of one (nginx logs it so), else `"-"`.
+    /// Open a record for a head that was refused (or never came): its request line as
+    /// received, byte for byte, whatever it is (nginx logs it so: a TLS handshake on a plain
+    /// port shows as `\x16\x03\x01...`).
     pub(super) fn log_begin_bare(&mut self, ctx: &Ctx<'_>, line: &[u8]) {
         if ctx.logger.is_none() {
             return;
@@ -50,23 +60,9 @@ impl Session {
         **rec = Record {
             unix_ms: ctx.wall.unix_ms(ctx.now),
             client: self.client_ip.to_string(),
+            request: line.to_vec(),
             ..Record::default()
         };
-        let text = String::from_utf8_lossy(line);
-        let mut parts = text.split(' ');
-        if let (Some(m), Some(t), Some(v), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        {
-            if !m.is_empty() && !t.is_empty() && (v == "HTTP/1.1" || v == "HTTP/1.0") {
-                rec.method = m.to_string();
-                rec.target = t.to_string();
-                rec.version = if v == "HTTP/1.0" {
-                    "HTTP/1.0"
-                } else {
-                    "HTTP/1.1"
-                };
-            }
-        }
         self.log_open = true;
         self.log_started = ctx.now;
     }
@@ -98,6 +94,7 @@ impl Session {
         rec.upstream_ms = None;
         rec.bytes_sent = 0;
         if let State::Exchange(ex) = &self.state {
+            // (The request line stays as it came.)
             if upstream {
                 if let Some(p) = self.snap.pools.get(ex.pool) {
                     rec.pool.push_str(&p.name);

@@ -6,8 +6,11 @@
 //! mio is edge-triggered: a readiness is only cleared when a call returned `WouldBlock`, so a
 //! session that stops early (a full buffer, the work budget) resumes where it stopped.
 //!
-//! One exchange at a time: request head → upstream connect → request body and response in
-//! both directions → back to reading the next head (keep-alive) or closing.
+//! One exchange at a time: request head → the plan for it (`http::plan`) → upstream connect →
+//! request body and response in both directions → back to reading the next head (keep-alive)
+//! or closing. An exchange is in one [`Phase`](exchange::Phase) at a time (buffering, queued,
+//! connecting, awaiting the head, streaming, draining); what to do with each head is decided
+//! by `http::plan`, and the session carries it out.
 
 use crate::access_log::{LogBatch, Logger, Record};
 use crate::balance::{self, Choice, Local};
@@ -16,17 +19,18 @@ use crate::clock::{Tick, WallClock};
 use crate::config::Config;
 use crate::connpool::{self, ConnPool};
 use crate::http::chunked::{self, Decoder};
+use crate::http::plan;
 use crate::http::request::{self, HeadProgress, RequestError, RequestInfo};
 use crate::http::response::{self, ResponseError};
 use crate::http::rewrite::{self, ClientAddr, RequestContext, ResponseContext};
-use crate::http::{local, Framing, SliceOut, Version};
+use crate::http::{local, SliceOut, Version};
 use crate::limits::{ClientKey, Limiter};
 use crate::metrics::WorkerStats;
 use crate::net::client_token;
 use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Pulled, Span};
 use crate::sys;
-use crate::upstream::{InFlight, Tried, UpstreamState};
+use crate::upstream::{ChangedBy, InFlight, Tried, UpstreamState};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
@@ -38,6 +42,10 @@ use std::time::Duration;
 
 /// Most read/process/write rounds one `drive` call makes before yielding to other connections.
 const DRIVE_BUDGET: usize = 16;
+/// How long an idle keep-alive connection stays open once a graceful stop has begun: its
+/// client may have sent its next request already, which then gets an answer (with
+/// `Connection: close`) instead of a reset. One still silent after this is closed.
+const STOP_IDLE_GRACE: Duration = Duration::from_secs(1);
 /// How long a closing connection keeps reading (and discarding) what the client still sends,
 /// so that our last answer is not destroyed by a reset (RFC 9112 §9.6, "lingering close").
 const LINGER: Duration = Duration::from_secs(2);
@@ -98,7 +106,7 @@ mod timeouts;
 mod tunnel;
 
 pub use exchange::Exchange;
-use exchange::{RequestBody, ResponseBody, Upstream};
+use exchange::{Phase, RequestBody, ResponseBody, Upstream};
 use peer::Peer;
 use span::{lend_span, move_span, SpanError};
 
@@ -140,6 +148,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// The worker is shutting down: no more keep-alive.
     pub shutting_down: bool,
+    /// Since when (a graceful stop began), while `shutting_down`.
+    pub stopping_since: Option<Tick>,
     /// The worker's free buffer storage.
     pub bufs: &'a mut BufPool,
     /// The worker's upstream sockets: ids, tokens and the idle connections.
@@ -278,8 +288,6 @@ pub struct Session {
     log_started: Tick,
     /// Waits for a `max_conns` slot so far (each gets its own ticket).
     next_ticket: u64,
-    /// A slot freed for the current wait: pick again.
-    woken: bool,
     /// The most a forwarded head may take of the upstream buffer (what is not kept for a body
     /// read before the connect); fixed with the buffers' sizes when the connection starts.
     head_room: usize,
@@ -350,7 +358,6 @@ impl Session {
             log_open: false,
             log_started: now,
             next_ticket: 0,
-            woken: false,
             served: 0,
             idle_since: now,
             last_progress: now,
@@ -373,23 +380,12 @@ impl Session {
         }
     }
 
-    /// The connection is between requests with nothing queued: safe to close at shutdown. A
-    /// connection that has not had its first request read yet is not idle: it was just
-    /// accepted (at shutdown, from the kernel's queue), its request is likely on its way or
-    /// already in the socket, and it is owed an answer.
-    pub fn is_idle(&self) -> bool {
-        self.served > 0
-            && matches!(self.state, State::Head { started: None, .. })
-            && self.cin.is_empty()
-            && self.cout.is_empty()
-    }
-
     /// Close everything: deregister the sockets (dropping them closes them) and give the
     /// buffers back.
     pub fn close(&mut self, ctx: &mut Ctx<'_>) {
         let (registry, stats, logger, worker) = (ctx.registry, ctx.stats, ctx.logger, ctx.worker);
         self.count_bytes(stats);
-        self.leave_queue(worker);
+        self.leave_queue(worker, false);
         if let Some(l) = self.conn_limiter.take() {
             l.close(ClientKey::of(self.peer.ip()));
         }
@@ -451,8 +447,7 @@ impl Session {
         if let Some(mut up) = self.upstream.take() {
             let _ = registry.deregister(&mut up.peer.stream);
             conns.closed(up.id);
-            drop(up);
-            self.slot_freed();
+            // Dropping it (its `InFlight`) hands a `max_conns` slot on.
         }
         self.clear_upstream_input();
         self.uout.clear();
@@ -462,7 +457,7 @@ impl Session {
     fn clear_upstream_input(&mut self) {
         self.uin.clear();
         if let State::Exchange(ex) = &mut self.state {
-            if let ResponseBody::Head(checked) = &mut ex.resp {
+            if let Phase::AwaitingHead(checked) = &mut ex.phase {
                 *checked = HeadProgress::START;
             }
         }
@@ -551,7 +546,7 @@ impl Session {
         let upstream_quiet = self
             .upstream
             .as_ref()
-            .is_none_or(|u| !u.peer.readable && (u.connected || !u.peer.writable));
+            .is_none_or(|u| !u.peer.readable && (self.upstream_connected() || !u.peer.writable));
         !shutting_down
             && !self.client.readable
             && upstream_quiet
@@ -570,10 +565,16 @@ impl Session {
     fn process(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         match &mut self.state {
             State::Head { .. } => self.process_head(ctx),
-            State::Exchange(_) => {
-                if std::mem::take(&mut self.woken) {
+            State::Exchange(ex) => {
+                if let Phase::Queued { woken: true, .. } = ex.phase {
                     // A slot freed: pick again (back to the queue's front if it went already).
                     self.connect_next(ctx)?;
+                }
+                if self.client_left(ex_final_started(&self.state)) {
+                    // As nginx: a client that closed its side before its answer has gone;
+                    // the upstream request is let go (499).
+                    debug!("{}: client closed before its answer: 499", self.client_ip);
+                    return Err(Fail::Abort);
                 }
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;
@@ -587,6 +588,33 @@ impl Session {
             State::Tunnel => self.pump_tunnel(ctx),
             State::Closing { .. } => Ok(false),
         }
+    }
+}
+
+/// Whether the exchange in `state` has queued its final response head.
+#[inline]
+fn ex_final_started(state: &State) -> bool {
+    matches!(state, State::Exchange(ex) if ex.phase.final_started())
+}
+
+impl Session {
+    /// The client closed its side with its request read in full and nothing behind it, before
+    /// any final answer: it has gone. (A pipelined request behind, or a body still coming,
+    /// says otherwise; once the answer has started, a half-closed client still reads it.)
+    #[inline]
+    fn client_left(&self, final_started: bool) -> bool {
+        self.client.eof
+            && !final_started
+            && self.cin.is_empty()
+            && self.up_span.is_none()
+            && matches!(&self.state, State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done))
+    }
+
+    /// Whether the upstream connection, if any, is connected: an exchange's connect may still
+    /// be under way; a tunnel's never is.
+    #[inline]
+    fn upstream_connected(&self) -> bool {
+        !matches!(&self.state, State::Exchange(ex) if matches!(ex.phase, Phase::Connecting { .. }))
     }
 }
 

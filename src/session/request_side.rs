@@ -5,11 +5,18 @@ use super::logging::log_begin;
 use super::*;
 
 impl Session {
+    // Always inlined into its one caller, `process` (as the layout that measured lowest; out
+    // of line it cost ~40 instructions per request, and left the body pump out of line too).
+    #[inline(always)]
     pub(super) fn process_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         if self.cin.is_empty() {
-            // Between requests: a client that closed, or a shutdown, ends the connection once
-            // the last response is out.
-            if (self.client.eof || ctx.shutting_down) && self.cout.is_empty() {
+            // Between requests: a client that closed ends the connection once the last
+            // response is out. A graceful stop does not: a connection is owed the answer to
+            // the request its client may have sent already (its first, or its next after a
+            // keep-alive pause), which then says `Connection: close`; a silent one is closed
+            // at its deadline (`client_header_timeout` for a first request, the stop's grace
+            // for an idle one).
+            if self.client.eof && self.cout.is_empty() {
                 return Err(Fail::Abort);
             }
             return Ok(false);
@@ -20,6 +27,12 @@ impl Session {
         } = &mut self.state
         {
             *started = Some(ctx.now);
+            // A new request runs on the configuration in force now, to its end; a reload that
+            // changed the buffers' sizes reaches a connection kept alive from before here.
+            if !Arc::ptr_eq(&self.snap, ctx.snap) {
+                self.snap = Arc::clone(ctx.snap);
+                self.adopt_sizes(ctx.bufs);
+            }
         }
         if self.awaiting_proxy_header && !self.take_proxy_header(ctx)? {
             return Ok(false);
@@ -38,7 +51,7 @@ impl Session {
         if !matches!(parsed, Ok(None)) {
             ctx.stats.requests.add(1);
         }
-        let (info, head_len, pool, hash) = match parsed {
+        let (info, head_len, pool, hash, plan) = match parsed {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
                 // response must still go out whole before the close.
@@ -54,17 +67,13 @@ impl Session {
                     e.status()
                 );
                 if ctx.logger.is_some() {
-                    let line = first_line(self.cin.data()).to_vec();
+                    let line = request_line(self.cin.data()).to_vec();
                     self.log_begin_bare(ctx, &line);
                 }
                 self.cin.clear();
                 return Err(Fail::Respond(e.status()));
             }
             Ok(Some(req)) => {
-                // A new request runs on the configuration in force now, to its end.
-                if !Arc::ptr_eq(&self.snap, ctx.snap) {
-                    self.snap = Arc::clone(ctx.snap);
-                }
                 if ctx.logger.is_some() {
                     self.log_open = true;
                     self.log_started = ctx.now;
@@ -72,6 +81,7 @@ impl Session {
                         self.log.get_or_insert_with(Default::default),
                         self.client_ip,
                         &req,
+                        request_line(data),
                         ctx.wall.unix_ms(ctx.now),
                     );
                 }
@@ -110,11 +120,12 @@ impl Session {
                     }
                     None => None,
                 };
+                let plan = plan::request(&req.info, ctx.cfg.request_buffer);
                 let rctx = RequestContext {
                     client_ip: self.client_ip,
                     forwarded_for: ctx.cfg.forwarded_for,
                     underscores_in_headers: ctx.cfg.underscores_in_headers,
-                    expectation_met: answers_continue_itself(&req.info, ctx.cfg.request_buffer),
+                    expectation_met: plan.own_continue,
                 };
                 // The whole rewritten head must fit the upstream buffer (the part of it that is
                 // not for a buffered body), or nothing goes.
@@ -136,22 +147,16 @@ impl Session {
                         return Err(Fail::Respond(431));
                     }
                 }
-                (req.info, req.head_len, pool, hash)
+                (req.info, req.head_len, pool, hash, plan)
             }
         };
         self.cin.consume(head_len);
-        let req_body = match info.framing {
-            Framing::Length(0) | Framing::None | Framing::UntilClose => RequestBody::Done,
-            Framing::Length(n) => RequestBody::Length(n),
-            Framing::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
+        let req_body = match plan.body {
+            plan::RequestBody::None => RequestBody::Done,
+            plan::RequestBody::Length(n) => RequestBody::Length(n),
+            plan::RequestBody::Chunked => RequestBody::Chunked(Decoder::new(&limits)),
         };
-        let has_body = !matches!(req_body, RequestBody::Done);
-        let own_continue = answers_continue_itself(&info, ctx.cfg.request_buffer);
-        // A client that waits for `100 Continue` holds its body back: read it first only if we
-        // answer the expectation ourselves, else the upstream decides and the body streams.
-        let buffering =
-            has_body && ctx.cfg.request_buffer > 0 && (!info.expect_continue || own_continue);
-        if own_continue {
+        if plan.own_continue {
             self.cout.attach(ctx.bufs);
             // The client buffer is empty here (a new exchange starts with the last response
             // out), so this always fits.
@@ -162,27 +167,44 @@ impl Session {
         self.state = State::Exchange(ctx.exchanges.make(Exchange {
             req: info,
             req_body,
-            resp: ResponseBody::Head(HeadProgress::START),
+            // Reading the body first, or (set by the connect below) on to an upstream.
+            phase: Phase::Buffering,
             replay: Some(0),
-            final_started: false,
             close_after: false,
             continue_sent: false,
             upstream_keep: Duration::ZERO,
             fresh_retry_used: false,
-            buffering,
             head_len: self.uout.len(),
             pool,
             hash,
             status: 0,
             body_from: 0,
             upstream_us: None,
-            queued: None,
         }));
         self.tried.clear();
-        if !buffering {
+        if !plan.buffer_first {
+            // Nothing reaches an upstream before the request is known good, as far as the
+            // proxy holds it: the body bytes that came with the head are checked (and queued
+            // behind it) before any upstream is chosen, even when the rest will stream.
+            if plan.body != plan::RequestBody::None && !self.cin.is_empty() {
+                self.pump_request_body(ctx)?;
+            }
             self.connect_next(ctx)?;
         }
         Ok(true)
+    }
+
+    /// Size the buffers for the configuration the connection now runs on (a reload changed
+    /// `max_head` or `request_buffer`). Between requests they hold no storage, so this only
+    /// changes what they will take.
+    fn adopt_sizes(&mut self, bufs: &mut BufPool) {
+        let cfg = &self.snap.cfg;
+        let size = buffer::size_for(cfg.limits.max_head);
+        self.cin.resize(size, bufs);
+        self.cout.resize(size, bufs);
+        self.uin.resize(size, bufs);
+        self.uout.resize(size + cfg.request_buffer, bufs);
+        self.head_room = size;
     }
 
     /// Answer a request ourselves right at its head (a 404, a 429): nothing goes upstream.
@@ -197,7 +219,13 @@ impl Session {
         close: bool,
         write: impl FnOnce(&mut Vec<u8>, bool),
     ) -> Result<bool, Fail> {
-        let keep = !close && info.framing.is_empty_body() && info.keep_alive && !ctx.shutting_down;
+        let keep = !close
+            && plan::keep_after_local_answer(
+                status,
+                info,
+                info.framing.is_empty_body(),
+                ctx.shutting_down,
+            );
         write(ctx.scratch_take(), !keep);
         ctx.stats.count_local(status);
         self.log_local(ctx, status);
@@ -220,6 +248,7 @@ impl Session {
     /// for its pool and logged at debug). The connection limit was decided at the accept; the
     /// rates (the global one, then the pool's own) are checked here, before anything is read
     /// of the body or sent upstream.
+    #[inline(always)]
     fn over_limit(&self, ctx: &Ctx<'_>, pool: usize) -> Option<u64> {
         let snap = &self.snap;
         if !self.over_connection_limit
@@ -228,6 +257,13 @@ impl Session {
         {
             return None;
         }
+        self.check_limits(ctx, pool)
+    }
+
+    /// [`over_limit`](Self::over_limit) when a limit applies.
+    #[inline(never)]
+    fn check_limits(&self, ctx: &Ctx<'_>, pool: usize) -> Option<u64> {
+        let snap = &self.snap;
         let name = &snap.pools[pool].name;
         let verdict = if self.over_connection_limit {
             debug!("{}: over the connection limit: 429", self.client_ip);
@@ -268,7 +304,7 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
         };
-        if !ex.buffering {
+        if !matches!(ex.phase, Phase::Buffering) {
             return Ok(false);
         }
         let buffered = self.uout.len().saturating_sub(ex.head_len);
@@ -276,12 +312,14 @@ impl Session {
         if !matches!(ex.req_body, RequestBody::Done) && !full {
             return Ok(false);
         }
-        ex.buffering = false;
         self.connect_next(ctx)?;
         Ok(true)
     }
 
     /// Move request body bytes from the client buffer to the upstream buffer.
+    // Always inlined: it runs in every round of an exchange, and for most requests (no body)
+    // it is a few tests; a call costs more than that.
+    #[inline(always)]
     pub(super) fn pump_request_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
@@ -305,7 +343,8 @@ impl Session {
             return Ok(progress);
         }
         match &mut ex.req_body {
-            RequestBody::Done => {}
+            // All read: nothing to move, nor any span to lend.
+            RequestBody::Done => return Ok(progress),
             RequestBody::Length(rem) => {
                 let n = (*rem)
                     .min(self.cin.len() as u64)
@@ -354,7 +393,11 @@ impl Session {
         // What is left of a Content-Length body, or of the current chunk's data, goes by
         // splice(2) once the buffered bytes are through; never while the request is kept for
         // a replay, which needs every byte in the buffer.
-        let connected = self.upstream.as_ref().is_some_and(|u| u.connected);
+        let connected = self.upstream.is_some()
+            && matches!(
+                ex.phase,
+                Phase::AwaitingHead(_) | Phase::Streaming(_) | Phase::Draining
+            );
         if self.cin.is_empty() && ex.replay.is_none() && connected && !write_failed {
             let left = match &ex.req_body {
                 RequestBody::Length(rem) => *rem,
@@ -426,21 +469,6 @@ impl Session {
 /// Our own answer to `Expect: 100-continue` when we read the body before connecting.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Whether the proxy answers a request's `Expect: 100-continue` itself.
-///
-/// The expectation exists so that a client does not send a body the server would refuse. When
-/// the body is known to fit `--request-buffer` (a Content-Length within it), the proxy answers
-/// `100 Continue` at once, reads the body and checks it before it connects, as nginx does with
-/// its request buffering: a small body costs the client less than the round trip to an upstream
-/// would, and a bad one never reaches it. A longer or chunked body (its length unknown) keeps
-/// the expectation for the upstream to answer, as HAProxy does: the client then sends nothing
-/// the upstream refuses, and the body streams once it is sent. Either way the proxy never waits
-/// for a body the client is holding back.
-fn answers_continue_itself(info: &RequestInfo, request_buffer: usize) -> bool {
-    info.expect_continue
-        && matches!(info.framing, Framing::Length(n) if n > 0 && n <= request_buffer as u64)
-}
-
 impl Session {
     /// `proxy_protocol`: read the PROXY header at the start of the connection; from then on its
     /// client is this connection's client everywhere (X-Forwarded-For, the limits, `ip_hash`,
@@ -480,13 +508,21 @@ impl Session {
     }
 }
 
-/// The request line of a head as received, for the access log of a head we refused: up to the
-/// first CR or LF, at most 1 KiB.
-fn first_line(head: &[u8]) -> &[u8] {
-    let end = head
+/// Most bytes of a request line the access log keeps.
+const LOGGED_LINE: usize = 8 * 1024;
+
+/// The request line of a head as received, for the access log: after any empty lines before
+/// it (which the parser skips too), up to its first CR or LF, at most `LOGGED_LINE` bytes.
+pub(super) fn request_line(head: &[u8]) -> &[u8] {
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(head.len());
+    let line = &head[start..];
+    let end = line
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(head.len())
-        .min(1024);
-    &head[..end]
+        .unwrap_or(line.len())
+        .min(LOGGED_LINE);
+    &line[..end]
 }

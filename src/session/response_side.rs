@@ -5,7 +5,8 @@
 use super::*;
 
 impl Session {
-    /// Parse the response head, then move body bytes from the upstream buffer to the client's.
+    /// Parse the response head, carry out its plan, then move body bytes from the upstream
+    /// buffer to the client's.
     pub(super) fn pump_response(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
@@ -16,8 +17,8 @@ impl Session {
         let up_eof = up.peer.eof;
         let mut progress = false;
         loop {
-            match &mut ex.resp {
-                ResponseBody::Head(checked) => {
+            match &mut ex.phase {
+                Phase::AwaitingHead(checked) => {
                     if self.uin.is_empty() {
                         if up_eof {
                             return self.upstream_failed_before_response(ctx).map(|_| true);
@@ -32,6 +33,7 @@ impl Session {
                         ),
                         ResponseError::Slots
                     );
+                    let name = &up.flight.upstream().name;
                     let resp = match parsed {
                         Ok(Some(r)) => {
                             // Whatever comes next (this head consumed, or parsed again once
@@ -40,151 +42,86 @@ impl Session {
                             r
                         }
                         Ok(None) if up_eof => {
-                            warn!(
-                                "upstream {} closed mid-head: 502",
-                                up.flight.upstream().name
-                            );
+                            warn!("upstream {name} closed mid-head: 502");
                             return Err(Fail::Respond(502));
                         }
                         Ok(None) => return Ok(progress),
                         Err(e) => {
-                            warn!(
-                                "upstream {} sent a bad response head ({e:?}): 502",
-                                up.flight.upstream().name
-                            );
+                            warn!("upstream {name} sent a bad response head ({e:?}): 502");
                             return Err(Fail::Respond(502));
                         }
                     };
-                    let head_len = resp.head_len;
-                    ctx.scratch.clear();
-                    if resp.code == 101 {
-                        if !ex.req.upgrade_websocket {
-                            warn!(
-                                "upstream {} switched protocols unasked: 502",
-                                up.flight.upstream().name
-                            );
+                    let facts = plan::ExchangeFacts {
+                        continue_sent: ex.continue_sent,
+                        request_read: matches!(ex.req_body, RequestBody::Done),
+                        stopping: ctx.shutting_down,
+                        pooling: ctx.conns.max_idle() > 0,
+                        upstream_idle_timeout: ctx.cfg.upstream_idle_timeout,
+                    };
+                    let (head_len, code) = (resp.head_len, resp.code);
+                    self.cout.attach(ctx.bufs);
+                    match plan::response(&resp, &ex.req, &facts) {
+                        plan::ResponsePlan::Refuse(why) => {
+                            warn!("upstream {name} {why}: 502");
                             return Err(Fail::Respond(502));
                         }
-                        let rctx = ResponseContext {
-                            framing: Framing::None,
-                            close: false,
-                            keep_alive_http10: false,
-                            upgrade: true,
-                            client_version: ex.req.version,
-                        };
-                        self.cout.attach(ctx.bufs);
-                        if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())?
-                        {
-                            return Ok(progress);
+                        plan::ResponsePlan::Interim { head } => {
+                            if let Some(rctx) = head {
+                                if !stage_response_head(&resp, &rctx, &mut self.cout, name)? {
+                                    return Ok(progress);
+                                }
+                                ex.continue_sent |= code == 100;
+                            }
+                            self.uin.consume(head_len);
+                            progress = true;
                         }
-                        self.uin.consume(head_len);
-                        ex.upstream_us = Some(record_response(up, 101, ctx));
-                        ex.final_started = true;
-                        ex.status = 101;
-                        ex.body_from = self.client.bytes_out + self.cout.len() as u64;
-                        ex.replay = None;
-                        // The exchange ends here as far as the log goes: a tunnel follows.
-                        self.log_end(ctx.logger, ctx.log_batch, 101, true, None, ctx.now);
-                        self.state = State::Tunnel;
-                        return Ok(true);
-                    }
-                    if resp.code < 200 {
-                        // Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients
-                        // (RFC 9110 §15.2: not to HTTP/1.0 ones) and keep waiting.
-                        if ex.req.version == Version::Http11 {
-                            let rctx = ResponseContext {
-                                framing: Framing::None,
-                                close: false,
-                                keep_alive_http10: false,
-                                upgrade: false,
-                                client_version: ex.req.version,
-                            };
-                            self.cout.attach(ctx.bufs);
-                            if !stage_response_head(
-                                &resp,
-                                &rctx,
-                                &mut self.cout,
-                                up.flight.upstream(),
-                            )? {
+                        plan::ResponsePlan::Upgrade { head } => {
+                            if !stage_response_head(&resp, &head, &mut self.cout, name)? {
                                 return Ok(progress);
                             }
-                            ex.continue_sent |= resp.code == 100;
+                            self.uin.consume(head_len);
+                            ex.upstream_us = Some(record_response(up, 101, ctx));
+                            ex.status = 101;
+                            ex.body_from = self.client.bytes_out + self.cout.len() as u64;
+                            ex.replay = None;
+                            // The exchange ends here as far as the log goes: a tunnel follows.
+                            self.log_end(ctx.logger, ctx.log_batch, 101, true, None, ctx.now);
+                            self.state = State::Tunnel;
+                            return Ok(true);
                         }
-                        self.uin.consume(head_len);
-                        progress = true;
-                        continue;
-                    }
-                    if !response::client_can_decode(&resp, ex.req.version) {
-                        warn!(
-                            "upstream {} sent a transfer coding an HTTP/1.0 client cannot receive: 502",
-                            up.flight.upstream().name
-                        );
-                        return Err(Fail::Respond(502));
-                    }
-                    let framing = response::client_framing(resp.framing, ex.req.version);
-                    // A request body still on its way is forwarded to its end and the
-                    // connection stays usable; but a client still waiting for a 100 Continue
-                    // will never send its body (RFC 9110 §10.1.1): it must not be reused.
-                    let body_withheld = ex.req.expect_continue
-                        && !ex.continue_sent
-                        && !matches!(ex.req_body, RequestBody::Done);
-                    let close = !ex.req.keep_alive
-                        || ctx.shutting_down
-                        || framing == Framing::UntilClose
-                        || body_withheld;
-                    let rctx = ResponseContext {
-                        framing,
-                        close,
-                        keep_alive_http10: !close && ex.req.version == Version::Http10,
-                        upgrade: false,
-                        client_version: ex.req.version,
-                    };
-                    self.cout.attach(ctx.bufs);
-                    if !stage_response_head(&resp, &rctx, &mut self.cout, up.flight.upstream())? {
-                        return Ok(progress);
-                    }
-                    let upstream_framing = resp.framing;
-                    ex.upstream_keep = if resp.upstream_closes
-                        || upstream_framing == Framing::UntilClose
-                        || ctx.conns.max_idle() == 0
-                    {
-                        Duration::ZERO
-                    } else {
-                        // Leave a second of margin under the upstream's own idle timeout.
-                        let hint = resp
-                            .keep_alive_timeout
-                            .map(|s| Duration::from_secs(s.saturating_sub(1)));
-                        hint.map_or(ctx.cfg.upstream_idle_timeout, |h| {
-                            h.min(ctx.cfg.upstream_idle_timeout)
-                        })
-                    };
-                    let code = resp.code;
-                    self.uin.consume(head_len);
-                    ex.upstream_us = Some(record_response(up, code, ctx));
-                    ex.final_started = true;
-                    ex.status = code;
-                    ex.body_from = self.client.bytes_out + self.cout.len() as u64;
-                    ex.close_after = close;
-                    ex.resp = match upstream_framing {
-                        Framing::None | Framing::Length(0) => ResponseBody::Done,
-                        Framing::Length(n) => ResponseBody::Length(n),
-                        Framing::Chunked => {
-                            let mode = if framing == Framing::Chunked {
-                                chunked::Output::Rechunk
-                            } else {
-                                chunked::Output::Dechunk
+                        plan::ResponsePlan::Final(p) => {
+                            if !stage_response_head(&resp, &p.head, &mut self.cout, name)? {
+                                return Ok(progress);
+                            }
+                            self.uin.consume(head_len);
+                            ex.upstream_keep = p.upstream_keep;
+                            ex.upstream_us = Some(record_response(up, code, ctx));
+                            ex.status = code;
+                            ex.body_from = self.client.bytes_out + self.cout.len() as u64;
+                            ex.close_after = p.close_client;
+                            ex.phase = match p.body {
+                                plan::ResponseBody::None => Phase::Draining,
+                                plan::ResponseBody::Length(n) => {
+                                    Phase::Streaming(ResponseBody::Length(n))
+                                }
+                                plan::ResponseBody::Chunked(mode) => Phase::Streaming(
+                                    ResponseBody::Chunked(Decoder::new(&limits), mode),
+                                ),
+                                plan::ResponseBody::UntilClose => {
+                                    Phase::Streaming(ResponseBody::UntilClose)
+                                }
                             };
-                            ResponseBody::Chunked(Decoder::new(&limits), mode)
+                            progress = true;
                         }
-                        Framing::UntilClose => ResponseBody::UntilClose,
-                    };
-                    progress = true;
+                    }
                 }
-                ResponseBody::Length(_) | ResponseBody::Chunked(..) if self.down_span.is_some() => {
+                Phase::Streaming(ResponseBody::Length(_) | ResponseBody::Chunked(..))
+                    if self.down_span.is_some() =>
+                {
                     // A span of the body is under way: `pump_response_span` moves it.
                     return Ok(progress);
                 }
-                ResponseBody::Length(rem) => {
+                Phase::Streaming(ResponseBody::Length(rem)) => {
                     let n = (*rem)
                         .min(self.uin.len() as u64)
                         .min(forward_room(&self.cout) as u64) as usize;
@@ -196,7 +133,7 @@ impl Session {
                         progress = true;
                     }
                     if *rem == 0 {
-                        ex.resp = ResponseBody::Done;
+                        ex.phase = Phase::Draining;
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", up.flight.upstream().name);
                         return Err(Fail::Abort);
@@ -207,7 +144,7 @@ impl Session {
                     }
                     return Ok(progress);
                 }
-                ResponseBody::Chunked(dec, mode) => {
+                Phase::Streaming(ResponseBody::Chunked(dec, mode)) => {
                     ctx.scratch.clear();
                     let consumed = dec
                         .transcode(
@@ -230,7 +167,7 @@ impl Session {
                         progress = true;
                     }
                     if dec.is_done() {
-                        ex.resp = ResponseBody::Done;
+                        ex.phase = Phase::Draining;
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", up.flight.upstream().name);
                         return Err(Fail::Abort);
@@ -242,7 +179,7 @@ impl Session {
                     }
                     return Ok(progress);
                 }
-                ResponseBody::UntilClose => {
+                Phase::Streaming(ResponseBody::UntilClose) => {
                     let len = self.uin.len().min(forward_room(&self.cout));
                     self.cout.attach(ctx.bufs);
                     let n = self.cout.extend(&self.uin.data()[..len]);
@@ -251,22 +188,32 @@ impl Session {
                         progress = true;
                     }
                     if up_eof && self.uin.is_empty() {
-                        ex.resp = ResponseBody::Done;
+                        ex.phase = Phase::Draining;
                         progress = true;
                     }
                     return Ok(progress);
                 }
-                ResponseBody::Done => return Ok(progress),
+                Phase::Buffering
+                | Phase::Queued { .. }
+                | Phase::Connecting { .. }
+                | Phase::Draining => return Ok(progress),
             }
         }
     }
 
     /// Move a span of the response body upstream socket → pipe → client socket, counting its
     /// bytes off the body's framing as they leave the upstream.
+    #[inline(always)]
     pub(super) fn pump_response_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         if self.down_span.is_none() {
             return Ok(false);
         }
+        self.move_response_span(ctx)
+    }
+
+    /// [`pump_response_span`](Self::pump_response_span) with a span lent.
+    #[inline(never)]
+    fn move_response_span(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         self.nagle_off();
         let (Some(span), State::Exchange(ex)) = (&mut self.down_span, &mut self.state) else {
             return Ok(false);
@@ -291,9 +238,11 @@ impl Session {
             }
         };
         let pulled = moved.pulled as u64;
-        match &mut ex.resp {
-            ResponseBody::Length(rem) => *rem = rem.saturating_sub(pulled),
-            ResponseBody::Chunked(dec, _) => dec.skip_data(pulled).map_err(|_| Fail::Abort)?,
+        match &mut ex.phase {
+            Phase::Streaming(ResponseBody::Length(rem)) => *rem = rem.saturating_sub(pulled),
+            Phase::Streaming(ResponseBody::Chunked(dec, _)) => {
+                dec.skip_data(pulled).map_err(|_| Fail::Abort)?
+            }
             _ => {}
         }
         let mut progress = moved.progress;
@@ -315,11 +264,12 @@ impl Session {
     }
 
     /// End the exchange when both directions are done.
+    #[inline(always)]
     pub(super) fn maybe_finish(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let State::Exchange(ex) = &self.state else {
             return false;
         };
-        if !matches!(ex.resp, ResponseBody::Done) {
+        if !matches!(ex.phase, Phase::Draining) {
             return false;
         }
         let body_done = matches!(ex.req_body, RequestBody::Done);
@@ -367,8 +317,8 @@ impl Session {
             _ => (Duration::ZERO, 0),
         };
         if let Some(mut up) = self.upstream.take() {
+            // (Connected: an exchange ends with its response read.)
             let clean = !keep.is_zero()
-                && up.connected
                 && !up.write_failed
                 && !up.peer.eof
                 && !up.peer.hung_up
@@ -394,7 +344,7 @@ impl Session {
                 let _ = ctx.registry.deregister(&mut up.peer.stream);
                 ctx.conns.closed(up.id);
             }
-            self.slot_freed();
+            // `up.flight` drops here: the request's slot is handed on.
         }
         self.clear_upstream_input();
         self.uout.clear();
@@ -427,7 +377,7 @@ pub(super) fn stage_response_head(
     resp: &response::Response<'_, '_>,
     rctx: &ResponseContext,
     cout: &mut Buffer,
-    upstream: &UpstreamState,
+    upstream: &str,
 ) -> Result<bool, Fail> {
     let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
     let room = forward_room(cout);
@@ -443,8 +393,8 @@ pub(super) fn stage_response_head(
         Ok(_) => Ok(false),
         Err(e) => {
             warn!(
-                "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",
-                upstream.name, e.len, e.max
+                "upstream {upstream} sent a response head of {} bytes once rewritten, over {}: 502",
+                e.len, e.max
             );
             Err(Fail::Respond(502))
         }

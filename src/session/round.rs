@@ -28,8 +28,9 @@ impl Session {
 
         // upstream → uin (not while a span takes the upstream's bytes straight from the socket).
         let spliced = self.down_span.as_ref().is_some_and(|s| s.to_read() > 0);
+        let connected = self.upstream_connected();
         if let Some(up) = &mut self.upstream {
-            if up.connected && !spliced {
+            if connected && !spliced {
                 match up.peer.read_into(&mut self.uin, ctx.bufs) {
                     Ok(n) if n > 0 => {
                         progress = true;
@@ -57,7 +58,9 @@ impl Session {
         progress |= self.process(ctx)?;
 
         // uout → upstream.
-        progress |= self.write_upstream(ctx.now)?;
+        if self.upstream_connected() {
+            progress |= self.write_upstream(ctx.now)?;
+        }
 
         // cout → client.
         if !self.cout.is_empty() {
@@ -153,7 +156,7 @@ impl Session {
         let Some(up) = &mut self.upstream else {
             return Ok(false);
         };
-        if !up.connected || up.write_failed {
+        if up.write_failed {
             return Ok(false);
         }
         if let Some(preamble) = &up.preamble {

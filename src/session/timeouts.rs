@@ -4,9 +4,10 @@
 use super::*;
 
 impl Session {
-    /// When the session wants to be woken if nothing happens before.
-    pub fn deadline(&self, cfg: &Config) -> Tick {
-        let timeout = self.timeout_deadline(cfg);
+    /// When the session wants to be woken if nothing happens before. `stopping_since`: when
+    /// a graceful stop began, if one has.
+    pub fn deadline(&self, cfg: &Config, stopping_since: Option<Tick>) -> Tick {
+        let timeout = self.timeout_deadline(cfg, stopping_since);
         match self.client_watch_deadline() {
             Some(t) => t.min(timeout),
             None => timeout,
@@ -20,8 +21,8 @@ impl Session {
         (!self.client_registered).then(|| self.idle_since + CLIENT_WATCH_AFTER)
     }
 
-    /// When the current wait times out.
-    pub(super) fn timeout_deadline(&self, cfg: &Config) -> Tick {
+    /// When the current wait times out: one deadline per state, and per phase of an exchange.
+    pub(super) fn timeout_deadline(&self, cfg: &Config, stopping_since: Option<Tick>) -> Tick {
         let io_deadline = |pending_output: bool| {
             let t = if pending_output {
                 cfg.write_timeout
@@ -40,16 +41,22 @@ impl Session {
                     Some(t) if self.served > 0 => *t + cfg.client_header_timeout,
                     Some(_) => self.idle_since + cfg.client_header_timeout,
                     None if self.served == 0 => self.idle_since + cfg.client_header_timeout,
-                    None => self.idle_since + cfg.keepalive_timeout,
+                    None => {
+                        let idle = self.idle_since + cfg.keepalive_timeout;
+                        match stopping_since {
+                            // Stopping: an idle connection gets the grace to send the request
+                            // its client may have sent already, then closes.
+                            Some(t) => idle.min(t.max(self.idle_since) + STOP_IDLE_GRACE),
+                            None => idle,
+                        }
+                    }
                 }
             }
-            State::Exchange(ex) if ex.buffering => io_deadline(!self.cout.is_empty()),
-            State::Exchange(ex) if ex.queued.is_some() => {
-                ex.queued.map_or(self.last_progress, |q| q.1)
-            }
-            State::Exchange(ex) => match &self.upstream {
-                Some(up) if !up.connected => up.connect_started + cfg.connect_timeout,
-                _ => {
+            State::Exchange(ex) => match &ex.phase {
+                Phase::Buffering => io_deadline(!self.cout.is_empty()),
+                Phase::Queued { until, .. } => *until,
+                Phase::Connecting { since } => *since + cfg.connect_timeout,
+                Phase::AwaitingHead(_) | Phase::Streaming(_) | Phase::Draining => {
                     // While the request is kept for a replay, the upstream buffer also holds
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
@@ -73,7 +80,7 @@ impl Session {
             if !self.register_client(ctx.registry) {
                 return Drive::Closed;
             }
-            if ctx.now < self.timeout_deadline(ctx.cfg) {
+            if ctx.now < self.timeout_deadline(ctx.cfg, ctx.stopping_since) {
                 return Drive::Idle;
             }
         }
@@ -93,6 +100,10 @@ impl Session {
                 }
                 if started.is_some() {
                     debug!("{}: request head not complete in time: 408", self.client_ip);
+                    if ctx.logger.is_some() {
+                        let line = super::request_side::request_line(self.cin.data()).to_vec();
+                        self.log_begin_bare(ctx, &line);
+                    }
                     self.cin.clear();
                     local::write_response(408, true, None, ctx.scratch_take());
                     ctx.stats.count_local(408);
@@ -107,46 +118,49 @@ impl Session {
                 }
                 Drive::Closed
             }
-            State::Exchange(ex) => {
-                let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected);
-                if connecting {
+            State::Exchange(ex) => match ex.phase {
+                Phase::Connecting { .. } => {
                     if let Some(mut up) = self.upstream.take() {
                         let _ = ctx.registry.deregister(&mut up.peer.stream);
                         ctx.conns.closed(up.id);
                         let state = up.flight.upstream();
                         state.record_connect_failure();
-                        state.mark_down(&self.snap.pools[ex.pool].name, "connect timed out");
+                        state.mark_down(
+                            &self.snap.pools[ex.pool].name,
+                            "connect timed out",
+                            ChangedBy::Request,
+                        );
                     }
                     if let Some(w) = &mut ex.replay {
                         *w = 0;
                     }
                     let r = self.connect_next(ctx);
-                    return self.after_step(r, ctx);
+                    self.after_step(r, ctx)
                 }
-                if ex.queued.is_some() {
+                Phase::Queued { .. } => {
                     let pool = ex.pool;
-                    self.leave_queue(ctx.worker);
+                    self.leave_queue(ctx.worker, false);
                     let r = Err(self.queue_timed_out(pool));
-                    return self.after_step(r, ctx);
+                    self.after_step(r, ctx)
                 }
-                if ex.buffering && self.cout.is_empty() {
+                Phase::Buffering if self.cout.is_empty() => {
                     // The body read before the connect stopped coming: the client's fault,
                     // and no upstream has seen a byte of it.
                     debug!("{}: request body not received in time: 408", self.client_ip);
-                    let r = Err(Fail::Respond(408));
-                    return self.after_step(r, ctx);
+                    self.after_step(Err(Fail::Respond(408)), ctx)
                 }
-                if ex.final_started || !self.cout.is_empty() {
+                _ if ex.phase.final_started() || !self.cout.is_empty() => {
                     // A stalled response, or a client that stopped reading what we queued for
                     // it (interim responses): no answer can be delivered, and a 504 would
                     // blame the upstream for the client's silence.
                     debug!("{}: exchange stalled, closing", self.client_ip);
-                    return Drive::Closed;
+                    Drive::Closed
                 }
-                debug!("{}: upstream timed out: 504", self.client_ip);
-                let r = Err(Fail::Respond(504));
-                self.after_step(r, ctx)
-            }
+                _ => {
+                    debug!("{}: upstream timed out: 504", self.client_ip);
+                    self.after_step(Err(Fail::Respond(504)), ctx)
+                }
+            },
             State::Tunnel | State::Closing { .. } => Drive::Closed,
         }
     }

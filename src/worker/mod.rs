@@ -96,7 +96,8 @@ pub struct Worker {
     checks_reported: bool,
     /// Sessions to drive after the current batch of events.
     dirty: Vec<usize>,
-    shutting_down: bool,
+    /// When a graceful stop began (None: serving).
+    stopping_since: Option<Tick>,
     /// This worker's share of `--max-connections`: at the limit accepting pauses.
     max_sessions: usize,
     /// Accepting is paused at `max_sessions`.
@@ -174,7 +175,7 @@ impl Worker {
             balance,
             checks_reported: false,
             dirty: Vec::with_capacity(EVENTS_CAPACITY),
-            shutting_down: false,
+            stopping_since: None,
             max_sessions,
             at_limit: false,
             last_limit_log: None,
@@ -189,11 +190,11 @@ impl Worker {
             closed: Vec::new(),
             mail: Vec::new(),
         };
-        if w.conns.max_idle() > 0 {
-            let at = w.at_ms(now + IDLE_SWEEP_EVERY);
-            w.wheel
-                .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
-        }
+        // Always armed, pooling or not: the sweep also reads the wall clock again, which the
+        // access log's times follow (a clock step shows within a sweep).
+        let at = w.at_ms(now + IDLE_SWEEP_EVERY);
+        w.wheel
+            .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
         // First checks right away: a backend that is down at start leaves the rotation within
         // the health timeout instead of a whole interval.
         w.configure_checks();
@@ -283,7 +284,7 @@ impl Worker {
             if self.shared.generation.load(Ordering::Relaxed) != self.generation {
                 self.take_snapshot();
             }
-            if !self.shutting_down && self.shared.shutdown.load(Ordering::Acquire) {
+            if self.stopping_since.is_none() && self.shared.shutdown.load(Ordering::Acquire) {
                 self.begin_shutdown();
             }
             self.accept();
@@ -296,7 +297,7 @@ impl Worker {
                     self.shared.checks_done.store(true, Ordering::Release);
                 }
             }
-            if self.shutting_down && self.sessions.is_empty() {
+            if self.stopping_since.is_some() && self.sessions.is_empty() {
                 self.flush_log(true);
                 debug!("worker {} done", self.id);
                 return Ok(());
@@ -434,7 +435,7 @@ impl Worker {
             self.now,
             self.wall,
             &mut self.scratch,
-            self.shutting_down,
+            self.stopping_since,
             &mut self.bufs,
             &mut self.conns,
             &mut self.exchanges,
@@ -457,7 +458,7 @@ impl Worker {
         now: Tick,
         wall: WallClock,
         scratch: &'a mut Vec<u8>,
-        shutting_down: bool,
+        stopping_since: Option<Tick>,
         bufs: &'a mut BufPool,
         conns: &'a mut ConnPool,
         exchanges: &'a mut ExchangePool,
@@ -477,7 +478,8 @@ impl Worker {
                 now,
                 wall,
                 scratch,
-                shutting_down,
+                shutting_down: stopping_since.is_some(),
+                stopping_since,
                 bufs,
                 conns,
                 exchanges,
@@ -507,7 +509,7 @@ impl Worker {
                 self.now,
                 self.wall,
                 &mut self.scratch,
-                self.shutting_down,
+                self.stopping_since,
                 &mut self.bufs,
                 &mut self.conns,
                 &mut self.exchanges,
@@ -523,9 +525,23 @@ impl Worker {
                     Drive::Closed => closed.push(key),
                     Drive::Again => {
                         again.push(key);
-                        arm_entry(entry, key, ctx.cfg, &mut self.wheel, epoch);
+                        arm_entry(
+                            entry,
+                            key,
+                            ctx.cfg,
+                            ctx.stopping_since,
+                            &mut self.wheel,
+                            epoch,
+                        );
                     }
-                    Drive::Idle => arm_entry(entry, key, ctx.cfg, &mut self.wheel, epoch),
+                    Drive::Idle => arm_entry(
+                        entry,
+                        key,
+                        ctx.cfg,
+                        ctx.stopping_since,
+                        &mut self.wheel,
+                        epoch,
+                    ),
                 }
             }
         }
@@ -562,7 +578,14 @@ impl Worker {
     #[inline(always)]
     fn arm(&mut self, key: usize) {
         if let Some(entry) = self.sessions.get_mut(key) {
-            arm_entry(entry, key, &self.snap.cfg, &mut self.wheel, self.epoch);
+            arm_entry(
+                entry,
+                key,
+                &self.snap.cfg,
+                self.stopping_since,
+                &mut self.wheel,
+                self.epoch,
+            );
         }
     }
 
@@ -595,9 +618,12 @@ impl Worker {
                     }
                     WORKER_IDLE_SWEEP => {
                         self.wall = WallClock::read();
-                        self.conns
-                            .sweep(self.now, self.shutting_down, self.poll.registry());
-                        if !self.shutting_down {
+                        self.conns.sweep(
+                            self.now,
+                            self.stopping_since.is_some(),
+                            self.poll.registry(),
+                        );
+                        if self.stopping_since.is_none() {
                             let at = self.at_ms(self.now + IDLE_SWEEP_EVERY);
                             self.wheel
                                 .insert(at, TimerKey::Worker(WORKER_IDLE_SWEEP).pack());
@@ -624,7 +650,7 @@ impl Worker {
             return;
         }
         entry.armed = None;
-        if now < entry.session.deadline(cfg) {
+        if now < entry.session.deadline(cfg, self.stopping_since) {
             self.arm(key);
             return;
         }
@@ -660,7 +686,7 @@ impl Worker {
 
     /// A check's start timer fired: start it, and set its deadline and the next start.
     fn start_check(&mut self, t: StartTimer) {
-        if self.shutting_down {
+        if self.stopping_since.is_some() {
             return;
         }
         let Some(prober) = &mut self.prober else {
@@ -685,6 +711,12 @@ impl Worker {
         self.snap = snap;
         self.generation = generation;
         self.balance.fit(&self.snap.pools);
+        let cfg = &self.snap.cfg;
+        // What a reload may change here: the requests per upstream connection, and the
+        // buffers' sizes (the free storage follows, so it keeps being reused).
+        self.conns.set_max_requests(cfg.upstream_max_requests);
+        let size = crate::buffer::size_for(cfg.limits.max_head);
+        self.bufs.adopt([size, size + cfg.request_buffer]);
         let keep: Vec<usize> = self.snap.upstreams().iter().map(|(s, _)| s.id).collect();
         self.conns.retain_upstreams(&keep, self.poll.registry());
         self.configure_checks();
@@ -704,7 +736,7 @@ impl Worker {
         let Some(new) = new else {
             return;
         };
-        if self.shutting_down {
+        if self.stopping_since.is_some() {
             return;
         }
         self.accept_ready = true;
@@ -727,7 +759,7 @@ impl Worker {
     }
 
     fn begin_shutdown(&mut self) {
-        self.shutting_down = true;
+        self.stopping_since = Some(self.now);
         info!(
             "worker {}: shutting down ({} connections open)",
             self.id,
@@ -755,16 +787,12 @@ impl Worker {
                 self.conns.reused as f64 * 100.0 / total as f64
             );
         }
-        let idle: Vec<usize> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.session.is_idle())
-            .map(|(k, _)| k)
-            .collect();
-        for k in idle {
-            self.remove(k);
-        }
-        // Everything else answers with Connection: close; drive them so that decision is seen.
+        // Every connection is owed the answer to the request its client may have sent
+        // already: those in an exchange answer with `Connection: close`; idle keep-alive ones
+        // get a short grace to send their next request (answered so too), and those not
+        // accepted long ago their first; those still silent then close (`session::deadline`).
+        // Closing idle ones at once would race requests already on their way (HAProxy's
+        // idle-close-on-response). Drive them all so that each sees the stop and re-arms.
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for k in keys {
             if let Some(e) = self.sessions.get_mut(k) {
@@ -787,10 +815,11 @@ fn arm_entry(
     entry: &mut Entry,
     key: usize,
     cfg: &crate::config::Config,
+    stopping_since: Option<Tick>,
     wheel: &mut TimerWheel,
     epoch: Tick,
 ) {
-    let deadline = entry.session.deadline(cfg);
+    let deadline = entry.session.deadline(cfg, stopping_since);
     if entry.armed.is_some_and(|a| a <= deadline) {
         // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
         return;

@@ -13,7 +13,11 @@ fn route(proxy: &Proxy, api: &RawBackend, web: &RawBackend, path: &str) -> (&'st
         proxy.addr(),
         format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
     );
-    assert!(reply.starts_with(b"HTTP/1.1 200 "), "{path}: {}", show(&reply));
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200 "),
+        "{path}: {}",
+        show(&reply)
+    );
     let line = |r: &[u8]| {
         let end = find(r, b"\r\n").unwrap_or(r.len());
         String::from_utf8_lossy(&r[..end]).into_owned()

@@ -28,6 +28,12 @@ impl Counter {
         );
     }
 
+    /// Back to 0 (a state reused for another upstream, when nothing writes to it).
+    #[inline]
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
     /// Subtract `n` (a gauge, from the owning thread only).
     #[inline]
     pub fn sub(&self, n: u64) {
@@ -101,6 +107,15 @@ pub struct UpstreamShard {
 }
 
 impl UpstreamShard {
+    /// Every count back to 0.
+    pub fn reset(&self) {
+        self.requests.reset();
+        self.sum_us.reset();
+        for c in self.responses.iter().chain(self.buckets.iter()) {
+            c.reset();
+        }
+    }
+
     /// Count a final response with status `code` that took `us` microseconds from the request
     /// being sent to its head being received.
     #[inline]

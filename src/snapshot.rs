@@ -24,12 +24,24 @@ pub struct Snapshot {
     pub limiter: Option<Arc<Limiter>>,
     /// Each pool's own client rate, if any (index-parallel to `pools`).
     pub pool_limiters: Vec<Option<Arc<Limiter>>>,
+    /// Every upstream the pools list, once each: counted as listed while this snapshot lives,
+    /// so that the registry reuses only states no snapshot lists.
+    listed: Vec<&'static UpstreamState>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        for s in &self.listed {
+            s.listed(false);
+        }
+    }
 }
 
 impl Snapshot {
     /// Bind `cfg` to the upstream states in `registry` (an address already there keeps its
     /// state: alive, in flight, counters).
     pub fn new(cfg: Config, registry: &Registry) -> Result<Snapshot, String> {
+        registry.prepare();
         let pools = cfg
             .pools
             .iter()
@@ -48,14 +60,20 @@ impl Snapshot {
                     .map(|r| Arc::new(Limiter::new(Some(r), limits.max_clients, shared)))
             })
             .collect();
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             cfg,
             pools,
             routes,
             loaded_unix_ms: crate::upstream::unix_ms(),
             limiter,
             pool_limiters,
-        })
+            listed: Vec::new(),
+        };
+        snap.listed = snap.upstreams().into_iter().map(|(s, _)| s).collect();
+        for s in &snap.listed {
+            s.listed(true);
+        }
+        Ok(snap)
     }
 
     /// The snapshot for a reloaded `cfg`: as [`new`](Snapshot::new), and the client limiters

@@ -102,6 +102,7 @@ impl Shared {
     pub fn publish(&self, snap: Arc<Snapshot>) {
         let mut cur = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         *cur = snap;
-        self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
+        self.registry.published(generation);
     }
 }

@@ -4,17 +4,21 @@
 //! The [`Registry`] hands out one state per address and keeps it: a reload that keeps an
 //! address keeps its state (alive, in flight, counters), and per-worker structures (idle
 //! connections, probes) are keyed by its [`id`](UpstreamState::id), not by a position in a
-//! list. States are never freed (there is one per address ever configured, capped by
-//! [`MAX_UPSTREAMS`]), so the request path holds plain `&'static` references: no reference
-//! count to touch per request, no lock.
+//! list. The request path holds plain `&'static` references: no reference count to touch per
+//! request, no lock.
+//!
+//! A state no configuration lists any more is reused for a new address once nothing can
+//! refer to it (see [`Registry::prepare`]): addresses may come and go for the life of the
+//! process (a reload, a DNS change), with at most [`MAX_UPSTREAMS`] of them at once.
 
 use crate::clock::Tick;
 use crate::metrics::{Histogram, UpstreamShard};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
-/// Most distinct upstream addresses a process will ever register (across reloads).
+/// Most upstream addresses a process holds at once (a state freed by a reload is reused).
 pub const MAX_UPSTREAMS: usize = 65_536;
 
 /// Milliseconds since the process started (monotonic), never 0 once running: 0 means "never"
@@ -38,14 +42,13 @@ pub use crate::clock::unix_ms;
 #[repr(align(64))]
 #[derive(Debug)]
 pub struct UpstreamState {
-    /// Stable identity: index of per-worker structures (idle connections, probes).
+    /// Stable identity while the state is in use: index of per-worker structures (idle
+    /// connections, probes).
     pub id: usize,
-    /// Where it is.
-    pub addr: SocketAddr,
-    /// The address as first written, for logs.
-    pub name: String,
-    /// `addr` as text (`host:port`), formatted once: the access log writes it per request.
-    pub addr_text: String,
+    /// Where it is and how it was written: fixed while any configuration lists it, replaced
+    /// only when the state is reused for another address (nothing refers to it then, so the
+    /// lock is never contended).
+    identity: RwLock<Identity>,
     /// In the rotation. Written by health checks and failed connects, read by every pick.
     alive: AtomicBool,
     /// Requests in flight to it now, all workers together (least_conn, max_conns).
@@ -57,6 +60,32 @@ pub struct UpstreamState {
     /// Counters and the response-time histogram, one shard per worker (each written by its
     /// worker only, summed at a scrape).
     shards: Box<[UpstreamShard]>,
+    /// Snapshots whose pools list it.
+    users: AtomicUsize,
+    /// The generation (plus one) from which every worker must have taken a snapshot before
+    /// the state may be reused, set when the registry first finds it unused; 0: in use.
+    unused_from: AtomicU64,
+}
+
+/// An upstream's address, and how the configuration wrote it.
+#[derive(Debug, Clone)]
+struct Identity {
+    /// Where it is.
+    addr: SocketAddr,
+    /// The address as written, for logs.
+    name: String,
+    /// `addr` as text (`host:port`), formatted once: the access log writes it per request.
+    addr_text: String,
+}
+
+impl Identity {
+    fn new(addr: SocketAddr, name: &str) -> Identity {
+        Identity {
+            addr,
+            name: name.to_string(),
+            addr_text: addr.to_string(),
+        }
+    }
 }
 
 /// What health checks and counters write, off the pick's cache line.
@@ -128,9 +157,7 @@ impl UpstreamState {
     fn new(id: usize, addr: SocketAddr, name: &str, workers: usize) -> Self {
         UpstreamState {
             id,
-            addr,
-            name: name.to_string(),
-            addr_text: addr.to_string(),
+            identity: RwLock::new(Identity::new(addr, name)),
             alive: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             up_since_ms: AtomicU64::new(0),
@@ -147,6 +174,61 @@ impl UpstreamState {
                 last_check: Mutex::new(None),
                 last_change: Mutex::new(None),
             },
+            users: AtomicUsize::new(0),
+            unused_from: AtomicU64::new(0),
+        }
+    }
+
+    fn identity(&self) -> std::sync::RwLockReadGuard<'_, Identity> {
+        self.identity.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where it is.
+    pub fn addr(&self) -> SocketAddr {
+        self.identity().addr
+    }
+
+    /// The address as the configuration wrote it, for logs.
+    pub fn name(&self) -> String {
+        self.identity().name.clone()
+    }
+
+    /// Append `host:port` to `out` (the access log's upstream).
+    pub fn push_addr_text(&self, out: &mut String) {
+        out.push_str(&self.identity().addr_text);
+    }
+
+    /// Make this state the one of `addr`, as new: called by the registry when nothing refers
+    /// to it any more.
+    fn reuse(&self, addr: SocketAddr, name: &str) {
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Identity::new(addr, name);
+        self.alive.store(true, Ordering::Relaxed);
+        self.up_since_ms.store(0, Ordering::Relaxed);
+        let s = &self.slow;
+        for c in [
+            &s.connect_failures,
+            &s.changed_ms,
+            &s.checks_passed,
+            &s.checks_failed,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        s.passes.store(0, Ordering::Relaxed);
+        s.fails.store(0, Ordering::Relaxed);
+        *s.last_check.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *s.last_change.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        for shard in self.shards.iter() {
+            shard.reset();
+        }
+        self.unused_from.store(0, Ordering::Relaxed);
+    }
+
+    /// A snapshot that lists it was made (`+1`) or dropped (`-1`).
+    pub(crate) fn listed(&self, by_one_more: bool) {
+        if by_one_more {
+            self.users.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.users.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -180,10 +262,11 @@ impl UpstreamState {
         self.slow.passes.store(0, Ordering::Relaxed);
         if was_alive {
             let was = self.since_change();
+            let id = self.identity();
             log::info!(
                 "upstream {} ({}) in pool {pool} is down: {reason} (was up {was})",
-                self.name,
-                self.addr
+                id.name,
+                id.addr
             );
             self.record_change(false, by, reason);
         }
@@ -197,10 +280,11 @@ impl UpstreamState {
         if !was_alive {
             self.up_since_ms.store(mono_ms(), Ordering::Relaxed);
             let was = self.since_change();
+            let id = self.identity();
             log::info!(
                 "upstream {} ({}) in pool {pool} is up: {reason} (was down {was})",
-                self.name,
-                self.addr
+                id.name,
+                id.addr
             );
             self.record_change(true, by, reason);
         }
@@ -560,16 +644,32 @@ pub struct Waiter {
     pub ticket: u64,
 }
 
-/// Every upstream state and pool state ever made, by address and by name. Touched when a
-/// configuration is loaded, never on the request path.
+/// Every upstream state and pool state, by address and by name. Touched when a configuration
+/// is loaded, never on the request path.
 #[derive(Debug, Default)]
 pub struct Registry {
-    /// Address → state, and the states by id.
-    inner: Mutex<Vec<&'static UpstreamState>>,
+    /// The states, by id, and by address.
+    inner: Mutex<States>,
     /// Pool states by name.
     pools: Mutex<Vec<&'static PoolShared>>,
     /// Workers of the process: the number of counter shards per upstream.
     workers: usize,
+    /// The generation of the snapshot last published.
+    published: AtomicU64,
+    /// The generation of the snapshot each worker took last (and closed, then, its idle
+    /// connections and checks of upstreams that snapshot does not list).
+    taken: Box<[AtomicU64]>,
+}
+
+/// The registry's table of states.
+#[derive(Debug, Default)]
+struct States {
+    /// By id.
+    all: Vec<&'static UpstreamState>,
+    /// Id by address, for the states in use or not yet reused.
+    by_addr: HashMap<SocketAddr, usize>,
+    /// Ids of states free for another address.
+    free: Vec<usize>,
 }
 
 impl Registry {
@@ -577,6 +677,7 @@ impl Registry {
     pub fn new(workers: usize) -> Registry {
         Registry {
             workers,
+            taken: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
             ..Registry::default()
         }
     }
@@ -598,31 +699,89 @@ impl Registry {
         p
     }
 
-    /// The state for `addr` (made on first use, named `name`), or an error once
-    /// [`MAX_UPSTREAMS`] addresses have been registered.
+    /// Generation `generation` was published (see [`prepare`](Self::prepare)).
+    pub fn published(&self, generation: u64) {
+        self.published.fetch_max(generation, Ordering::AcqRel);
+    }
+
+    /// Worker `worker` took the snapshot of `generation`, and let go of everything an older
+    /// one listed that this one does not (idle connections, health checks).
+    pub fn taken(&self, worker: usize, generation: u64) {
+        if let Some(t) = self.taken.get(worker) {
+            t.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Before a snapshot is built: free the states nothing can refer to any more, for the
+    /// addresses the new configuration brings.
+    ///
+    /// A state no snapshot lists and no request uses is marked with the next generation; it is
+    /// freed once every worker has taken a snapshot of that generation or later. By then each
+    /// worker has closed its idle connections to it and dropped its checks (they go when a
+    /// worker takes a snapshot that does not list it), and no session can use it again (a
+    /// session only moves on to newer snapshots).
+    pub fn prepare(&self) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.published.load(Ordering::Acquire) + 1;
+        let all_took = self
+            .taken
+            .iter()
+            .map(|t| t.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        let States { all, by_addr, free } = &mut *st;
+        for s in all.iter() {
+            let unused = s.users.load(Ordering::Acquire) == 0 && s.in_flight() == 0;
+            let mark = s.unused_from.load(Ordering::Relaxed);
+            if !unused || mark == u64::MAX {
+                continue;
+            }
+            if mark == 0 {
+                s.unused_from.store(next, Ordering::Relaxed);
+            } else if all_took >= mark {
+                by_addr.remove(&s.addr());
+                s.unused_from.store(u64::MAX, Ordering::Relaxed);
+                free.push(s.id);
+            }
+        }
+    }
+
+    /// The state for `addr` (made, or a freed one reused, on first use; named `name`), or an
+    /// error when [`MAX_UPSTREAMS`] are in use.
     pub fn get(&self, addr: SocketAddr, name: &str) -> Result<&'static UpstreamState, String> {
-        let mut all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = all.iter().find(|s| s.addr == addr) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&id) = st.by_addr.get(&addr) {
+            let s = st.all[id];
+            // Listed again before it was freed: in use.
+            s.unused_from.store(0, Ordering::Relaxed);
             return Ok(s);
         }
-        if all.len() >= MAX_UPSTREAMS {
+        if let Some(id) = st.free.pop() {
+            let s = st.all[id];
+            s.reuse(addr, name);
+            st.by_addr.insert(addr, id);
+            return Ok(s);
+        }
+        if st.all.len() >= MAX_UPSTREAMS {
             return Err(format!(
-                "more than {MAX_UPSTREAMS} distinct upstream addresses in this process's life"
+                "more than {MAX_UPSTREAMS} upstream addresses in use at once"
             ));
         }
-        let state: &'static UpstreamState = Box::leak(Box::new(UpstreamState::new(
-            all.len(),
-            addr,
-            name,
-            self.workers,
-        )));
-        all.push(state);
+        let id = st.all.len();
+        let state: &'static UpstreamState =
+            Box::leak(Box::new(UpstreamState::new(id, addr, name, self.workers)));
+        st.all.push(state);
+        st.by_addr.insert(addr, id);
         Ok(state)
     }
 
-    /// Every state registered so far, by id.
+    /// Every state made so far, by id (those freed for reuse too).
     pub fn all(&self) -> Vec<&'static UpstreamState> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .all
+            .clone()
     }
 }
 
@@ -725,8 +884,50 @@ mod tests {
         let a2 = r.get(addr(1), "other name").unwrap();
         assert!(std::ptr::eq(a, a2));
         assert_eq!((a.id, b.id), (0, 1));
-        assert_eq!(a2.name, "a:1");
+        assert_eq!(a2.name(), "a:1");
         assert_eq!(r.all().len(), 2);
+    }
+
+    #[test]
+    fn a_state_no_snapshot_lists_is_reused_once_every_worker_moved_on() {
+        let r = Registry::new(2);
+        let a = r.get(addr(1), "a").unwrap();
+        a.listed(true);
+        a.mark_down("p", "x", ChangedBy::Request);
+        // Generation 1 drops it.
+        a.listed(false);
+        r.published(1);
+        r.prepare();
+        // Not before both workers took a snapshot from generation 2 on.
+        r.taken(0, 2);
+        r.prepare();
+        assert_eq!(
+            r.get(addr(2), "b").unwrap().id,
+            1,
+            "a fresh state, `a` not yet free"
+        );
+        r.taken(1, 2);
+        r.prepare();
+        let c = r.get(addr(3), "c").unwrap();
+        c.listed(true);
+        assert!(std::ptr::eq(a, c), "a's state, reused");
+        assert_eq!(
+            (c.addr(), c.name(), c.is_alive()),
+            (addr(3), "c".to_string(), true)
+        );
+        assert!(c.last_change().is_none(), "as new");
+        // A state in use, or with a request in flight, is never freed.
+        let b = r.get(addr(2), "b").unwrap();
+        let held = b.begin_request();
+        r.published(5);
+        r.taken(0, 9);
+        r.taken(1, 9);
+        r.prepare();
+        r.prepare();
+        assert_eq!(r.get(addr(4), "d").unwrap().id, 2);
+        drop(held);
+        // An address listed again before it was freed keeps its state.
+        assert!(std::ptr::eq(r.get(addr(2), "b").unwrap(), b));
     }
 
     #[test]

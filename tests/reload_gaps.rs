@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 /// Send SIGHUP and wait for the reload's verdict line; returns it.
 fn reload(proxy: &mut Proxy) -> String {
@@ -85,4 +86,41 @@ fn a_raised_max_head_reaches_connections_kept_alive_from_before() {
         "forwarded whole: {} bytes",
         got[1].len()
     );
+}
+
+#[test]
+fn upstreams_a_reload_removes_are_freed_so_addresses_can_come_and_go() {
+    // 36 reloads of 2,000 new addresses each: 72,000 in the process's life, more than the
+    // 65,536 the proxy holds at once.
+    let dir = TempDir::new();
+    let file = |round: usize| {
+        let list: Vec<String> = (0..2000)
+            .map(|i| {
+                let n = round * 2000 + i;
+                format!(
+                    "\"127.1.{}.{}:{}\"",
+                    n / 65536 % 250,
+                    n / 256 % 256,
+                    1 + n % 256
+                )
+            })
+            .collect();
+        format!(
+            "health_interval = \"60s\"\n[pools.web]\nupstreams = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let path = dir.write("goround.toml", &file(0));
+    let path_arg = path.to_string_lossy().into_owned();
+    let mut proxy = Proxy::start(&["--config", &path_arg, "--workers", "2"]);
+    proxy.wait_for_log("] ready", Duration::from_secs(20));
+    for round in 1..36 {
+        std::fs::write(&path, file(round)).expect("write");
+        let verdict = reload(&mut proxy);
+        assert!(
+            verdict.contains("reloaded"),
+            "round {round} ({} addresses so far): {verdict}",
+            (round + 1) * 2000
+        );
+    }
 }

@@ -120,7 +120,7 @@ pub fn collect(shared: &Shared) -> View {
                     let primary = !seen.contains(&s.id);
                     seen.push(s.id);
                     UpstreamView {
-                        address: s.addr.to_string(),
+                        address: s.addr().to_string(),
                         name: m.name.clone(),
                         up: s.is_alive(),
                         weight: m.weight,

@@ -164,11 +164,14 @@ impl Prober {
             // may meet): never two at once.
             return Some(Started { deadline, next });
         }
-        match TcpStream::connect(slot.state.addr) {
+        match TcpStream::connect(slot.state.addr()) {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = registry.register(&mut stream, token, interest) {
-                    warn!("health check of {}: cannot register: {e}", slot.state.name);
+                    warn!(
+                        "health check of {}: cannot register: {e}",
+                        slot.state.name()
+                    );
                     return Some(Started { deadline, next });
                 }
                 slot.probe = Some(Probe {
@@ -247,7 +250,7 @@ impl Slot {
     /// own shortage (EMFILE, EADDRNOTAVAIL, ...) says nothing about the upstream.
     fn connect_failed(&mut self, e: &io::Error) {
         if is_local_shortage(e) {
-            warn!("health check of {} skipped: {e}", self.state.name);
+            warn!("health check of {} skipped: {e}", self.state.name());
             self.judged = true;
             return;
         }
@@ -268,7 +271,7 @@ impl Slot {
         self.judged = true;
         debug!(
             "health check of {} in pool {}: {}",
-            self.state.name,
+            self.state.name(),
             self.pool,
             if ok { "pass" } else { "fail" }
         );
@@ -305,7 +308,7 @@ fn advance(probe: &mut Probe, spec: &HealthSpec, state: &UpstreamState) -> Step 
                 match spec.check {
                     Check::Tcp => return Step::Done(Verdict::Pass("connected".to_string())),
                     Check::Http => {
-                        probe.phase = Phase::Sending(check::request(spec, state.addr), 0);
+                        probe.phase = Phase::Sending(check::request(spec, state.addr()), 0);
                     }
                 }
             }

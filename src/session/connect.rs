@@ -203,14 +203,14 @@ impl Session {
         if is_local_shortage(e) {
             // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the upstream is
             // not to blame and stays in the rotation.
-            warn!("cannot open a connection to {}: {e}", state.name);
+            warn!("cannot open a connection to {}: {e}", state.name());
             return Err(Fail::Respond(503));
         }
         state.record_connect_failure();
         if marks_upstream_down(e) {
             state.mark_down(pool, &connect_reason(e), ChangedBy::Request);
         } else {
-            warn!("connect to {} failed: {e}", state.name);
+            warn!("connect to {} failed: {e}", state.name());
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Session {
                 return Ok(());
             }
         }
-        let mut stream = TcpStream::connect(state.addr)?;
+        let mut stream = TcpStream::connect(state.addr())?;
         let id = ctx.conns.open(self.key);
         if let Err(e) = ctx.registry.register(
             &mut stream,
@@ -364,7 +364,7 @@ impl Session {
             return Err(Fail::Abort);
         };
         let (idx, reused) = (up.idx, up.reused);
-        let name = &up.flight.upstream().name;
+        let name = up.flight.upstream().name();
         // Nothing reached the client and the whole request is still here: an idempotent
         // request can be sent again (RFC 9110 §9.2.2).
         if !(ex.req.idempotent && ex.replay.is_some()) {

@@ -100,7 +100,7 @@ impl Session {
                     rec.pool.push_str(&p.name);
                 }
                 if let Some(up) = &self.upstream {
-                    rec.upstream.push_str(&up.flight.upstream().addr_text);
+                    up.flight.upstream().push_addr_text(&mut rec.upstream);
                 }
                 rec.upstream_ms = ex.upstream_us.map(|us| us / 1000);
                 rec.bytes_sent = queued.saturating_sub(ex.body_from);

@@ -33,7 +33,7 @@ impl Session {
                         ),
                         ResponseError::Slots
                     );
-                    let name = &up.flight.upstream().name;
+                    let upstream = up.flight.upstream();
                     let resp = match parsed {
                         Ok(Some(r)) => {
                             // Whatever comes next (this head consumed, or parsed again once
@@ -42,12 +42,15 @@ impl Session {
                             r
                         }
                         Ok(None) if up_eof => {
-                            warn!("upstream {name} closed mid-head: 502");
+                            warn!("upstream {} closed mid-head: 502", upstream.name());
                             return Err(Fail::Respond(502));
                         }
                         Ok(None) => return Ok(progress),
                         Err(e) => {
-                            warn!("upstream {name} sent a bad response head ({e:?}): 502");
+                            warn!(
+                                "upstream {} sent a bad response head ({e:?}): 502",
+                                upstream.name()
+                            );
                             return Err(Fail::Respond(502));
                         }
                     };
@@ -62,12 +65,12 @@ impl Session {
                     self.cout.attach(ctx.bufs);
                     match plan::response(&resp, &ex.req, &facts) {
                         plan::ResponsePlan::Refuse(why) => {
-                            warn!("upstream {name} {why}: 502");
+                            warn!("upstream {} {why}: 502", upstream.name());
                             return Err(Fail::Respond(502));
                         }
                         plan::ResponsePlan::Interim { head } => {
                             if let Some(rctx) = head {
-                                if !stage_response_head(&resp, &rctx, &mut self.cout, name)? {
+                                if !stage_response_head(&resp, &rctx, &mut self.cout, upstream)? {
                                     return Ok(progress);
                                 }
                                 ex.continue_sent |= code == 100;
@@ -76,7 +79,7 @@ impl Session {
                             progress = true;
                         }
                         plan::ResponsePlan::Upgrade { head } => {
-                            if !stage_response_head(&resp, &head, &mut self.cout, name)? {
+                            if !stage_response_head(&resp, &head, &mut self.cout, upstream)? {
                                 return Ok(progress);
                             }
                             self.uin.consume(head_len);
@@ -90,7 +93,7 @@ impl Session {
                             return Ok(true);
                         }
                         plan::ResponsePlan::Final(p) => {
-                            if !stage_response_head(&resp, &p.head, &mut self.cout, name)? {
+                            if !stage_response_head(&resp, &p.head, &mut self.cout, upstream)? {
                                 return Ok(progress);
                             }
                             self.uin.consume(head_len);
@@ -135,7 +138,7 @@ impl Session {
                     if *rem == 0 {
                         ex.phase = Phase::Draining;
                     } else if up_eof && self.uin.is_empty() {
-                        warn!("upstream {} closed mid-body", up.flight.upstream().name);
+                        warn!("upstream {} closed mid-body", up.flight.upstream().name());
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // What came with the head is through: the rest may go by splice.
@@ -156,7 +159,7 @@ impl Session {
                         .map_err(|e| {
                             warn!(
                                 "upstream {} sent a bad chunked body: {e:?}",
-                                up.flight.upstream().name
+                                up.flight.upstream().name()
                             );
                             Fail::Abort
                         })?;
@@ -169,7 +172,7 @@ impl Session {
                     if dec.is_done() {
                         ex.phase = Phase::Draining;
                     } else if up_eof && self.uin.is_empty() {
-                        warn!("upstream {} closed mid-body", up.flight.upstream().name);
+                        warn!("upstream {} closed mid-body", up.flight.upstream().name());
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // Inside a long chunk, its size line queued: its data may go by splice.
@@ -228,7 +231,7 @@ impl Session {
             Err(SpanError::Source(e)) => {
                 warn!(
                     "upstream {} read error mid-body: {e}",
-                    up.flight.upstream().name
+                    up.flight.upstream().name()
                 );
                 return Err(Fail::Abort);
             }
@@ -254,7 +257,7 @@ impl Session {
         } else if up.peer.eof && span.held() == 0 {
             // Every byte the upstream sent has reached the client, which now sees a close in
             // the middle of the body.
-            warn!("upstream {} closed mid-body", up.flight.upstream().name);
+            warn!("upstream {} closed mid-body", up.flight.upstream().name());
             return Err(Fail::Abort);
         }
         if progress {
@@ -377,7 +380,7 @@ pub(super) fn stage_response_head(
     resp: &response::Response<'_, '_>,
     rctx: &ResponseContext,
     cout: &mut Buffer,
-    upstream: &str,
+    upstream: &UpstreamState,
 ) -> Result<bool, Fail> {
     let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
     let room = forward_room(cout);
@@ -393,8 +396,10 @@ pub(super) fn stage_response_head(
         Ok(_) => Ok(false),
         Err(e) => {
             warn!(
-                "upstream {upstream} sent a response head of {} bytes once rewritten, over {}: 502",
-                e.len, e.max
+                "upstream {} sent a response head of {} bytes once rewritten, over {}: 502",
+                upstream.name(),
+                e.len,
+                e.max
             );
             Err(Fail::Respond(502))
         }

@@ -720,6 +720,8 @@ impl Worker {
         let keep: Vec<usize> = self.snap.upstreams().iter().map(|(s, _)| s.id).collect();
         self.conns.retain_upstreams(&keep, self.poll.registry());
         self.configure_checks();
+        // Nothing of the upstreams this snapshot does not list is held here any more.
+        self.shared.registry.taken(self.id, generation);
         self.take_new_listener();
     }
 

@@ -1,5 +1,6 @@
-//! The deploy recipes: the systemd unit passes `systemd-analyze verify` (where systemd is
-//! installed), has what the README promises, and `--help` is a manual.
+//! The deploy recipes: the systemd unit has what the README promises and passes
+//! `systemd-analyze verify` (ignored, with the reason, where systemd is not installed; see
+//! build.rs), the Kubernetes manifest guards the admin pages, and `--help` is a manual.
 
 mod common;
 
@@ -7,7 +8,7 @@ use common::*;
 use std::process::Command;
 
 #[test]
-fn the_systemd_unit_verifies_and_has_what_it_promises() {
+fn the_systemd_unit_has_what_it_promises() {
     let unit = include_str!("../deploy/goround-mio.service");
     for line in [
         "Type=notify",
@@ -20,9 +21,17 @@ fn the_systemd_unit_verifies_and_has_what_it_promises() {
     ] {
         assert!(unit.lines().any(|l| l.starts_with(line)), "{line} missing");
     }
+}
+
+#[test]
+#[cfg_attr(
+    not(goround_has_systemd_analyze),
+    ignore = "needs systemd-analyze (apt-get install systemd, then touch build.rs)"
+)]
+fn the_systemd_unit_and_socket_pass_systemd_analyze_verify() {
+    let unit = include_str!("../deploy/goround-mio.service");
     let Ok(analyze) = which("systemd-analyze") else {
-        eprintln!("systemd-analyze is not installed: syntax not checked");
-        return;
+        panic!("systemd-analyze is required here (apt-get install systemd)");
     };
     // Point the unit at the binary just built, so the check of ExecStart= finds it.
     let dir = TempDir::new();

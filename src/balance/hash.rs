@@ -10,7 +10,7 @@
 //! The hash is FNV-1a over the bytes, finished with the SplitMix64 mixer: the same in every
 //! process and on every machine, so a fleet of instances agrees on where a key goes.
 
-use super::Member;
+use super::member::Member;
 use crate::config::HashKey;
 use std::net::IpAddr;
 

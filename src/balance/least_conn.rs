@@ -3,7 +3,8 @@
 //! the same counts, not one count per worker. Ties go in rotation from the pool's shared index,
 //! so an idle pool still spreads its requests.
 
-use super::{effective_weight, Pool};
+use super::member::effective_weight;
+use super::pool::Pool;
 use crate::upstream::Tried;
 use std::sync::atomic::Ordering;
 

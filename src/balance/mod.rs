@@ -5,6 +5,9 @@
 //! - `least_conn`: fewest requests in flight relative to weight, ties in rotation.
 //! - [`hash`]: a consistent-hash ring (ketama) for `ip_hash` and `hash`.
 //!
+//! - `member`: a member as the pool sees it; `pool`: the pool the strategies pick from. Both
+//!   sit below the strategies, which sit below the dispatch here.
+//!
 //! Pure over the shared atomics of the members' [`UpstreamState`]s and a worker's own
 //! [`Local`] state: no lock, no allocation per pick. A member is *eligible* when it is alive,
 //! not yet tried for this request and below its `max_conns`; backups are eligible only while
@@ -12,60 +15,17 @@
 
 pub mod hash;
 mod least_conn;
+mod member;
+mod pool;
 mod round_robin;
 
-use crate::config::{HashKey, PoolSpec, Strategy};
-use crate::upstream::{PoolShared, Registry, Tried, UpstreamState};
+pub use member::{effective_weight, Member};
+pub use pool::Pool;
+
+use crate::config::{PoolSpec, Strategy};
+use crate::upstream::{PoolShared, Registry, Tried};
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
-
-/// One upstream of a pool, as the pool sees it.
-#[derive(Debug)]
-pub struct Member {
-    /// The shared state (alive, in flight).
-    pub state: &'static UpstreamState,
-    /// The address as written in this pool.
-    pub name: String,
-    /// Its share relative to the others (at least 1).
-    pub weight: u32,
-    /// Only while every non-backup member is down.
-    pub backup: bool,
-    /// Most requests in flight to it (`u32::MAX`: no cap).
-    pub max_conns: u32,
-}
-
-/// A pool ready to pick from: its members bound to their shared state, and what its strategy
-/// precomputes.
-#[derive(Debug)]
-pub struct Pool {
-    /// Its name, for logs and metrics.
-    pub name: String,
-    /// How an upstream is picked.
-    pub strategy: Strategy,
-    /// What `hash` hashes (`client_ip` for `ip_hash`).
-    pub hash_key: Option<HashKey>,
-    /// The members, in the order written.
-    pub members: Vec<Member>,
-    /// Most tries after the first for one request.
-    pub retries: usize,
-    /// Ramp-up time of an upstream that comes back, in ms (0: none).
-    pub slow_start_ms: u64,
-    /// Every member has the same weight: plain round robin needs no per-worker state.
-    pub equal_weights: bool,
-    /// Some member is a backup.
-    pub has_backup: bool,
-    /// Some member has a `max_conns`.
-    pub capped: bool,
-    /// Plain round robin over at most 64 members, no weights, backups, caps or slow start:
-    /// the pick is one word of candidate bits ([`round_robin::plain`]).
-    plain: bool,
-    /// The shared round-robin index (also the tie-breaker of `least_conn`).
-    pub(crate) next: AtomicUsize,
-    /// The hash ring of the non-backup members, and of the backups (hash strategies only).
-    pub(crate) rings: Option<(hash::Ring, hash::Ring)>,
-    /// What the workers share about this pool by name (counters, the `max_conns` queue).
-    pub shared: &'static PoolShared,
-}
 
 /// What a pick found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,23 +61,6 @@ impl Local {
             .get_mut(pool)
             .map_or(&mut [], |v| v.as_mut_slice())
     }
-}
-
-/// The effective weight of a member now, in tenths: its weight, or less while it ramps up
-/// after coming back (slow start: from a tenth to all of it over `slow_start_ms`).
-#[inline]
-pub fn effective_weight(m: &Member, slow_start_ms: u64, now_ms: u64) -> u64 {
-    let full = u64::from(m.weight) * 10;
-    if slow_start_ms == 0 {
-        return full;
-    }
-    let up = m.state.up_since_ms();
-    let elapsed = now_ms.saturating_sub(up);
-    if up == 0 || elapsed >= slow_start_ms {
-        return full;
-    }
-    // weight × (0.1 + 0.9 × elapsed / slow_start), in tenths.
-    (u64::from(m.weight) * (10 * slow_start_ms + 90 * elapsed) / slow_start_ms / 10).max(1)
 }
 
 impl Pool {
@@ -181,16 +124,6 @@ impl Pool {
         self.has_backup && !self.members.iter().any(|m| !m.backup && m.state.is_alive())
     }
 
-    /// Whether member `i` may take this request, in the tier `backups`.
-    #[inline]
-    fn eligible(&self, i: usize, tried: &Tried, backups: bool) -> bool {
-        let m = &self.members[i];
-        m.backup == backups
-            && m.state.is_alive()
-            && !tried.contains(i)
-            && m.state.in_flight() < m.max_conns
-    }
-
     /// Why nothing was eligible.
     fn why_none(&self, tried: &Tried, backups: bool) -> Choice {
         let alive = |m: &Member| m.backup == backups && m.state.is_alive();
@@ -247,8 +180,8 @@ fn duration_ms(d: Duration) -> u64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{HealthSpec, StatusRanges, UpstreamSpec};
-    use crate::upstream::ChangedBy;
+    use crate::config::{HashKey, HealthSpec, StatusRanges, UpstreamSpec};
+    use crate::upstream::{ChangedBy, UpstreamState};
     use std::net::SocketAddr;
 
     /// A pool spec with `weights.len()` upstreams on 127.0.0.1:9000+i.

@@ -4,7 +4,8 @@
 //! ramps up (slow start), nginx's smooth weighted round robin, per worker: weights 5:1:1 give
 //! a a b a c a a, never five a's in a row.
 
-use super::{effective_weight, Pool};
+use super::member::effective_weight;
+use super::pool::Pool;
 use crate::upstream::Tried;
 use std::sync::atomic::Ordering;
 

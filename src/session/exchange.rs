@@ -1,7 +1,12 @@
 //! One request/response exchange: what is kept of the request, where it stands (one [`Phase`]),
 //! and the upstream connection it uses.
 
-use super::*;
+use super::peer::Peer;
+use crate::clock::Tick;
+use crate::http::chunked::{self, Decoder};
+use crate::http::request::{HeadProgress, RequestInfo};
+use crate::upstream::InFlight;
+use std::time::Duration;
 
 /// The upstream connection of the current exchange or tunnel. Whether its connect has
 /// completed is the exchange's phase ([`Phase::Connecting`] until it has; a tunnel's always

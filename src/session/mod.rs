@@ -28,15 +28,13 @@ use crate::limits::{ClientKey, Limiter};
 use crate::metrics::WorkerStats;
 use crate::net::client_token;
 use crate::snapshot::Snapshot;
-use crate::splice::{PipePool, Pulled, Span};
-use crate::sys;
+use crate::splice::{PipePool, Span};
 use crate::upstream::{ChangedBy, InFlight, Tried, UpstreamState};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,11 @@
 //! One socket of a session and the readiness the OS reported for it.
 
-use super::*;
+use crate::buffer::{BufPool, Buffer};
+use crate::sys;
+use mio::net::TcpStream;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 
 /// One socket and what the OS last told us about it.
 #[derive(Debug)]

@@ -404,7 +404,7 @@ impl Session {
                 RequestBody::Chunked(dec) => dec.data_remaining(),
                 RequestBody::Done => 0,
             };
-            self.up_span = lend_span(ctx, left, ctx.cfg.splice_min);
+            self.up_span = lend_span(ctx.pipes, left, ctx.cfg.splice_min);
             progress |= self.up_span.is_some();
         }
         Ok(progress)

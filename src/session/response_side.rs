@@ -142,7 +142,7 @@ impl Session {
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // What came with the head is through: the rest may go by splice.
-                        self.down_span = lend_span(ctx, *rem, ctx.cfg.splice_min_response);
+                        self.down_span = lend_span(ctx.pipes, *rem, ctx.cfg.splice_min_response);
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
@@ -177,7 +177,7 @@ impl Session {
                     } else if self.uin.is_empty() {
                         // Inside a long chunk, its size line queued: its data may go by splice.
                         self.down_span =
-                            lend_span(ctx, dec.data_remaining(), ctx.cfg.splice_min_response);
+                            lend_span(ctx.pipes, dec.data_remaining(), ctx.cfg.splice_min_response);
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);

@@ -1,7 +1,10 @@
 //! Spans of bytes moved socket → pipe → socket with splice(2), and the worker's pipes lent
 //! for them.
 
-use super::*;
+use super::peer::Peer;
+use crate::splice::{PipePool, Pulled, Span};
+use std::io;
+use std::os::fd::AsRawFd;
 
 /// What one `move_span` call did.
 #[derive(Debug, Default)]
@@ -70,10 +73,10 @@ pub(super) fn move_span(
 /// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
 /// Boxed: a span is rare (long bodies, tunnels) and every session keeps two places for one.
-pub(super) fn lend_span(ctx: &mut Ctx<'_>, left: u64, min: usize) -> Option<Box<Span>> {
+pub(super) fn lend_span(pipes: &mut PipePool, left: u64, min: usize) -> Option<Box<Span>> {
     let min = min as u64;
     if min == 0 || left < min {
         return None;
     }
-    ctx.pipes.take().map(|pipe| Box::new(Span::new(pipe, left)))
+    pipes.take().map(|pipe| Box::new(Span::new(pipe, left)))
 }

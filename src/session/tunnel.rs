@@ -39,7 +39,7 @@ impl Session {
         // Client → upstream.
         let streaming = self.client.readable && !self.client.eof && self.cin.is_empty();
         if self.up_span.is_none() && streaming && !up.write_failed {
-            self.up_span = lend_span(ctx, u64::MAX, ctx.cfg.splice_min);
+            self.up_span = lend_span(ctx.pipes, u64::MAX, ctx.cfg.splice_min);
         }
         if let Some(span) = &mut self.up_span {
             let ready = self.uout.is_empty();
@@ -72,7 +72,7 @@ impl Session {
         // Upstream → client.
         let streaming = up.peer.readable && !up.peer.eof && self.uin.is_empty();
         if self.down_span.is_none() && streaming {
-            self.down_span = lend_span(ctx, u64::MAX, ctx.cfg.splice_min);
+            self.down_span = lend_span(ctx.pipes, u64::MAX, ctx.cfg.splice_min);
         }
         if let Some(span) = &mut self.down_span {
             let ready = self.cout.is_empty();

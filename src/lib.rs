@@ -14,18 +14,22 @@
 //! - `text`: text made safe to show: a JSON string literal, a URL without its password.
 //! - `net`: a worker's mio token ranges, and what a failed connect or accept means.
 //! - [`listen`]: the listening sockets (SO_REUSEPORT) and the open-files limit.
-//! - [`http`]: pure parsers and rewriters over byte slices (request, response, `fields` — the
-//!   field section both heads share —, rewrite, chunked, local answers). No sockets: easy to
-//!   fuzz and unit-test.
+//! - [`http`]: pure parsers, rewriters and decisions over byte slices (request, response,
+//!   `fields` — the field section both heads share —, rewrite, chunked, local answers, `plan`
+//!   — what to do with a head: body modes, interim and upgrade responses, which side stays
+//!   open). No sockets: easy to fuzz and unit-test.
 //! - `proxy_protocol`: the PROXY protocol header, read from clients and written for upstreams.
 //! - [`route`]: a route's spec and normal form, and (host, normalised path) → pool. Pure.
 //! - [`config`]: clap flags and the TOML file → one validated [`config::Config`]: data, built
 //!   from the types of the modules above and nothing else of the engine.
-//! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks).
+//! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks),
+//!   the registry that hands them out and reuses those no configuration lists any more, and
+//!   the pools' `max_conns` queues.
 //! - `limits`: per-client request rates (GCRA) and connections, in a bounded sharded table.
 //! - `access_log`: the access log's lines (combined or JSON) and its writer thread.
 //! - [`balance`]: the strategies (round robin, smooth weighted, least_conn, consistent hash)
-//!   over the upstreams' shared atomics. Pure.
+//!   over the upstreams' shared atomics (`member` and `pool` below them, the dispatch above).
+//!   Pure.
 //! - `snapshot`: the config bound to the upstreams' state plus the route table, shared by the
 //!   workers as one `Arc`, swapped whole on a reload.
 //! - `state`: what the whole process shares (the snapshot in force, the registry, the counters,
@@ -34,7 +38,8 @@
 //! - `connpool`: a worker's upstream sockets: their ids (tokens) and the idle keep-alive pool.
 //! - `health`: TCP and HTTP checks on worker 0's timer wheel, rise/fall.
 //! - `session`: the state machine of one client connection and its upstream connection,
-//!   split by job: `peer` (a socket and its readiness), `exchange` (one request's record),
+//!   split by job: `peer` (a socket and its readiness), `exchange` (one request's record and
+//!   its phase: buffering, queued, connecting, awaiting the head, streaming, draining),
 //!   `request_side` (head → route → exchange, request body), `connect` (pick, connect,
 //!   retries), `response_side` (response head and body, the end of an exchange), `tunnel`
 //!   (after a 101), `span` (splice(2) spans), `round` (one read-process-write pass),

@@ -298,7 +298,7 @@ mod tests {
         }
     }
 
-    /// The example plus a few: api → 1, *.example.com/cart → 2, default → 0.
+    /// Routes by exact host, wildcard host and path: api → 1, *.example.com/cart → 2, default → 0.
     fn table() -> Table {
         Table::new(&[
             spec(Some("api.example.com"), None, 1),

@@ -33,7 +33,7 @@ pub struct View {
     pub access_log_dropped: u64,
     /// The proxy is stopping (SIGTERM): `/healthz` says 503.
     pub shutting_down: bool,
-    /// Reloads (issue-level counters kept for the pages): ok, error, last success (Unix s).
+    /// Configuration reloads: ok, error, last success (Unix s).
     pub reloads_ok: u64,
     pub reloads_error: u64,
     pub last_reload_success_unix: u64,

@@ -50,7 +50,7 @@ fn file_error(text: &str) -> String {
     }
 }
 
-/// The issue's example, word for word.
+/// A configuration with every kind of pool and route: the one the README shows.
 const EXAMPLE: &str = r#"
 listen = ":8000"
 workers = 2
@@ -93,7 +93,7 @@ pool = "web"
 "#;
 
 #[test]
-fn the_issues_example_loads() {
+fn a_configuration_with_every_kind_of_pool_and_route_loads() {
     let c = file(EXAMPLE);
     assert_eq!(c.workers, 2);
     assert_eq!(c.listen.port(), 8000);

@@ -733,7 +733,14 @@ impl Registry {
         for s in all.iter() {
             let unused = s.users.load(Ordering::Acquire) == 0 && s.in_flight() == 0;
             let mark = s.unused_from.load(Ordering::Relaxed);
-            if !unused || mark == u64::MAX {
+            if mark == u64::MAX {
+                continue;
+            }
+            if !unused {
+                // In use again: the wait starts over the next time it is unused.
+                if mark != 0 {
+                    s.unused_from.store(0, Ordering::Relaxed);
+                }
                 continue;
             }
             if mark == 0 {

@@ -9,6 +9,11 @@ pub struct Member {
     pub state: &'static UpstreamState,
     /// The address as written in this pool.
     pub name: String,
+    /// Where it is (its state's address, fixed for the life of the snapshot: read here on
+    /// connects without the state's lock).
+    pub addr: std::net::SocketAddr,
+    /// `addr` as text, for the access log.
+    pub addr_text: String,
     /// Its share relative to the others (at least 1).
     pub weight: u32,
     /// Only while every non-backup member is down.

@@ -71,6 +71,8 @@ impl Pool {
             members.push(Member {
                 state: registry.get(u.address.addr, &u.address.name)?,
                 name: u.address.name.clone(),
+                addr: u.address.addr,
+                addr_text: u.address.addr.to_string(),
                 weight: u.weight,
                 backup: u.backup,
                 max_conns: u.max_conns.unwrap_or(u32::MAX),
@@ -235,6 +237,8 @@ pub(crate) mod tests {
             .map(|(i, u)| Member {
                 state: UpstreamState::detached(i, u.address.addr),
                 name: u.address.name.clone(),
+                addr: u.address.addr,
+                addr_text: u.address.addr.to_string(),
                 weight: u.weight,
                 backup: u.backup,
                 max_conns: u.max_conns.unwrap_or(u32::MAX),

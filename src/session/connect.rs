@@ -5,6 +5,10 @@
 use super::*;
 use crate::net::{connect_reason, is_local_shortage, marks_upstream_down, upstream_token};
 use crate::upstream::Waiter;
+use std::sync::atomic::AtomicU64;
+
+/// The next wait's ticket, for the whole process (see `enqueue_for_a_slot`).
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
     /// The upstream state of member `idx` of this exchange's pool.
@@ -66,6 +70,9 @@ impl Session {
                 Choice::AllFull => {
                     self.enqueue_for_a_slot(ctx, p)?;
                     queued_now = true;
+                    // The second look must not be answered from before the enqueue: the pick
+                    // reads the in-flight counts with relaxed loads (see `PoolShared::enqueue`).
+                    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                     continue;
                 }
                 Choice::AllTried => {
@@ -103,18 +110,38 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Err(Fail::Abort);
         };
-        let (again, until) = match ex.phase {
-            Phase::Queued { until, .. } => (true, until),
-            _ => (false, ctx.now + timeout),
+        let again = match ex.phase {
+            Phase::Queued { ticket, .. } => {
+                let old = Waiter {
+                    worker: ctx.worker,
+                    key: self.key,
+                    ticket,
+                };
+                if pool.shared.cancel(old) {
+                    // Still in the queue: the wake-up was not for this place. Keep it.
+                    ex.phase = Phase::Queued {
+                        ticket,
+                        until: *ex.queue_until.get_or_insert(ctx.now + timeout),
+                        woken: false,
+                    };
+                    return Ok(());
+                }
+                true
+            }
+            _ => ex.queue_until.is_some(),
         };
+        // One deadline for the whole request, however often it waits (after a failed connect).
+        let until = *ex.queue_until.get_or_insert(ctx.now + timeout);
         if ctx.now >= until {
             return Err(self.queue_timed_out(p));
         }
-        self.next_ticket += 1;
+        // A process-wide ticket: (worker, key, ticket) never repeats, so a wake-up meant for
+        // an earlier wait (of this session, or of one that had the same key) is told apart.
+        let ticket = NEXT_TICKET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let waiter = Waiter {
             worker: ctx.worker,
             key: self.key,
-            ticket: self.next_ticket,
+            ticket,
         };
         if !pool.shared.enqueue(waiter, again) {
             debug!(
@@ -128,7 +155,7 @@ impl Session {
             self.client_ip, pool.name
         );
         ex.phase = Phase::Queued {
-            ticket: self.next_ticket,
+            ticket,
             until,
             woken: false,
         };
@@ -254,7 +281,8 @@ impl Session {
                 return Ok(());
             }
         }
-        let mut stream = TcpStream::connect(state.addr())?;
+        let addr = self.snap.pools[self.exchange_pool()].members[idx].addr;
+        let mut stream = TcpStream::connect(addr)?;
         let id = ctx.conns.open(self.key);
         if let Err(e) = ctx.registry.register(
             &mut stream,

@@ -139,4 +139,7 @@ pub struct Exchange {
     pub(super) body_from: u64,
     /// Request sent → response head received, µs, once known.
     pub(super) upstream_us: Option<u64>,
+    /// When waiting for a `max_conns` slot ends with a 503, once the request has waited: one
+    /// deadline for the request, however often it waits.
+    pub(super) queue_until: Option<Tick>,
 }

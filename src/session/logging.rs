@@ -99,8 +99,12 @@ impl Session {
                 if let Some(p) = self.snap.pools.get(ex.pool) {
                     rec.pool.push_str(&p.name);
                 }
-                if let Some(up) = &self.upstream {
-                    up.flight.upstream().push_addr_text(&mut rec.upstream);
+                if let Some(m) = self
+                    .upstream
+                    .as_ref()
+                    .and_then(|up| self.snap.pools.get(ex.pool)?.members.get(up.idx))
+                {
+                    rec.upstream.push_str(&m.addr_text);
                 }
                 rec.upstream_ms = ex.upstream_us.map(|us| us / 1000);
                 rec.bytes_sent = queued.saturating_sub(ex.body_from);

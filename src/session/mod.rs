@@ -284,8 +284,6 @@ pub struct Session {
     log_open: bool,
     /// When the current request's head was complete (its duration's start).
     log_started: Tick,
-    /// Waits for a `max_conns` slot so far (each gets its own ticket).
-    next_ticket: u64,
     /// The most a forwarded head may take of the upstream buffer (what is not kept for a body
     /// read before the connect); fixed with the buffers' sizes when the connection starts.
     head_room: usize,
@@ -355,7 +353,6 @@ impl Session {
             log: None,
             log_open: false,
             log_started: now,
-            next_ticket: 0,
             served: 0,
             idle_since: now,
             last_progress: now,
@@ -564,15 +561,16 @@ impl Session {
         match &mut self.state {
             State::Head { .. } => self.process_head(ctx),
             State::Exchange(ex) => {
-                if let Phase::Queued { woken: true, .. } = ex.phase {
-                    // A slot freed: pick again (back to the queue's front if it went already).
-                    self.connect_next(ctx)?;
-                }
+                let woken = matches!(ex.phase, Phase::Queued { woken: true, .. });
                 if self.client_left(ex_final_started(&self.state)) {
                     // As nginx: a client that closed its side before its answer has gone;
                     // the upstream request is let go (499).
                     debug!("{}: client closed before its answer: 499", self.client_ip);
                     return Err(Fail::Abort);
+                }
+                if woken {
+                    // A slot freed: pick again (back to the queue's front if it went already).
+                    self.connect_next(ctx)?;
                 }
                 let mut progress = self.poll_connect(ctx)?;
                 progress |= self.pump_request_body(ctx)?;

@@ -180,6 +180,7 @@ impl Session {
             status: 0,
             body_from: 0,
             upstream_us: None,
+            queue_until: None,
         }));
         self.tried.clear();
         if !plan.buffer_first {

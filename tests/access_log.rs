@@ -4,27 +4,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// The lines of `path` once there are at least `n`.
-fn lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} lines, want {n}:\n{text}",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The combined line without its `[time]`.
 fn without_time(line: &str) -> String {
@@ -47,7 +26,7 @@ fn combined_lines_are_nginxs() {
     assert_eq!(c.read_response("HEAD").status, 200);
     let bad = send_raw(proxy.addr(), b"GET / HTTP/1.1\r\n\r\n");
     assert!(bad.starts_with(b"HTTP/1.1 400 "));
-    let got = lines(&log, 3);
+    let got = wait_file_lines(&log, 3);
     let body = format!("Hello from Server {}\n", dummies.port(0)).len();
     assert_eq!(
         without_time(&got[0]),
@@ -89,7 +68,7 @@ fn json_lines_have_every_field_and_local_answers_no_upstream() {
     assert_eq!(c.read_response("GET").status, 200);
     c.send(b"GET /y HTTP/1.1\r\nHost: nowhere.test\r\n\r\n");
     assert_eq!(c.read_response("GET").status, 404);
-    let got = lines(&log, 2);
+    let got = wait_file_lines(&log, 2);
     let ok = &got[0];
     for key in [
         "\"time\":\"20",
@@ -130,13 +109,13 @@ fn sigusr1_reopens_the_file() {
         &["--access-log", &log_arg, "--access-log-format", "combined"],
     );
     assert_eq!(get(proxy.addr(), "/before").0, 200);
-    lines(&log, 1);
+    wait_file_lines(&log, 1);
     std::fs::rename(&log, &rotated).expect("rotate");
     let mark = proxy.log_mark();
     proxy.signal(libc::SIGUSR1);
     proxy.wait_for_log_since(mark, "reopened", LOG_TIMEOUT);
     assert_eq!(get(proxy.addr(), "/after").0, 200);
-    let new = lines(&log, 1);
+    let new = wait_file_lines(&log, 1);
     assert!(new[0].contains("GET /after "), "{new:?}");
     let old = std::fs::read_to_string(&rotated).expect("the rotated file");
     assert!(

@@ -15,12 +15,6 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {prefix} in\n{metrics}"))
 }
 
-fn scrape(proxy: &Proxy) -> String {
-    let (status, body) = get(proxy.admin_addr(), "/metrics");
-    assert_eq!(status, 200);
-    body
-}
-
 #[test]
 fn counters_are_exact_after_known_traffic() {
     let dummies = Dummies::start(2);
@@ -45,7 +39,7 @@ fn counters_are_exact_after_known_traffic() {
     // The connections' ends reach the counters when the worker closes them.
     let deadline = Instant::now() + LOG_TIMEOUT;
     let m = loop {
-        let m = scrape(&proxy);
+        let m = scrape(proxy.admin_addr());
         if sample(&m, "goround_client_connections") == 0.0 || Instant::now() > deadline {
             break m;
         }
@@ -109,7 +103,7 @@ fn counters_are_exact_after_known_traffic() {
         assert!(passes >= 1.0, "{port}: {passes} passes");
     }
     // The admin's own requests are not traffic.
-    let m2 = scrape(&proxy);
+    let m2 = scrape(proxy.admin_addr());
     assert_eq!(sample(&m2, "goround_client_requests_total"), 21.0);
 
     // A connect failure is counted against its upstream, and takes it down.
@@ -118,7 +112,7 @@ fn counters_are_exact_after_known_traffic() {
     for _ in 0..4 {
         assert_eq!(get(proxy.addr(), "/").0, 200);
     }
-    let m = scrape(&proxy);
+    let m = scrape(proxy.admin_addr());
     let failures = sample(&m, &format!("goround_upstream_connect_failures_total{{pool=\"default\",upstream=\"127.0.0.1:{b}\"}}"));
     assert_eq!(
         failures, 1.0,

@@ -4,14 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-
-/// Run the proxy with exactly `args` until it exits.
-fn run(args: &[&str]) -> Finished {
-    let mut cmd = Command::new(PROXY_BIN);
-    cmd.args(args);
-    run_with_timeout(cmd, "goround-mio", IO_TIMEOUT)
-}
 
 #[test]
 fn check_prints_the_warnings_on_stderr() {
@@ -24,7 +16,7 @@ fn check_prints_the_warnings_on_stderr() {
          [[routes]]\npool = \"web\"\n",
     );
     let path_arg = path.to_string_lossy().into_owned();
-    let done = run(&["--config", &path_arg, "--check"]);
+    let done = Proxy::run(&["--config", &path_arg, "--check"]);
     assert_eq!(done.status.code(), Some(0), "{:?}", done.stderr);
     let stderr = done.stderr.join("\n");
     assert!(
@@ -45,7 +37,7 @@ fn check_prints_the_warnings_on_stderr() {
 
 #[test]
 fn check_lists_every_section_even_when_unset() {
-    let done = run(&["--upstream", "127.0.0.1:9", "--check"]);
+    let done = Proxy::run(&["--upstream", "127.0.0.1:9", "--check"]);
     assert_eq!(done.status.code(), Some(0), "{:?}", done.stderr);
     let printed = done.stdout.join("\n");
     for section in ["[admin]", "[access_log]", "[client_limits]"] {
@@ -64,7 +56,7 @@ fn sizes_past_their_bound_are_refused_with_the_bound_in_the_message() {
         ("--max-head", "5000m", "1MiB"),
         ("--request-buffer", "3000m", "16MiB"),
     ] {
-        let done = run(&["--upstream", "127.0.0.1:9", flag, value, "--check"]);
+        let done = Proxy::run(&["--upstream", "127.0.0.1:9", flag, value, "--check"]);
         assert_eq!(
             done.status.code(),
             Some(2),
@@ -79,7 +71,7 @@ fn sizes_past_their_bound_are_refused_with_the_bound_in_the_message() {
         "big.toml",
         "max_head = \"2MiB\"\n[pools.web]\nupstreams = [\"127.0.0.1:9\"]\n",
     );
-    let done = run(&["--config", &path.to_string_lossy(), "--check"]);
+    let done = Proxy::run(&["--config", &path.to_string_lossy(), "--check"]);
     assert_eq!(done.status.code(), Some(1), "{:?}", done.stderr);
     let stderr = done.stderr.join("\n");
     assert!(
@@ -95,7 +87,7 @@ fn a_rate_too_small_to_count_is_refused_with_the_bound_in_the_message() {
         "slow.toml",
         "[client_limits]\nrequests_per_second = 0.0000000001\n[pools.web]\nupstreams = [\"127.0.0.1:9\"]\n",
     );
-    let done = run(&["--config", &path.to_string_lossy(), "--check"]);
+    let done = Proxy::run(&["--config", &path.to_string_lossy(), "--check"]);
     assert_eq!(done.status.code(), Some(1), "{:?}", done.stderr);
     let stderr = done.stderr.join("\n");
     assert!(

@@ -4,14 +4,11 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 /// Run the proxy with exactly `args` (no harness defaults) and expect the usage-error contract.
 #[track_caller]
 fn assert_usage_error(args: &[&str]) {
-    let mut cmd = Command::new(PROXY_BIN);
-    cmd.args(args);
-    let done = run_with_timeout(cmd, "goround-mio", IO_TIMEOUT);
+    let done = Proxy::run(args);
     assert_eq!(
         done.status.code(),
         Some(2),
@@ -66,9 +63,7 @@ fn duration_without_unit_is_a_usage_error() {
 
 #[test]
 fn help_exits_0_and_names_every_flag() {
-    let mut cmd = Command::new(PROXY_BIN);
-    cmd.arg("--help");
-    let done = run_with_timeout(cmd, "goround-mio --help", IO_TIMEOUT);
+    let done = Proxy::run(&["--help"]);
     assert_eq!(done.status.code(), Some(0), "stderr: {:?}", done.stderr);
     let help = done.stdout.join("\n");
     for flag in [

@@ -7,27 +7,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::net::Shutdown;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The lines of `path` once there are at least `n`.
-fn lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} lines, want {n}:\n{text}",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_client_that_half_closes_before_its_answer_is_logged_499_and_the_upstream_request_cancelled() {
@@ -50,7 +30,7 @@ fn a_client_that_half_closes_before_its_answer_is_logged_499_and_the_upstream_re
         left.elapsed()
     );
     assert_eq!(read_to_close(&mut stream), b"");
-    let got = lines(&log, 1);
+    let got = wait_file_lines(&log, 1);
     assert!(
         got[0].contains("\"GET /wait HTTP/1.1\" 499 0 "),
         "{}",
@@ -72,7 +52,7 @@ fn request_lines_are_logged_as_they_came_escaped_like_nginx_refused_ones_too() {
     assert!(garbage.starts_with(b"HTTP/1.1 400 "), "{}", show(&garbage));
     let refused = send_raw(proxy.addr(), b"GET /caf\xE9 HTTP/1.1\r\n\r\n");
     assert!(refused.starts_with(b"HTTP/1.1 400 "), "{}", show(&refused));
-    let got = lines(&log, 2);
+    let got = wait_file_lines(&log, 2);
     assert!(
         got[0].contains("] \"\\x16\\x03\\x01 hello\" 400 "),
         "{}",
@@ -93,7 +73,7 @@ fn request_lines_are_logged_as_they_came_escaped_like_nginx_refused_ones_too() {
     );
     let refused = send_raw(proxy.addr(), b"GET /caf\xE9 HTTP/1.1\r\n\r\n");
     assert!(refused.starts_with(b"HTTP/1.1 400 "), "{}", show(&refused));
-    let got = lines(&json, 1);
+    let got = wait_file_lines(&json, 1);
     assert!(
         got[0].contains("\"request\":\"GET /caf\\\\xE9 HTTP/1.1\""),
         "{}",

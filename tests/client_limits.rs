@@ -6,22 +6,10 @@
 mod common;
 
 use common::*;
-use socket2::{Domain, Socket, Type};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A connection to `addr` from the local address `from` (127.0.0.x are all this machine).
-fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let local: SocketAddr = format!("{from}:0").parse().expect("address");
-    s.bind(&local.into()).expect("bind");
-    s.connect(&addr.into()).expect("connect");
-    let s: TcpStream = s.into();
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    s
-}
 
 /// Send GETs at `per_second` for `secs` on one connection from `from`; (200s, 429s, elapsed).
 fn offer(addr: SocketAddr, from: &str, per_second: u32, secs: f64) -> (usize, usize, Duration) {

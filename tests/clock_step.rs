@@ -45,14 +45,14 @@ fn after_a_clock_step_logged_times_follow_the_new_clock() {
         let at = line.find("\"time\":\"").expect("a time") + 8;
         line[at..at + 4].parse().expect("a year")
     };
-    let first = wait_lines(&log, 1);
+    let first = wait_file_lines(&log, 1);
     let before = year_of(&first[0]);
     // Ten years on, as if the clock had been set.
     std::fs::write(&offset, "+3650d\n").expect("step the clock");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         assert_eq!(get(proxy.addr(), "/after").0, 200);
-        let lines = wait_lines(&log, 2);
+        let lines = wait_file_lines(&log, 2);
         let last = lines.last().expect("a line");
         if year_of(last) >= before + 9 {
             break;
@@ -63,19 +63,5 @@ fn after_a_clock_step_logged_times_follow_the_new_clock() {
             year_of(last)
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The lines of `path` once there are at least `n`.
-fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(Instant::now() < deadline, "{}: {text}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

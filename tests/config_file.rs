@@ -5,19 +5,11 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-
-/// Run the proxy with exactly `args` until it exits.
-fn run(args: &[&str]) -> Finished {
-    let mut cmd = Command::new(PROXY_BIN);
-    cmd.args(args);
-    run_with_timeout(cmd, "goround-mio", IO_TIMEOUT)
-}
 
 #[test]
 fn the_shipped_example_checks_and_its_effective_form_reads_back_the_same() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/goround.toml");
-    let done = run(&["--config", example, "--check"]);
+    let done = Proxy::run(&["--config", example, "--check"]);
     assert_eq!(done.status.code(), Some(0), "{:?}", done.stderr);
     let printed = done.stdout.join("\n") + "\n";
     for key in [
@@ -37,14 +29,14 @@ fn the_shipped_example_checks_and_its_effective_form_reads_back_the_same() {
     // The effective configuration is itself a config file that means the same.
     let dir = TempDir::new();
     let path = dir.write("effective.toml", &printed);
-    let again = run(&["--config", &path.to_string_lossy(), "--check"]);
+    let again = Proxy::run(&["--config", &path.to_string_lossy(), "--check"]);
     assert_eq!(again.status.code(), Some(0), "{:?}", again.stderr);
     assert_eq!(again.stdout.join("\n") + "\n", printed);
 }
 
 #[test]
 fn check_without_a_file_prints_the_flags_as_a_config() {
-    let done = run(&[
+    let done = Proxy::run(&[
         "--upstream",
         "127.0.0.1:9000",
         "--connect-timeout",
@@ -89,7 +81,7 @@ fn a_bad_file_is_path_line_col_and_exit_1() {
             if check {
                 args.push("--check");
             }
-            let done = run(&args);
+            let done = Proxy::run(&args);
             assert_eq!(done.status.code(), Some(1), "{text}: {:?}", done.stderr);
             assert_eq!(done.stderr.len(), 1, "{:?}", done.stderr);
             let want = format!("{path}{want}");
@@ -100,7 +92,7 @@ fn a_bad_file_is_path_line_col_and_exit_1() {
             );
         }
     }
-    let done = run(&["--config", "/nonexistent/goround.toml"]);
+    let done = Proxy::run(&["--config", "/nonexistent/goround.toml"]);
     assert_eq!(done.status.code(), Some(1));
     assert!(
         done.stderr[0].starts_with("/nonexistent/goround.toml:1:1: cannot read the file"),
@@ -113,7 +105,7 @@ fn a_bad_file_is_path_line_col_and_exit_1() {
 fn upstream_flags_and_a_config_file_do_not_mix() {
     let dir = TempDir::new();
     let path = dir.write("a.toml", "[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n");
-    let done = run(&[
+    let done = Proxy::run(&[
         "--config",
         &path.to_string_lossy(),
         "--upstream",

@@ -30,7 +30,7 @@ fn the_systemd_unit_has_what_it_promises() {
 )]
 fn the_systemd_unit_and_socket_pass_systemd_analyze_verify() {
     let unit = include_str!("../deploy/goround-mio.service");
-    let Ok(analyze) = which("systemd-analyze") else {
+    let Some(analyze) = which("systemd-analyze") else {
         panic!("systemd-analyze is required here (apt-get install systemd)");
     };
     // Point the unit at the binary just built, so the check of ExecStart= finds it.
@@ -56,16 +56,6 @@ fn the_systemd_unit_and_socket_pass_systemd_analyze_verify() {
     assert!(ours.is_empty(), "systemd-analyze verify:\n{stderr}");
 }
 
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|f| f.exists())
-        })
-        .ok_or(())
-}
-
 #[test]
 fn the_kubernetes_manifest_guards_the_admin_pages_with_a_token() {
     let manifest = include_str!("../deploy/kubernetes.yaml");
@@ -81,9 +71,9 @@ fn the_kubernetes_manifest_guards_the_admin_pages_with_a_token() {
 
 #[test]
 fn help_is_a_manual() {
-    let out = Command::new(PROXY_BIN).arg("--help").output().expect("run");
-    assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Proxy::run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {:?}", out.stderr);
+    let text = out.stdout.join("\n");
     for section in [
         "SIGNALS",
         "SIGHUP",

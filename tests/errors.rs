@@ -5,17 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// A proxy-made answer, byte for byte (without Retry-After).
-fn local(code: u16, reason: &str, close: bool) -> Vec<u8> {
-    let body = format!("{code} {reason}\n");
-    let close = if close { "Connection: close\r\n" } else { "" };
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{close}\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// Assert a proxy-made answer by status, type, length and body (whether it closes is free).
 #[track_caller]
 fn assert_local(resp: &Response, code: u16, reason: &str) {
@@ -82,7 +71,7 @@ fn malformed_heads_get_400_and_close_and_reach_no_backend() {
     ];
     for (what, request) in cases {
         let answer = send_raw(proxy.addr(), request);
-        if answer != local(400, "Bad Request", true) {
+        if answer != local_answer(400, true) {
             panic!(
                 "{what}: expected the exact 400 and a close, got: {}",
                 show(&answer)
@@ -99,11 +88,7 @@ fn head_over_32_kib_gets_431_and_close() {
     request.resize(request.len() + MAX_HEAD + 1024, b'a');
     request.extend_from_slice(b"\r\n\r\n");
     let answer = send_raw(proxy.addr(), &request);
-    assert_bytes_eq(
-        &answer,
-        &local(431, "Request Header Fields Too Large", true),
-        "answer",
-    );
+    assert_bytes_eq(&answer, &local_answer(431, true), "answer");
     assert_untouched_then_healthy(&backend, &proxy);
 }
 
@@ -114,7 +99,7 @@ fn incomplete_head_gets_408_after_the_client_header_timeout() {
     let started = Instant::now();
     let answer = send_raw(proxy.addr(), b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow:");
     let elapsed = started.elapsed();
-    assert_bytes_eq(&answer, &local(408, "Request Timeout", true), "answer");
+    assert_bytes_eq(&answer, &local_answer(408, true), "answer");
     assert!(
         elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(3),
         "408 after {elapsed:?} for a 300 ms header timeout"

@@ -73,25 +73,6 @@ fn an_idle_keep_alive_connection_gets_its_next_request_answered_with_close() {
     );
 }
 
-/// The upgraded processes are not our children: SIGTERM them on drop.
-struct Orphans(Mutex<Vec<i32>>);
-
-impl Drop for Orphans {
-    fn drop(&mut self) {
-        for &pid in self.0.lock().unwrap().iter() {
-            // SAFETY: kill with a pid read from the proxy's own log; at worst ESRCH.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-    }
-}
-
-/// Whether process `pid` still exists (a zombie of another parent counts as gone soon).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
 /// A keep-alive client that never retries: every request that gets no answer is a failure.
 /// A `Connection: close` answer means a fresh connection for the next one.
 fn keep_alive_client_without_retries(
@@ -126,37 +107,6 @@ fn keep_alive_client_without_retries(
     }
 }
 
-/// New connections one after another, each sending its request at once.
-fn new_connections(
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        match std::net::TcpStream::connect(addr) {
-            Ok(s) => {
-                let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-                let mut c = ResponseReader::new(s);
-                let r = c
-                    .try_send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| c.try_read_response("GET"));
-                match r {
-                    Ok(r) if r.status == 200 => {}
-                    Ok(r) => failures.lock().unwrap().push(show(&r.raw)),
-                    Err(e) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("new connection: {e}")),
-                }
-            }
-            Err(e) => failures.lock().unwrap().push(format!("refused: {e}")),
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn three_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
     let d = Dummies::start(2);
@@ -173,7 +123,7 @@ fn three_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
     let mut proxy = Proxy::start(&["--config", &path_arg, "--workers", "2"]);
     proxy.wait_for_log("] ready", LOG_TIMEOUT);
     let addr = proxy.addr();
-    let orphans = Orphans(Mutex::new(Vec::new()));
+    let orphans = Orphans::new();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -185,7 +135,9 @@ fn three_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
         .collect();
     for _ in 0..2 {
         let (s, d, f) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&failures));
-        threads.push(std::thread::spawn(move || new_connections(addr, s, d, f)));
+        threads.push(std::thread::spawn(move || {
+            new_connections(addr, Duration::ZERO, &s, &d, &f)
+        }));
     }
     std::thread::sleep(Duration::from_millis(300));
     // Every process logs to the same pipe (a new one inherits it).
@@ -195,26 +147,17 @@ fn three_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
         // SAFETY: a signal to a process this test started (directly or by an upgrade).
         unsafe { libc::kill(current, libc::SIGUSR2) };
         let started = proxy.wait_for_log_since(mark, "upgrade: started", LOG_TIMEOUT);
-        let pid: i32 = started
-            .split("(pid ")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {started}"));
-        orphans.0.lock().unwrap().push(pid);
+        let pid = upgraded_pid(&started);
+        orphans.adopt(pid);
         proxy.wait_for_log_since(
             mark,
             &format!("upgrade: pid {pid} is ready"),
             Duration::from_secs(10),
         );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while alive(current) {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: pid {current} never exited"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            wait_gone(current, Duration::from_secs(15)),
+            "round {round}: pid {current} never exited"
+        );
         current = pid;
         std::thread::sleep(Duration::from_millis(200));
     }

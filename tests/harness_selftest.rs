@@ -360,3 +360,111 @@ fn small_helpers() {
         "upstream 127.0.0.1:1 (127.0.0.1:1) in pool default is up"
     );
 }
+
+#[test]
+fn local_answers_are_spelled_as_the_proxy_sends_them() {
+    assert_bytes_eq(
+        &local_answer(502, true),
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
+          Connection: close\r\n\r\n502 Bad Gateway\n",
+        "502, closing",
+    );
+    assert_bytes_eq(
+        &local_answer(504, false),
+        b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n\
+          504 Gateway Timeout\n",
+        "504, kept",
+    );
+    let allow = local_answer(405, true);
+    assert!(
+        find(&allow, b"\r\nAllow: GET, HEAD, POST").is_some(),
+        "{}",
+        show(&allow)
+    );
+}
+
+#[test]
+fn long_byte_strings_that_differ_are_reported_by_their_first_difference() {
+    assert_long_bytes_eq(&pattern(100_000), &pattern(100_000), "same");
+    let mut other = pattern(100_000);
+    other[70_000] = b'!';
+    let message = std::panic::catch_unwind(|| assert_long_bytes_eq(&other, &pattern(100_000), "t"))
+        .expect_err("the bytes differ");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("first difference at byte 70000"),
+        "{message}"
+    );
+    assert!(message.len() < 1_000, "{message}");
+}
+
+#[test]
+fn connect_from_binds_the_local_address_it_is_given() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = connect_from("127.0.0.2", listener.local_addr().unwrap());
+    let (_server, peer) = listener.accept().unwrap();
+    assert_eq!(peer.ip(), client.local_addr().unwrap().ip());
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+}
+
+#[test]
+fn read_until_eof_returns_what_came_or_says_it_did_not_end() {
+    let closing = RawBackend::start(|_| Reply::Close(ok_response("bye")));
+    let mut stream = connect(closing.addr());
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_until_eof(&mut stream, IO_TIMEOUT),
+        Ok(ok_response("bye"))
+    );
+    let silent = RawBackend::start(|_| Reply::Never);
+    let mut stream = connect(silent.addr());
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let err = read_until_eof(&mut stream, Duration::from_millis(100)).unwrap_err();
+    assert!(err.contains("no EOF within"), "{err}");
+}
+
+#[test]
+fn wait_until_refused_returns_once_the_listener_is_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    wait_until_refused(addr, IO_TIMEOUT);
+}
+
+#[test]
+fn orphans_get_sigterm_on_drop_and_wait_gone_sees_them_go() {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    let spawned = spawn(cmd, "sleep");
+    let pid = i32::try_from(spawned.child.pid()).unwrap();
+    {
+        let orphans = Orphans::new();
+        orphans.adopt(pid);
+        assert!(!wait_gone(pid, Duration::from_millis(50)), "sleep 30 ended");
+    }
+    assert!(wait_gone(pid, IO_TIMEOUT), "SIGTERM did not end it");
+}
+
+#[test]
+fn files_tools_pids_and_descriptors() {
+    let dir = TempDir::new();
+    let path = dir.write("log", "one\ntwo\n");
+    assert_eq!(wait_file_lines(&path, 2), vec!["one", "two"]);
+    assert!(which("sh").is_some());
+    assert!(which("no-such-tool-anywhere").is_none());
+    assert_eq!(
+        upgraded_pid(
+            "[2025-01-01T00:00:00Z INFO  main] upgrade: started /usr/bin/goround-mio \
+             (pid 4242), handing it 1 listening socket"
+        ),
+        4242
+    );
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert!(open_fds(std::process::id(), "socket") >= 1);
+}

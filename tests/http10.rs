@@ -57,10 +57,6 @@ fn http10_head_request_has_no_body() {
     client.expect_close(IO_TIMEOUT);
 }
 
-/// The 502 the proxy makes itself, closing.
-const BAD_GATEWAY_CLOSE: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n\
-    Content-Length: 16\r\nConnection: close\r\n\r\n502 Bad Gateway\n";
-
 /// A backend answering by path: bodies under `gzip, chunked`, close-delimited `gzip`, plain
 /// `chunked`, and HEAD answers with Transfer-Encoding or Content-Length.
 fn coding_backend() -> RawBackend {
@@ -137,7 +133,7 @@ fn http10_client_gets_502_for_a_body_under_another_transfer_coding() {
             proxy.addr(),
             format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes(),
         );
-        assert_bytes_eq(&got, BAD_GATEWAY_CLOSE, path);
+        assert_bytes_eq(&got, &local_answer(502, true), path);
         let line = proxy.wait_for_log_since(
             mark,
             "sent a transfer coding an HTTP/1.0 client cannot receive: 502",

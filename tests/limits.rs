@@ -13,13 +13,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The proxy's 408, byte for byte.
-const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
-    Content-Length: 20\r\nConnection: close\r\n\r\n408 Request Timeout\n";
-/// The proxy's 504 on a kept connection, byte for byte.
-const GATEWAY_TIMEOUT_504: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\
-    Content-Length: 20\r\n\r\n504 Gateway Timeout\n";
-
 /// A health interval long enough that no probe runs during a test after the first sweep:
 /// probe sockets would show up in descriptor counts.
 /// No health probes and no idle upstream pool: the proxy's socket count then moves only with
@@ -30,25 +23,14 @@ const NO_PROBES: [&str; 4] = ["--health-interval", "1h", "--upstream-idle", "0"]
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// How many file descriptors `pid` has open.
-#[track_caller]
 /// The sockets `pid` has open (pipes are left out: the proxy keeps a pool of pipes for
 /// splice(2) once it has used them, which is not a leak).
+#[track_caller]
 fn fd_count(pid: u32) -> usize {
-    match std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        Ok(dir) => dir
-            .filter_map(Result::ok)
-            .filter(|e| {
-                std::fs::read_link(e.path())
-                    .map(|t| t.to_string_lossy().starts_with("socket:"))
-                    .unwrap_or(false)
-            })
-            .count(),
-        Err(e) => panic!("/proc/{pid}/fd: {e}"),
-    }
+    open_fds(pid, "socket")
 }
 
-/// Wait until `pid` has exactly `want` descriptors open; panics past `timeout` with the count.
+/// Wait until `pid` has exactly `want` sockets open; panics past `timeout` with the count.
 #[track_caller]
 fn wait_fd_count(pid: u32, want: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -99,22 +81,6 @@ fn bytes_written(pid: u32) -> u64 {
 fn reset(stream: TcpStream) {
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
-}
-
-/// Read until EOF or reset, with `timeout` per read; returns the bytes and whether it ended.
-fn read_until_eof(stream: &mut TcpStream, timeout: Duration) -> (Vec<u8>, bool) {
-    let _ = stream.set_read_timeout(Some(timeout));
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 256 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return (out, true),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (out, true),
-            Err(_) => return (out, false),
-        }
-    }
 }
 
 /// One `GET path` on a kept connection; panics unless it is a 200.
@@ -297,7 +263,7 @@ fn slowloris_is_cut_at_the_header_deadline_while_other_clients_stay_fast() {
             show(&d.received)
         );
         assert!(
-            d.received.is_empty() || d.received == REQUEST_TIMEOUT_408,
+            d.received.is_empty() || d.received == local_answer(408, true),
             "dribbler {i} received: {}",
             show(&d.received)
         );
@@ -360,7 +326,7 @@ fn slow_upstream_gets_504_at_the_read_timeout_and_the_connection_stays_usable() 
     client.send(b"GET /slow?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n");
     let resp = client.read_response("GET");
     let elapsed = started.elapsed();
-    assert_bytes_eq(&resp.raw, GATEWAY_TIMEOUT_504, "the answer");
+    assert_bytes_eq(&resp.raw, &local_answer(504, false), "the answer");
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed <= Duration::from_millis(1000),
         "504 after {elapsed:?} for a 300 ms read timeout"
@@ -384,9 +350,9 @@ fn upstream_stalling_after_the_response_head_closes_the_client_connection() {
         stream
             .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .expect("send");
-        let (got, closed) = read_until_eof(&mut stream, Duration::from_secs(3));
+        let got = read_until_eof(&mut stream, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("{what}: not closed: {e}"));
         let elapsed = started.elapsed();
-        assert!(closed, "{what}: not closed; received {}", show(&got));
         // Exactly what the upstream sent (the head rewritten the same), and nothing that
         // would complete it.
         assert_bytes_eq(&got, reply, what);
@@ -457,8 +423,7 @@ fn client_that_never_reads_is_closed_at_the_write_timeout_with_bounded_memory() 
     );
 
     // What was in flight still arrives, then EOF: a response that is visibly incomplete.
-    let (got, eof) = read_until_eof(&mut stream, Duration::from_secs(5));
-    assert!(eof, "no EOF after {} bytes", got.len());
+    let got = read_until_eof(&mut stream, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
     let head_end = find(&got, b"\r\n\r\n").map_or(0, |i| i + 4);
     let head = parse_response_head(&got[..head_end]).unwrap_or_else(|e| panic!("{e}"));
     let length = format!("{BYTES}");
@@ -484,10 +449,7 @@ fn idle_websocket_tunnel_is_closed_at_the_read_timeout() {
     let dummies = Dummies::start(1);
     let proxy = Proxy::with_upstreams(&dummies.ports(), &["--read-timeout", "300ms"]);
     let mut client = ResponseReader::connect(proxy.addr());
-    client.send(
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    client.send(UPGRADE_REQUEST);
     let resp = client.read_response("GET");
     assert_eq!(resp.status, 101, "{}", show(&resp.raw));
     // Traffic every 150 ms keeps it open well past 300 ms.

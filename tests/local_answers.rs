@@ -72,7 +72,7 @@ fn every_local_answer_is_counted_under_its_own_code_and_no_other_code_is_listed(
         503,
     );
     // Two requests from one client within a second: the second is over the rate.
-    let mut c = ResponseReader::new(connect_from_addr(addr, "127.0.9.200"));
+    let mut c = ResponseReader::new(connect_from("127.0.9.200", addr));
     c.send(b"GET / HTTP/1.1\r\nHost: ok\r\n\r\n");
     assert_eq!(c.read_response("GET").status, 200);
     c.send(b"GET / HTTP/1.1\r\nHost: ok\r\n\r\n");
@@ -95,22 +95,10 @@ fn every_local_answer_is_counted_under_its_own_code_and_no_other_code_is_listed(
     assert_eq!(listed, want, "{metrics}");
 }
 
-/// A connection to `addr` from the local address `from`.
-fn connect_from_addr(addr: std::net::SocketAddr, from: &str) -> std::net::TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let local: std::net::SocketAddr = format!("{from}:0").parse().expect("address");
-    s.bind(&local.into()).expect("bind");
-    s.connect(&addr.into()).expect("connect");
-    let s: std::net::TcpStream = s.into();
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    s
-}
-
 /// Send `request` from `from` and read to the close.
 fn send_from(addr: std::net::SocketAddr, from: &str, request: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut s = connect_from_addr(addr, from);
+    let mut s = connect_from(from, addr);
     let _ = s.write_all(request);
     read_to_close(&mut s)
 }

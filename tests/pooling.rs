@@ -7,15 +7,6 @@ use common::*;
 use std::thread;
 use std::time::Duration;
 
-/// Connections that carried at least one byte (health probes connect and send nothing).
-fn used_connections(backend: &RawBackend) -> usize {
-    backend
-        .connections()
-        .iter()
-        .filter(|c| !c.is_empty())
-        .count()
-}
-
 fn post(addr: std::net::SocketAddr, body: &str) -> u16 {
     let mut client = ResponseReader::connect(addr);
     client.send(
@@ -38,7 +29,7 @@ fn sequential_requests_reuse_one_upstream_connection() {
     assert_eq!(post(proxy.addr(), "body"), 200);
     assert_eq!(backend.requests().len(), 6);
     assert_eq!(
-        used_connections(&backend),
+        backend.used_connections(),
         1,
         "one pooled connection serves all six"
     );
@@ -64,7 +55,7 @@ fn an_upstream_that_says_close_is_not_reused() {
             show(&resp.raw)
         );
     }
-    assert_eq!(used_connections(&backend), 3);
+    assert_eq!(backend.used_connections(), 3);
 }
 
 #[test]
@@ -92,7 +83,7 @@ fn upstream_idle_zero_turns_pooling_off() {
     for _ in 0..3 {
         assert_eq!(get(proxy.addr(), "/").0, 200);
     }
-    assert_eq!(used_connections(&backend), 3);
+    assert_eq!(backend.used_connections(), 3);
 }
 
 #[test]
@@ -102,7 +93,7 @@ fn a_connection_is_closed_after_upstream_max_requests() {
     for _ in 0..5 {
         assert_eq!(get(proxy.addr(), "/").0, 200);
     }
-    assert_eq!(used_connections(&backend), 3, "2 + 2 + 1 requests");
+    assert_eq!(backend.used_connections(), 3, "2 + 2 + 1 requests");
 }
 
 #[test]
@@ -114,12 +105,12 @@ fn the_upstream_keep_alive_timeout_is_honoured() {
     let proxy = Proxy::with_upstreams(&[backend.port()], &["--upstream-idle-timeout", "10s"]);
     assert_eq!(get(proxy.addr(), "/").0, 200);
     assert_eq!(get(proxy.addr(), "/").0, 200);
-    assert_eq!(used_connections(&backend), 1, "reused within the timeout");
+    assert_eq!(backend.used_connections(), 1, "reused within the timeout");
     // Past the hint (1 s) plus the idle sweep's period (250 ms).
     thread::sleep(Duration::from_millis(1400));
     assert_eq!(get(proxy.addr(), "/").0, 200);
     assert_eq!(
-        used_connections(&backend),
+        backend.used_connections(),
         2,
         "not reused past the upstream's timeout"
     );
@@ -149,7 +140,7 @@ fn large_responses_keep_their_upstream_connection_spliced_or_copied() {
     let backend = RawBackend::fixed(&ok_response(&body));
     for args in [&[][..], &["--splice-min", "0"][..]] {
         let proxy = Proxy::with_upstreams(&[backend.port()], args);
-        let before = used_connections(&backend);
+        let before = backend.used_connections();
         for _ in 0..5 {
             let (status, got) = get(proxy.addr(), "/");
             assert_eq!((status, got.len()), (200, body.len()), "{args:?}");
@@ -157,7 +148,7 @@ fn large_responses_keep_their_upstream_connection_spliced_or_copied() {
             thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(
-            used_connections(&backend) - before,
+            backend.used_connections() - before,
             1,
             "one pooled connection serves all five ({args:?})"
         );

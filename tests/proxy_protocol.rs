@@ -8,41 +8,13 @@
 mod common;
 
 use common::*;
-use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const SIG: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
-
-/// A connection to `addr` from the local address `from` (127.0.0.x are all this machine).
-fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let local: SocketAddr = format!("{from}:0").parse().expect("address");
-    s.bind(&local.into()).expect("bind");
-    s.connect(&addr.into()).expect("connect");
-    let s: TcpStream = s.into();
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = s.set_nodelay(true);
-    s
-}
-
-/// The lines of `path` once there are at least `n`.
-fn log_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(Instant::now() < deadline, "{n} log lines wanted:\n{text}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -133,7 +105,7 @@ fn the_header_names_the_client_for_forwarding_logs_and_limits() {
             show(r)
         );
     }
-    let lines = log_lines(&log, 4);
+    let lines = wait_file_lines(&log, 4);
     let clients: Vec<(&str, &str)> = lines
         .iter()
         .map(|l| {

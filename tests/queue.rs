@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -17,14 +16,6 @@ fn one_slot_pool(port: u16, queue_timeout: &str) -> String {
         "[pools.p]\nqueue_timeout = \"{queue_timeout}\"\n\
          upstreams = [{{ address = \"127.0.0.1:{port}\", max_conns = 1 }}]\n"
     )
-}
-
-/// The value of the gauge or counter line `name` (labels included) in a metrics page.
-fn metric(admin: SocketAddr, name: &str) -> u64 {
-    let (_, page) = get(admin, "/metrics");
-    metric_value(&page, name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
 }
 
 #[test]
@@ -55,7 +46,7 @@ fn a_queued_request_that_gets_its_slot_is_not_cut_at_the_queue_deadline() {
     );
     assert_eq!(first.join().expect("first client"), 200);
     assert_eq!(
-        metric(
+        metric_count(
             proxy.admin_addr(),
             "goround_queue_timeouts_total{pool=\"p\"}"
         ),
@@ -111,7 +102,7 @@ fn a_freed_slot_always_reaches_a_waiter_on_either_worker() {
         }
     }
     assert_eq!(
-        metric(
+        metric_count(
             proxy.admin_addr(),
             "goround_queue_timeouts_total{pool=\"p\"}"
         ),
@@ -144,7 +135,7 @@ fn queued_requests_whose_clients_left_are_dropped_not_sent_upstream() {
         })
         .collect();
     let deadline = Instant::now() + IO_TIMEOUT;
-    while metric(
+    while metric_count(
         proxy.admin_addr(),
         "goround_upstream_queue_length{pool=\"p\"}",
     ) < 20
@@ -170,7 +161,7 @@ fn queued_requests_whose_clients_left_are_dropped_not_sent_upstream() {
         .collect();
     assert_eq!(sent.len(), 2, "only the holder and the newcomer: {sent:?}");
     assert_eq!(
-        metric(
+        metric_count(
             proxy.admin_addr(),
             "goround_upstream_queue_length{pool=\"p\"}"
         ),

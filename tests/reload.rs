@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A config with one pool over `ups` (`(port, weight)`).
 fn config(ups: &[(u16, u32)]) -> String {
@@ -19,18 +19,6 @@ fn config(ups: &[(u16, u32)]) -> String {
         "health_interval = \"200ms\"\n[pools.web]\nupstreams = [{}]\n",
         list.join(", ")
     )
-}
-
-/// Send SIGHUP and wait for the reload's verdict line.
-fn reload(proxy: &mut Proxy, expect_ok: bool) -> String {
-    let mark = proxy.log_mark();
-    proxy.signal(libc::SIGHUP);
-    let needle = if expect_ok {
-        "configuration reloaded from"
-    } else {
-        "configuration not reloaded"
-    };
-    proxy.wait_for_log_since(mark, needle, LOG_TIMEOUT)
 }
 
 #[test]
@@ -74,7 +62,7 @@ fn reloads_under_load_lose_no_request_and_new_requests_follow_the_new_file() {
         .collect();
     let step = |proxy: &mut Proxy, ups: &[(u16, u32)]| {
         std::fs::write(&path, config(ups)).unwrap();
-        reload(proxy, true);
+        proxy.reload().expect("the new file is taken");
         std::thread::sleep(Duration::from_millis(300));
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -85,7 +73,7 @@ fn reloads_under_load_lose_no_request_and_new_requests_follow_the_new_file() {
         "[pools.web]\nupstreams = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
     )
     .unwrap();
-    let refused = reload(&mut proxy, false); // a bad file: nothing changes
+    let refused = proxy.reload().expect_err("a bad file changes nothing");
     assert!(refused.contains(&format!("{path_arg}:2:")), "{refused}");
     std::thread::sleep(Duration::from_millis(200));
     step(&mut proxy, &[(c, 1)]); // only c
@@ -150,7 +138,7 @@ fn an_upstream_kept_across_a_reload_keeps_its_state() {
     proxy.wait_for_log(&format!("127.0.0.1:{b}) in pool web is down"), LOG_TIMEOUT);
     // Reweight a: b stays down (no check runs for an hour), its counters stay.
     std::fs::write(&path, config(&[(a, 2), (b, 1)]).replace("200ms", "1h")).unwrap();
-    reload(&mut proxy, true);
+    proxy.reload().expect("the new file is taken");
     for _ in 0..4 {
         assert_eq!(get_port(proxy.addr()), a, "b is still known to be down");
     }
@@ -184,21 +172,19 @@ fn a_moved_listen_binds_the_new_address_before_the_old_one_closes() {
     kept.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(kept.read_response("GET").status, 200);
     std::fs::write(&path, text(new)).unwrap();
-    reload(&mut proxy, true);
+    proxy.reload().expect("the new file is taken");
     let new_addr: std::net::SocketAddr = format!("127.0.0.1:{new}").parse().unwrap();
     assert_eq!(get(new_addr, "/").0, 200);
     // The old listener is gone; the connection made through it is not.
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    while std::net::TcpStream::connect(proxy.addr()).is_ok() {
-        assert!(Instant::now() < deadline, "the old address still accepts");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_refused(proxy.addr(), LOG_TIMEOUT);
     kept.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(kept.read_response("GET").status, 200);
     // A new address that cannot be bound changes nothing.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std::fs::write(&path, text(taken.local_addr().unwrap().port())).unwrap();
-    let line = reload(&mut proxy, false);
+    let line = proxy
+        .reload()
+        .expect_err("an address that cannot be bound is refused");
     assert!(line.contains("cannot listen"), "{line}");
     assert_eq!(get(new_addr, "/").0, 200);
 }

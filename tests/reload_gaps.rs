@@ -8,13 +8,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// Send SIGHUP and wait for the reload's verdict line; returns it.
-fn reload(proxy: &mut Proxy) -> String {
-    let mark = proxy.log_mark();
-    proxy.signal(libc::SIGHUP);
-    proxy.wait_for_log_since(mark, "configuration ", LOG_TIMEOUT)
-}
-
 #[test]
 fn upstream_max_requests_follows_a_reload() {
     let backend = RawBackend::fixed(&ok_response("ok"));
@@ -34,24 +27,20 @@ fn upstream_max_requests_follows_a_reload() {
         assert_eq!(c.read_response("GET").status, 200);
     }
     // (The TCP health check's connections carry no request.)
-    let used = || {
-        backend
-            .connections()
-            .iter()
-            .filter(|c| !c.is_empty())
-            .count()
-    };
-    assert_eq!(used(), 1, "one pooled connection");
+    assert_eq!(backend.used_connections(), 1, "one pooled connection");
     std::fs::write(&path, file(2)).expect("write");
-    let verdict = reload(&mut proxy);
-    assert!(verdict.contains("reloaded"), "{verdict}");
+    proxy.reload().expect("the new file is taken");
     for _ in 0..6 {
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(c.read_response("GET").status, 200);
     }
     // The connection from before the reload had served 6 already: it closes after its next
     // request; then 2 requests per connection.
-    assert_eq!(used(), 1 + 3, "2 requests per connection now");
+    assert_eq!(
+        backend.used_connections(),
+        1 + 3,
+        "2 requests per connection now"
+    );
 }
 
 #[test]
@@ -72,8 +61,7 @@ fn a_raised_max_head_reaches_connections_kept_alive_from_before() {
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response("GET").status, 200);
     std::fs::write(&path, file("256KiB")).expect("write");
-    let verdict = reload(&mut proxy);
-    assert!(verdict.contains("reloaded"), "{verdict}");
+    proxy.reload().expect("the new file is taken");
     // A 150 KB head: over the old limit, within the new one.
     let field = format!("\r\nX-Big: {}\r\n", "b".repeat(150_000));
     let big = format!("GET /big HTTP/1.1\r\nHost: t{field}\r\n");
@@ -116,11 +104,11 @@ fn upstreams_a_reload_removes_are_freed_so_addresses_can_come_and_go() {
     proxy.wait_for_log("] ready", Duration::from_secs(20));
     for round in 1..36 {
         std::fs::write(&path, file(round)).expect("write");
-        let verdict = reload(&mut proxy);
-        assert!(
-            verdict.contains("reloaded"),
-            "round {round} ({} addresses so far): {verdict}",
-            (round + 1) * 2000
-        );
+        if let Err(verdict) = proxy.reload() {
+            panic!(
+                "round {round} ({} addresses so far): {verdict}",
+                (round + 1) * 2000
+            );
+        }
     }
 }

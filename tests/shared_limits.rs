@@ -13,22 +13,13 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The redis-server binary, if installed.
-fn redis_binary() -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
-        .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    (found.status.success() && !path.is_empty()).then_some(path)
-}
-
-/// The binary (the tests that call this are ignored where build.rs found none).
-fn redis() -> String {
-    match redis_binary() {
+/// The redis-server binary (the tests that call this are ignored where build.rs found none).
+fn redis() -> PathBuf {
+    match which("redis-server") {
         Some(b) => b,
         None => panic!("redis-server is required here (apt-get install redis-server)"),
     }
@@ -42,7 +33,7 @@ struct Redis {
 }
 
 impl Redis {
-    fn start(binary: &str, port: u16) -> Redis {
+    fn start(binary: &Path, port: u16) -> Redis {
         let dir = TempDir::new();
         let mut cmd = Command::new(binary);
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -116,16 +107,13 @@ fn redis_command(port: u16, args: &[&str]) -> Option<String> {
     }
 }
 
-/// The value of a metric line `name ` on `proxy`'s admin port.
-fn metric(proxy: &Proxy, name: &str) -> Option<String> {
-    let (_, text) = get(proxy.admin_addr(), "/metrics");
-    metric_value(&text, name).map(str::to_string)
-}
-
+/// Wait until the sample `name` on `proxy`'s admin listener reads `want`.
+#[track_caller]
 fn wait_metric(proxy: &Proxy, name: &str, want: &str, timeout: Duration) {
+    let admin = proxy.admin_addr();
     let deadline = Instant::now() + timeout;
     loop {
-        let got = metric(proxy, name);
+        let got = metric(admin, name);
         if got.as_deref() == Some(want) {
             return;
         }
@@ -217,10 +205,8 @@ fn two_instances_sharing_a_limit_let_through_what_one_would() {
         "TAT {tat} vs now {now_us}"
     );
     for p in [&a, &b] {
-        assert_eq!(metric(p, "goround_shared_limits_up").as_deref(), Some("1"));
-        let sent: u64 = metric(p, "goround_shared_limits_clients_sent_total")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        assert_eq!(metric_count(p.admin_addr(), "goround_shared_limits_up"), 1);
+        let sent = metric_count(p.admin_addr(), "goround_shared_limits_clients_sent_total");
         assert!(sent >= 10, "{sent} counts sent");
     }
 
@@ -270,20 +256,16 @@ fn redis_down_leaves_local_limits_and_redis_back_shares_again() {
     assert!((1..=3).contains(&ok), "{statuses:?}");
     assert_eq!(ok + statuses.iter().filter(|&&s| s == 429).count(), 30);
     // Several reconnection attempts fail (backoff 100 ms, 200 ms, …); the log says it once.
-    let failures_before: u64 = metric(
-        &proxy,
+    let failures_before = metric_count(
+        proxy.admin_addr(),
         "goround_shared_limits_syncs_total{result=\"error\"}",
-    )
-    .and_then(|v| v.parse().ok())
-    .unwrap_or(0);
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let failures: u64 = metric(
-            &proxy,
+        let failures = metric_count(
+            proxy.admin_addr(),
             "goround_shared_limits_syncs_total{result=\"error\"}",
-        )
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        );
         if failures >= failures_before + 2 {
             break;
         }

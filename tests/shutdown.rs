@@ -4,30 +4,10 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::thread;
 use std::time::{Duration, Instant};
-
-/// Wait until connecting to `addr` is refused: the proxy has closed its listener.
-#[track_caller]
-fn wait_until_refused(addr: SocketAddr, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-            other => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the proxy still accepts {timeout:?} after SIGTERM: {other:?}"
-                );
-                // No event to wait on from outside the process: poll the listener.
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
 
 #[test]
 fn sigterm_finishes_the_in_flight_response_with_close_then_exits_0() {

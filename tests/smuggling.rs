@@ -48,34 +48,6 @@ const OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: cl
 // Expected bytes
 // ---------------------------------------------------------------------------------------------
 
-/// A proxy-made answer, byte for byte.
-fn local(code: u16, close: bool) -> Vec<u8> {
-    let reason = match code {
-        400 => "Bad Request",
-        405 => "Method Not Allowed",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        504 => "Gateway Timeout",
-        502 => "Bad Gateway",
-        505 => "HTTP Version Not Supported",
-        _ => panic!("no reason phrase for {code} in this test"),
-    };
-    let body = format!("{code} {reason}\n");
-    let allow = if code == 405 {
-        "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
-    } else {
-        ""
-    };
-    let close = if close { "Connection: close\r\n" } else { "" };
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         {allow}{close}\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// The fields the proxy appends for a client on 127.0.0.1 (X-Forwarded-Host only for a host).
 fn x_forwarded(host: &str) -> String {
     let xfh = if host.is_empty() {
@@ -211,7 +183,7 @@ impl Table {
             name: name.to_string(),
             input,
             half_close: false,
-            client: ClientExpect::Exact(local(code, true)),
+            client: ClientExpect::Exact(local_answer(code, true)),
             backend: BackendExpect::Nothing,
         });
     }
@@ -224,7 +196,7 @@ impl Table {
             name: name.to_string(),
             input,
             half_close: false,
-            client: ClientExpect::Exact(local(code, true)),
+            client: ClientExpect::Exact(local_answer(code, true)),
             backend: BackendExpect::Nothing,
         });
     }
@@ -250,7 +222,7 @@ impl Table {
         code: u16,
     ) {
         let mut client = OK.repeat(forwarded.len());
-        client.extend_from_slice(&local(code, true));
+        client.extend_from_slice(&local_answer(code, true));
         self.push(Case {
             name: name.to_string(),
             input,
@@ -299,7 +271,7 @@ impl Table {
             key,
             Reply::KeepAlive(response.to_vec()),
             false,
-            ClientExpect::Exact(local(502, false)),
+            ClientExpect::Exact(local_answer(502, false)),
         );
     }
 }
@@ -1504,7 +1476,7 @@ fn responses(t: &mut Table) {
         "bad-status-request-closes",
         Reply::KeepAlive(b"HTTP/1.1 2OO OK\r\n\r\n".to_vec()),
         true,
-        ClientExpect::Exact(local(502, true)),
+        ClientExpect::Exact(local_answer(502, true)),
     );
     // A body shorter than its Content-Length, then the upstream closes: the client connection
     // closes too, with the message visibly incomplete.
@@ -1580,7 +1552,7 @@ fn response_splitting(t: &mut Table) {
         ]
         .concat(),
         half_close: true,
-        client: ClientExpect::Exact([local(502, false), OK.to_vec()].concat()),
+        client: ClientExpect::Exact([local_answer(502, false), OK.to_vec()].concat()),
         backend: BackendExpect::Exact(vec![fwd_get("/resp/bad-then-next"), fwd_get("/after")]),
     });
 }
@@ -1606,27 +1578,6 @@ fn all_cases() -> Table {
 // ---------------------------------------------------------------------------------------------
 // Running a case
 // ---------------------------------------------------------------------------------------------
-
-/// Read until EOF (a reset after the server closed counts as EOF), failing past `timeout`.
-fn read_until_eof(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, String> {
-    let _ = stream.set_read_timeout(Some(timeout));
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(out),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(out),
-            Err(e) => {
-                return Err(format!(
-                    "no EOF within {timeout:?} ({e}); received so far: {}",
-                    show(&out)
-                ))
-            }
-        }
-    }
-}
 
 /// Read until `n` bytes have come (or the peer closed): what the client waits for before it
 /// closes its side.
@@ -1895,30 +1846,11 @@ fn big_response() -> Vec<u8> {
     r
 }
 
-/// Compare long byte strings by length and first difference (a full dump would be megabytes).
-#[track_caller]
-fn assert_long_eq(got: &[u8], want: &[u8], what: &str) {
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at}: got {} expected {}",
-            got.len(),
-            want.len(),
-            show(&got[at.min(got.len())..(at + 60).min(got.len())]),
-            show(&want[at.min(want.len())..(at + 60).min(want.len())])
-        );
-    }
-}
-
 #[test]
 fn pipelined_garbage_behind_a_big_response_gets_a_complete_400_after_it() {
     let got = pipeline_behind_slow_reader(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\r\n\r\n");
-    let want = [big_response(), local(400, true)].concat();
-    assert_long_eq(&got, &want, "the big response then the 400");
+    let want = [big_response(), local_answer(400, true)].concat();
+    assert_long_bytes_eq(&got, &want, "the big response then the 400");
 }
 
 #[test]
@@ -1927,7 +1859,7 @@ fn pipelined_partial_head_behind_a_big_response_does_not_cut_the_response() {
     // response must still be delivered whole before the close.
     let got =
         pipeline_behind_slow_reader(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHo");
-    assert_long_eq(&got, &big_response(), "the big response");
+    assert_long_bytes_eq(&got, &big_response(), "the big response");
 }
 
 #[test]
@@ -1940,7 +1872,7 @@ fn a_local_answer_queued_behind_interim_responses_is_never_cut() {
     // connection the next response would be read as the rest of it.
     // Each forwarded interim head is exactly as long as the 504, so the room the buffer has
     // left when it stalls is always smaller than the 504 (and any cut shows).
-    let answer = local(504, true);
+    let answer = local_answer(504, true);
     let mut interim =
         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; x-pad=".to_vec();
     interim.resize(answer.len() - 4, b'a');

@@ -22,33 +22,11 @@ const CHUNKS: [usize; 6] = [300 * 1024, 5, 1024 * 1024 + 3, 17, 200 * 1024, 70 *
 /// Most pipes one worker lends at once (`MAX_PIPES` in src/worker.rs).
 const MAX_PIPES: usize = 64;
 
-const UPGRADE_REQUEST: &[u8] =
-    b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
 /// `len` bytes of every value (CR, LF and NUL included), different for each `seed`.
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i.wrapping_mul(131) ^ (i >> 9)) as u8 ^ seed)
         .collect()
-}
-
-/// Equal bytes, or a panic that says where they differ (not megabytes of both).
-#[track_caller]
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    if got == want {
-        return;
-    }
-    let at = got.iter().zip(want).position(|(a, b)| a != b);
-    let at = at.unwrap_or(got.len().min(want.len()));
-    let around = |b: &[u8]| show(&b[at.saturating_sub(16).min(b.len())..(at + 16).min(b.len())]);
-    panic!(
-        "{what}: {} bytes, {} wanted; first difference at {at}: {} vs {}",
-        got.len(),
-        want.len(),
-        around(got),
-        around(want)
-    );
 }
 
 /// The body after the head in `message`.
@@ -104,20 +82,10 @@ fn send_paused(client: &mut ResponseReader, body: &[u8], at: usize) {
     client.send(rest);
 }
 
-/// Pipe descriptors `pid` holds.
-fn pipe_fds(pid: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        panic!("cannot list the descriptors of {pid}");
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
-        .count()
-}
-
 /// The proxy made pipes (they stay in its pool) only when splicing is on.
 #[track_caller]
 fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
-    let made = pipe_fds(proxy.pid()) - base;
+    let made = open_fds(proxy.pid(), "pipe") - base;
     if splice_min == "0" {
         assert_eq!(made, 0, "pipes made with splicing off");
     } else {
@@ -135,7 +103,7 @@ fn spliced_and_copied_bodies_are_identical() {
     let backend = RawBackend::start(move |_| Reply::KeepAlivePaused(reply.clone(), pause_at));
     for splice_min in ["1", "0", "128k"] {
         let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
-        let base = pipe_fds(proxy.pid());
+        let base = open_fds(proxy.pid(), "pipe");
         // Twice on one connection: the pipe goes back to the pool clean and is reused.
         let mut client = ResponseReader::connect(proxy.addr());
         for _ in 0..2 {
@@ -162,7 +130,7 @@ fn uploads_with_content_length_are_identical() {
     let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
     for (k, splice_min) in SPLICE_MINS.into_iter().enumerate() {
         let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
-        let base = pipe_fds(proxy.pid());
+        let base = open_fds(proxy.pid(), "pipe");
         let mut client = ResponseReader::connect(proxy.addr());
         for round in 0..2 {
             let body = bytes(BODY, (k * 2 + round) as u8);
@@ -175,7 +143,7 @@ fn uploads_with_content_length_are_identical() {
             let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
             assert!(got.starts_with(b"POST /up HTTP/1.1\r\n"), "{}", show(got));
             let what = format!("upload {round} with --splice-min {splice_min}");
-            assert_same(after_head(got), &body, &what);
+            assert_long_bytes_eq(after_head(got), &body, &what);
         }
         // The connection carries on after the spans.
         client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -211,7 +179,7 @@ fn an_upload_after_100_continue_goes_through_whole() {
         assert_eq!(resp.status, 200);
         assert!(resp.body.starts_with(b"POST /echo HTTP/1.1\r\n"));
         let what = format!("echoed body with --splice-min {splice_min}");
-        assert_same(after_head(&resp.body), &body, &what);
+        assert_long_bytes_eq(after_head(&resp.body), &body, &what);
         client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(client.read_response("GET").status, 200);
     }
@@ -222,7 +190,7 @@ fn chunked_uploads_are_identical() {
     let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
     for (k, splice_min) in SPLICE_MINS.into_iter().enumerate() {
         let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
-        let base = pipe_fds(proxy.pid());
+        let base = open_fds(proxy.pid(), "pipe");
         let mut client = ResponseReader::connect(proxy.addr());
         for round in 0..2 {
             let chunks = chunk_data(k * 2 + round);
@@ -235,7 +203,7 @@ fn chunked_uploads_are_identical() {
             assert_eq!((resp.status, resp.body_text().as_str()), (200, "stored"));
             let got = &backend.wait_requests(before + 1, IO_TIMEOUT)[before];
             let what = format!("chunked upload {round} with --splice-min {splice_min}");
-            assert_same(after_head(got), &canonical(&chunks), &what);
+            assert_long_bytes_eq(after_head(got), &canonical(&chunks), &what);
         }
         client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(client.read_response("GET").status, 200);
@@ -257,7 +225,7 @@ fn chunked_downloads_are_identical() {
     let backend = RawBackend::start(move |_| Reply::KeepAlivePaused(reply.clone(), pause_at));
     for splice_min in SPLICE_MINS {
         let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", splice_min]);
-        let base = pipe_fds(proxy.pid());
+        let base = open_fds(proxy.pid(), "pipe");
         // HTTP/1.1: re-chunked; twice on one connection.
         let mut client = ResponseReader::connect(proxy.addr());
         for round in 0..2 {
@@ -265,7 +233,7 @@ fn chunked_downloads_are_identical() {
             let resp = client.read_response("GET");
             assert_eq!(resp.framing, BodyFraming::Chunked, "{}", show(resp.head()));
             let what = format!("download {round} with --splice-min {splice_min}");
-            assert_same(&resp.raw[resp.head_len..], &canonical(&chunks), &what);
+            assert_long_bytes_eq(&resp.raw[resp.head_len..], &canonical(&chunks), &what);
         }
         // HTTP/1.0: de-chunked, then a close.
         let mut client = ResponseReader::connect(proxy.addr());
@@ -273,7 +241,7 @@ fn chunked_downloads_are_identical() {
         let resp = client.read_response("GET");
         assert_eq!(resp.framing, BodyFraming::Close, "{}", show(resp.head()));
         let what = format!("HTTP/1.0 download with --splice-min {splice_min}");
-        assert_same(&resp.body, &data, &what);
+        assert_long_bytes_eq(&resp.body, &data, &what);
         assert_pipes_used(&proxy, base, splice_min);
     }
 }
@@ -283,7 +251,7 @@ fn tunnels_carry_megabytes_both_ways() {
     let dummies = Dummies::start(1);
     for splice_min in SPLICE_MINS {
         let proxy = Proxy::with_upstreams(&dummies.ports(), &["--splice-min", splice_min]);
-        let base = pipe_fds(proxy.pid());
+        let base = open_fds(proxy.pid(), "pipe");
         let mut client = ResponseReader::connect(proxy.addr());
         client.send(UPGRADE_REQUEST);
         assert_eq!(client.read_response("GET").status, 101);
@@ -316,7 +284,7 @@ fn tunnels_carry_megabytes_both_ways() {
             .join()
             .expect("writer thread")
             .expect("write into the tunnel");
-        assert_same(
+        assert_long_bytes_eq(
             &echoed,
             &data,
             &format!("echo with --splice-min {splice_min}"),
@@ -381,7 +349,7 @@ fn bytes_past_a_spliced_body_keep_the_upstream_connection_from_reuse() {
             let resp = client.read_response("GET");
             let what = format!("response {round} with --splice-min {splice_min}");
             assert_eq!(resp.status, 200, "{what}");
-            assert_same(&resp.body, &body, &what);
+            assert_long_bytes_eq(&resp.body, &body, &what);
         }
     }
 }
@@ -404,7 +372,7 @@ fn an_upstream_that_stops_short_mid_chunk_closes_the_client() {
     // Every byte received, in clean framing, and no last chunk: the client sees the cut.
     let mut want = b"5\r\nfirst\r\n100000\r\n".to_vec();
     want.extend_from_slice(&data);
-    assert_same(after_head(&got), &want, "truncated chunked body");
+    assert_long_bytes_eq(after_head(&got), &want, "truncated chunked body");
 }
 
 #[test]
@@ -456,7 +424,7 @@ fn a_client_that_stops_short_mid_splice_leaves_the_upstream_a_short_body() {
         // Every byte the client sent, then a close: the body stops short of its framing.
         let mut want = framing.to_vec();
         want.extend_from_slice(&data);
-        assert_same(after_head(&got), &want, "truncated upload");
+        assert_long_bytes_eq(after_head(&got), &want, "truncated upload");
         assert!(backend.requests().is_empty(), "a complete request was seen");
     }
 }
@@ -513,7 +481,7 @@ fn a_worker_out_of_pipes_copies_instead() {
     const HALF: usize = 200 * 1024;
     let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
     let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "4k"]);
-    let base = pipe_fds(proxy.pid());
+    let base = open_fds(proxy.pid(), "pipe");
     // Every upload stops half-way, its span waiting for the client with a pipe lent.
     let mut clients = Vec::new();
     for k in 0..CLIENTS {
@@ -530,7 +498,7 @@ fn a_worker_out_of_pipes_copies_instead() {
     // All the pipes are lent, and no more: the uploads beyond go by copy.
     let deadline = Instant::now() + IO_TIMEOUT;
     loop {
-        let lent = (pipe_fds(proxy.pid()) - base) / 2;
+        let lent = (open_fds(proxy.pid(), "pipe") - base) / 2;
         assert!(lent <= MAX_PIPES, "{lent} pipes");
         if lent == MAX_PIPES {
             break;
@@ -554,6 +522,6 @@ fn a_worker_out_of_pipes_copies_instead() {
             .parse()
             .expect("a client number");
         let what = format!("upload of client {k}");
-        assert_same(after_head(got), &bytes(2 * HALF, k as u8), &what);
+        assert_long_bytes_eq(after_head(got), &bytes(2 * HALF, k as u8), &what);
     }
 }

@@ -10,22 +10,16 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where Chromium may be.
-const BROWSERS: [&str; 3] = [
-    "/usr/bin/chromium",
-    "/usr/bin/chromium-browser",
-    "/usr/bin/google-chrome",
-];
+/// The names Chromium goes by on PATH (build.rs looks for the same).
+const BROWSERS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
 
-fn browser() -> Option<&'static str> {
-    BROWSERS
-        .iter()
-        .copied()
-        .find(|p| std::path::Path::new(p).exists())
+/// The first Chromium on PATH.
+fn browser() -> Option<PathBuf> {
+    BROWSERS.iter().find_map(|name| which(name))
 }
 
 /// A minimal WebSocket client (RFC 6455): text frames out (masked), frames in (unmasked),
@@ -192,7 +186,7 @@ impl Drop for Browser {
     }
 }
 
-fn start_browser(path: &str) -> (Browser, u16) {
+fn start_browser(path: &Path) -> (Browser, u16) {
     let profile = TempDir::new();
     let child = Command::new(path)
         .args([
@@ -254,7 +248,7 @@ fn the_page_refreshing_itself_shows_a_killed_upstream_as_down() {
         assert_eq!(get(proxy.addr(), "/").0, 200);
     }
     let admin = proxy.admin_addr();
-    let (_browser, port) = start_browser(path);
+    let (_browser, port) = start_browser(&path);
     let list = http_get(port, "/json/list");
     let ws_url = list
         .split("\"webSocketDebuggerUrl\": \"")

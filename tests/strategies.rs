@@ -10,10 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// `[pools.p]` with `strategy` (and `extra` lines) over `upstreams` (TOML array items).
 fn pool_config(strategy: &str, extra: &str, upstreams: &[String]) -> String {
     format!(

@@ -11,18 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The upgraded process is not our child: SIGTERM it on drop.
-struct Orphan(Option<i32>);
-
-impl Drop for Orphan {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: kill with a pid we read from the proxy's own log; at worst ESRCH.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-    }
-}
-
 /// One keep-alive client: a request answered, or retried once on a fresh connection when the
 /// kept connection was closed before any byte of the answer (what browsers and curl do for an
 /// idempotent request); a `Connection: close` answer means a fresh connection next time.
@@ -71,38 +59,6 @@ fn keep_alive_client(
     }
 }
 
-/// New connections one after another, `Connection: close`: a refused connect is a failure.
-fn new_connections(
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        match std::net::TcpStream::connect(addr) {
-            Ok(s) => {
-                let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-                let mut c = ResponseReader::new(s);
-                let r = c
-                    .try_send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| c.try_read_response("GET"));
-                match r {
-                    Ok(r) if r.status == 200 => {}
-                    Ok(r) => failures.lock().unwrap().push(show(&r.raw)),
-                    Err(e) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("new connection: {e}")),
-                }
-            }
-            Err(e) => failures.lock().unwrap().push(format!("refused: {e}")),
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn an_upgrade_under_load_fails_no_request_and_refuses_no_connection() {
     let d = Dummies::start(2);
@@ -138,19 +94,17 @@ fn an_upgrade_under_load_fails_no_request_and_refuses_no_connection() {
         .collect();
     for _ in 0..2 {
         let (s, d, f) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&failures));
-        threads.push(std::thread::spawn(move || new_connections(addr, s, d, f)));
+        threads.push(std::thread::spawn(move || {
+            new_connections(addr, Duration::from_millis(2), &s, &d, &f)
+        }));
     }
     std::thread::sleep(Duration::from_millis(300));
     let mark = proxy.log_mark();
     proxy.signal(libc::SIGUSR2);
     let started = proxy.wait_for_log_since(mark, "upgrade: started", LOG_TIMEOUT);
-    let pid: i32 = started
-        .split("(pid ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started}"));
-    let _orphan = Orphan(Some(pid));
+    let pid = upgraded_pid(&started);
+    let orphans = Orphans::new();
+    orphans.adopt(pid);
     proxy.wait_for_log_since(
         mark,
         &format!("upgrade: pid {pid} is ready"),

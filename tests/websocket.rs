@@ -8,10 +8,6 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::thread;
 
-const UPGRADE_REQUEST: &[u8] =
-    b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
 #[test]
 fn upgrade_opens_a_tunnel_that_carries_bytes_both_ways() {
     let dummies = Dummies::start(1);

@@ -38,6 +38,8 @@ pub struct Record {
     pub target: String,
     /// `HTTP/1.1` or `HTTP/1.0` (empty when the line did not parse).
     pub version: &'static str,
+    /// The TLS version (`1.3`, `1.2`) of a request over TLS; empty on a plain connection.
+    pub tls: &'static str,
     /// The host the request was for (absolute-form authority or Host). This and the two
     /// field values below are bytes as received: only the JSON format needs them as UTF-8.
     pub host: Vec<u8>,
@@ -141,10 +143,16 @@ fn json(r: &Record, out: &mut Vec<u8>) {
             json_str(s)
         }
     };
+    // Only on a TLS connection: absent otherwise.
+    let tls = if r.tls.is_empty() {
+        String::new()
+    } else {
+        format!(",\"tls\":\"{}\"", r.tls)
+    };
     let line = format!(
         "{{\"time\":{},\"client\":{},\"request\":{},\"method\":{},\"target\":{},\"version\":{},\
          \"host\":{},\"status\":{},\"bytes_sent\":{},\"duration_ms\":{},\"pool\":{},\"upstream\":{},\
-         \"upstream_ms\":{upstream_ms},\"user_agent\":{},\"referer\":{}}}\n",
+         \"upstream_ms\":{upstream_ms},\"user_agent\":{},\"referer\":{}{tls}}}\n",
         json_str(&rfc3339_ms(r.unix_ms)),
         json_str(&r.client),
         json_bytes(&r.request),
@@ -421,6 +429,7 @@ mod tests {
             upstream_ms: Some(2),
             user_agent: "curl/8.5.0".into(),
             referer: Vec::new(),
+            tls: "",
         }
     }
 

@@ -22,6 +22,8 @@
 //! - [`route`]: a route's spec and normal form, and (host, normalised path) → pool. Pure.
 //! - [`config`]: clap flags and the TOML file → one validated [`config::Config`]: data, built
 //!   from the types of the modules above and nothing else of the engine.
+//! - `tls`: the HTTPS listener's certificates (loaded, chosen by SNI, reloaded when a file
+//!   changes), the session tickets' keys, and the rustls configuration built from them.
 //! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks),
 //!   the registry that hands them out and reuses those no configuration lists any more, and
 //!   the pools' `max_conns` queues.
@@ -88,6 +90,7 @@ mod state;
 mod sys;
 mod text;
 mod timer;
+mod tls;
 mod worker;
 
 pub use start::run;

@@ -52,7 +52,9 @@ impl Counter {
 
 /// The statuses the proxy answers itself, in the order of [`WorkerStats::local`]: every one
 /// it can make, and no other (a series that can never move would say something untrue).
-pub const LOCAL_CODES: [u16; 12] = [400, 404, 405, 408, 414, 429, 431, 501, 502, 503, 504, 505];
+pub const LOCAL_CODES: [u16; 14] = [
+    308, 400, 404, 405, 408, 414, 421, 429, 431, 501, 502, 503, 504, 505,
+];
 
 /// One worker's client-side counters.
 #[repr(align(64))]
@@ -72,9 +74,45 @@ pub struct WorkerStats {
     pub local: [Counter; LOCAL_CODES.len()],
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// TLS handshakes that completed.
+    pub tls_ok: Counter,
+    /// TLS handshakes that failed, by `tls::HandshakeFailure::ALL` index.
+    pub tls_failed: [Counter; 7],
+    /// Completed handshakes that resumed a session (a ticket).
+    pub tls_resumed: Counter,
+    /// Handshake times, accept → done: counts per bucket of [`TLS_BUCKETS_US`], and beyond.
+    pub tls_buckets: [Counter; TLS_BUCKETS_US.len() + 1],
+    /// Sum of the handshake times, µs.
+    pub tls_sum_us: Counter,
 }
 
+/// The handshake-time histogram's bucket bounds, µs (a handshake on a LAN takes a few ms at
+/// most, one over the internet a round trip or two more).
+pub const TLS_BUCKETS_US: [u64; 12] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+
 impl WorkerStats {
+    /// Count a completed TLS handshake that took `us` µs.
+    pub fn tls_handshake(&self, us: u64, resumed: bool) {
+        self.tls_ok.add(1);
+        if resumed {
+            self.tls_resumed.add(1);
+        }
+        self.tls_buckets[TLS_BUCKETS_US.partition_point(|&b| b < us)].add(1);
+        self.tls_sum_us.add(us);
+    }
+
+    /// Count a failed TLS handshake.
+    pub fn tls_handshake_failed(&self, why: crate::tls::HandshakeFailure) {
+        if let Some(i) = crate::tls::HandshakeFailure::ALL
+            .iter()
+            .position(|&w| w == why)
+        {
+            self.tls_failed[i].add(1);
+        }
+    }
+
     /// Count an answer the proxy made itself with `code` (one of [`LOCAL_CODES`]).
     #[inline]
     pub fn count_local(&self, code: u16) {
@@ -190,7 +228,7 @@ mod tests {
         w.count_local(429);
         w.count_local(505);
         let counts: Vec<u64> = w.local.iter().map(Counter::get).collect();
-        assert_eq!(counts, [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(counts, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
     }
 
     #[test]

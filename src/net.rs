@@ -9,6 +9,8 @@ use std::io;
 /// The listener's token (client tokens are session keys, upstream ones start at
 /// [`UPSTREAM_TOKENS`], probe ones at [`PROBE_BASE`]; all far below).
 pub const LISTENER: Token = Token(usize::MAX);
+/// The HTTPS listener's token.
+pub const TLS_LISTENER: Token = Token(usize::MAX - 2);
 /// The token of the waker that tells a worker to look at the shutdown flag.
 pub const WAKER: Token = Token(usize::MAX - 1);
 /// Probe tokens are `PROBE_BASE + upstream id`.

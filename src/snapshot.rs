@@ -6,6 +6,7 @@ use crate::balance::Pool;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::route;
+use crate::tls::Tls;
 use crate::upstream::{Registry, UpstreamState};
 use std::sync::Arc;
 
@@ -24,6 +25,13 @@ pub struct Snapshot {
     pub limiter: Option<Arc<Limiter>>,
     /// Each pool's own client rate, if any (index-parallel to `pools`).
     pub pool_limiters: Vec<Option<Arc<Limiter>>>,
+    /// The HTTPS listener's certificates and ticket keys (one for the process, carried from
+    /// snapshot to snapshot), when `[tls]` is on.
+    pub tls: Option<Arc<Tls>>,
+    /// The rustls configuration new TLS connections use.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// `Strict-Transport-Security: VALUE` CRLF, for HTTPS responses (`[tls] hsts`).
+    pub hsts_line: Option<Box<[u8]>>,
     /// Every upstream the pools list, once each: counted as listed while this snapshot lives,
     /// so that the registry reuses only states no snapshot lists.
     listed: Vec<&'static UpstreamState>,
@@ -40,7 +48,20 @@ impl Drop for Snapshot {
 impl Snapshot {
     /// Bind `cfg` to the upstream states in `registry` (an address already there keeps its
     /// state: alive, in flight, counters).
-    pub fn new(cfg: Config, registry: &Registry) -> Result<Snapshot, String> {
+    pub fn new(
+        cfg: Config,
+        registry: &Registry,
+        tls: Option<Arc<Tls>>,
+    ) -> Result<Snapshot, String> {
+        let tls_server = match (&tls, &cfg.tls) {
+            (Some(t), Some(spec)) => Some(t.server_config(spec)?),
+            _ => None,
+        };
+        let hsts_line = cfg.tls.as_ref().and_then(|t| t.hsts.as_ref()).map(|v| {
+            format!("Strict-Transport-Security: {v}\r\n")
+                .into_bytes()
+                .into()
+        });
         registry.prepare();
         let pools = cfg
             .pools
@@ -67,6 +88,9 @@ impl Snapshot {
             loaded_unix_ms: crate::upstream::unix_ms(),
             limiter,
             pool_limiters,
+            hsts_line,
+            tls,
+            tls_server,
             listed: Vec::new(),
         };
         snap.listed = snap.upstreams().into_iter().map(|(s, _)| s).collect();
@@ -78,8 +102,15 @@ impl Snapshot {
 
     /// The snapshot for a reloaded `cfg`: as [`new`](Snapshot::new), and the client limiters
     /// whose settings did not change are `prev`'s, counts and all.
+    /// The certificates are loaded again; a file that cannot be keeps its old pair, and the
+    /// problems are logged.
     pub fn reloaded(cfg: Config, registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
-        let mut snap = Snapshot::new(cfg, registry)?;
+        if let (Some(t), Some(spec)) = (&prev.tls, &cfg.tls) {
+            for problem in t.reload(spec) {
+                log::warn!("TLS: {problem}");
+            }
+        }
+        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone())?;
         let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);
         if old == new {
             snap.limiter.clone_from(&prev.limiter);

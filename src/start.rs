@@ -21,8 +21,10 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let nofile = listen::raise_nofile_limit();
     // Sockets handed over by systemd or by the process we upgrade: they serve at once.
     let inherited = control::systemd::inherited();
-    let (inherited_admin, inherited_http): (Vec<_>, Vec<_>) =
+    let (inherited_admin, inherited): (Vec<_>, Vec<_>) =
         inherited.into_iter().partition(|s| s.name == "admin");
+    let (inherited_https, inherited_http): (Vec<_>, Vec<_>) =
+        inherited.into_iter().partition(|s| s.name == "https");
     let workers = cfg.workers.max(1).max(inherited_http.len());
     cfg.workers = workers;
     // One budget of idle upstream connections for every upstream and worker (nginx's
@@ -71,6 +73,31 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .map(|l| l.try_clone())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cannot keep the listeners: {e}"))?;
+    // The HTTPS listeners, the same way: handed over, or bound here.
+    let tls_listeners: Vec<std::net::TcpListener> = match &cfg.tls {
+        None => Vec::new(),
+        Some(_) if !inherited_https.is_empty() => {
+            let given: Vec<std::net::TcpListener> =
+                inherited_https.into_iter().map(|s| s.listener).collect();
+            let mut all = Vec::with_capacity(workers);
+            for i in 0..workers {
+                all.push(
+                    given[i % given.len()]
+                        .try_clone()
+                        .map_err(|e| format!("cannot use an inherited socket: {e}"))?,
+                );
+            }
+            all
+        }
+        Some(t) => listen::bind(t.listen, t.dual_stack, workers, cfg.backlog)
+            .map_err(|e| format!("cannot listen on {} (HTTPS): {e}", t.listen))?,
+    };
+    let tls_local = tls_listeners.first().and_then(|l| l.local_addr().ok());
+    let tls_copies = tls_listeners
+        .iter()
+        .map(|l| l.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot keep the listeners: {e}"))?;
     let reopen_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let logger = match &cfg.access_log {
         Some(spec) => Some(
@@ -82,7 +109,15 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let admin = cfg.admin;
     let demo = cfg.demo;
     let registry = upstream::Registry::new(workers);
-    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry)?);
+    let tls = match &cfg.tls {
+        Some(spec) => Some(crate::tls::Tls::start(
+            spec,
+            &cfg.routed_hosts(),
+            control::upgrade::claim_ticket_keys().as_deref(),
+        )?),
+        None => None,
+    };
+    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry, tls)?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
     let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
     let admin_copy = match (inherited_admin.into_iter().next(), admin) {
@@ -111,8 +146,9 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
 
     let mut wakers = Vec::with_capacity(workers);
     let mut ready = Vec::with_capacity(workers);
+    let mut tls_listeners = tls_listeners.into_iter();
     for (id, l) in listeners.into_iter().enumerate() {
-        let (w, waker) = worker::Worker::new(id, l, Arc::clone(&shared))
+        let (w, waker) = worker::Worker::new(id, l, tls_listeners.next(), Arc::clone(&shared))
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         wakers.push(waker);
         ready.push(w);
@@ -129,6 +165,9 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(h);
     }
+    if let Some(a) = tls_local {
+        info!("HTTPS on {a}");
+    }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     info!(
         "listening on {local} ({workers} worker{}, {upstreams} upstream{} in {pools} pool{}, at most {max_connections} connections)",
@@ -141,6 +180,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         shared: Arc::clone(&shared),
         wakers,
         listeners: std::sync::Mutex::new(copies),
+        tls_listeners: std::sync::Mutex::new(tls_copies),
         admin: std::sync::Mutex::new(admin_copy),
         reopen_log,
         upgrading: std::sync::atomic::AtomicBool::new(false),
@@ -152,6 +192,10 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     shared_limits::spawn(Arc::clone(&shared))
         .map_err(|e| format!("cannot start the shared-limits thread: {e}"))?;
+    if shared.current().0.tls.is_some() {
+        watch_certificates(Arc::clone(&shared))
+            .map_err(|e| format!("cannot start the certificate watcher: {e}"))?;
+    }
 
     // Ready once the listeners are polled (the workers run) and every upstream has had its
     // first health check, so that an upgraded process starts with a true view of them.
@@ -184,4 +228,33 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     }
     info!("shutdown complete");
     Ok(())
+}
+
+/// How often the certificate files are looked at: a renewal on disk (certbot, cert-manager)
+/// is served within this, with no signal.
+const CERT_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A thread that reloads the HTTPS listener's certificates when a file of theirs changes on
+/// disk. New handshakes get the new ones; those in flight keep theirs.
+fn watch_certificates(shared: Arc<state::Shared>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("cert-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(CERT_WATCH_EVERY);
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            let Some(tls) = shared.current().0.tls.clone() else {
+                return;
+            };
+            if let Some(problems) = tls.reload_if_changed() {
+                if problems.is_empty() {
+                    info!("TLS: a certificate file changed on disk: reloaded");
+                }
+                for p in problems {
+                    warn!("TLS: {p}");
+                }
+            }
+        })
+        .map(|_| ())
 }

@@ -1,7 +1,7 @@
 //! The admin pages from a [`View`]: Prometheus text (format 0.0.4), the JSON status, and the
 //! live status page. Pure: a view in, bytes out.
 
-use super::view::{UpstreamView, View};
+use super::view::{TlsView, UpstreamView, View};
 use crate::metrics::{BUCKETS_US, LOCAL_CODES};
 use crate::text::json_str;
 use std::fmt::Write;
@@ -332,6 +332,9 @@ pub fn metrics(v: &View) -> String {
             s.clients_sent
         );
     }
+    if let Some(t) = &v.tls {
+        tls_metrics(&mut o, t);
+    }
     head(
         &mut o,
         "goround_uptime_seconds",
@@ -351,6 +354,91 @@ pub fn metrics(v: &View) -> String {
         label(v.version)
     );
     o
+}
+
+/// The HTTPS listener's metrics.
+fn tls_metrics(o: &mut String, t: &TlsView) {
+    head(
+        o,
+        "goround_tls_handshakes_total",
+        "counter",
+        "TLS handshakes on the HTTPS listener, by result (and why one failed).",
+    );
+    let _ = writeln!(o, "goround_tls_handshakes_total{{result=\"ok\"}} {}", t.ok);
+    for (why, n) in crate::tls::HandshakeFailure::ALL.iter().zip(t.failed) {
+        let _ = writeln!(
+            o,
+            "goround_tls_handshakes_total{{result=\"failed\",reason=\"{}\"}} {n}",
+            why.name()
+        );
+    }
+    head(
+        o,
+        "goround_tls_resumed_total",
+        "counter",
+        "TLS handshakes that resumed a session (a ticket).",
+    );
+    let _ = writeln!(o, "goround_tls_resumed_total {}", t.resumed);
+    head(
+        o,
+        "goround_tls_handshake_seconds",
+        "histogram",
+        "TLS handshake time, from the accept to the handshake's end.",
+    );
+    let mut cumulative = 0;
+    for (bound, n) in crate::metrics::TLS_BUCKETS_US.iter().zip(t.buckets) {
+        cumulative += n;
+        let _ = writeln!(
+            o,
+            "goround_tls_handshake_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1e6
+        );
+    }
+    cumulative += t.buckets[t.buckets.len() - 1];
+    let _ = writeln!(
+        o,
+        "goround_tls_handshake_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n\
+         goround_tls_handshake_seconds_sum {}\ngoround_tls_handshake_seconds_count {cumulative}",
+        t.sum_us as f64 / 1e6
+    );
+    head(
+        o,
+        "goround_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When each certificate of the HTTPS listener expires (Unix time), by its first name.",
+    );
+    for (names, not_after) in &t.certificates {
+        let name = names.first().map_or("", String::as_str);
+        let _ = writeln!(
+            o,
+            "goround_tls_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {not_after}",
+            label(name)
+        );
+    }
+}
+
+/// The HTTPS listener in `/status`.
+fn tls_json(t: &TlsView, now_unix: i64) -> String {
+    let certs: Vec<String> = t
+        .certificates
+        .iter()
+        .map(|(names, not_after)| {
+            let names: Vec<String> = names.iter().map(|n| json_str(n)).collect();
+            format!(
+                "{{\"names\":[{}],\"not_after\":{},\"days_left\":{}}}",
+                names.join(","),
+                json_str(&crate::access_log::rfc3339_ms(
+                    u64::try_from(*not_after).unwrap_or(0) * 1000
+                )),
+                (not_after - now_unix).div_euclid(86_400)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"listen\":{},\"certificates\":[{}]}}",
+        json_str(&t.listen),
+        certs.join(",")
+    )
 }
 
 /// A millisecond figure for JSON: `null` without observations.
@@ -442,7 +530,7 @@ pub fn status(v: &View) -> String {
     let _ = write!(
         o,
         "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
-         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"shutting_down\":{}}}",
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"shutting_down\":{}}}",
         v.open,
         v.accepted,
         v.requests,
@@ -456,6 +544,10 @@ pub fn status(v: &View) -> String {
             ),
             None => "null".to_string(),
         },
+        v.tls.as_ref().map_or("null".to_string(), |t| tls_json(
+            t,
+            (crate::upstream::unix_ms() / 1000) as i64
+        )),
         v.shutting_down
     );
     o
@@ -533,13 +625,45 @@ pub fn page(v: &View) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>goround-mio status</title><style>{STYLE}</style></head><body>\
          <h1>goround-mio <small id=\"version\">{version}</small></h1>\
-         <p id=\"summary\">{summary}</p><div id=\"pools\">{rows}</div>\
+         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"pools\">{rows}</div>\
          <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
          metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
          <script>{SCRIPT}</script></body></html>\n",
         version = html(v.version),
         summary = html(&summary(v)),
+        tls = v.tls.as_ref().map_or(String::new(), |t| tls_section(
+            t,
+            (crate::upstream::unix_ms() / 1000) as i64
+        )),
     )
+}
+
+/// The HTTPS listener's certificates on the page: names, expiry, days left, marked when fewer
+/// than `tls::certs::EXPIRY_WARNING_DAYS`.
+fn tls_section(t: &TlsView, now_unix: i64) -> String {
+    let mut out = format!(
+        "<section class=\"pool\"><h2>HTTPS <small>{}</small></h2><table><thead><tr>\
+         <th>certificate</th><th>expires</th><th>days left</th></tr></thead><tbody>",
+        html(&t.listen)
+    );
+    for (names, not_after) in &t.certificates {
+        let days = (not_after - now_unix).div_euclid(86_400);
+        let class = if days < crate::tls::certs::EXPIRY_WARNING_DAYS {
+            "down"
+        } else {
+            "up"
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{days}</td></tr>",
+            html(&names.join(", ")),
+            html(&crate::access_log::rfc3339_ms(
+                u64::try_from(*not_after).unwrap_or(0) * 1000
+            )),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
 }
 
 /// The line under the title.
@@ -589,6 +713,15 @@ function render(s){
     html+='</tbody></table></section>';
   });
   document.getElementById('pools').innerHTML=html;
+  if(s.tls){
+    var t='<section class="pool"><h2>HTTPS <small>'+esc(s.tls.listen)+'</small></h2><table><thead><tr>'+
+      '<th>certificate</th><th>expires</th><th>days left</th></tr></thead><tbody>';
+    s.tls.certificates.forEach(function(c){
+      t+='<tr class="'+(c.days_left<14?'down':'up')+'"><td>'+esc(c.names.join(', '))+'</td><td>'+
+        esc(c.not_after)+'</td><td>'+c.days_left+'</td></tr>';
+    });
+    document.getElementById('tls').innerHTML=t+'</tbody></table></section>';
+  }
   var rl=s.pools.reduce(function(a,p){return a+p.rate_limited;},0);
   document.getElementById('summary').textContent='up '+s.uptime_seconds+'s · '+s.clients.open+
     ' client connections open · '+s.clients.accepted+' accepted · '+s.clients.requests+' requests · '+rl+' rate limited';

@@ -39,6 +39,26 @@ pub struct View {
     pub last_reload_success_unix: u64,
     /// The exchange with Redis, when `[client_limits] shared` is configured.
     pub shared_limits: Option<SharedLimitsView>,
+    /// The HTTPS listener, when `[tls]` is on.
+    pub tls: Option<TlsView>,
+}
+
+/// The HTTPS listener: its handshakes and certificates.
+#[derive(Debug, Clone, Default)]
+pub struct TlsView {
+    /// Where it listens, as configured.
+    pub listen: String,
+    /// Handshakes completed.
+    pub ok: u64,
+    /// Handshakes failed, by `tls::HandshakeFailure::ALL` index.
+    pub failed: [u64; 7],
+    /// Completed handshakes that resumed a session.
+    pub resumed: u64,
+    /// Handshake times: counts per bucket of `metrics::TLS_BUCKETS_US`, and beyond; their sum.
+    pub buckets: [u64; crate::metrics::TLS_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    /// The certificates in force: their names, and when each expires (Unix s).
+    pub certificates: Vec<(Vec<String>, i64)>,
 }
 
 /// The exchange of rate counts with Redis.
@@ -158,6 +178,38 @@ pub fn collect(shared: &Shared) -> View {
         }),
         ..View::default()
     };
+    v.tls = snap
+        .tls
+        .as_ref()
+        .zip(snap.cfg.tls.as_ref())
+        .map(|(t, spec)| {
+            let mut tv = TlsView {
+                listen: if spec.dual_stack {
+                    format!(":{}", spec.listen.port())
+                } else {
+                    spec.listen.to_string()
+                },
+                certificates: t
+                    .certs()
+                    .certs
+                    .iter()
+                    .map(|c| (c.names.clone(), c.not_after))
+                    .collect(),
+                ..TlsView::default()
+            };
+            for w in shared.stats.iter() {
+                tv.ok += w.tls_ok.get();
+                tv.resumed += w.tls_resumed.get();
+                tv.sum_us += w.tls_sum_us.get();
+                for (sum, c) in tv.failed.iter_mut().zip(&w.tls_failed) {
+                    *sum += c.get();
+                }
+                for (sum, c) in tv.buckets.iter_mut().zip(&w.tls_buckets) {
+                    *sum += c.get();
+                }
+            }
+            tv
+        });
     for w in shared.stats.iter() {
         v.open += w.open.get();
         v.accepted += w.accepted.get();

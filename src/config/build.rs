@@ -278,6 +278,7 @@ pub(super) fn build(
         ),
         _ => None,
     };
+    let tls = super::tls::tls(&cli, &file, source.as_ref())?;
     let access_log = access_log(&cli, matches, &file, source.as_ref())?;
     let client_limits = match (&file.client_limits, &source) {
         (Some(l), Some(src)) => client_limits(l.get_ref(), src)?,
@@ -399,6 +400,7 @@ pub(super) fn build(
         log_level,
         proxy_protocol,
         proxy_protocol_from,
+        tls,
         admin,
         admin_token,
         access_log,

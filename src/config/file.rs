@@ -51,6 +51,8 @@ pub struct File {
     pub access_log: Option<At<AccessLogFile>>,
     /// `[client_limits]`: per-client rate and connection limits.
     pub client_limits: Option<At<LimitsFile>>,
+    /// `[tls]`: the HTTPS listener.
+    pub tls: Option<At<TlsFile>>,
     /// Named pools of upstreams.
     #[serde(default)]
     pub pools: BTreeMap<String, At<PoolFile>>,
@@ -73,6 +75,29 @@ pub struct PoolFile {
     pub send_proxy: Option<At<String>>,
     /// A pool's own, stricter, rate limit.
     pub client_limits: Option<At<PoolLimitsFile>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub listen: Option<At<Value>>,
+    pub certificates: Option<At<Vec<At<CertFile>>>>,
+    pub certificate_dir: Option<At<Value>>,
+    pub min_version: Option<At<Value>>,
+    pub handshake_timeout: Option<At<Value>>,
+    pub session_tickets: Option<At<Value>>,
+    pub ticket_key_file: Option<At<Value>>,
+    pub redirect_http: Option<At<Value>>,
+    pub hsts: Option<At<Value>>,
+}
+
+/// One of `[tls] certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    pub cert: At<String>,
+    pub key: At<String>,
 }
 
 /// `[admin]`.

@@ -230,6 +230,24 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub admin: Option<(SocketAddr, bool)>,
 
+    /// Serve HTTPS on this address too (needs at least one --tls-cert and --tls-key, or
+    /// [tls] certificates in the file)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub tls_listen: Option<(SocketAddr, bool)>,
+
+    /// A certificate chain (PEM, leaf first) for the HTTPS listener; repeatable, each with a
+    /// --tls-key in the same order; the first is the default
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Vec<std::path::PathBuf>,
+
+    /// The private key (PEM) of the --tls-cert in the same position
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Vec<std::path::PathBuf>,
+
+    /// The plain listener answers 308 to https://HOST[:PORT]/PATH?QUERY
+    #[arg(long)]
+    pub redirect_http: bool,
+
     /// Write an access log line per request to PATH (or `stdout`); off by default
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,

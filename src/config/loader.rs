@@ -34,9 +34,25 @@ where
     let check = cli.check;
     let config = build(cli, &matches, None)?;
     if check {
+        let mut warnings = config.warnings.clone();
+        if let Some(t) = &config.tls {
+            // Every certificate and key is loaded, as a start would.
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            let loaded = crate::tls::certs::load_all(
+                &t.certificates,
+                t.certificate_dir.as_deref(),
+                &provider,
+            )
+            .map_err(ConfigError::File)?;
+            warnings.extend(crate::tls::certs::warnings(
+                &loaded,
+                &config.routed_hosts(),
+                (crate::clock::unix_ms() / 1000) as i64,
+            ));
+        }
         return Err(ConfigError::Checked {
             effective: print::effective(&config),
-            warnings: config.warnings,
+            warnings,
         });
     }
     Ok(config)

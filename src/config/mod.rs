@@ -26,12 +26,14 @@ mod pools;
 mod print;
 mod read;
 mod spec;
+mod tls;
 mod values;
 
 pub use defaults::*;
 pub use error::ConfigError;
 pub use loader::{from_args, load_from};
 pub use spec::*;
+pub use tls::HANDSHAKE_TIMEOUT;
 pub use values::{parse_duration, Address};
 
 #[cfg(test)]

@@ -113,6 +113,12 @@ pub fn effective(cfg: &Config) -> String {
         quote(&cfg.log_level.to_string().to_ascii_lowercase())
     );
     // A section that is not set is named all the same, with what its absence means.
+    match &cfg.tls {
+        Some(t) => tls_table(o, t),
+        None => {
+            let _ = writeln!(o, "\n# [tls]: not set, no HTTPS listener");
+        }
+    }
     match cfg.admin {
         Some(admin) => {
             let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
@@ -250,5 +256,46 @@ fn rate(o: &mut String, rate: Option<Rate>) {
             let _ = writeln!(o, "requests_per_second = {}", r.per_second);
         }
         let _ = writeln!(o, "burst = {}", r.burst);
+    }
+}
+
+fn tls_table(o: &mut String, t: &super::TlsSpec) {
+    let listen = if t.dual_stack {
+        format!(":{}", t.listen.port())
+    } else {
+        t.listen.to_string()
+    };
+    let _ = writeln!(o, "\n[tls]\nlisten = {}", quote(&listen));
+    let _ = writeln!(o, "certificates = [");
+    for (cert, key) in &t.certificates {
+        let _ = writeln!(
+            o,
+            "  {{ cert = {}, key = {} }},",
+            quote(&cert.to_string_lossy()),
+            quote(&key.to_string_lossy())
+        );
+    }
+    let _ = writeln!(o, "]");
+    if let Some(d) = &t.certificate_dir {
+        let _ = writeln!(o, "certificate_dir = {}", quote(&d.to_string_lossy()));
+    }
+    let _ = writeln!(o, "min_version = {}", quote(t.min_version.name()));
+    let _ = writeln!(
+        o,
+        "handshake_timeout = {}",
+        quote(&format_duration(t.handshake_timeout))
+    );
+    let _ = writeln!(o, "session_tickets = {}", t.session_tickets);
+    match &t.ticket_key_file {
+        Some(p) => {
+            let _ = writeln!(o, "ticket_key_file = {}", quote(&p.to_string_lossy()));
+        }
+        None => {
+            let _ = writeln!(o, "# ticket_key_file: not set, keys made here and rotated");
+        }
+    }
+    let _ = writeln!(o, "redirect_http = {}", t.redirect_http);
+    if let Some(h) = &t.hsts {
+        let _ = writeln!(o, "hsts = {}", quote(h));
     }
 }

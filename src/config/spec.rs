@@ -71,6 +71,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// With `proxy_protocol`: the address blocks that may connect (empty: any).
     pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
+    /// The HTTPS listener (`[tls]`, `--tls-listen`), if any.
+    pub tls: Option<TlsSpec>,
     /// The admin listener (`[admin] listen`, `--admin`), if any.
     pub admin: Option<SocketAddr>,
     /// `[admin] token_file`: where the admin pages' bearer token was read from, and the
@@ -386,5 +388,64 @@ impl StatusRanges {
             ranges.push((lo, hi));
         }
         Ok(StatusRanges(ranges))
+    }
+}
+
+/// The lowest TLS version the HTTPS listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+impl TlsVersion {
+    /// As written in the file: `1.2` or `1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::V1_2 => "1.2",
+            TlsVersion::V1_3 => "1.3",
+        }
+    }
+}
+
+/// `[tls]`: the HTTPS listener and its certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// `listen` was `:PORT`: IPv4 and IPv6 both.
+    pub dual_stack: bool,
+    /// (certificate chain, private key) PEM files, in order: the first is the default.
+    pub certificates: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Every `*.pem` there too (after `certificates`).
+    pub certificate_dir: Option<std::path::PathBuf>,
+    /// The lowest version accepted.
+    pub min_version: TlsVersion,
+    /// How long a handshake may take, from the accept.
+    pub handshake_timeout: std::time::Duration,
+    /// Issue session tickets (resumption).
+    pub session_tickets: bool,
+    /// The tickets' keys from this file (80 bytes each, as nginx's), for a fleet.
+    pub ticket_key_file: Option<std::path::PathBuf>,
+    /// The plain listener answers 308 to the same URL over HTTPS.
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security` on HTTPS responses.
+    pub hsts: Option<String>,
+}
+
+impl Config {
+    /// The exact hosts the routes name (not wildcards): what certificates should cover.
+    pub fn routed_hosts(&self) -> Vec<&str> {
+        let mut hosts: Vec<&str> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.host.as_deref())
+            .filter(|h| !h.starts_with("*."))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
     }
 }

@@ -31,6 +31,8 @@ pub struct Control {
     /// new binary on an upgrade. Dropped when a graceful stop begins, so that a stop without
     /// an upgrade leaves no socket queueing connections nobody will accept.
     pub listeners: Mutex<Vec<TcpListener>>,
+    /// Copies of the HTTPS listening sockets, for the same reason.
+    pub tls_listeners: Mutex<Vec<TcpListener>>,
     /// A copy of the admin listening socket, for the same reason.
     pub admin: Mutex<Option<TcpListener>>,
     /// Set for the access log's writer to reopen its file.
@@ -44,6 +46,7 @@ impl Control {
     pub fn begin_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
         lock(&self.listeners).clear();
+        lock(&self.tls_listeners).clear();
         lock(&self.admin).take();
         for w in self.wakers.iter() {
             if let Err(e) = w.wake() {

@@ -7,8 +7,9 @@
 //! counters, in flight, idle connections: they hang on its address in the registry), the
 //! client limiters whose settings did not change keep their counts, and no client connection
 //! is closed. Requests in flight finish on the snapshot they started with. What needs a
-//! restart or an upgrade (SIGUSR2): `workers`, `[admin]`, `[access_log]` and the descriptor
-//! budgets (`upstream_idle`, `max_connections`), whose change is logged as such.
+//! restart or an upgrade (SIGUSR2): `workers`, `[admin]`, `[access_log]`, `[tls] listen` and
+//! the descriptor budgets (`upstream_idle`, `max_connections`), whose change is logged as such.
+//! Certificates are loaded again; one that cannot be keeps the pair loaded before.
 
 use super::systemd;
 use super::{lock, Control};
@@ -121,6 +122,17 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
         "max_connections",
         new.max_connections.is_some() && new.max_connections != old.max_connections,
     );
+    // The HTTPS listener's address (and whether there is one) is bound at start; its
+    // certificates, versions, tickets and the rest follow the file.
+    let tls_at = |c: &Config| c.tls.as_ref().map(|t| (t.listen, t.dual_stack));
+    note("[tls] listen", tls_at(old) != tls_at(new));
+    match (&old.tls, &mut new.tls) {
+        (Some(o), Some(n)) => {
+            n.listen = o.listen;
+            n.dual_stack = o.dual_stack;
+        }
+        (o, n) => *n = o.clone(),
+    }
     new.workers = old.workers;
     new.admin = old.admin;
     new.access_log = old.access_log.clone();

@@ -81,6 +81,20 @@ fn dup_high(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A new pipe, both ends close-on-exec: (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut pipe = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the two-element array we own.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: both ends were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) })
+}
+
 /// Start the new process with our sockets and a readiness pipe.
 fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
     let exe = binary().map_err(|e| format!("cannot find my binary: {e}"))?;
@@ -89,6 +103,12 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
     for l in lock(&control.listeners).iter() {
         fds.push(dup_high(l.as_raw_fd()).map_err(|e| format!("cannot pass a listener: {e}"))?);
         names.push("http");
+    }
+    for l in lock(&control.tls_listeners).iter() {
+        fds.push(
+            dup_high(l.as_raw_fd()).map_err(|e| format!("cannot pass an HTTPS listener: {e}"))?,
+        );
+        names.push("https");
     }
     if let Some(a) = lock(&control.admin).as_ref() {
         fds.push(
@@ -99,24 +119,33 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
     if fds.is_empty() {
         return Err("no listening socket to hand over".to_string());
     }
-    let mut pipe = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills the two-element array we own.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!(
-            "cannot make a pipe: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: both ends were just created and are owned by nobody else.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    let (read_end, write_end) = pipe()?;
     let write_high = dup_high(write_end.as_raw_fd()).map_err(|e| format!("pipe: {e}"))?;
     drop(write_end);
     let ready_fd = systemd::LISTEN_FDS_START + fds.len() as RawFd;
+    // The session tickets' keys go through a pipe of their own (never an argument or the
+    // environment, which other processes of the user can read), so that clients resume their
+    // sessions on the new process.
+    let keys = control
+        .shared
+        .current()
+        .0
+        .tls
+        .as_ref()
+        .map(|t| t.export_tickets());
+    let keys_pipe = match keys {
+        Some(bytes) => Some(key_pipe(&bytes)?),
+        None => None,
+    };
+    let keys_fd = ready_fd + 1;
+    let keys_source = keys_pipe.as_ref().map(|p| p.as_raw_fd());
     let sources: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let ready_source = write_high.as_raw_fd();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mut cmd = Command::new("/bin/sh");
+    if keys_source.is_some() {
+        cmd.env(crate::tls::TICKET_KEYS_FD_VAR, keys_fd.to_string());
+    }
     // `$$` is the shell's pid, which `exec` keeps: LISTEN_PID must name the new process.
     cmd.arg("-c")
         .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
@@ -125,6 +154,7 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
         .env("LISTEN_FDS", sources.len().to_string())
         .env("LISTEN_FDNAMES", names.join(":"))
         .env(READY_FD_VAR, ready_fd.to_string())
+        .env_remove(crate::tls::TICKET_KEYS_FD_VAR)
         .env_remove("LISTEN_PID")
         .stdin(Stdio::null());
     // SAFETY: between fork and exec only dup2 runs (async-signal-safe); it puts the sockets at
@@ -138,6 +168,11 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
             }
             if libc::dup2(ready_source, ready_fd) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(k) = keys_source {
+                if libc::dup2(k, keys_fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -156,7 +191,31 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
     // alone, so its exit reads as an end of file.
     drop(write_high);
     drop(fds);
+    drop(keys_pipe);
     Ok((child, read_end))
+}
+
+/// A pipe holding `bytes` (at most a few KiB: within the pipe's buffer), its write end closed:
+/// the read end, close-on-exec and at a high number, to be put where the child reads it.
+fn key_pipe(bytes: &[u8]) -> Result<OwnedFd, String> {
+    use std::io::Write;
+    let (read_end, write_end) = pipe()?;
+    std::fs::File::from(write_end)
+        .write_all(bytes)
+        .map_err(|e| format!("cannot hand the ticket keys over: {e}"))?;
+    dup_high(read_end.as_raw_fd()).map_err(|e| format!("pipe: {e}"))
+}
+
+/// In a new process started by an upgrade: the session tickets' keys its parent handed over,
+/// read at start. `None` when not started that way.
+pub fn claim_ticket_keys() -> Option<Vec<u8>> {
+    use std::io::Read;
+    let fd = inherited_fd(crate::tls::TICKET_KEYS_FD_VAR)?;
+    // SAFETY: the upgrading parent put the pipe's read end at this descriptor for us to own.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Wait for the new process to say it is ready, then stop; or keep serving if it does not.
@@ -210,15 +269,7 @@ fn wait_ready(control: &Control, mut child: std::process::Child, ready: OwnedFd)
 /// In a new process started by an upgrade: the pipe to say "ready" on, taken at start (and
 /// kept from our own children). `None` when not started that way.
 pub fn claim_ready_pipe() -> Option<std::fs::File> {
-    let fd = std::env::var(READY_FD_VAR)
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-        .filter(|&fd| fd > 2)?;
-    // LISTEN_PID names us only when the pipe was meant for us too.
-    let ours = std::env::var("LISTEN_PID").ok()? == std::process::id().to_string();
-    if !ours {
-        return None;
-    }
+    let fd = inherited_fd(READY_FD_VAR)?;
     // SAFETY: fcntl with valid arguments; an invalid descriptor just fails.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         return None;
@@ -234,4 +285,16 @@ pub fn announce_ready(pipe: Option<std::fs::File>) {
         let _ = f.write_all(b"1");
     }
     systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
+}
+
+/// The descriptor an upgrading parent named in the variable `var`, when it was meant for this
+/// process: LISTEN_PID names us only then (a child of ours inherits the variables, not the
+/// descriptors).
+fn inherited_fd(var: &str) -> Option<RawFd> {
+    let fd = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2)?;
+    let ours = std::env::var("LISTEN_PID").ok()? == std::process::id().to_string();
+    ours.then_some(fd)
 }

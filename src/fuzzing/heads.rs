@@ -115,6 +115,7 @@ pub fn request_head(data: &[u8]) {
             forwarded_for,
             underscores_in_headers: sel & 0x20 != 0,
             expectation_met: sel & 0x80 != 0,
+            https: false,
         };
         let max = rewrite_bound(&limits, req.head_len, sel);
         let Some(out) =

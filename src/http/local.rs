@@ -118,9 +118,31 @@ pub fn write_no_route(host: &[u8], close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"'\n");
 }
 
+/// A `308 Permanent Redirect` to `location` (the same URL over HTTPS), with an empty body.
+pub fn write_redirect(location: &[u8], close: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
+    out.extend_from_slice(location);
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_names_where_to_go() {
+        let mut out = Vec::new();
+        write_redirect(b"https://example.com/a?b", false, &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://example.com/a?b\r\n\
+              Content-Length: 0\r\n\r\n"
+        );
+    }
 
     fn response(status: u16, close: bool, retry: Option<u64>) -> String {
         let mut out = Vec::new();

@@ -101,12 +101,14 @@ mod response_side;
 mod round;
 mod span;
 mod timeouts;
+mod tls;
 mod tunnel;
 
 pub use exchange::Exchange;
 use exchange::{Phase, RequestBody, ResponseBody, Upstream};
 use peer::Peer;
 use span::{lend_span, move_span, SpanError};
+use tls::{ClientTls, TlsRefusal};
 
 /// What a session asks of the worker after it ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +244,9 @@ impl From<io::Error> for Fail {
 pub struct Session {
     /// The client socket.
     client: Peer,
+    /// The TLS layer over it, on the HTTPS listener (boxed: rare on a plain port, and a plain
+    /// connection then pays one word).
+    tls: Option<Box<ClientTls>>,
     /// The client socket is in the worker's epoll set (see `CLIENT_WATCH_AFTER`).
     client_registered: bool,
     /// The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 as IPv4).
@@ -304,13 +309,20 @@ pub struct Session {
 impl Session {
     /// A session for a freshly accepted client, not registered yet: the worker drives it at
     /// once, and it joins the epoll set only when it has to wait for the client.
+    /// On the HTTPS listener, `tls` is the configuration its handshake uses; `None` when its
+    /// TLS state cannot be made (the connection is then refused).
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
         key: usize,
         snap: &Arc<Snapshot>,
         now: Tick,
-    ) -> Self {
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Option<Self> {
+        let tls = match tls {
+            Some(config) => Some(ClientTls::new(config, now)?),
+            None => None,
+        };
         let cfg = &snap.cfg;
         let client_ip = peer.ip();
         let size = buffer::size_for(cfg.limits.max_head);
@@ -330,8 +342,9 @@ impl Session {
                 }
                 _ => (None, false),
             };
-        Session {
+        Some(Session {
             client,
+            tls,
             client_registered: false,
             client_ip: ClientAddr::new(client_ip),
             key,
@@ -358,7 +371,7 @@ impl Session {
             last_progress: now,
             up_span: None,
             down_span: None,
-        }
+        })
     }
 
     /// Readiness reported for the client socket.
@@ -486,7 +499,7 @@ impl Session {
         match &self.state {
             State::Exchange(ex) => {
                 !matches!(ex.req_body, RequestBody::Done)
-                    || !self.cout.is_empty()
+                    || self.client_output_pending()
                     || self.up_span.is_some()
                     || self.down_span.is_some()
             }
@@ -546,7 +559,7 @@ impl Session {
             && !self.client.readable
             && upstream_quiet
             && self.cin.is_empty()
-            && self.cout.is_empty()
+            && !self.client_output_pending()
             && self.uin.is_empty()
             && self.uout.len() <= sent
             && self.up_span.is_none()

@@ -16,7 +16,7 @@ impl Session {
             // keep-alive pause), which then says `Connection: close`; a silent one is closed
             // at its deadline (`client_header_timeout` for a first request, the stop's grace
             // for an idle one).
-            if self.client.eof && self.cout.is_empty() {
+            if self.client.eof && !self.client_output_pending() {
                 return Err(Fail::Abort);
             }
             return Ok(false);
@@ -55,7 +55,7 @@ impl Session {
             Ok(None) => {
                 // The client gave up mid-head; there is nobody to answer, but the previous
                 // response must still go out whole before the close.
-                if self.client.eof && self.cout.is_empty() {
+                if self.client.eof && !self.client_output_pending() {
                     return Err(Fail::Abort);
                 }
                 return Ok(false);
@@ -77,13 +77,38 @@ impl Session {
                 if ctx.logger.is_some() {
                     self.log_open = true;
                     self.log_started = ctx.now;
+                    let rec = self.log.get_or_insert_with(Default::default);
                     log_begin(
-                        self.log.get_or_insert_with(Default::default),
+                        rec,
                         self.client_ip,
                         &req,
                         request_line(data),
                         ctx.wall.unix_ms(ctx.now),
                     );
+                    rec.tls = self
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.done.as_ref())
+                        .map_or("", |d| d.version);
+                }
+                if let Some(refusal) = self.tls_refusal(ctx, req.host, req.path) {
+                    let (head_len, info) = (req.head_len, req.info);
+                    return match refusal {
+                        TlsRefusal::Misdirected => {
+                            debug!(
+                                "{}: host not covered by the certificate: 421",
+                                self.client_ip
+                            );
+                            self.answer_at_head(ctx, 421, head_len, &info, false, |out, close| {
+                                local::write_response(421, close, None, out)
+                            })
+                        }
+                        TlsRefusal::Redirect(location) => {
+                            self.answer_at_head(ctx, 308, head_len, &info, false, |out, close| {
+                                local::write_redirect(&location, close, out)
+                            })
+                        }
+                    };
                 }
                 let Some(pool) = self.snap.routes.lookup(req.host, req.path) else {
                     let (head_len, info) = (req.head_len, req.info);
@@ -126,6 +151,7 @@ impl Session {
                     forwarded_for: ctx.cfg.forwarded_for,
                     underscores_in_headers: ctx.cfg.underscores_in_headers,
                     expectation_met: plan.own_continue,
+                    https: self.tls.is_some(),
                 };
                 // The whole rewritten head must fit the upstream buffer (the part of it that is
                 // not for a buffered body), or nothing goes.
@@ -405,7 +431,7 @@ impl Session {
                 RequestBody::Chunked(dec) => dec.data_remaining(),
                 RequestBody::Done => 0,
             };
-            self.up_span = lend_span(ctx.pipes, left, ctx.cfg.splice_min);
+            self.up_span = lend_span(ctx.pipes, left, self.splice_min(ctx.cfg.splice_min));
             progress |= self.up_span.is_some();
         }
         Ok(progress)

@@ -70,7 +70,13 @@ impl Session {
                         }
                         plan::ResponsePlan::Interim { head } => {
                             if let Some(rctx) = head {
-                                if !stage_response_head(&resp, &rctx, &mut self.cout, upstream)? {
+                                if !stage_response_head(
+                                    &resp,
+                                    &rctx,
+                                    &mut self.cout,
+                                    upstream,
+                                    b"",
+                                )? {
                                     return Ok(progress);
                                 }
                                 ex.continue_sent |= code == 100;
@@ -79,7 +85,7 @@ impl Session {
                             progress = true;
                         }
                         plan::ResponsePlan::Upgrade { head } => {
-                            if !stage_response_head(&resp, &head, &mut self.cout, upstream)? {
+                            if !stage_response_head(&resp, &head, &mut self.cout, upstream, b"")? {
                                 return Ok(progress);
                             }
                             self.uin.consume(head_len);
@@ -93,7 +99,12 @@ impl Session {
                             return Ok(true);
                         }
                         plan::ResponsePlan::Final(p) => {
-                            if !stage_response_head(&resp, &p.head, &mut self.cout, upstream)? {
+                            let hsts = match (&self.tls, &self.snap.hsts_line) {
+                                (Some(_), Some(line)) => &line[..],
+                                _ => b"",
+                            };
+                            if !stage_response_head(&resp, &p.head, &mut self.cout, upstream, hsts)?
+                            {
                                 return Ok(progress);
                             }
                             self.uin.consume(head_len);
@@ -142,7 +153,11 @@ impl Session {
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // What came with the head is through: the rest may go by splice.
-                        self.down_span = lend_span(ctx.pipes, *rem, ctx.cfg.splice_min_response);
+                        self.down_span = lend_span(
+                            ctx.pipes,
+                            *rem,
+                            self.splice_min(ctx.cfg.splice_min_response),
+                        );
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
@@ -176,8 +191,11 @@ impl Session {
                         return Err(Fail::Abort);
                     } else if self.uin.is_empty() {
                         // Inside a long chunk, its size line queued: its data may go by splice.
-                        self.down_span =
-                            lend_span(ctx.pipes, dec.data_remaining(), ctx.cfg.splice_min_response);
+                        self.down_span = lend_span(
+                            ctx.pipes,
+                            dec.data_remaining(),
+                            self.splice_min(ctx.cfg.splice_min_response),
+                        );
                         progress |= self.down_span.is_some();
                     }
                     return Ok(progress);
@@ -381,16 +399,26 @@ pub(super) fn stage_response_head(
     rctx: &ResponseContext,
     cout: &mut Buffer,
     upstream: &UpstreamState,
+    extra: &[u8],
 ) -> Result<bool, Fail> {
-    let max = cout.capacity().saturating_sub(LOCAL_ANSWER_ROOM);
+    let max = cout
+        .capacity()
+        .saturating_sub(LOCAL_ANSWER_ROOM + extra.len());
     let room = forward_room(cout);
     // Written in place, behind what is queued: no copy through a scratch buffer.
     let spare = cout.spare_all();
     let limit = room.min(spare.len());
-    let mut out = SliceOut::new(&mut spare[..limit]);
+    let mut out = SliceOut::new(&mut spare[..limit.saturating_sub(extra.len())]);
     match rewrite::response_head(resp, rctx, &mut out, max) {
         Ok(len) if out.fits() => {
-            cout.commit(len);
+            if !extra.is_empty() {
+                // Field lines of our own (Strict-Transport-Security) go before the blank line
+                // that ends the head; the room for them was kept.
+                let end = len - 2;
+                spare[end..end + extra.len()].copy_from_slice(extra);
+                spare[end + extra.len()..len + extra.len()].copy_from_slice(b"\r\n");
+            }
+            cout.commit(len + extra.len());
             Ok(true)
         }
         Ok(_) => Ok(false),

@@ -19,7 +19,11 @@ impl Session {
         }
         // (Not while a span takes the client's bytes straight from the socket.)
         if self.up_span.as_ref().is_none_or(|s| s.to_read() == 0) {
-            let n = self.client.read_into(&mut self.cin, ctx.bufs)?;
+            let n = if self.tls.is_some() {
+                self.tls_read(ctx)?
+            } else {
+                self.client.read_into(&mut self.cin, ctx.bufs)?
+            };
             if n > 0 {
                 progress = true;
                 self.last_progress = ctx.now;
@@ -75,11 +79,18 @@ impl Session {
                 clean: true
             }
         );
-        let n = self.client.write_from(self.cout.data(), last)?;
-        if n > 0 {
-            self.cout.consume(n);
-            progress = true;
-            self.last_progress = ctx.now;
+        if self.tls.is_some() {
+            if self.tls_write()? {
+                progress = true;
+                self.last_progress = ctx.now;
+            }
+        } else {
+            let n = self.client.write_from(self.cout.data(), last)?;
+            if n > 0 {
+                self.cout.consume(n);
+                progress = true;
+                self.last_progress = ctx.now;
+            }
         }
         if let State::Tunnel = self.state {
             progress |= self.tunnel_half_close();
@@ -117,22 +128,31 @@ impl Session {
         clean: bool,
     ) -> Result<bool, Fail> {
         let mut progress = false;
-        if !self.cout.is_empty() {
-            let n = self.client.write_from(self.cout.data(), false)?;
-            if n > 0 {
-                self.cout.consume(n);
-                self.last_progress = now;
-                progress = true;
+        if self.client_output_pending() {
+            if self.tls.is_some() {
+                progress = self.tls_write()?;
+            } else {
+                let n = self.client.write_from(self.cout.data(), false)?;
+                if n > 0 {
+                    self.cout.consume(n);
+                    progress = true;
+                }
             }
-            if !self.cout.is_empty() {
+            if progress {
+                self.last_progress = now;
+            }
+            if self.client_output_pending() {
                 return Ok(progress);
             }
         }
         if !lingering {
             if clean && self.cin.is_empty() && !self.client.readable {
+                if self.tls.is_some() {
+                    self.tls_shutdown_write();
+                }
                 return Err(Fail::Abort);
             }
-            self.client.shutdown_write();
+            self.tls_shutdown_write();
             self.cin.clear();
             self.state = State::Closing {
                 linger_since: Some(now),

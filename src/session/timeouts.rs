@@ -31,9 +31,14 @@ impl Session {
             };
             self.last_progress + t
         };
+        if let (Some(tls), Some(spec)) = (&self.tls, &cfg.tls) {
+            if tls.done.is_none() {
+                return tls.since + spec.handshake_timeout;
+            }
+        }
         match &self.state {
             State::Head { started, .. } => {
-                if !self.cout.is_empty() {
+                if self.client_output_pending() {
                     return io_deadline(true);
                 }
                 match started {
@@ -53,7 +58,7 @@ impl Session {
                 }
             }
             State::Exchange(ex) => match &ex.phase {
-                Phase::Buffering => io_deadline(!self.cout.is_empty()),
+                Phase::Buffering => io_deadline(self.client_output_pending()),
                 Phase::Queued { until, .. } => *until,
                 Phase::Connecting { since } => *since + cfg.connect_timeout,
                 Phase::AwaitingHead(_) | Phase::Streaming(_) | Phase::Draining => {
@@ -61,11 +66,11 @@ impl Session {
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
                     let in_pipe = self.spans_hold_bytes();
-                    io_deadline(!self.cout.is_empty() || self.uout.len() > sent || in_pipe)
+                    io_deadline(self.client_output_pending() || self.uout.len() > sent || in_pipe)
                 }
             },
             State::Tunnel => io_deadline(
-                !self.cout.is_empty() || !self.uout.is_empty() || self.spans_hold_bytes(),
+                self.client_output_pending() || !self.uout.is_empty() || self.spans_hold_bytes(),
             ),
             State::Closing { linger_since, .. } => match linger_since {
                 Some(t) => *t + LINGER,
@@ -84,9 +89,17 @@ impl Session {
                 return Drive::Idle;
             }
         }
+        let output_pending = self.client_output_pending();
+        if let Some(tls) = &self.tls {
+            if tls.done.is_none() {
+                // The handshake did not finish within handshake_timeout.
+                self.handshake_failed(crate::tls::HandshakeFailure::Timeout, "timed out", ctx);
+                return Drive::Closed;
+            }
+        }
         match &mut self.state {
             State::Head { started, .. } => {
-                if !self.cout.is_empty() {
+                if output_pending {
                     debug!("{}: client stopped reading, closing", self.client_ip);
                     return Drive::Closed;
                 }
@@ -143,13 +156,13 @@ impl Session {
                     let r = Err(self.queue_timed_out(pool));
                     self.after_step(r, ctx)
                 }
-                Phase::Buffering if self.cout.is_empty() => {
+                Phase::Buffering if !output_pending => {
                     // The body read before the connect stopped coming: the client's fault,
                     // and no upstream has seen a byte of it.
                     debug!("{}: request body not received in time: 408", self.client_ip);
                     self.after_step(Err(Fail::Respond(408)), ctx)
                 }
-                _ if ex.phase.final_started() || !self.cout.is_empty() => {
+                _ if ex.phase.final_started() || output_pending => {
                     // A stalled response, or a client that stopped reading what we queued for
                     // it (interim responses): no answer can be delivered, and a 504 would
                     // blame the upstream for the client's silence.

@@ -31,6 +31,7 @@ impl Session {
     /// where one read and one write move them, against two splices and the EAGAIN that ends
     /// a span.
     pub(super) fn pump_tunnel_spans(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        let splice_min = self.splice_min(ctx.cfg.splice_min);
         let Some(up) = &mut self.upstream else {
             return Ok(false);
         };
@@ -39,7 +40,7 @@ impl Session {
         // Client → upstream.
         let streaming = self.client.readable && !self.client.eof && self.cin.is_empty();
         if self.up_span.is_none() && streaming && !up.write_failed {
-            self.up_span = lend_span(ctx.pipes, u64::MAX, ctx.cfg.splice_min);
+            self.up_span = lend_span(ctx.pipes, u64::MAX, splice_min);
         }
         if let Some(span) = &mut self.up_span {
             let ready = self.uout.is_empty();
@@ -72,7 +73,7 @@ impl Session {
         // Upstream → client.
         let streaming = up.peer.readable && !up.peer.eof && self.uin.is_empty();
         if self.down_span.is_none() && streaming {
-            self.down_span = lend_span(ctx.pipes, u64::MAX, ctx.cfg.splice_min);
+            self.down_span = lend_span(ctx.pipes, u64::MAX, splice_min);
         }
         if let Some(span) = &mut self.down_span {
             let ready = self.cout.is_empty();
@@ -110,6 +111,8 @@ impl Session {
     /// Tunnel: pass each side's end of stream on once its bytes are flushed.
     pub(super) fn tunnel_half_close(&mut self) -> bool {
         let mut progress = false;
+        let down_flushed =
+            self.uin.is_empty() && !self.client_output_pending() && self.down_span.is_none();
         let Some(up) = &mut self.upstream else {
             return false;
         };
@@ -118,9 +121,8 @@ impl Session {
             up.peer.shutdown_write();
             progress = true;
         }
-        let down_flushed = self.uin.is_empty() && self.cout.is_empty() && self.down_span.is_none();
         if up.peer.eof && down_flushed && !self.client.shut {
-            self.client.shutdown_write();
+            self.tls_shutdown_write();
             progress = true;
         }
         progress

@@ -9,7 +9,9 @@ use crate::buffer::BufPool;
 use crate::clock::{Tick, WallClock};
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
-use crate::net::{is_local_shortage, probe_token, LISTENER, PROBE_BASE, UPSTREAM_TOKENS, WAKER};
+use crate::net::{
+    is_local_shortage, probe_token, LISTENER, PROBE_BASE, TLS_LISTENER, UPSTREAM_TOKENS, WAKER,
+};
 use crate::session::{Ctx, Drive, ExchangePool, Session};
 use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
@@ -69,6 +71,10 @@ pub struct Worker {
     listener: Option<TcpListener>,
     /// The listener may have connections queued (edge-triggered: cleared only by WouldBlock).
     accept_ready: bool,
+    /// The HTTPS listener, when `[tls]` is on (None once shutdown has closed it).
+    tls_listener: Option<TcpListener>,
+    /// The HTTPS listener may have connections queued.
+    tls_accept_ready: bool,
     /// Accepting is paused (EMFILE/ENFILE) until a connection closes or the retry timer fires.
     accept_paused: bool,
     sessions: Slab<Entry>,
@@ -131,6 +137,7 @@ impl Worker {
     pub fn new(
         id: usize,
         listener: std::net::TcpListener,
+        tls_listener: Option<std::net::TcpListener>,
         shared: Arc<Shared>,
     ) -> io::Result<(Worker, Waker)> {
         let (snap, generation) = shared.current();
@@ -140,6 +147,15 @@ impl Worker {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tls_listener = match tls_listener {
+            Some(l) => {
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, TLS_LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
         let now = Tick::now();
         let prober = (id == 0).then(Prober::default);
         let workers = cfg.workers.max(1);
@@ -160,6 +176,8 @@ impl Worker {
             poll,
             listener: Some(listener),
             accept_ready: true,
+            tls_accept_ready: tls_listener.is_some(),
+            tls_listener,
             accept_paused: false,
             sessions: Slab::with_capacity(1024),
             log_batch: Default::default(),
@@ -236,6 +254,7 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_ready = true,
+                    TLS_LISTENER => self.tls_accept_ready = true,
                     WAKER => {}
                     Token(t) if t >= PROBE_BASE => {
                         if let Some(p) = &mut self.prober {
@@ -328,9 +347,31 @@ impl Worker {
         }
     }
 
+    /// Accept what both listeners have queued.
     fn accept(&mut self) {
-        while self.accept_ready && !self.accept_paused {
-            let Some(listener) = &self.listener else {
+        self.accept_from(false);
+        if self.tls_listener.is_some() {
+            self.accept_from(true);
+        }
+    }
+
+    /// Accept what the plain listener (or, with `tls`, the HTTPS one) has queued.
+    fn accept_from(&mut self, tls: bool) {
+        loop {
+            let ready = if tls {
+                self.tls_accept_ready
+            } else {
+                self.accept_ready
+            };
+            if !ready || self.accept_paused {
+                return;
+            }
+            let listener = if tls {
+                &self.tls_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             if self.sessions.len() >= self.max_sessions {
@@ -394,7 +435,19 @@ impl Worker {
                         drop(stream);
                         continue;
                     }
-                    let session = Session::new(stream, addr, key, &self.snap, self.now);
+                    let tls_config = if tls {
+                        match &self.snap.tls_server {
+                            Some(c) => Some(Arc::clone(c)),
+                            None => continue,
+                        }
+                    } else {
+                        None
+                    };
+                    let Some(session) =
+                        Session::new(stream, addr, key, &self.snap, self.now, tls_config)
+                    else {
+                        continue;
+                    };
                     let stats = &self.shared.stats[self.id];
                     stats.accepted.add(1);
                     stats.open.add(1);
@@ -407,7 +460,13 @@ impl Worker {
                     // Its timer is armed after that first drive.
                     self.dirty.push(key);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_ready = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tls {
+                        self.tls_accept_ready = false;
+                    } else {
+                        self.accept_ready = false;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_local_shortage(&e) => {
                     // Out of file descriptors or memory: stop accepting (interest stays, the
@@ -771,8 +830,12 @@ impl Worker {
         // then close the listener so new ones go nowhere (or to a still-open sibling).
         self.accept_paused = false;
         self.accept_ready = true;
+        self.tls_accept_ready = self.tls_listener.is_some();
         self.accept();
         if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some(mut l) = self.tls_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         if let Some(p) = &mut self.prober {

@@ -114,6 +114,8 @@ pub struct RequestContext {
     /// The proxy answers the client's `Expect: 100-continue` itself and reads the body before
     /// it connects (`--request-buffer`): the expectation is met, and Expect is not forwarded.
     pub expectation_met: bool,
+    /// The request came over TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
 }
 
 impl RequestContext {
@@ -124,6 +126,7 @@ impl RequestContext {
             client_ip: ClientAddr::new(client_ip),
             forwarded_for: ForwardedFor::default(),
             underscores_in_headers: false,
+            https: false,
             expectation_met: false,
         }
     }
@@ -244,7 +247,11 @@ pub fn request_head(
         }
     }
     out.put(ctx.client_ip.as_bytes());
-    out.put(b"\r\nX-Forwarded-Proto: http\r\n");
+    out.put(if ctx.https {
+        b"\r\nX-Forwarded-Proto: https\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n"
+    });
     if !req.host.is_empty() {
         push_field(out, b"X-Forwarded-Host", req.host);
     }

@@ -1,0 +1,343 @@
+//! The TLS layer of a client connection: rustls between the client socket and the session's
+//! buffers. Records are read from the socket into rustls and their plaintext into `cin`; what
+//! `cout` queues is handed to rustls and its records written to the socket. The handshake is
+//! one more thing a session does while it waits for its first head; no thread, no blocking.
+//!
+//! Counts are of plaintext (the access log's and `goround_bytes_*`'s bytes, as nginx's
+//! `$body_bytes_sent`). Long spans never go by splice(2) over TLS: the bytes must be
+//! encrypted.
+
+use super::*;
+use crate::sys;
+use crate::tls::certs::Certificate;
+use crate::tls::HandshakeFailure;
+use rustls::ServerConnection;
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// A client connection's TLS state.
+pub(super) struct ClientTls {
+    /// rustls' server side.
+    pub(super) conn: ServerConnection,
+    /// What the handshake decided, once it is done.
+    pub(super) done: Option<Handshake>,
+    /// When the connection was accepted: the handshake's deadline and its duration count from
+    /// here.
+    pub(super) since: Tick,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("handshaking", &self.conn.is_handshaking())
+            .finish()
+    }
+}
+
+/// What a finished handshake decided.
+#[derive(Debug)]
+pub(super) struct Handshake {
+    /// `1.3` or `1.2`.
+    pub(super) version: &'static str,
+    /// The certificate SNI chose when a name of it matched: a request's host must be one it
+    /// covers (421 otherwise). `None`: the default certificate, for a client without SNI or
+    /// with a name none covers, which any host may use.
+    pub(super) cert: Option<Arc<Certificate>>,
+}
+
+impl ClientTls {
+    /// A connection accepted at `since` on the HTTPS listener.
+    pub(super) fn new(config: Arc<rustls::ServerConfig>, since: Tick) -> Option<Box<ClientTls>> {
+        match ServerConnection::new(config) {
+            Ok(conn) => Some(Box::new(ClientTls {
+                conn,
+                done: None,
+                since,
+            })),
+            Err(e) => {
+                warn!("cannot start a TLS connection: {e}");
+                None
+            }
+        }
+    }
+
+    /// Records waiting to be written to the socket.
+    #[inline]
+    pub(super) fn output_pending(&self) -> bool {
+        self.conn.wants_write()
+    }
+}
+
+impl Session {
+    /// TLS: read what the socket has into rustls and the plaintext into `cin`. `Ok(n)`:
+    /// plaintext bytes read. A record or handshake error closes the connection (its alert is
+    /// sent first, as far as the socket takes it).
+    pub(super) fn tls_read(&mut self, ctx: &mut Ctx<'_>) -> Result<usize, Fail> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(0);
+        };
+        let fd = self.client.stream.as_raw_fd();
+        let mut n = take_plaintext(&mut tls.conn, &mut self.cin, ctx.bufs);
+        while self.client.readable && !self.client.eof && self.cin.room() > 0 {
+            match tls.conn.read_tls(&mut sys::Recv(fd)) {
+                Ok(0) => {
+                    self.client.eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.client.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // rustls holds as much plaintext as it will: take it first.
+                Err(e) if e.kind() == io::ErrorKind::Other => break,
+                Err(_) => {
+                    self.client.eof = true;
+                    self.client.readable = false;
+                    break;
+                }
+            }
+            match tls.conn.process_new_packets() {
+                Ok(state) => {
+                    if state.peer_has_closed() {
+                        self.client.eof = true;
+                    }
+                }
+                Err(e) => {
+                    let handshaking = tls.conn.is_handshaking();
+                    // Send the alert rustls queued, as far as the socket takes it now.
+                    let _ = flush_records(&mut tls.conn, &mut self.client, fd);
+                    if handshaking {
+                        self.handshake_failed(HandshakeFailure::of(&e), &e.to_string(), ctx);
+                    } else {
+                        debug!("{}: TLS error: {e}", self.client_ip);
+                    }
+                    return Err(Fail::Abort);
+                }
+            }
+            n += take_plaintext(&mut tls.conn, &mut self.cin, ctx.bufs);
+        }
+        if tls.done.is_none() && !tls.conn.is_handshaking() {
+            self.handshake_done(ctx);
+        } else if self.client.eof && tls.done.is_none() {
+            self.handshake_failed(HandshakeFailure::Eof, "closed during the handshake", ctx);
+            return Err(Fail::Abort);
+        }
+        self.client.bytes_in += n as u64;
+        Ok(n)
+    }
+
+    /// TLS: hand what `cout` queues to rustls, and write its records to the socket. `Ok(true)`
+    /// when something moved.
+    pub(super) fn tls_write(&mut self) -> Result<bool, Fail> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        if !self.cout.is_empty() && !tls.conn.is_handshaking() {
+            let n = tls.conn.writer().write(self.cout.data()).unwrap_or(0);
+            self.cout.consume(n);
+            self.client.bytes_out += n as u64;
+            moved = n > 0;
+        }
+        let fd = self.client.stream.as_raw_fd();
+        let before = self.client.wrote;
+        self.client.wrote = false;
+        flush_records(&mut tls.conn, &mut self.client, fd)?;
+        moved |= self.client.wrote;
+        self.client.wrote |= before;
+        Ok(moved)
+    }
+
+    /// End our side: with close_notify first on TLS; then shut the socket's sending side.
+    pub(super) fn tls_shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            if !self.client.shut {
+                tls.conn.send_close_notify();
+                let fd = self.client.stream.as_raw_fd();
+                let _ = flush_records(&mut tls.conn, &mut self.client, fd);
+            }
+        }
+        self.client.shutdown_write();
+    }
+
+    /// `min` for a span through the client socket, or 0 (never) over TLS, whose bytes must be
+    /// encrypted.
+    #[inline]
+    pub(super) fn splice_min(&self, min: usize) -> usize {
+        if self.tls.is_some() {
+            0
+        } else {
+            min
+        }
+    }
+
+    /// Records of ours not yet written (a TLS connection), or plaintext queued.
+    #[inline]
+    pub(super) fn client_output_pending(&self) -> bool {
+        !self.cout.is_empty() || self.tls.as_ref().is_some_and(|t| t.output_pending())
+    }
+
+    /// The handshake finished: what it decided, and the counters.
+    fn handshake_done(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        let version = match tls.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            _ => "1.3",
+        };
+        let resumed = matches!(
+            tls.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        let cert = self.snap.tls.as_ref().and_then(|t| {
+            let set = t.certs();
+            let pick = set.pick(tls.conn.server_name());
+            pick.matched.then(|| Arc::clone(&set.certs[pick.index]))
+        });
+        tls.done = Some(Handshake { version, cert });
+        ctx.stats
+            .tls_handshake(ctx.now.micros_since(tls.since), resumed);
+    }
+
+    /// The handshake failed for `why`: counted, and logged at debug only (a port on the
+    /// internet sees thousands of scanners' failed handshakes).
+    pub(super) fn handshake_failed(&mut self, why: HandshakeFailure, detail: &str, ctx: &Ctx<'_>) {
+        ctx.stats.tls_handshake_failed(why);
+        debug!(
+            "{}: TLS handshake failed ({}): {detail}",
+            self.client_ip,
+            why.name()
+        );
+        if let Some(tls) = self.tls.as_mut() {
+            // Counted once.
+            tls.done = Some(Handshake {
+                version: "",
+                cert: None,
+            });
+        }
+    }
+}
+
+/// Why a request is answered at its head because of TLS.
+pub(super) enum TlsRefusal {
+    /// Over TLS, a host the certificate that SNI chose does not cover: 421 (RFC 9110
+    /// §15.5.20). Not when the default certificate was chosen for lack of a match.
+    Misdirected,
+    /// On the plain listener with `redirect_http`: 308 to this URL over HTTPS.
+    Redirect(Vec<u8>),
+}
+
+impl Session {
+    /// Whether a request for `host` is answered at its head because of TLS.
+    #[inline]
+    pub(super) fn tls_refusal(&self, ctx: &Ctx<'_>, host: &[u8], path: &str) -> Option<TlsRefusal> {
+        match &self.tls {
+            Some(tls) => {
+                let cert = tls.done.as_ref()?.cert.as_ref()?;
+                let host = crate::route::request_host(host);
+                (!cert
+                    .names
+                    .iter()
+                    .any(|n| crate::tls::certs::name_covers(n, &host)))
+                .then_some(TlsRefusal::Misdirected)
+            }
+            None => {
+                let spec = ctx.cfg.tls.as_ref().filter(|t| t.redirect_http)?;
+                Some(TlsRefusal::Redirect(https_location(
+                    host,
+                    spec.listen.port(),
+                    path.as_bytes(),
+                )))
+            }
+        }
+    }
+}
+
+/// `https://HOST[:PORT]PATH?QUERY`: the host without its port, and the HTTPS listener's port
+/// unless it is 443.
+pub(super) fn https_location(host: &[u8], port: u16, path_and_query: &[u8]) -> Vec<u8> {
+    let name: &[u8] = if host.first() == Some(&b'[') {
+        match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    let mut out = Vec::with_capacity(16 + name.len() + path_and_query.len());
+    out.extend_from_slice(b"https://");
+    out.extend_from_slice(name);
+    if port != 443 {
+        out.push(b':');
+        out.extend_from_slice(port.to_string().as_bytes());
+    }
+    if path_and_query.first() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path_and_query);
+    out
+}
+
+/// Move the plaintext rustls holds into `cin`, as far as it has room; returns how much.
+fn take_plaintext(conn: &mut ServerConnection, cin: &mut Buffer, bufs: &mut BufPool) -> usize {
+    let mut n = 0;
+    while cin.room() > 0 {
+        cin.attach(bufs);
+        match cin.read_from(&mut conn.reader()) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            // WouldBlock: nothing more decrypted yet; another error: the close is seen later.
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// Write rustls' records to the socket until it has none or the socket takes no more.
+fn flush_records(conn: &mut ServerConnection, client: &mut Peer, fd: RawFd) -> Result<(), Fail> {
+    while conn.wants_write() && client.writable && !client.shut {
+        match conn.write_tls(&mut Send(fd)) {
+            Ok(_) => client.wrote = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(Fail::Abort),
+        }
+    }
+    Ok(())
+}
+
+/// The client socket as rustls' writer.
+struct Send(RawFd);
+
+impl Write for Send {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::send(self.0, buf, false)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::https_location;
+
+    #[test]
+    fn the_redirect_keeps_host_path_and_query_and_drops_the_plain_port() {
+        let loc = |h: &[u8], p, q: &[u8]| String::from_utf8(https_location(h, p, q)).unwrap();
+        assert_eq!(
+            loc(b"example.com:8080", 443, b"/a?b=1"),
+            "https://example.com/a?b=1"
+        );
+        assert_eq!(loc(b"example.com", 8443, b"/"), "https://example.com:8443/");
+        assert_eq!(loc(b"[::1]:80", 443, b"/x"), "https://[::1]/x");
+        assert_eq!(loc(b"h", 443, b"?q"), "https://h/?q");
+    }
+}

@@ -27,6 +27,12 @@ const TOOLS: &[(&str, &str, &[&str])] = &[
         "GOROUND_REQUIRE_FAKETIME",
         &["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"],
     ),
+    ("goround_has_curl", "GOROUND_REQUIRE_CURL", &["curl"]),
+    (
+        "goround_has_openssl",
+        "GOROUND_REQUIRE_OPENSSL",
+        &["openssl"],
+    ),
     (
         "goround_has_systemd_analyze",
         "GOROUND_REQUIRE_SYSTEMD",

@@ -94,3 +94,4 @@ mod tls;
 mod worker;
 
 pub use start::run;
+pub use tls::check_files;

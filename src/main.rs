@@ -6,7 +6,7 @@ mod demo;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cfg = goround_mio::config::from_args();
+    let cfg = goround_mio::config::from_args(goround_mio::check_files);
     env_logger::Builder::new()
         .filter_level(cfg.log_level)
         .parse_default_env()

@@ -93,6 +93,9 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {} (HTTPS): {e}", t.listen))?,
     };
     let tls_local = tls_listeners.first().and_then(|l| l.local_addr().ok());
+    if let Some(spec) = cfg.tls.as_mut() {
+        spec.bound = tls_local;
+    }
     let tls_copies = tls_listeners
         .iter()
         .map(|l| l.try_clone())

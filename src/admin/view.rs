@@ -46,7 +46,7 @@ pub struct View {
 /// The HTTPS listener: its handshakes and certificates.
 #[derive(Debug, Clone, Default)]
 pub struct TlsView {
-    /// Where it listens, as configured.
+    /// Where it listens (the bound address; `:PORT` for both IPv4 and IPv6).
     pub listen: String,
     /// Handshakes completed.
     pub ok: u64,
@@ -184,10 +184,10 @@ pub fn collect(shared: &Shared) -> View {
         .zip(snap.cfg.tls.as_ref())
         .map(|(t, spec)| {
             let mut tv = TlsView {
-                listen: if spec.dual_stack {
-                    format!(":{}", spec.listen.port())
-                } else {
-                    spec.listen.to_string()
+                listen: match (spec.dual_stack, spec.bound) {
+                    (true, _) => format!(":{}", spec.port()),
+                    (false, Some(bound)) => bound.to_string(),
+                    (false, None) => spec.listen.to_string(),
                 },
                 certificates: t
                     .certs()

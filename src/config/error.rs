@@ -1,9 +1,10 @@
 //! Why no configuration came out of a command line and its file.
 
 use super::file::FileError;
+use super::spec::Config;
 
 /// Why [`load_from`](super::load_from) produced no [`Config`](super::Config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ConfigError {
     /// `--help` or `--version` was asked for: the text to print on stdout, then exit 0.
     Help(String),
@@ -14,6 +15,8 @@ pub enum ConfigError {
         effective: String,
         /// One line each.
         warnings: Vec<String>,
+        /// The configuration checked (for the files it names, loaded by the caller).
+        config: Box<Config>,
     },
     /// A bad flag or value: one line (no "error:" prefix, no newline); exit 2.
     Usage(String),

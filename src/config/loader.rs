@@ -34,25 +34,10 @@ where
     let check = cli.check;
     let config = build(cli, &matches, None)?;
     if check {
-        let mut warnings = config.warnings.clone();
-        if let Some(t) = &config.tls {
-            // Every certificate and key is loaded, as a start would.
-            let provider = rustls::crypto::aws_lc_rs::default_provider();
-            let loaded = crate::tls::certs::load_all(
-                &t.certificates,
-                t.certificate_dir.as_deref(),
-                &provider,
-            )
-            .map_err(ConfigError::File)?;
-            warnings.extend(crate::tls::certs::warnings(
-                &loaded,
-                &config.routed_hosts(),
-                (crate::clock::unix_ms() / 1000) as i64,
-            ));
-        }
         return Err(ConfigError::Checked {
             effective: print::effective(&config),
-            warnings,
+            warnings: config.warnings.clone(),
+            config: Box::new(config),
         });
     }
     Ok(config)
@@ -60,8 +45,9 @@ where
 
 /// Parse the process arguments. On a bad flag: one clear line on stderr and exit 2; on a bad
 /// file: `PATH:LINE:COL: message` and exit 1. `--help`, `--version` and `--check` print on
-/// stdout and exit 0.
-pub fn from_args() -> Config {
+/// stdout and exit 0. With `--check`, `files` loads what the configuration names as a start
+/// would (certificates and keys): its error exits 1, its warnings join the others.
+pub fn from_args(files: impl Fn(&Config) -> Result<Vec<String>, String>) -> Config {
     match load_from(std::env::args_os()) {
         Ok(config) => config,
         Err(ConfigError::Help(text)) => {
@@ -71,8 +57,16 @@ pub fn from_args() -> Config {
         }
         Err(ConfigError::Checked {
             effective,
-            warnings,
+            mut warnings,
+            config,
         }) => {
+            match files(&config) {
+                Ok(more) => warnings.extend(more),
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1)
+                }
+            }
             // As `nginx -t` does: what a start would warn about, on stderr.
             for w in &warnings {
                 eprintln!("goround-mio: warning: {w}");

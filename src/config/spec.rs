@@ -433,6 +433,16 @@ pub struct TlsSpec {
     pub redirect_http: bool,
     /// `Strict-Transport-Security` on HTTPS responses.
     pub hsts: Option<String>,
+    /// Where the listener was bound, once it is (its port when `listen` asked for port 0):
+    /// what redirects and the status pages name. A reload keeps it.
+    pub bound: Option<SocketAddr>,
+}
+
+impl TlsSpec {
+    /// The HTTPS listener's port: the bound one once bound.
+    pub fn port(&self) -> u16 {
+        self.bound.unwrap_or(self.listen).port()
+    }
 }
 
 impl Config {

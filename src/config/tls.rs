@@ -75,6 +75,7 @@ pub(super) fn tls(
         ticket_key_file: None,
         redirect_http: cli.redirect_http,
         hsts: None,
+        bound: None,
     };
     if let Some((t, src)) = section {
         let t = t.get_ref();

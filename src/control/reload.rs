@@ -130,6 +130,7 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
         (Some(o), Some(n)) => {
             n.listen = o.listen;
             n.dual_stack = o.dual_stack;
+            n.bound = o.bound;
         }
         (o, n) => *n = o.clone(),
     }

@@ -143,9 +143,6 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
     let ready_source = write_high.as_raw_fd();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mut cmd = Command::new("/bin/sh");
-    if keys_source.is_some() {
-        cmd.env(crate::tls::TICKET_KEYS_FD_VAR, keys_fd.to_string());
-    }
     // `$$` is the shell's pid, which `exec` keeps: LISTEN_PID must name the new process.
     cmd.arg("-c")
         .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
@@ -157,6 +154,10 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
         .env_remove(crate::tls::TICKET_KEYS_FD_VAR)
         .env_remove("LISTEN_PID")
         .stdin(Stdio::null());
+    // After the removal above (a variable we inherited ourselves names no pipe of ours).
+    if keys_source.is_some() {
+        cmd.env(crate::tls::TICKET_KEYS_FD_VAR, keys_fd.to_string());
+    }
     // SAFETY: between fork and exec only dup2 runs (async-signal-safe); it puts the sockets at
     // 3.. and the pipe after them, and dup2 clears close-on-exec on the copies.
     unsafe {

@@ -248,7 +248,7 @@ impl Session {
                 let spec = ctx.cfg.tls.as_ref().filter(|t| t.redirect_http)?;
                 Some(TlsRefusal::Redirect(https_location(
                     host,
-                    spec.listen.port(),
+                    spec.port(),
                     path.as_bytes(),
                 )))
             }

@@ -15,6 +15,24 @@ pub mod tickets;
 
 pub use server::{Tls, TICKET_KEYS_FD_VAR};
 
+/// What `--check` loads beyond the file: every certificate and key, as a start would. The
+/// first error (`PATH: message`), or the warnings (expiry, routed hosts no certificate covers).
+pub fn check_files(cfg: &crate::config::Config) -> Result<Vec<String>, String> {
+    let Some(spec) = &cfg.tls else {
+        return Ok(Vec::new());
+    };
+    let loaded = certs::load_all(
+        &spec.certificates,
+        spec.certificate_dir.as_deref(),
+        &provider(),
+    )?;
+    Ok(certs::warnings(
+        &loaded,
+        &cfg.routed_hosts(),
+        (crate::clock::unix_ms() / 1000) as i64,
+    ))
+}
+
 /// The one crypto provider (see Cargo.toml for why this one).
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -70,7 +88,11 @@ impl HandshakeFailure {
         match e {
             Error::NoApplicationProtocol => HandshakeFailure::NoApplicationProtocol,
             Error::PeerIncompatible(p) => match p {
+                // A hello without signature_algorithms is one from before TLS 1.2 (the
+                // extension is how 1.2 and 1.3 clients offer their schemes): rustls meets
+                // that before the version.
                 PeerIncompatible::Tls12NotOffered
+                | PeerIncompatible::SignatureAlgorithmsExtensionRequired
                 | PeerIncompatible::Tls12NotOfferedOrEnabled
                 | PeerIncompatible::Tls13RequiredForQuic
                 | PeerIncompatible::SupportedVersionsExtensionRequired => {

@@ -14,6 +14,8 @@
 //!   byte for byte ([`local_answer`]).
 //! - `metrics.rs`: samples of the admin `/metrics` page ([`metric`]) and the `/proc` readers
 //!   (memory, open descriptors).
+//! - `tls.rs`: a test CA and its certificates ([`TestCa`], [`Leaf`]: rcgen, PEM files) and a
+//!   rustls client that says what it got ([`TlsClient`], [`https_get`]).
 //!
 //! None of this shares code with the crate's `http` module: that module is what is under test.
 //! Every wait has a timeout and fails with a message that says what was awaited and what was
@@ -26,6 +28,7 @@ mod backends;
 mod clients;
 mod metrics;
 mod process;
+mod tls;
 
 // A test binary that uses nothing of a part would be told its re-export is unused.
 #[allow(unused_imports)]
@@ -36,6 +39,8 @@ pub use clients::*;
 pub use metrics::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -408,6 +408,20 @@ impl Proxy {
         }
     }
 
+    /// Where its HTTPS listener listens (`[tls] listen`): read from its `HTTPS on ADDR` line.
+    pub fn https_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log("HTTPS on ", LOG_TIMEOUT);
+        let text = line
+            .split("HTTPS on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("");
+        match text.parse() {
+            Ok(a) => a,
+            Err(e) => panic!("no HTTPS address in {line:?}: {e}"),
+        }
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -600,6 +614,30 @@ pub fn upgraded_pid(started: &str) -> i32 {
         .and_then(|rest| rest.split(')').next())
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {started:?}"))
+}
+
+impl Proxy {
+    /// SIGUSR2, then wait until the new process said it is ready and this one exited (code 0);
+    /// the new process is adopted by `orphans` and its pid returned.
+    #[track_caller]
+    pub fn upgrade(&mut self, orphans: &Orphans) -> i32 {
+        let mark = self.log_mark();
+        self.signal(libc::SIGUSR2);
+        let started = self.wait_for_log_since(mark, "upgrade: started", LOG_TIMEOUT);
+        let pid = upgraded_pid(&started);
+        orphans.adopt(pid);
+        self.wait_for_log_since(
+            mark,
+            &format!("upgrade: pid {pid} is ready"),
+            Duration::from_secs(15),
+        );
+        assert_eq!(
+            self.wait_exit(Duration::from_secs(20)),
+            0,
+            "the old process drains and exits"
+        );
+        pid
+    }
 }
 
 /// The processes upgrades started: children of the proxy, not of the test, so no [`ChildGuard`]

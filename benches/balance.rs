@@ -39,6 +39,7 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
         health: HealthSpec {
             check: Check::Tcp,
             send_proxy: None,
+            tls: false,
             path: "/".into(),
             host: None,
             expect: StatusRanges(vec![(200, 399)]),
@@ -52,6 +53,7 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
         queue_timeout: Duration::from_secs(5),
         client_rate: None,
         send_proxy: None,
+        tls: None,
     }
 }
 

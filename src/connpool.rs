@@ -29,6 +29,8 @@ struct Idle {
     id: usize,
     /// The socket, still registered.
     stream: TcpStream,
+    /// Its TLS session, for a pool with `tls = true`.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// After this it is closed rather than reused.
     expires: Tick,
     /// Requests already sent on it.
@@ -42,6 +44,8 @@ pub struct Reused {
     pub id: usize,
     /// The socket, registered under the id's token.
     pub stream: TcpStream,
+    /// Its TLS session, for a pool with `tls = true`.
+    pub tls: Option<Box<rustls::ClientConnection>>,
     /// Requests already sent on it.
     pub requests: u32,
 }
@@ -148,6 +152,7 @@ impl ConnPool {
             found = Some(Reused {
                 id: c.id,
                 stream: c.stream,
+                tls: c.tls,
                 requests: c.requests,
             });
             break;
@@ -181,7 +186,7 @@ impl ConnPool {
         upstream: usize,
         tag: Option<IpAddr>,
         id: usize,
-        mut stream: TcpStream,
+        (mut stream, tls): (TcpStream, Option<Box<rustls::ClientConnection>>),
         requests: u32,
         expires: Tick,
         registry: &Registry,
@@ -208,6 +213,7 @@ impl ConnPool {
                 list.push(Idle {
                     id,
                     stream,
+                    tls,
                     expires,
                     requests,
                 });
@@ -352,7 +358,15 @@ mod tests {
         for upstream in 0..3 {
             let id = pool.open(upstream);
             let stream = socket(&listener, &poll, id);
-            pool.put(upstream, None, id, stream, 1, later, poll.registry());
+            pool.put(
+                upstream,
+                None,
+                id,
+                (stream, None),
+                1,
+                later,
+                poll.registry(),
+            );
             ids.push(id);
         }
         // Two kept, the third closed: the budget is for all upstreams, not each.
@@ -370,7 +384,7 @@ mod tests {
             1,
             None,
             taken.id,
-            taken.stream,
+            (taken.stream, None),
             taken.requests + 1,
             later,
             poll.registry(),
@@ -382,7 +396,7 @@ mod tests {
         assert!(pool.take(0, None, 9, now, poll.registry()).is_none());
         let id = pool.open(0);
         let stream = socket(&listener, &poll, id);
-        pool.put(0, None, id, stream, 1, later, poll.registry());
+        pool.put(0, None, id, (stream, None), 1, later, poll.registry());
         pool.evict(id, poll.registry());
         assert_eq!((pool.idle_count(), pool.owner(id)), (0, None));
         // Tagged connections (a PROXY header sent) serve their own client only.
@@ -390,7 +404,15 @@ mod tests {
         let stream = socket(&listener, &poll, id);
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        pool.put(0, Some(client), id, stream, 1, later, poll.registry());
+        pool.put(
+            0,
+            Some(client),
+            id,
+            (stream, None),
+            1,
+            later,
+            poll.registry(),
+        );
         assert!(pool.take(0, Some(other), 9, now, poll.registry()).is_none());
         assert!(pool.take(0, None, 9, now, poll.registry()).is_none());
         assert_eq!(
@@ -402,7 +424,7 @@ mod tests {
         let mut off = ConnPool::new(0, 100);
         let id = off.open(0);
         let stream = socket(&listener, &poll, id);
-        off.put(0, None, id, stream, 1, later, poll.registry());
+        off.put(0, None, id, (stream, None), 1, later, poll.registry());
         assert_eq!((off.idle_count(), off.max_idle()), (0, 0));
     }
 }

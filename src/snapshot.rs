@@ -6,7 +6,7 @@ use crate::balance::Pool;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::route;
-use crate::tls::Tls;
+use crate::tls::{Tls, UpstreamTls};
 use crate::upstream::{Registry, UpstreamState};
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// `Strict-Transport-Security: VALUE` CRLF, for HTTPS responses (`[tls] hsts`).
     pub hsts_line: Option<Box<[u8]>>,
+    /// Each pool's TLS to its upstreams, if it has `tls = true` (index-parallel to `pools`).
+    pub upstream_tls: Vec<Option<Arc<UpstreamTls>>>,
     /// Every upstream the pools list, once each: counted as listed while this snapshot lives,
     /// so that the registry reuses only states no snapshot lists.
     listed: Vec<&'static UpstreamState>,
@@ -68,6 +70,20 @@ impl Snapshot {
             .iter()
             .map(|p| Pool::new(p, registry))
             .collect::<Result<Vec<_>, _>>()?;
+        let upstream_tls = cfg
+            .pools
+            .iter()
+            .map(|p| {
+                p.tls
+                    .as_ref()
+                    .map(|t| {
+                        UpstreamTls::new(t)
+                            .map(Arc::new)
+                            .map_err(|e| format!("pool '{}': {e}", p.name))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let routes = route::Table::new(&cfg.routes);
         let limits = &cfg.client_limits;
         let shared = limits.shared.is_some();
@@ -89,6 +105,7 @@ impl Snapshot {
             limiter,
             pool_limiters,
             hsts_line,
+            upstream_tls,
             tls,
             tls_server,
             listed: Vec::new(),
@@ -111,6 +128,18 @@ impl Snapshot {
             }
         }
         let mut snap = Snapshot::new(cfg, registry, prev.tls.clone())?;
+        // A pool whose TLS settings did not change keeps its client configuration, and with
+        // it the sessions its upstreams gave (new connections resume them).
+        for (i, pool) in snap.cfg.pools.iter().enumerate() {
+            let same = prev
+                .cfg
+                .pools
+                .iter()
+                .position(|p| p.name == pool.name && p.tls.is_some() && p.tls == pool.tls);
+            if let Some(j) = same {
+                snap.upstream_tls[i].clone_from(&prev.upstream_tls[j]);
+            }
+        }
         let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);
         if old == new {
             snap.limiter.clone_from(&prev.limiter);

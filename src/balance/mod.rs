@@ -219,12 +219,14 @@ pub(crate) mod tests {
                 rise: 1,
                 fall: 1,
                 send_proxy: None,
+                tls: false,
             },
             retries: 2,
             slow_start: Duration::ZERO,
             queue_timeout: Duration::from_secs(5),
             client_rate: None,
             send_proxy: None,
+            tls: None,
         }
     }
 

@@ -310,6 +310,7 @@ pub(super) fn build(
         rise: 1,
         fall: 1,
         send_proxy: None,
+        tls: false,
     };
     let (pools, routes) = match &source {
         Some(src) => pools_and_routes(&file, src, &defaults, &mut notices, &mut warnings)?,
@@ -358,6 +359,7 @@ pub(super) fn build(
                 queue_timeout: QUEUE_TIMEOUT,
                 client_rate: None,
                 send_proxy: None,
+                tls: None,
             };
             let route = RouteSpec {
                 host: None,

@@ -73,6 +73,11 @@ pub struct PoolFile {
     pub slow_start: Option<At<Value>>,
     pub queue_timeout: Option<At<Value>>,
     pub send_proxy: Option<At<String>>,
+    /// TLS to the upstreams.
+    pub tls: Option<At<Value>>,
+    pub tls_server_name: Option<At<Value>>,
+    pub tls_ca: Option<At<Value>>,
+    pub tls_verify: Option<At<Value>>,
     /// A pool's own, stricter, rate limit.
     pub client_limits: Option<At<PoolLimitsFile>>,
 }

@@ -183,10 +183,13 @@ pub(super) fn pools_and_routes(
             },
             None => None,
         };
+        let tls = upstream_tls(p, name, src, warnings)?;
         let mut health = health;
         health.send_proxy = send_proxy;
+        health.tls = tls.is_some();
         pools.push(PoolSpec {
             send_proxy,
+            tls,
             name: name.clone(),
             strategy,
             hash_key,
@@ -373,4 +376,93 @@ pub(super) fn health_spec(
         spec.fall = count(f, "fall")?;
     }
     Ok(spec)
+}
+
+/// A pool's `tls`, `tls_server_name`, `tls_ca` and `tls_verify`: the settings of TLS to its
+/// upstreams, or `None` without `tls = true` (the others then are an error: they would be
+/// silently unused).
+fn upstream_tls(
+    p: &file::PoolFile,
+    name: &str,
+    src: &Source,
+    warnings: &mut Vec<String>,
+) -> Result<Option<UpstreamTlsSpec>, ConfigError> {
+    let err = |span: std::ops::Range<usize>, m: String| file_error(src.error(&span, m));
+    let on = match &p.tls {
+        Some(v) => as_bool(v.get_ref()).map_err(|e| err(v.span(), format!("tls: {e}")))?,
+        None => false,
+    };
+    if !on {
+        for (key, v) in [
+            ("tls_server_name", &p.tls_server_name),
+            ("tls_ca", &p.tls_ca),
+            ("tls_verify", &p.tls_verify),
+        ] {
+            if let Some(v) = v {
+                return Err(err(
+                    v.span(),
+                    format!("{key} needs tls = true in this pool"),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let server_name = match &p.tls_server_name {
+        Some(v) => {
+            let n =
+                as_str(v.get_ref()).map_err(|e| err(v.span(), format!("tls_server_name: {e}")))?;
+            if is_server_name(n) {
+                Some(n.to_string())
+            } else {
+                return Err(err(
+                    v.span(),
+                    format!("tls_server_name: '{n}' is not a DNS name or an IP address"),
+                ));
+            }
+        }
+        None => None,
+    };
+    let ca = match &p.tls_ca {
+        Some(v) => Some(std::path::PathBuf::from(
+            as_str(v.get_ref()).map_err(|e| err(v.span(), format!("tls_ca: {e}")))?,
+        )),
+        None => None,
+    };
+    let verify = match &p.tls_verify {
+        Some(v) => as_bool(v.get_ref()).map_err(|e| err(v.span(), format!("tls_verify: {e}")))?,
+        None => true,
+    };
+    if !verify {
+        warnings.push(format!(
+            "{}: pool '{name}': tls_verify = false: its upstreams' certificates are not \
+             verified, so anyone on the path can read and change its traffic",
+            p.tls_verify
+                .as_ref()
+                .map_or_else(String::new, |v| position(src, &v.span()))
+        ));
+    }
+    Ok(Some(UpstreamTlsSpec {
+        server_name,
+        ca,
+        verify,
+    }))
+}
+
+/// Whether `n` can be a TLS server name: an IP address, or a DNS name of letters, digits,
+/// hyphens and dots (RFC 1123), 253 bytes at most.
+fn is_server_name(n: &str) -> bool {
+    if n.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !n.is_empty()
+        && n.len() <= 253
+        && n.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

@@ -200,6 +200,16 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
     if let Some(v) = pool.send_proxy {
         let _ = writeln!(o, "send_proxy = \"v{v}\"");
     }
+    if let Some(t) = &pool.tls {
+        let _ = writeln!(o, "tls = true");
+        if let Some(n) = &t.server_name {
+            let _ = writeln!(o, "tls_server_name = {}", quote(n));
+        }
+        if let Some(ca) = &t.ca {
+            let _ = writeln!(o, "tls_ca = {}", quote(&ca.to_string_lossy()));
+        }
+        let _ = writeln!(o, "tls_verify = {}", t.verify);
+    }
     let _ = writeln!(
         o,
         "slow_start = {}",

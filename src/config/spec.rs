@@ -119,6 +119,20 @@ pub struct PoolSpec {
     pub client_rate: Option<Rate>,
     /// Send upstreams a PROXY protocol header of this version (1 or 2) on each connection.
     pub send_proxy: Option<u8>,
+    /// Connect to the upstreams with TLS (`tls = true`).
+    pub tls: Option<UpstreamTlsSpec>,
+}
+
+/// A pool's TLS to its upstreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsSpec {
+    /// The name sent as SNI and verified (`tls_server_name`); `None`: each upstream's host.
+    pub server_name: Option<String>,
+    /// The CA certificates (PEM) upstream certificates are verified against (`tls_ca`);
+    /// `None`: the system's trust store.
+    pub ca: Option<std::path::PathBuf>,
+    /// Verify the upstream's certificate and name (`tls_verify`, default true).
+    pub verify: bool,
 }
 
 /// A per-client request rate: GCRA with this sustained rate and this burst.
@@ -328,6 +342,9 @@ pub struct HealthSpec {
     /// The pool's `send_proxy`: an HTTP check starts with a PROXY header too (v2 `LOCAL`, v1
     /// `UNKNOWN`), since an upstream that expects one refuses a connection without it.
     pub send_proxy: Option<u8>,
+    /// The pool's upstreams speak TLS: a check makes the handshake (and verifies as requests
+    /// do) before it is judged.
+    pub tls: bool,
 }
 
 /// The kind of health check.

@@ -12,11 +12,24 @@ pub const MAX_RESPONSE: usize = 16 * 1024;
 /// What an HTTP check sends: `GET path` with `Host` (the configured one, or the upstream's
 /// address), and `Connection: close`, since the check's connection is never reused.
 pub fn request(spec: &HealthSpec, addr: SocketAddr) -> Vec<u8> {
-    let host = spec.host.clone().unwrap_or_else(|| addr.to_string());
+    let mut out = proxy_header(spec);
+    out.extend_from_slice(&http_request(spec, addr));
+    out
+}
+
+/// The PROXY header a check of a `send_proxy` pool starts with (empty otherwise).
+pub fn proxy_header(spec: &HealthSpec) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(version) = spec.send_proxy {
         crate::proxy_protocol::write_local(version, &mut out);
     }
+    out
+}
+
+/// The HTTP request of a check, without a PROXY header.
+pub fn http_request(spec: &HealthSpec, addr: SocketAddr) -> Vec<u8> {
+    let host = spec.host.clone().unwrap_or_else(|| addr.to_string());
+    let mut out = Vec::new();
     let head = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: goround-mio/{} health check\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n",
@@ -102,6 +115,7 @@ mod tests {
             rise: 2,
             fall: 2,
             send_proxy: None,
+            tls: false,
         }
     }
 

@@ -4,6 +4,9 @@
 //! - `check = "tcp"`: a nonblocking connect; it completes or it does not.
 //! - `check = "http"`: `GET path`, judged by its status against `expect` ([`check`]).
 //!
+//! For a pool with `tls = true` a check makes the TLS handshake first, verifying the
+//! upstream's certificate as requests do: a TCP check passes once the handshake is done.
+//!
 //! Each result feeds the upstream's rise/fall streaks ([`UpstreamState::record_check`]): it
 //! leaves after `fall` consecutive failures and comes back after `rise` consecutive passes.
 //! The next check of an upstream is due one interval (plus up to a tenth of it of jitter)
@@ -19,6 +22,7 @@ use crate::clock::Tick;
 use crate::config::{Check, HealthSpec};
 use crate::net::{connect_reason, is_local_shortage, marks_upstream_down};
 use crate::snapshot::Snapshot;
+use crate::tls::UpstreamTls;
 use crate::upstream::UpstreamState;
 use check::Verdict;
 use log::{debug, warn};
@@ -26,6 +30,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// The checks of one worker (worker 0), by upstream id.
 #[derive(Debug, Default)]
@@ -45,6 +50,8 @@ struct Slot {
     pool: String,
     /// How.
     spec: HealthSpec,
+    /// The pool's TLS to its upstreams, if it has `tls = true`.
+    tls: Option<Arc<UpstreamTls>>,
     /// Which slot this is (see `Prober::next_gen`).
     gen: u32,
     /// Checks started so far (the jitter's seed).
@@ -59,6 +66,8 @@ struct Slot {
 #[derive(Debug)]
 struct Probe {
     stream: TcpStream,
+    /// The TLS session, for a pool with `tls = true`.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// When it started: its deadline is this plus the timeout.
     started: Tick,
     /// Where it is.
@@ -70,6 +79,8 @@ struct Probe {
 enum Phase {
     /// Waiting for the connect.
     Connecting,
+    /// The TLS handshake.
+    Handshaking,
     /// Sending the HTTP request: the bytes and how many went.
     Sending(Vec<u8>, usize),
     /// Reading the response head.
@@ -119,6 +130,7 @@ impl Prober {
                 Some(slot) => {
                     slot.spec = pool.health.clone();
                     slot.pool.clone_from(&pool.name);
+                    slot.tls.clone_from(&snap.upstream_tls[p]);
                 }
                 None => {
                     self.next_gen = self.next_gen.wrapping_add(1);
@@ -129,6 +141,7 @@ impl Prober {
                             state,
                             pool: pool.name.clone(),
                             spec: pool.health.clone(),
+                            tls: snap.upstream_tls[p].clone(),
                             gen,
                             round: 0,
                             probe: None,
@@ -176,6 +189,7 @@ impl Prober {
                 }
                 slot.probe = Some(Probe {
                     stream,
+                    tls: None,
                     started: now,
                     phase: Phase::Connecting,
                 });
@@ -193,7 +207,7 @@ impl Prober {
         let Some(probe) = &mut slot.probe else {
             return;
         };
-        let outcome = advance(probe, &slot.spec, slot.state);
+        let outcome = advance(probe, &slot.spec, slot.state, slot.tls.as_deref());
         match outcome {
             Step::Wait => {}
             Step::ConnectFailed(e) => {
@@ -219,6 +233,7 @@ impl Prober {
         if due {
             let what = match slot.probe.as_ref().map(|p| &p.phase) {
                 Some(Phase::Connecting) => "connect timed out",
+                Some(Phase::Handshaking) => "TLS handshake timed out",
                 _ => "timed out",
             };
             slot.stop(registry);
@@ -291,7 +306,12 @@ enum Step {
 }
 
 /// Take a check as far as the socket lets it (edge-triggered: until it would block).
-fn advance(probe: &mut Probe, spec: &HealthSpec, state: &UpstreamState) -> Step {
+fn advance(
+    probe: &mut Probe,
+    spec: &HealthSpec,
+    state: &UpstreamState,
+    tls: Option<&UpstreamTls>,
+) -> Step {
     loop {
         match &mut probe.phase {
             Phase::Connecting => {
@@ -305,6 +325,27 @@ fn advance(probe: &mut Probe, spec: &HealthSpec, state: &UpstreamState) -> Step 
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => return Step::Wait,
                     Err(e) => return Step::ConnectFailed(e),
                 }
+                if let Some(t) = tls {
+                    let conn = t.name_for(&state.name()).and_then(|name| {
+                        rustls::ClientConnection::new(Arc::clone(&t.config), name)
+                            .map_err(|e| e.to_string())
+                    });
+                    match conn {
+                        Ok(c) => {
+                            probe.tls = Some(Box::new(c));
+                            // The PROXY header of a send_proxy pool precedes the ClientHello.
+                            let header = check::proxy_header(spec);
+                            if !header.is_empty() && probe.stream.write_all(&header).is_err() {
+                                return Step::Done(Verdict::Fail(
+                                    "cannot send the PROXY header".to_string(),
+                                ));
+                            }
+                            probe.phase = Phase::Handshaking;
+                            continue;
+                        }
+                        Err(e) => return Step::Done(Verdict::Fail(format!("TLS: {e}"))),
+                    }
+                }
                 match spec.check {
                     Check::Tcp => return Step::Done(Verdict::Pass("connected".to_string())),
                     Check::Http => {
@@ -312,20 +353,76 @@ fn advance(probe: &mut Probe, spec: &HealthSpec, state: &UpstreamState) -> Step 
                     }
                 }
             }
-            Phase::Sending(bytes, sent) => match probe.stream.write(&bytes[*sent..]) {
-                Ok(n) => {
-                    *sent += n;
-                    if *sent == bytes.len() {
-                        probe.phase = Phase::Reading(Vec::new());
+            Phase::Handshaking => {
+                let Some(conn) = probe.tls.as_mut() else {
+                    return Step::Done(Verdict::Fail("no TLS session".to_string()));
+                };
+                match tls_pump(conn, &mut probe.stream) {
+                    Ok(eof) if conn.is_handshaking() => {
+                        if eof {
+                            return Step::Done(Verdict::Fail(
+                                "closed during the TLS handshake".to_string(),
+                            ));
+                        }
+                        return Step::Wait;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Step::Done(Verdict::Fail(format!("TLS: {e}"))),
+                }
+                match spec.check {
+                    Check::Tcp => {
+                        return Step::Done(Verdict::Pass("TLS handshake done".to_string()))
+                    }
+                    Check::Http => {
+                        probe.phase = Phase::Sending(check::http_request(spec, state.addr()), 0);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Done(Verdict::Fail(format!("send failed: {e}"))),
-            },
+            }
+            Phase::Sending(bytes, sent) => {
+                if let Some(conn) = probe.tls.as_mut() {
+                    // A check's request is small: rustls takes it whole.
+                    if *sent < bytes.len() {
+                        match conn.writer().write(&bytes[*sent..]) {
+                            Ok(n) => *sent += n,
+                            Err(e) => {
+                                return Step::Done(Verdict::Fail(format!("send failed: {e}")))
+                            }
+                        }
+                    }
+                    match tls_pump(conn, &mut probe.stream) {
+                        Ok(_) if conn.wants_write() || *sent < bytes.len() => return Step::Wait,
+                        Ok(_) => probe.phase = Phase::Reading(Vec::new()),
+                        Err(e) => return Step::Done(Verdict::Fail(format!("TLS: {e}"))),
+                    }
+                    continue;
+                }
+                match probe.stream.write(&bytes[*sent..]) {
+                    Ok(n) => {
+                        *sent += n;
+                        if *sent == bytes.len() {
+                            probe.phase = Phase::Reading(Vec::new());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Step::Done(Verdict::Fail(format!("send failed: {e}"))),
+                }
+            }
             Phase::Reading(got) => {
                 let mut chunk = [0u8; 4096];
-                let (n, eof) = match probe.stream.read(&mut chunk) {
+                let read = match probe.tls.as_mut() {
+                    Some(conn) => match tls_pump(conn, &mut probe.stream) {
+                        Err(e) => return Step::Done(Verdict::Fail(format!("TLS: {e}"))),
+                        Ok(eof) => match conn.reader().read(&mut chunk) {
+                            Ok(0) => Ok(0),
+                            Ok(n) => Ok(n),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && eof => Ok(0),
+                            Err(e) => Err(e),
+                        },
+                    },
+                    None => probe.stream.read(&mut chunk),
+                };
+                let (n, eof) = match read {
                     Ok(0) => (0, true),
                     Ok(n) => (n, false),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
@@ -344,4 +441,41 @@ fn advance(probe: &mut Probe, spec: &HealthSpec, state: &UpstreamState) -> Step 
             }
         }
     }
+}
+
+/// Move a check's TLS records both ways as far as the socket lets them: out all rustls has,
+/// in all the socket has (processed). `Ok(true)` once the upstream closed its side.
+fn tls_pump(conn: &mut rustls::ClientConnection, stream: &mut TcpStream) -> io::Result<bool> {
+    tls_flush(conn, stream)?;
+    loop {
+        match conn.read_tls(stream) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {
+                let state = conn.process_new_packets().map_err(io::Error::other)?;
+                if state.peer_has_closed() {
+                    return Ok(true);
+                }
+                // The server's next flight may be due now (the handshake's end).
+                tls_flush(conn, stream)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // rustls' buffer is full: the caller reads the plaintext out first.
+            Err(e) if e.kind() == io::ErrorKind::Other => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Write rustls' records until it has none or the socket takes no more.
+fn tls_flush(conn: &mut rustls::ClientConnection, stream: &mut TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

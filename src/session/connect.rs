@@ -276,12 +276,26 @@ impl Session {
                     write_failed: false,
                     sent_at: None,
                     preamble: None,
+                    tls: r.tls,
+                    tcp_up: true,
                 });
                 self.set_phase(Phase::AwaitingHead(HeadProgress::START));
                 return Ok(());
             }
         }
-        let addr = self.snap.pools[self.exchange_pool()].members[idx].addr;
+        let member = &self.snap.pools[self.exchange_pool()].members[idx];
+        let addr = member.addr;
+        // TLS: the session is set up before the connect, so that a name that cannot be one
+        // fails like a connect (the next upstream is tried).
+        let tls = match &self.snap.upstream_tls[self.exchange_pool()] {
+            Some(t) => {
+                let name = t.name_for(&member.name).map_err(io::Error::other)?;
+                let conn = rustls::ClientConnection::new(Arc::clone(&t.config), name)
+                    .map_err(io::Error::other)?;
+                Some(Box::new(conn))
+            }
+            None => None,
+        };
         let mut stream = TcpStream::connect(addr)?;
         let id = ctx.conns.open(self.key);
         if let Err(e) = ctx.registry.register(
@@ -301,7 +315,7 @@ impl Session {
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let mut header = Vec::with_capacity(crate::proxy_protocol::V1_MAX);
             crate::proxy_protocol::write(version, self.peer, local, &mut header);
-            header.into_boxed_slice()
+            Box::new(exchange::Preamble(header))
         });
         self.upstream = Some(Upstream {
             peer: Peer::new(stream),
@@ -313,6 +327,8 @@ impl Session {
             write_failed: false,
             sent_at: None,
             preamble,
+            tls,
+            tcp_up: false,
         });
         self.set_phase(Phase::Connecting { since: ctx.now });
         Ok(())
@@ -341,7 +357,8 @@ impl Session {
     }
 
     /// Check a pending nonblocking connect (mio's `TcpStream::connect` recipe: on writable,
-    /// `take_error`, then `peer_addr`).
+    /// `take_error`, then `peer_addr`), then, for a pool with `tls = true`, take the TLS
+    /// handshake as far as the socket lets it. The connect timeout covers both.
     pub(super) fn poll_connect(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
@@ -349,35 +366,59 @@ impl Session {
         let (Phase::Connecting { .. }, Some(up)) = (&ex.phase, &mut self.upstream) else {
             return Ok(false);
         };
-        if !up.peer.writable {
-            return Ok(false);
-        }
-        let err = match up.peer.stream.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match up.peer.stream.peer_addr() {
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    // Spurious wakeup: still connecting.
-                    up.peer.writable = false;
-                    return Ok(false);
-                }
-                Err(e) => Some(e),
-            },
-        };
-        match err {
-            None => {
-                up.flight.sent(ctx.worker);
-                ex.phase = Phase::AwaitingHead(HeadProgress::START);
-                self.last_progress = ctx.now;
-                Ok(true)
+        let mut progress = false;
+        if !up.tcp_up {
+            if !up.peer.writable {
+                return Ok(false);
             }
-            Some(e) => {
+            let err = match up.peer.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match up.peer.stream.peer_addr() {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        // Spurious wakeup: still connecting.
+                        up.peer.writable = false;
+                        return Ok(false);
+                    }
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(e) = err {
                 let idx = up.idx;
                 self.connect_failed(idx, &e, ctx)?;
                 self.connect_next(ctx)?;
-                Ok(true)
+                return Ok(true);
+            }
+            up.tcp_up = true;
+            progress = true;
+        }
+        if up.tls.as_ref().is_some_and(|c| c.is_handshaking()) {
+            match upstream_handshake(up, &mut self.uin, ctx.bufs) {
+                Ok(true) => {}
+                Ok(false) => return Ok(progress),
+                Err(why) => {
+                    let idx = up.idx;
+                    self.upstream_tls_failed(idx, &why);
+                    self.connect_next(ctx)?;
+                    return Ok(true);
+                }
             }
         }
+        up.flight.sent(ctx.worker);
+        ex.phase = Phase::AwaitingHead(HeadProgress::START);
+        self.last_progress = ctx.now;
+        Ok(true)
+    }
+
+    /// The TLS handshake with member `idx` failed (its certificate did not verify, it does
+    /// not speak TLS, ...): a failed connect, which takes it down with the reason, as a
+    /// refused one does. The request was not sent: it goes to the next upstream.
+    fn upstream_tls_failed(&self, idx: usize, why: &str) {
+        let state = self.member_state(idx);
+        let pool = &self.snap.pools[self.exchange_pool()].name;
+        state.record_connect_failure();
+        warn!("TLS handshake with {} failed: {why}", state.name());
+        state.mark_down(pool, &format!("TLS: {why}"), ChangedBy::Request);
     }
 
     /// The upstream closed (or reset) before sending any response byte.
@@ -419,5 +460,43 @@ impl Session {
             debug!("upstream {name} closed before answering; retrying the request elsewhere");
         }
         self.connect_next(ctx)
+    }
+}
+
+/// Take an upstream's TLS handshake as far as the socket lets it: the PROXY header first (it
+/// precedes the ClientHello on the wire), then rustls' records out and in. `Ok(true)`: done;
+/// `Ok(false)`: waiting for the socket; `Err`: why it failed.
+fn upstream_handshake(
+    up: &mut Upstream,
+    scratch: &mut Buffer,
+    bufs: &mut crate::buffer::BufPool,
+) -> Result<bool, String> {
+    if let Some(preamble) = &up.preamble {
+        let preamble = &preamble.0;
+        match up.peer.write_from(preamble, false) {
+            Ok(n) if n == preamble.len() => up.preamble = None,
+            Ok(n) => {
+                up.preamble = Some(Box::new(exchange::Preamble(preamble[n..].to_vec())));
+                return Ok(false);
+            }
+            Err(e) => return Err(format!("cannot send the PROXY header: {e}")),
+        }
+    }
+    let Some(conn) = up.tls.as_mut() else {
+        return Ok(true);
+    };
+    loop {
+        super::tls::flush_records(conn, &mut up.peer).map_err(|e| e.to_string())?;
+        if !conn.is_handshaking() {
+            return Ok(true);
+        }
+        if !up.peer.readable {
+            return Ok(false);
+        }
+        // No plaintext comes before the handshake's end (no early data here).
+        super::tls::read_records(conn, &mut up.peer, scratch, bufs).map_err(|e| e.to_string())?;
+        if up.peer.eof && conn.is_handshaking() {
+            return Err("the upstream closed the connection during the handshake".to_string());
+        }
     }
 }

@@ -31,10 +31,19 @@ pub(super) struct Upstream {
     pub(super) write_failed: bool,
     /// When the first byte of the request went to it: the start of its response time.
     pub(super) sent_at: Option<Tick>,
-    /// Bytes owed to it before any of the request (the PROXY header of `send_proxy`), boxed:
-    /// rare, and the struct moves.
-    pub(super) preamble: Option<Box<[u8]>>,
+    /// Bytes owed to it before any of the request (the PROXY header of `send_proxy`): rare,
+    /// and the struct moves, so a thin box (8 bytes here, against 16 for a boxed slice).
+    pub(super) preamble: Option<Box<Preamble>>,
+    /// TLS to it (a pool with `tls = true`), boxed: rustls' state is large and rare here.
+    pub(super) tls: Option<Box<rustls::ClientConnection>>,
+    /// The TCP connect completed (a TLS handshake may still be under way: the exchange stays
+    /// [`Phase::Connecting`] until both are done).
+    pub(super) tcp_up: bool,
 }
+
+/// The bytes of [`Upstream::preamble`] still to send.
+#[derive(Debug)]
+pub(super) struct Preamble(pub(super) Vec<u8>);
 
 /// How much of the request body is left to read from the client.
 #[derive(Debug)]

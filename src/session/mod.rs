@@ -103,6 +103,7 @@ mod span;
 mod timeouts;
 mod tls;
 mod tunnel;
+mod upstream_io;
 
 pub use exchange::Exchange;
 use exchange::{Phase, RequestBody, ResponseBody, Upstream};

@@ -345,6 +345,7 @@ impl Session {
                 && !up.peer.hung_up
                 && self.uin.is_empty()
                 && self.uout.is_empty()
+                && !up.output_pending()
                 && !(up.peer.readable && has_bytes_past_the_response(&up.peer.stream));
             if clean {
                 let expires = ctx.now + keep;
@@ -356,7 +357,7 @@ impl Session {
                     up.flight.upstream().id,
                     tag,
                     up.id,
-                    up.peer.stream,
+                    (up.peer.stream, up.tls),
                     up.requests,
                     expires,
                     ctx.registry,

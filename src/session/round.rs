@@ -35,7 +35,7 @@ impl Session {
         let connected = self.upstream_connected();
         if let Some(up) = &mut self.upstream {
             if connected && !spliced {
-                match up.peer.read_into(&mut self.uin, ctx.bufs) {
+                match up.read_into(&mut self.uin, ctx.bufs) {
                     Ok(n) if n > 0 => {
                         progress = true;
                         self.last_progress = ctx.now;
@@ -180,13 +180,14 @@ impl Session {
             return Ok(false);
         }
         if let Some(preamble) = &up.preamble {
+            let preamble = &preamble.0;
             // The PROXY header goes first, whole, before any byte of the request.
             match up.peer.write_from(preamble, false) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.last_progress = now;
                     if n < preamble.len() {
-                        up.preamble = Some(preamble[n..].into());
+                        up.preamble = Some(Box::new(exchange::Preamble(preamble[n..].to_vec())));
                         return Ok(true);
                     }
                     up.preamble = None;
@@ -204,7 +205,7 @@ impl Session {
         };
         let from = replay.as_ref().map_or(0, |w| **w);
         let pending = &self.uout.data()[from.min(self.uout.len())..];
-        match up.peer.write_from(pending, false) {
+        match up.write_from(pending) {
             Ok(0) => Ok(false),
             Ok(n) => {
                 match replay {

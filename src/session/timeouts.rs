@@ -66,11 +66,20 @@ impl Session {
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
                     let in_pipe = self.spans_hold_bytes();
-                    io_deadline(self.client_output_pending() || self.uout.len() > sent || in_pipe)
+                    let up_pending = self.upstream.as_ref().is_some_and(|u| u.output_pending());
+                    io_deadline(
+                        self.client_output_pending()
+                            || self.uout.len() > sent
+                            || up_pending
+                            || in_pipe,
+                    )
                 }
             },
             State::Tunnel => io_deadline(
-                self.client_output_pending() || !self.uout.is_empty() || self.spans_hold_bytes(),
+                self.client_output_pending()
+                    || !self.uout.is_empty()
+                    || self.upstream.as_ref().is_some_and(|u| u.output_pending())
+                    || self.spans_hold_bytes(),
             ),
             State::Closing { linger_since, .. } => match linger_since {
                 Some(t) => *t + LINGER,

@@ -11,7 +11,7 @@ use super::*;
 use crate::sys;
 use crate::tls::certs::Certificate;
 use crate::tls::HandshakeFailure;
-use rustls::ServerConnection;
+use rustls::{ConnectionCommon, ServerConnection};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -76,48 +76,17 @@ impl Session {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(0);
         };
-        let fd = self.client.stream.as_raw_fd();
-        let mut n = take_plaintext(&mut tls.conn, &mut self.cin, ctx.bufs);
-        while self.client.readable && !self.client.eof && self.cin.room() > 0 {
-            match tls.conn.read_tls(&mut sys::Recv(fd)) {
-                Ok(0) => {
-                    self.client.eof = true;
-                    break;
+        let n = match read_records(&mut tls.conn, &mut self.client, &mut self.cin, ctx.bufs) {
+            Ok(n) => n,
+            Err(e) => {
+                if tls.conn.is_handshaking() {
+                    self.handshake_failed(HandshakeFailure::of(&e), &e.to_string(), ctx);
+                } else {
+                    debug!("{}: TLS error: {e}", self.client_ip);
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.client.readable = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // rustls holds as much plaintext as it will: take it first.
-                Err(e) if e.kind() == io::ErrorKind::Other => break,
-                Err(_) => {
-                    self.client.eof = true;
-                    self.client.readable = false;
-                    break;
-                }
+                return Err(Fail::Abort);
             }
-            match tls.conn.process_new_packets() {
-                Ok(state) => {
-                    if state.peer_has_closed() {
-                        self.client.eof = true;
-                    }
-                }
-                Err(e) => {
-                    let handshaking = tls.conn.is_handshaking();
-                    // Send the alert rustls queued, as far as the socket takes it now.
-                    let _ = flush_records(&mut tls.conn, &mut self.client, fd);
-                    if handshaking {
-                        self.handshake_failed(HandshakeFailure::of(&e), &e.to_string(), ctx);
-                    } else {
-                        debug!("{}: TLS error: {e}", self.client_ip);
-                    }
-                    return Err(Fail::Abort);
-                }
-            }
-            n += take_plaintext(&mut tls.conn, &mut self.cin, ctx.bufs);
-        }
+        };
         if tls.done.is_none() && !tls.conn.is_handshaking() {
             self.handshake_done(ctx);
         } else if self.client.eof && tls.done.is_none() {
@@ -141,10 +110,9 @@ impl Session {
             self.client.bytes_out += n as u64;
             moved = n > 0;
         }
-        let fd = self.client.stream.as_raw_fd();
         let before = self.client.wrote;
         self.client.wrote = false;
-        flush_records(&mut tls.conn, &mut self.client, fd)?;
+        flush_records(&mut tls.conn, &mut self.client).map_err(|_| Fail::Abort)?;
         moved |= self.client.wrote;
         self.client.wrote |= before;
         Ok(moved)
@@ -155,18 +123,17 @@ impl Session {
         if let Some(tls) = self.tls.as_mut() {
             if !self.client.shut {
                 tls.conn.send_close_notify();
-                let fd = self.client.stream.as_raw_fd();
-                let _ = flush_records(&mut tls.conn, &mut self.client, fd);
+                let _ = flush_records(&mut tls.conn, &mut self.client);
             }
         }
         self.client.shutdown_write();
     }
 
-    /// `min` for a span through the client socket, or 0 (never) over TLS, whose bytes must be
-    /// encrypted.
+    /// `min` for a span between the client and upstream sockets, or 0 (never) when either
+    /// is under TLS, whose bytes must be encrypted.
     #[inline]
     pub(super) fn splice_min(&self, min: usize) -> usize {
-        if self.tls.is_some() {
+        if self.tls.is_some() || self.upstream.as_ref().is_some_and(|u| u.tls.is_some()) {
             0
         } else {
             min
@@ -284,12 +251,64 @@ pub(super) fn https_location(host: &[u8], port: u16, path_and_query: &[u8]) -> V
     out
 }
 
-/// Move the plaintext rustls holds into `cin`, as far as it has room; returns how much.
-fn take_plaintext(conn: &mut ServerConnection, cin: &mut Buffer, bufs: &mut BufPool) -> usize {
+/// Read what `peer` has into rustls, and the plaintext into `buf` while it has room:
+/// `Ok(n)` plaintext bytes (the caller counts them: counts are of plaintext). A close_notify, or the socket's end, sets `peer.eof`. A record or
+/// handshake error is returned after the alert rustls queued for it went out, as far as the
+/// socket takes it now.
+pub(super) fn read_records<D>(
+    conn: &mut ConnectionCommon<D>,
+    peer: &mut Peer,
+    buf: &mut Buffer,
+    bufs: &mut BufPool,
+) -> Result<usize, rustls::Error> {
+    let fd = peer.stream.as_raw_fd();
+    let mut n = take_plaintext(conn, buf, bufs);
+    while peer.readable && !peer.eof && buf.room() > 0 {
+        match conn.read_tls(&mut sys::Recv(fd)) {
+            Ok(0) => {
+                peer.eof = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                peer.readable = false;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // rustls holds as much plaintext as it will: take it first.
+            Err(e) if e.kind() == io::ErrorKind::Other => break,
+            Err(_) => {
+                peer.eof = true;
+                peer.readable = false;
+                break;
+            }
+        }
+        match conn.process_new_packets() {
+            Ok(state) => {
+                if state.peer_has_closed() {
+                    peer.eof = true;
+                }
+            }
+            Err(e) => {
+                let _ = flush_records(conn, peer);
+                return Err(e);
+            }
+        }
+        n += take_plaintext(conn, buf, bufs);
+    }
+    Ok(n)
+}
+
+/// Move the plaintext rustls holds into `buf`, as far as it has room; returns how much.
+fn take_plaintext<D>(
+    conn: &mut ConnectionCommon<D>,
+    buf: &mut Buffer,
+    bufs: &mut BufPool,
+) -> usize {
     let mut n = 0;
-    while cin.room() > 0 {
-        cin.attach(bufs);
-        match cin.read_from(&mut conn.reader()) {
+    while buf.room() > 0 {
+        buf.attach(bufs);
+        match buf.read_from(&mut conn.reader()) {
             Ok(0) => break,
             Ok(k) => n += k,
             // WouldBlock: nothing more decrypted yet; another error: the close is seen later.
@@ -299,20 +318,21 @@ fn take_plaintext(conn: &mut ServerConnection, cin: &mut Buffer, bufs: &mut BufP
     n
 }
 
-/// Write rustls' records to the socket until it has none or the socket takes no more.
-fn flush_records(conn: &mut ServerConnection, client: &mut Peer, fd: RawFd) -> Result<(), Fail> {
-    while conn.wants_write() && client.writable && !client.shut {
+/// Write rustls' records to `peer` until it has none or the socket takes no more.
+pub(super) fn flush_records<D>(conn: &mut ConnectionCommon<D>, peer: &mut Peer) -> io::Result<()> {
+    let fd = peer.stream.as_raw_fd();
+    while conn.wants_write() && peer.writable && !peer.shut {
         match conn.write_tls(&mut Send(fd)) {
-            Ok(_) => client.wrote = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable = false,
+            Ok(_) => peer.wrote = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => peer.writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(Fail::Abort),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-/// The client socket as rustls' writer.
+/// A socket as rustls' writer.
 struct Send(RawFd);
 
 impl Write for Send {

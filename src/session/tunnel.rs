@@ -118,7 +118,7 @@ impl Session {
         };
         let up_flushed = self.cin.is_empty() && self.uout.is_empty() && self.up_span.is_none();
         if self.client.eof && up_flushed && !up.peer.shut {
-            up.peer.shutdown_write();
+            up.shutdown_write();
             progress = true;
         }
         if up.peer.eof && down_flushed && !self.client.shut {

@@ -6,18 +6,26 @@
 //!   upgrade.
 //! - `server`: the certificates in force (swapped whole, handshakes in flight keep theirs) and
 //!   the rustls server configuration of a snapshot.
+//! - `upstream`: a pool's rustls client configuration for TLS to its upstreams.
 //!
 //! Nothing here touches a socket: a session drives rustls over its own.
 
 pub mod certs;
 mod server;
 pub mod tickets;
+mod upstream;
 
 pub use server::{Tls, TICKET_KEYS_FD_VAR};
+pub use upstream::UpstreamTls;
 
 /// What `--check` loads beyond the file: every certificate and key, as a start would. The
 /// first error (`PATH: message`), or the warnings (expiry, routed hosts no certificate covers).
 pub fn check_files(cfg: &crate::config::Config) -> Result<Vec<String>, String> {
+    for pool in &cfg.pools {
+        if let Some(t) = &pool.tls {
+            UpstreamTls::new(t).map_err(|e| format!("pool '{}': {e}", pool.name))?;
+        }
+    }
     let Some(spec) = &cfg.tls else {
         return Ok(Vec::new());
     };

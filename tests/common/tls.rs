@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A test certificate authority.
 pub struct TestCa {
@@ -65,9 +66,14 @@ impl TestCa {
         let key = KeyPair::generate().expect("a CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "goround test CA");
+        // Each its own name: a certificate of another test CA must not find this one as its
+        // issuer by name.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("goround test CA {} {n}", std::process::id()),
+        );
         valid(&mut params, -1, 3650);
         let cert = params.self_signed(&key).expect("the CA certificate");
         TestCa { key, cert }
@@ -328,4 +334,161 @@ pub fn https_get(
     c.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let (head, body) = c.read_response()?;
     Ok((c.seen(), head, body))
+}
+
+/// What a [`TlsBackend`] saw of one connection: the SNI name it sent, its request heads.
+type Seen = (Option<String>, Vec<String>);
+
+/// A backend that speaks HTTP/1.1 over TLS (rustls, a thread per connection): every request
+/// gets `200` with `body`, kept alive. It records the SNI name of each connection and the
+/// requests.
+pub struct TlsBackend {
+    addr: SocketAddr,
+    /// Per connection: the SNI name it sent (if any), and its requests' heads.
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl TlsBackend {
+    /// Serve `leaf` (its chain and key) on a fresh 127.0.0.1 port.
+    pub fn start(leaf: &Leaf, body: &str) -> TlsBackend {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("the chain");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
+            .expect("the key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("the server config");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let (cfg, record, response) =
+                    (Arc::clone(&cfg), Arc::clone(&record), response.clone());
+                std::thread::spawn(move || serve_tls(tcp, cfg, record, &response));
+            }
+        });
+        TlsBackend { addr, seen }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections whose handshake completed: the SNI name each sent.
+    pub fn connections(&self) -> Vec<Option<String>> {
+        super::lock(&self.seen)
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Per connection whose handshake completed, the number of requests it carried.
+    pub fn requests_per_connection(&self) -> Vec<usize> {
+        super::lock(&self.seen)
+            .iter()
+            .map(|(_, r)| r.len())
+            .collect()
+    }
+
+    /// Every request head received, in order.
+    pub fn requests(&self) -> Vec<String> {
+        super::lock(&self.seen)
+            .iter()
+            .flat_map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+/// One TLS connection of a [`TlsBackend`]: answer each request head (bodies are not
+/// expected) until the client closes.
+fn serve_tls(
+    tcp: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    record: Arc<std::sync::Mutex<Vec<Seen>>>,
+    response: &[u8],
+) {
+    let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+        return;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut s = StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        if s.conn.complete_io(&mut s.sock).is_err() {
+            return;
+        }
+    }
+    let index = {
+        let mut all = super::lock(&record);
+        all.push((s.conn.server_name().map(str::to_string), Vec::new()));
+        all.len() - 1
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            // A body (Content-Length only) is read whole and answered with its length and
+            // checksum; `GET /big/N` gets N bytes of `pattern`; anything else the fixed answer.
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body: Vec<u8> = buf.drain(..end + 4 + length).skip(end + 4).collect();
+            super::lock(&record)[index].1.push(head.clone());
+            let big = head
+                .strip_prefix("GET /big/")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            let answer = if let Some(n) = big {
+                let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+                a.extend_from_slice(&super::pattern(n));
+                a
+            } else if length > 0 {
+                let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+                let text = format!("len={length} sum={sum}");
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                )
+                .into_bytes()
+            } else {
+                response.to_vec()
+            };
+            if s.write_all(&answer).and_then(|()| s.flush()).is_err() {
+                return;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }

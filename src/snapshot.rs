@@ -122,22 +122,13 @@ impl Snapshot {
     /// The certificates are loaded again; a file that cannot be keeps its old pair, and the
     /// problems are logged.
     pub fn reloaded(cfg: Config, registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
-        if let (Some(t), Some(spec)) = (&prev.tls, &cfg.tls) {
+        // The pools' TLS to their upstreams is made again (its CA file, or the system's
+        // store, read anew); the HTTPS certificates are loaded again only once the rest of
+        // the file proved good, so that a refused reload changes nothing.
+        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone())?;
+        if let (Some(t), Some(spec)) = (&prev.tls, &snap.cfg.tls) {
             for problem in t.reload(spec) {
                 log::warn!("TLS: {problem}");
-            }
-        }
-        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone())?;
-        // A pool whose TLS settings did not change keeps its client configuration, and with
-        // it the sessions its upstreams gave (new connections resume them).
-        for (i, pool) in snap.cfg.pools.iter().enumerate() {
-            let same = prev
-                .cfg
-                .pools
-                .iter()
-                .position(|p| p.name == pool.name && p.tls.is_some() && p.tls == pool.tls);
-            if let Some(j) = same {
-                snap.upstream_tls[i].clone_from(&prev.upstream_tls[j]);
             }
         }
         let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);

@@ -1142,3 +1142,68 @@ fn headless_chromium_loads_a_page_over_https() {
     assert!(req.contains("\r\nX-Forwarded-Proto: https\r\n"), "{req}");
     assert!(req.contains("\r\nHost: app.example.com:"), "{req}");
 }
+
+#[test]
+fn the_https_listener_reads_a_proxy_header_before_the_client_hello() {
+    let s = site_with("proxy_protocol = true", "", &[]);
+    let cfg = s.ca.client(&["http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from("api.example.com").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut tcp = connect(s.https());
+    use std::io::Write;
+    tcp.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 443\r\n")
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    use std::io::Read;
+    tls.read_to_end(&mut got)
+        .expect("a response, then close_notify");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("api"),
+        "{text}"
+    );
+    let seen = s.api.requests();
+    let req = String::from_utf8_lossy(&seen[0]);
+    assert!(
+        req.contains("\r\nX-Forwarded-For: 203.0.113.9\r\n"),
+        "{req}"
+    );
+    assert!(req.contains("\r\nX-Forwarded-Proto: https\r\n"), "{req}");
+}
+
+#[test]
+fn a_redirect_needs_a_host_and_a_hostless_request_is_not_misdirected() {
+    let s = site_with("", "redirect_http = true", &[]);
+    let got = send_raw(s.proxy.addr(), b"GET /x HTTP/1.0\r\n\r\n");
+    assert!(got.starts_with(b"HTTP/1.1 400 "), "{}", show(&got));
+    // Over TLS with a certificate SNI chose, a request without Host is served.
+    let cfg = s.ca.client(&["http/1.1"]);
+    let mut c = TlsClient::connect(s.https(), &cfg, "api.example.com", true).unwrap();
+    c.send(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let (head, body) = c.read_response().unwrap();
+    assert_eq!((head.status, body.as_slice()), (200, &b"web"[..]));
+}
+
+#[test]
+fn a_refused_reload_leaves_the_certificates_as_they_were() {
+    let mut s = site();
+    let renewed = s.ca.issue(&["api.example.com", "renewed.example.net"], 90);
+    std::fs::write(&s.api_pair.1, &renewed.key_pem).unwrap();
+    std::fs::write(&s.api_pair.0, &renewed.chain_pem).unwrap();
+    // The same file with a pool that cannot be: the reload is refused.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        text.replace("[pools.api]\n", "[pools.api]\nstrategy = \"nonsense\"\n"),
+    )
+    .unwrap();
+    let why = s.proxy.reload().expect_err("refused");
+    assert!(why.contains("strategy"), "{why}");
+    assert_eq!(
+        s.get("api.example.com", "api.example.com").0.names,
+        API_NAMES
+    );
+}

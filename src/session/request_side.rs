@@ -108,6 +108,11 @@ impl Session {
                                 local::write_redirect(&location, close, out)
                             })
                         }
+                        TlsRefusal::NoHost => {
+                            self.answer_at_head(ctx, 400, head_len, &info, false, |out, close| {
+                                local::write_response(400, close, None, out)
+                            })
+                        }
                     };
                 }
                 let Some(pool) = self.snap.routes.lookup(req.host, req.path) else {
@@ -501,7 +506,7 @@ impl Session {
     /// client is this connection's client everywhere (X-Forwarded-For, the limits, `ip_hash`,
     /// the access log). `Ok(false)`: not all of it is here yet. A missing or bad header closes
     /// the connection.
-    fn take_proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+    pub(super) fn take_proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         match crate::proxy_protocol::parse(self.cin.data()) {
             Ok(crate::proxy_protocol::Parsed::Incomplete) => {
                 if self.client.eof {

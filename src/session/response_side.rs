@@ -346,6 +346,7 @@ impl Session {
                 && self.uin.is_empty()
                 && self.uout.is_empty()
                 && !up.output_pending()
+                && !up.holds_plaintext()
                 && !(up.peer.readable && has_bytes_past_the_response(&up.peer.stream));
             if clean {
                 let expires = ctx.now + keep;

@@ -147,11 +147,12 @@ impl Session {
                         ctx.conns.closed(up.id);
                         let state = up.flight.upstream();
                         state.record_connect_failure();
-                        state.mark_down(
-                            &self.snap.pools[ex.pool].name,
-                            "connect timed out",
-                            ChangedBy::Request,
-                        );
+                        let what = if up.tcp_up {
+                            "TLS: handshake timed out"
+                        } else {
+                            "connect timed out"
+                        };
+                        state.mark_down(&self.snap.pools[ex.pool].name, what, ChangedBy::Request);
                     }
                     if let Some(w) = &mut ex.replay {
                         *w = 0;

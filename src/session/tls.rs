@@ -73,6 +73,12 @@ impl Session {
     /// plaintext bytes read. A record or handshake error closes the connection (its alert is
     /// sent first, as far as the socket takes it).
     pub(super) fn tls_read(&mut self, ctx: &mut Ctx<'_>) -> Result<usize, Fail> {
+        if self.tls.is_none() {
+            return Ok(0);
+        }
+        if self.awaiting_proxy_header && !self.take_proxy_header_before_tls(ctx)? {
+            return Ok(0);
+        }
         let Some(tls) = self.tls.as_mut() else {
             return Ok(0);
         };
@@ -81,9 +87,16 @@ impl Session {
             Err(e) => {
                 if tls.conn.is_handshaking() {
                     self.handshake_failed(HandshakeFailure::of(&e), &e.to_string(), ctx);
-                } else {
-                    debug!("{}: TLS error: {e}", self.client_ip);
+                    // The alert says why (RFC 7301's no_application_protocol, a version): it
+                    // goes out, then a lingering close, so that no reset of unread bytes
+                    // destroys it before the client reads it.
+                    self.state = State::Closing {
+                        linger_since: None,
+                        clean: false,
+                    };
+                    return Ok(0);
                 }
+                debug!("{}: TLS error: {e}", self.client_ip);
                 return Err(Fail::Abort);
             }
         };
@@ -95,6 +108,38 @@ impl Session {
         }
         self.client.bytes_in += n as u64;
         Ok(n)
+    }
+
+    /// `proxy_protocol` on the HTTPS listener: the PROXY header comes before the ClientHello,
+    /// in the clear. It is read raw into `cin`; once it is whole, what followed it is handed
+    /// to rustls as the first bytes of TLS. `Ok(false)`: not all of it is here yet.
+    fn take_proxy_header_before_tls(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
+        self.client
+            .read_into(&mut self.cin, ctx.bufs)
+            .map_err(|_| Fail::Abort)?;
+        if !self.take_proxy_header(ctx)? {
+            return Ok(false);
+        }
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        let mut rest: &[u8] = self.cin.data();
+        while !rest.is_empty() {
+            match tls.conn.read_tls(&mut rest) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Err(e) = tls.conn.process_new_packets() {
+                        let _ = flush_records(&mut tls.conn, &mut self.client);
+                        self.handshake_failed(HandshakeFailure::of(&e), &e.to_string(), ctx);
+                        return Err(Fail::Abort);
+                    }
+                }
+            }
+        }
+        self.cin.clear();
+        // The socket may hold more, already reported readable: the caller reads it now.
+        self.client.readable = true;
+        Ok(true)
     }
 
     /// TLS: hand what `cout` queues to rustls, and write its records to the socket. `Ok(true)`
@@ -116,6 +161,20 @@ impl Session {
         moved |= self.client.wrote;
         self.client.wrote |= before;
         Ok(moved)
+    }
+
+    /// A tunnel passes the upstream's end on: close_notify first on TLS, and the socket's
+    /// sending side is shut once rustls' records are all out (false: not yet, try again).
+    pub(super) fn client_half_close(&mut self) -> bool {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.conn.send_close_notify();
+            let _ = flush_records(&mut tls.conn, &mut self.client);
+            if tls.conn.wants_write() {
+                return false;
+            }
+        }
+        self.client.shutdown_write();
+        true
     }
 
     /// End our side: with close_notify first on TLS; then shut the socket's sending side.
@@ -195,6 +254,8 @@ pub(super) enum TlsRefusal {
     Misdirected,
     /// On the plain listener with `redirect_http`: 308 to this URL over HTTPS.
     Redirect(Vec<u8>),
+    /// On the plain listener with `redirect_http`, a request without a Host: 400.
+    NoHost,
 }
 
 impl Session {
@@ -205,14 +266,20 @@ impl Session {
             Some(tls) => {
                 let cert = tls.done.as_ref()?.cert.as_ref()?;
                 let host = crate::route::request_host(host);
-                (!cert
-                    .names
-                    .iter()
-                    .any(|n| crate::tls::certs::name_covers(n, &host)))
+                // A request without a Host (HTTP/1.0) names no other site.
+                (!host.is_empty()
+                    && !cert
+                        .names
+                        .iter()
+                        .any(|n| crate::tls::certs::name_covers(n, &host)))
                 .then_some(TlsRefusal::Misdirected)
             }
             None => {
                 let spec = ctx.cfg.tls.as_ref().filter(|t| t.redirect_http)?;
+                if host.is_empty() {
+                    // No Host, no URL to send it to (HTTP/1.0): nothing is served in the clear.
+                    return Some(TlsRefusal::NoHost);
+                }
                 Some(TlsRefusal::Redirect(https_location(
                     host,
                     spec.port(),
@@ -261,15 +328,28 @@ pub(super) fn read_records<D>(
     buf: &mut Buffer,
     bufs: &mut BufPool,
 ) -> Result<usize, rustls::Error> {
-    let fd = peer.stream.as_raw_fd();
+    let mut socket = DrainingRecv {
+        fd: peer.stream.as_raw_fd(),
+        drained: false,
+    };
     let mut n = take_plaintext(conn, buf, bufs);
+    // The peer's end (close_notify, or the socket's EOF) is the stream's end only once every
+    // byte of plaintext before it is taken: a tunnel passes the end on at once.
+    let mut ended = false;
     while peer.readable && !peer.eof && buf.room() > 0 {
-        match conn.read_tls(&mut sys::Recv(fd)) {
+        match conn.read_tls(&mut socket) {
             Ok(0) => {
-                peer.eof = true;
+                ended = true;
                 break;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // As on the plain path: a short read drained the socket, and new bytes will
+                // raise a new edge; no read that would only say EAGAIN (but the EOF of a peer
+                // that hung up still has to be read).
+                if socket.drained && !peer.hung_up {
+                    peer.readable = false;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 peer.readable = false;
                 break;
@@ -278,23 +358,22 @@ pub(super) fn read_records<D>(
             // rustls holds as much plaintext as it will: take it first.
             Err(e) if e.kind() == io::ErrorKind::Other => break,
             Err(_) => {
-                peer.eof = true;
+                ended = true;
                 peer.readable = false;
                 break;
             }
         }
-        match conn.process_new_packets() {
-            Ok(state) => {
-                if state.peer_has_closed() {
-                    peer.eof = true;
-                }
-            }
-            Err(e) => {
-                let _ = flush_records(conn, peer);
-                return Err(e);
-            }
+        if let Err(e) = conn.process_new_packets() {
+            let _ = flush_records(conn, peer);
+            return Err(e);
         }
         n += take_plaintext(conn, buf, bufs);
+    }
+    if let Ok(state) = conn.process_new_packets() {
+        ended |= state.peer_has_closed();
+        if ended && state.plaintext_bytes_to_read() == 0 {
+            peer.eof = true;
+        }
     }
     Ok(n)
 }
@@ -330,6 +409,21 @@ pub(super) fn flush_records<D>(conn: &mut ConnectionCommon<D>, peer: &mut Peer) 
         }
     }
     Ok(())
+}
+
+/// A socket as rustls' reader, noting whether a read returned less than was asked for (the
+/// socket is drained).
+struct DrainingRecv {
+    fd: RawFd,
+    drained: bool,
+}
+
+impl io::Read for DrainingRecv {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = io::Read::read(&mut sys::Recv(self.fd), buf)?;
+        self.drained = n < buf.len();
+        Ok(n)
+    }
 }
 
 /// A socket as rustls' writer.

@@ -116,14 +116,15 @@ impl Session {
         let Some(up) = &mut self.upstream else {
             return false;
         };
-        let up_flushed = self.cin.is_empty() && self.uout.is_empty() && self.up_span.is_none();
+        let up_flushed = self.cin.is_empty()
+            && self.uout.is_empty()
+            && self.up_span.is_none()
+            && !up.output_pending();
         if self.client.eof && up_flushed && !up.peer.shut {
-            up.shutdown_write();
-            progress = true;
+            progress |= up.shutdown_write();
         }
         if up.peer.eof && down_flushed && !self.client.shut {
-            self.tls_shutdown_write();
-            progress = true;
+            progress |= self.client_half_close();
         }
         progress
     }

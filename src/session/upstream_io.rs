@@ -39,20 +39,33 @@ impl Upstream {
         Ok(n)
     }
 
+    /// rustls holds bytes the upstream sent past the response, or records of ours not yet
+    /// written: the connection is not clean, whatever the socket says.
+    pub(super) fn holds_plaintext(&mut self) -> bool {
+        self.tls.as_mut().is_some_and(|c| {
+            c.process_new_packets().map_or(true, |s| {
+                s.plaintext_bytes_to_read() > 0 || s.tls_bytes_to_write() > 0
+            })
+        })
+    }
+
     /// Records rustls holds for the upstream that the socket has not taken yet.
     #[inline]
     pub(super) fn output_pending(&self) -> bool {
         self.tls.as_ref().is_some_and(|c| c.wants_write())
     }
 
-    /// End our sending side: close_notify first under TLS.
-    pub(super) fn shutdown_write(&mut self) {
+    /// End our sending side: close_notify first under TLS, and the socket is shut once
+    /// rustls' records are all out (false: not yet, try again when it is writable).
+    pub(super) fn shutdown_write(&mut self) -> bool {
         if let Some(conn) = self.tls.as_mut() {
-            if !self.peer.shut {
-                conn.send_close_notify();
-                let _ = flush_records(conn, &mut self.peer);
+            conn.send_close_notify();
+            let _ = flush_records(conn, &mut self.peer);
+            if conn.wants_write() {
+                return false;
             }
         }
         self.peer.shutdown_write();
+        true
     }
 }

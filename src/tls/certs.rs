@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// One certificate chain and its key, ready to serve.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Certificate {
     /// The chain and the signing key.
     pub key: Arc<CertifiedKey>,
@@ -211,19 +211,20 @@ pub struct Pick {
 
 impl CertSet {
     /// The set of `certs` (at least one; the first is the default). A name two certificates
-    /// cover goes to the first.
+    /// cover goes to the one that expires last (a renewal left beside the certificate it
+    /// renews, in a `certificate_dir`), the first on a tie.
     pub fn new(certs: Vec<Arc<Certificate>>) -> CertSet {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
+        let mut exact: HashMap<String, usize> = HashMap::new();
+        let mut wildcard: HashMap<String, usize> = HashMap::new();
         for (i, c) in certs.iter().enumerate() {
             for n in &c.names {
-                match n.strip_prefix("*.") {
-                    Some(suffix) => {
-                        wildcard.entry(suffix.to_string()).or_insert(i);
-                    }
-                    None => {
-                        exact.entry(n.clone()).or_insert(i);
-                    }
+                let (map, key) = match n.strip_prefix("*.") {
+                    Some(suffix) => (&mut wildcard, suffix),
+                    None => (&mut exact, n.as_str()),
+                };
+                let slot = map.entry(key.to_string()).or_insert(i);
+                if certs[*slot].not_after < c.not_after {
+                    *slot = i;
                 }
             }
         }

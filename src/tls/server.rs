@@ -27,6 +27,8 @@ pub struct Tls {
     tickets: Arc<Tickets>,
     /// The settings the certificates were last loaded from (the watcher reloads them).
     spec: Mutex<TlsSpec>,
+    /// One reload at a time (SIGHUP and the file watcher may meet).
+    reloading: Mutex<()>,
 }
 
 /// The SNI resolver rustls asks at each ClientHello.
@@ -82,6 +84,7 @@ impl Tls {
             ))),
             tickets: Arc::new(tickets),
             spec: Mutex::new(spec.clone()),
+            reloading: Mutex::new(()),
         }))
     }
 
@@ -129,13 +132,17 @@ impl Tls {
     /// one when there is one; each problem is returned, to be logged. With nothing loadable
     /// at all, the certificates in force stay.
     pub fn reload(&self, spec: &TlsSpec) -> Vec<String> {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let mut problems = Vec::new();
         let old = self.certs();
+        // A pair kept after a failed load carries the stamps of the files as they are now, so
+        // the watcher tries again only when they change again (not every round, warning).
         let kept = |cert: &std::path::Path| {
-            old.certs
-                .iter()
-                .find(|c| c.cert_path == cert)
-                .map(Arc::clone)
+            old.certs.iter().find(|c| c.cert_path == cert).map(|c| {
+                let mut again = Certificate::clone(c);
+                again.stamps = (certs::mtime(&c.cert_path), certs::mtime(&c.key_path));
+                Arc::new(again)
+            })
         };
         let mut fresh: Vec<Arc<Certificate>> = Vec::new();
         for (cert, key) in &spec.certificates {
@@ -172,6 +179,9 @@ impl Tls {
             *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CertSet::new(fresh));
         }
         *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = spec.clone();
+        if spec.ticket_key_file.is_none() {
+            self.tickets.forget_file();
+        }
         if let Some(p) = &spec.ticket_key_file {
             match std::fs::read(p) {
                 Ok(bytes) => {
@@ -204,7 +214,8 @@ impl Tls {
             let on_disk = std::fs::read_dir(dir)
                 .map(|r| {
                     r.filter_map(|e| e.ok())
-                        .filter(|e| e.path().extension().is_some_and(|x| x == "pem"))
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "pem") && p.is_file())
                         .count()
                 })
                 .unwrap_or(0);

@@ -116,6 +116,21 @@ impl Tickets {
         Ok(())
     }
 
+    /// `ticket_key_file` is no longer set (a reload): keys made here from now on, rotated;
+    /// the file's keys stay to open the tickets they made until the next rotation.
+    pub fn forget_file(&self) {
+        let mut k = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if !k.from_file {
+            return;
+        }
+        if let Some(fresh) = Key::random(&self.rng) {
+            k.keys.insert(0, fresh);
+            k.keys.truncate(2);
+            k.made = Instant::now();
+            k.from_file = false;
+        }
+    }
+
     /// Every key, 80 bytes each, the one making tickets first: what an upgrade hands over.
     pub fn export(&self) -> Vec<u8> {
         let k = self.keys.read().unwrap_or_else(|p| p.into_inner());

@@ -628,7 +628,7 @@ impl Worker {
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.
         self.accept_paused = false;
-        if self.accept_ready {
+        if self.accept_ready || self.tls_accept_ready {
             self.accept();
         }
     }

@@ -29,6 +29,11 @@ const TOOLS: &[(&str, &str, &[&str])] = &[
     ),
     ("goround_has_curl", "GOROUND_REQUIRE_CURL", &["curl"]),
     (
+        "goround_has_pebble",
+        "GOROUND_REQUIRE_PEBBLE",
+        &["pebble-challtestsrv"],
+    ),
+    (
         "goround_has_openssl",
         "GOROUND_REQUIRE_OPENSSL",
         &["openssl"],

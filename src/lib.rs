@@ -72,6 +72,7 @@ pub mod upstream;
 
 // The engine's own.
 mod access_log;
+mod acme;
 mod admin;
 mod clock;
 mod connpool;

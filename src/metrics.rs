@@ -52,8 +52,8 @@ impl Counter {
 
 /// The statuses the proxy answers itself, in the order of [`WorkerStats::local`]: every one
 /// it can make, and no other (a series that can never move would say something untrue).
-pub const LOCAL_CODES: [u16; 14] = [
-    308, 400, 404, 405, 408, 414, 421, 429, 431, 501, 502, 503, 504, 505,
+pub const LOCAL_CODES: [u16; 15] = [
+    200, 308, 400, 404, 405, 408, 414, 421, 429, 431, 501, 502, 503, 504, 505,
 ];
 
 /// One worker's client-side counters.
@@ -228,7 +228,7 @@ mod tests {
         w.count_local(429);
         w.count_local(505);
         let counts: Vec<u64> = w.local.iter().map(Counter::get).collect();
-        assert_eq!(counts, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(counts, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// The HTTPS listener's certificates and ticket keys (one for the process, carried from
     /// snapshot to snapshot), when `[tls]` is on.
     pub tls: Option<Arc<Tls>>,
+    /// ACME (`[acme]`): its http-01 tokens and the domains' states (one for the process,
+    /// carried from snapshot to snapshot).
+    pub acme: Option<Arc<crate::acme::Acme>>,
     /// The rustls configuration new TLS connections use.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// `Strict-Transport-Security: VALUE` CRLF, for HTTPS responses (`[tls] hsts`).
@@ -54,9 +57,14 @@ impl Snapshot {
         cfg: Config,
         registry: &Registry,
         tls: Option<Arc<Tls>>,
+        acme: Option<Arc<crate::acme::Acme>>,
     ) -> Result<Snapshot, String> {
+        let alpn_challenges = cfg
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == crate::config::AcmeChallenge::TlsAlpn01);
         let tls_server = match (&tls, &cfg.tls) {
-            (Some(t), Some(spec)) => Some(t.server_config(spec)?),
+            (Some(t), Some(spec)) => Some(t.server_config(spec, alpn_challenges)?),
             _ => None,
         };
         let hsts_line = cfg.tls.as_ref().and_then(|t| t.hsts.as_ref()).map(|v| {
@@ -107,6 +115,7 @@ impl Snapshot {
             hsts_line,
             upstream_tls,
             tls,
+            acme,
             tls_server,
             listed: Vec::new(),
         };
@@ -125,11 +134,20 @@ impl Snapshot {
         // The pools' TLS to their upstreams is made again (its CA file, or the system's
         // store, read anew); the HTTPS certificates are loaded again only once the rest of
         // the file proved good, so that a refused reload changes nothing.
-        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone())?;
+        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone(), prev.acme.clone())?;
         if let (Some(t), Some(spec)) = (&prev.tls, &snap.cfg.tls) {
             for problem in t.reload(spec) {
                 log::warn!("TLS: {problem}");
             }
+        }
+        match (&prev.acme, &snap.cfg.acme) {
+            (Some(a), Some(spec)) => a.update(spec),
+            (None, Some(_)) => log::warn!("ACME: [acme] takes effect at the next start or upgrade"),
+            (Some(_), None) => log::warn!(
+                "ACME: [acme] was removed: the ordered certificates stay in service until the \
+                 next start or upgrade"
+            ),
+            (None, None) => {}
         }
         let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);
         if old == new {

@@ -120,7 +120,11 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         )?),
         None => None,
     };
-    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry, tls)?);
+    let acme = match (&cfg.acme, &tls) {
+        (Some(spec), Some(t)) => Some(crate::acme::Acme::start(spec, Arc::clone(t))?),
+        _ => None,
+    };
+    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry, tls, acme)?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
     let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
     let admin_copy = match (inherited_admin.into_iter().next(), admin) {

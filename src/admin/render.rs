@@ -1,7 +1,7 @@
 //! The admin pages from a [`View`]: Prometheus text (format 0.0.4), the JSON status, and the
 //! live status page. Pure: a view in, bytes out.
 
-use super::view::{TlsView, UpstreamView, View};
+use super::view::{AcmeView, TlsView, UpstreamView, View};
 use crate::metrics::{BUCKETS_US, LOCAL_CODES};
 use crate::text::json_str;
 use std::fmt::Write;
@@ -335,6 +335,9 @@ pub fn metrics(v: &View) -> String {
     if let Some(t) = &v.tls {
         tls_metrics(&mut o, t);
     }
+    if let Some(a) = &v.acme {
+        acme_metrics(&mut o, a);
+    }
     head(
         &mut o,
         "goround_uptime_seconds",
@@ -415,6 +418,119 @@ fn tls_metrics(o: &mut String, t: &TlsView) {
             label(name)
         );
     }
+}
+
+/// ACME's metrics.
+fn acme_metrics(o: &mut String, a: &AcmeView) {
+    head(
+        o,
+        "goround_acme_orders_total",
+        "counter",
+        "Certificate orders to the ACME CA, by result.",
+    );
+    let _ = writeln!(
+        o,
+        "goround_acme_orders_total{{result=\"ok\"}} {}\ngoround_acme_orders_total{{result=\"failed\"}} {}",
+        a.orders_ok, a.orders_failed
+    );
+    head(
+        o,
+        "goround_acme_next_renewal_timestamp_seconds",
+        "gauge",
+        "When each ACME domain's certificate is next ordered or renewed (Unix time).",
+    );
+    for d in &a.domains {
+        if let Some(t) = d.next_renewal {
+            let _ = writeln!(
+                o,
+                "goround_acme_next_renewal_timestamp_seconds{{name=\"{}\"}} {t}",
+                label(&d.name)
+            );
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 for JSON, or `null`.
+fn json_time(t: Option<i64>) -> String {
+    t.map_or("null".to_string(), |t| {
+        json_str(&crate::access_log::rfc3339_ms(
+            u64::try_from(t).unwrap_or(0) * 1000,
+        ))
+    })
+}
+
+/// ACME in `/status`.
+fn acme_json(a: &AcmeView) -> String {
+    let domains: Vec<String> = a
+        .domains
+        .iter()
+        .map(|d| {
+            let (since, error) = match &d.state {
+                crate::acme::DomainState::Failing { since, error } => {
+                    (json_time(Some(*since)), json_str(error))
+                }
+                crate::acme::DomainState::Pending { error: Some(e) } => {
+                    ("null".to_string(), json_str(e))
+                }
+                _ => ("null".to_string(), "null".to_string()),
+            };
+            format!(
+                "{{\"name\":{},\"state\":\"{}\",\"not_after\":{},\"next_renewal\":{},\"failing_since\":{since},\"error\":{error}}}",
+                json_str(&d.name),
+                d.state.name(),
+                json_time(d.not_after),
+                json_time(d.next_renewal),
+            )
+        })
+        .collect();
+    format!(
+        "{{\"directory\":{},\"orders\":{{\"ok\":{},\"failed\":{}}},\"domains\":[{}]}}",
+        json_str(&a.directory),
+        a.orders_ok,
+        a.orders_failed,
+        domains.join(",")
+    )
+}
+
+/// A domain's state in words, as the page shows it.
+fn acme_state_text(d: &crate::acme::DomainStatus) -> String {
+    let at = |t: i64| crate::access_log::rfc3339_ms(u64::try_from(t).unwrap_or(0) * 1000);
+    match &d.state {
+        crate::acme::DomainState::Pending { error: None } => "pending".to_string(),
+        crate::acme::DomainState::Pending { error: Some(e) } => format!("pending: {e}"),
+        crate::acme::DomainState::Valid => {
+            format!("valid until {}", d.not_after.map_or(String::new(), at))
+        }
+        crate::acme::DomainState::Failing { since, error } => format!(
+            "valid until {}; renewal failing since {}: {error}",
+            d.not_after.map_or(String::new(), at),
+            at(*since)
+        ),
+        crate::acme::DomainState::Configured => "covered by a configured certificate".to_string(),
+    }
+}
+
+/// ACME's domains on the page.
+fn acme_section(a: &AcmeView) -> String {
+    let mut out = format!(
+        "<section class=\"pool\"><h2>ACME <small>{}</small></h2><table><thead><tr>\
+         <th>domain</th><th>state</th></tr></thead><tbody>",
+        html(&a.directory)
+    );
+    for d in &a.domains {
+        let class = match d.state {
+            crate::acme::DomainState::Valid | crate::acme::DomainState::Configured => "up",
+            _ => "down",
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td></tr>",
+            html(&d.name),
+            html(&acme_state_text(d)),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
 }
 
 /// The HTTPS listener in `/status`.
@@ -530,7 +646,7 @@ pub fn status(v: &View) -> String {
     let _ = write!(
         o,
         "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
-         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"shutting_down\":{}}}",
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"acme\":{},\"shutting_down\":{}}}",
         v.open,
         v.accepted,
         v.requests,
@@ -548,6 +664,7 @@ pub fn status(v: &View) -> String {
             t,
             (crate::upstream::unix_ms() / 1000) as i64
         )),
+        v.acme.as_ref().map_or("null".to_string(), acme_json),
         v.shutting_down
     );
     o
@@ -625,7 +742,7 @@ pub fn page(v: &View) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>goround-mio status</title><style>{STYLE}</style></head><body>\
          <h1>goround-mio <small id=\"version\">{version}</small></h1>\
-         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"pools\">{rows}</div>\
+         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"pools\">{rows}</div>\
          <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
          metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
          <script>{SCRIPT}</script></body></html>\n",
@@ -635,6 +752,7 @@ pub fn page(v: &View) -> String {
             t,
             (crate::upstream::unix_ms() / 1000) as i64
         )),
+        acme = v.acme.as_ref().map_or(String::new(), acme_section),
     )
 }
 
@@ -721,6 +839,18 @@ function render(s){
         esc(c.not_after)+'</td><td>'+c.days_left+'</td></tr>';
     });
     document.getElementById('tls').innerHTML=t+'</tbody></table></section>';
+  }
+  if(s.acme){
+    var a='<section class="pool"><h2>ACME <small>'+esc(s.acme.directory)+'</small></h2><table><thead><tr>'+
+      '<th>domain</th><th>state</th></tr></thead><tbody>';
+    s.acme.domains.forEach(function(d){
+      var txt=d.state==='valid'?'valid until '+esc(d.not_after):d.state==='failing'?'valid until '+
+        esc(d.not_after)+'; renewal failing since '+esc(d.failing_since)+': '+esc(d.error):
+        d.state==='pending'?'pending'+(d.error?': '+esc(d.error):''):'covered by a configured certificate';
+      a+='<tr class="'+(d.state==='valid'||d.state==='configured'?'up':'down')+'"><td>'+esc(d.name)+
+        '</td><td>'+txt+'</td></tr>';
+    });
+    document.getElementById('acme').innerHTML=a+'</tbody></table></section>';
   }
   var rl=s.pools.reduce(function(a,p){return a+p.rate_limited;},0);
   document.getElementById('summary').textContent='up '+s.uptime_seconds+'s · '+s.clients.open+

@@ -41,6 +41,17 @@ pub struct View {
     pub shared_limits: Option<SharedLimitsView>,
     /// The HTTPS listener, when `[tls]` is on.
     pub tls: Option<TlsView>,
+    /// ACME, when `[acme]` is on.
+    pub acme: Option<AcmeView>,
+}
+
+/// ACME: the CA, the orders, each domain's state.
+#[derive(Debug, Clone, Default)]
+pub struct AcmeView {
+    pub directory: String,
+    pub orders_ok: u64,
+    pub orders_failed: u64,
+    pub domains: Vec<crate::acme::DomainStatus>,
 }
 
 /// The HTTPS listener: its handshakes and certificates.
@@ -178,6 +189,12 @@ pub fn collect(shared: &Shared) -> View {
         }),
         ..View::default()
     };
+    v.acme = snap.acme.as_ref().map(|a| AcmeView {
+        directory: a.directory(),
+        orders_ok: a.orders_ok.load(std::sync::atomic::Ordering::Relaxed),
+        orders_failed: a.orders_failed.load(std::sync::atomic::Ordering::Relaxed),
+        domains: a.domains(),
+    });
     v.tls = snap
         .tls
         .as_ref()
@@ -189,10 +206,12 @@ pub fn collect(shared: &Shared) -> View {
                     (false, Some(bound)) => bound.to_string(),
                     (false, None) => spec.listen.to_string(),
                 },
+                // A placeholder (ACME, until the order completes) is no certificate to watch.
                 certificates: t
                     .certs()
                     .certs
                     .iter()
+                    .filter(|c| !c.placeholder)
                     .map(|c| (c.names.clone(), c.not_after))
                     .collect(),
                 ..TlsView::default()

@@ -279,6 +279,11 @@ pub(super) fn build(
         _ => None,
     };
     let tls = super::tls::tls(&cli, &file, source.as_ref())?;
+    let acme_flags = super::acme::Flags {
+        email: cli.acme_email.clone(),
+        domains: cli.acme_domain.clone(),
+        directory: cli.acme_directory.clone(),
+    };
     let access_log = access_log(&cli, matches, &file, source.as_ref())?;
     let client_limits = match (&file.client_limits, &source) {
         (Some(l), Some(src)) => client_limits(l.get_ref(), src)?,
@@ -369,6 +374,7 @@ pub(super) fn build(
             (vec![pool], vec![route])
         }
     };
+    let acme = super::acme::acme(&acme_flags, &file, source.as_ref(), tls.as_ref(), &routes)?;
 
     Ok(Config {
         listen,
@@ -403,6 +409,7 @@ pub(super) fn build(
         proxy_protocol,
         proxy_protocol_from,
         tls,
+        acme,
         admin,
         admin_token,
         access_log,

@@ -53,6 +53,8 @@ pub struct File {
     pub client_limits: Option<At<LimitsFile>>,
     /// `[tls]`: the HTTPS listener.
     pub tls: Option<At<TlsFile>>,
+    /// `[acme]`: certificates ordered and renewed from an ACME CA.
+    pub acme: Option<At<AcmeFile>>,
     /// Named pools of upstreams.
     #[serde(default)]
     pub pools: BTreeMap<String, At<PoolFile>>,
@@ -95,6 +97,19 @@ pub struct TlsFile {
     pub ticket_key_file: Option<At<Value>>,
     pub redirect_http: Option<At<Value>>,
     pub hsts: Option<At<Value>>,
+}
+
+/// `[acme]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    pub email: Option<At<Value>>,
+    pub directory: Option<At<Value>>,
+    pub domains: Option<At<Vec<At<Value>>>>,
+    pub storage: Option<At<Value>>,
+    pub challenge: Option<At<Value>>,
+    pub renew_before: Option<At<Value>>,
+    pub ca_bundle: Option<At<Value>>,
 }
 
 /// One of `[tls] certificates`.

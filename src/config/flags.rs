@@ -248,6 +248,19 @@ pub struct Cli {
     #[arg(long)]
     pub redirect_http: bool,
 
+    /// Get and renew the HTTPS listener's certificates from an ACME CA (Let's Encrypt by
+    /// default), with this contact address
+    #[arg(long, value_name = "ADDRESS")]
+    pub acme_email: Option<String>,
+
+    /// A domain to get a certificate for (repeatable; default: every exact host routed)
+    #[arg(long, value_name = "NAME")]
+    pub acme_domain: Vec<String>,
+
+    /// The ACME CA's directory URL (default: Let's Encrypt's production directory)
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+
     /// Write an access log line per request to PATH (or `stdout`); off by default
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,

@@ -16,6 +16,7 @@
 //!
 //! This file only names the parts and what the rest of the proxy takes from them.
 
+mod acme;
 mod build;
 mod defaults;
 mod error;
@@ -29,6 +30,7 @@ mod spec;
 mod tls;
 mod values;
 
+pub use acme::{ACME_DIRECTORY, ACME_RENEW_BEFORE, ACME_STORAGE};
 pub use defaults::*;
 pub use error::ConfigError;
 pub use loader::{from_args, load_from};

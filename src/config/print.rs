@@ -119,6 +119,12 @@ pub fn effective(cfg: &Config) -> String {
             let _ = writeln!(o, "\n# [tls]: not set, no HTTPS listener");
         }
     }
+    match &cfg.acme {
+        Some(a) => acme_table(o, a),
+        None => {
+            let _ = writeln!(o, "\n# [acme]: not set, no certificates ordered");
+        }
+    }
     match cfg.admin {
         Some(admin) => {
             let _ = writeln!(o, "\n[admin]\nlisten = {}", quote(&admin.to_string()));
@@ -266,6 +272,31 @@ fn rate(o: &mut String, rate: Option<Rate>) {
             let _ = writeln!(o, "requests_per_second = {}", r.per_second);
         }
         let _ = writeln!(o, "burst = {}", r.burst);
+    }
+}
+
+fn acme_table(o: &mut String, a: &super::AcmeSpec) {
+    let _ = writeln!(o, "\n[acme]");
+    match &a.email {
+        Some(e) => {
+            let _ = writeln!(o, "email = {}", quote(e));
+        }
+        None => {
+            let _ = writeln!(o, "# email: not set, an account without a contact");
+        }
+    }
+    let _ = writeln!(o, "directory = {}", quote(&a.directory));
+    let domains: Vec<String> = a.domains.iter().map(|d| quote(d)).collect();
+    let _ = writeln!(o, "domains = [{}]", domains.join(", "));
+    let _ = writeln!(o, "storage = {}", quote(&a.storage.to_string_lossy()));
+    let _ = writeln!(o, "challenge = {}", quote(a.challenge.name()));
+    let _ = writeln!(
+        o,
+        "renew_before = {}",
+        quote(&format_duration(a.renew_before))
+    );
+    if let Some(c) = &a.ca_bundle {
+        let _ = writeln!(o, "ca_bundle = {}", quote(&c.to_string_lossy()));
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Config {
     pub proxy_protocol_from: Vec<crate::proxy_protocol::Cidr>,
     /// The HTTPS listener (`[tls]`, `--tls-listen`), if any.
     pub tls: Option<TlsSpec>,
+    /// Certificates from an ACME CA (`[acme]`, `--acme-*`), if any.
+    pub acme: Option<AcmeSpec>,
     /// The admin listener (`[admin] listen`, `--admin`), if any.
     pub admin: Option<SocketAddr>,
     /// `[admin] token_file`: where the admin pages' bearer token was read from, and the
@@ -453,6 +455,44 @@ pub struct TlsSpec {
     /// Where the listener was bound, once it is (its port when `listen` asked for port 0):
     /// what redirects and the status pages name. A reload keeps it.
     pub bound: Option<SocketAddr>,
+}
+
+/// How the CA is shown that we control a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A token served by the plain listener (RFC 8555 §8.3).
+    Http01,
+    /// A certificate served by the HTTPS listener for ALPN `acme-tls/1` (RFC 8737).
+    TlsAlpn01,
+}
+
+impl AcmeChallenge {
+    /// Its name in the configuration and in ACME.
+    pub fn name(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+/// `[acme]`: certificates ordered from an ACME CA (RFC 8555) and renewed before they expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSpec {
+    /// The account's contact.
+    pub email: Option<String>,
+    /// The CA's directory URL (https).
+    pub directory: String,
+    /// The names to get certificates for (one certificate each), lowercase.
+    pub domains: Vec<String>,
+    /// Where the account key, the certificates and their keys are kept (files 0600).
+    pub storage: std::path::PathBuf,
+    /// How control of a domain is proven.
+    pub challenge: AcmeChallenge,
+    /// Renew this long before expiry.
+    pub renew_before: std::time::Duration,
+    /// CA certificates (PEM) the directory is verified against instead of the system's.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl TlsSpec {

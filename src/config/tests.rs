@@ -184,7 +184,7 @@ fn upstream_flags_with_a_config_file_are_a_usage_error() {
 fn every_rule_of_the_file_has_a_positioned_error() {
     let cases: &[(&str, &str)] = &[
         ("conect_timeout = \"4s\"\n", "t.toml:1:1: unknown key `conect_timeout` (did you mean `connect_timeout`?)"),
-        ("connect_timeout = \"4\"\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:19: connect_timeout: missing unit in duration '4' (use ms, s, m or h)"),
+        ("connect_timeout = \"4\"\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:19: connect_timeout: missing unit in duration '4' (use ms, s, m, h or d)"),
         ("workers = 0\n[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n", "t.toml:1:11: workers: must be at least 1"),
         ("[pools.a]\nupstreams = []\n", "t.toml:2:13: pool 'a' has no upstreams"),
         ("[pools.a]\nupstreams = [{ address = \"127.0.0.1:1\", weight = 0 }]\n", "t.toml:2:50: weight must be at least 1"),
@@ -455,7 +455,7 @@ fn error_lines() {
     assert_eq!(
         error(&["--upstream", "127.0.0.1:1", "--health-interval", "10"]),
         "invalid value '10' for '--health-interval <DURATION>': \
-         missing unit in duration '10' (use ms, s, m or h)"
+         missing unit in duration '10' (use ms, s, m, h or d)"
     );
     assert_eq!(
         error(&["--upstream", "https://x:443"]),

@@ -6,7 +6,7 @@ use super::file::{self, Source};
 use super::flags;
 use super::read::{as_bool, as_str};
 use super::spec::{TlsSpec, TlsVersion};
-use super::values::{parse_duration, parse_listen};
+use super::values::{parse_listen, parse_positive_duration};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +32,11 @@ pub(super) fn tls(
     }
     let err =
         |src: &Source, span: std::ops::Range<usize>, m: String| file_error(src.error(&span, m));
+    // With ACME the certificates may all be ordered: the listener needs none of its own.
+    let acme = (file.acme.is_some() && source.is_some())
+        || cli.acme_email.is_some()
+        || !cli.acme_domain.is_empty()
+        || cli.acme_directory.is_some();
     let listen = match (
         cli.tls_listen,
         section.and_then(|(t, s)| Some((t.get_ref().listen.as_ref()?, s))),
@@ -114,14 +119,7 @@ pub(super) fn tls(
         }
         if let Some(v) = &t.handshake_timeout {
             spec.handshake_timeout = as_str(v.get_ref())
-                .and_then(parse_duration)
-                .and_then(|d| {
-                    if d.is_zero() {
-                        Err("must be above 0".to_string())
-                    } else {
-                        Ok(d)
-                    }
-                })
+                .and_then(parse_positive_duration)
                 .map_err(|e| err(src, v.span(), format!("handshake_timeout: {e}")))?;
         }
         if let Some(v) = &t.session_tickets {
@@ -153,16 +151,16 @@ pub(super) fn tls(
             }
             spec.hsts = Some(value.to_string());
         }
-        if spec.certificates.is_empty() && spec.certificate_dir.is_none() {
+        if spec.certificates.is_empty() && spec.certificate_dir.is_none() && !acme {
             return Err(err(
                 src,
                 file.tls.as_ref().map_or(0..0, |t| t.span()),
-                "[tls] needs certificates or a certificate_dir".to_string(),
+                "[tls] needs certificates, a certificate_dir or [acme]".to_string(),
             ));
         }
-    } else if spec.certificates.is_empty() {
+    } else if spec.certificates.is_empty() && !acme {
         return Err(ConfigError::Usage(
-            "--tls-listen needs at least one --tls-cert and --tls-key".to_string(),
+            "--tls-listen needs at least one --tls-cert and --tls-key, or --acme-email".to_string(),
         ));
     }
     Ok(Some(spec))

@@ -95,15 +95,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         "" if number.is_empty() => return Err("empty duration".to_string()),
         "" => {
             return Err(format!(
-                "missing unit in duration '{s}' (use ms, s, m or h)"
+                "missing unit in duration '{s}' (use ms, s, m, h or d)"
             ))
         }
         _ => {
             return Err(format!(
-                "unknown unit in duration '{s}' (use ms, s, m or h)"
+                "unknown unit in duration '{s}' (use ms, s, m, h or d)"
             ))
         }
     };
@@ -401,11 +402,12 @@ mod tests {
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(
             parse_duration("10"),
-            Err("missing unit in duration '10' (use ms, s, m or h)".to_string())
+            Err("missing unit in duration '10' (use ms, s, m, h or d)".to_string())
         );
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(
-            parse_duration("10d"),
-            Err("unknown unit in duration '10d' (use ms, s, m or h)".to_string())
+            parse_duration("10w"),
+            Err("unknown unit in duration '10w' (use ms, s, m, h or d)".to_string())
         );
         assert_eq!(parse_duration(""), Err("empty duration".to_string()));
         for bad in ["s", ".5s", "1.s", "1..5s", "-1s", "1 s", " 1s", "1.2.3s"] {

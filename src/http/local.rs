@@ -118,6 +118,18 @@ pub fn write_no_route(host: &[u8], close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"'\n");
 }
 
+/// A `200 OK` with `body` as `text/plain` (an ACME http-01 key authorization).
+pub fn write_text(body: &[u8], close: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
 /// A `308 Permanent Redirect` to `location` (the same URL over HTTPS), with an empty body.
 pub fn write_redirect(location: &[u8], close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: ");

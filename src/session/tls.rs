@@ -101,6 +101,16 @@ impl Session {
             }
         };
         if tls.done.is_none() && !tls.conn.is_handshaking() {
+            if tls.conn.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                // A CA validating tls-alpn-01 (RFC 8737 §3): the handshake was the whole
+                // exchange; no request follows.
+                tls.conn.send_close_notify();
+                self.state = State::Closing {
+                    linger_since: None,
+                    clean: true,
+                };
+                return Ok(0);
+            }
             self.handshake_done(ctx);
         } else if self.client.eof && tls.done.is_none() {
             self.handshake_failed(HandshakeFailure::Eof, "closed during the handshake", ctx);

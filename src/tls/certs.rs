@@ -28,6 +28,8 @@ pub struct Certificate {
     pub key_path: PathBuf,
     /// The files' modification times when loaded (the watcher reloads a file that changed).
     pub stamps: (Option<std::time::SystemTime>, Option<std::time::SystemTime>),
+    /// Made here and self-signed, served for an ACME name until its order completes.
+    pub placeholder: bool,
 }
 
 /// A file's modification time, if it can be read.
@@ -74,6 +76,7 @@ pub fn load_pair(
         cert_path: cert_path.to_path_buf(),
         key_path: key_path.to_path_buf(),
         stamps,
+        placeholder: false,
     })
 }
 
@@ -302,6 +305,7 @@ mod tests {
             cert_path: PathBuf::new(),
             key_path: PathBuf::new(),
             stamps: (None, None),
+            placeholder: false,
         })
     }
 

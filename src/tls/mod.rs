@@ -15,7 +15,7 @@ mod server;
 pub mod tickets;
 mod upstream;
 
-pub use server::{Tls, TICKET_KEYS_FD_VAR};
+pub use server::{Tls, ACME_TLS_ALPN, TICKET_KEYS_FD_VAR};
 pub use upstream::UpstreamTls;
 
 /// What `--check` loads beyond the file: every certificate and key, as a start would. The

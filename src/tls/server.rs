@@ -13,6 +13,9 @@ use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, Se
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, Mutex, RwLock};
 
+/// The ALPN protocol of ACME's tls-alpn-01 validation (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The variable naming the descriptor an upgrading process hands its ticket keys through.
 pub const TICKET_KEYS_FD_VAR: &str = "GOROUND_TICKET_KEYS_FD";
 
@@ -21,8 +24,14 @@ pub const TICKET_KEYS_FD_VAR: &str = "GOROUND_TICKET_KEYS_FD";
 #[derive(Debug)]
 pub struct Tls {
     provider: Arc<CryptoProvider>,
-    /// The certificates in force.
+    /// The certificates in force: the configured ones, then the ordered ones.
     set: RwLock<Arc<CertSet>>,
+    /// The certificates of the configuration, in order (the first is the default).
+    configured: Mutex<Vec<Arc<Certificate>>>,
+    /// The certificates an ACME CA issued (or their placeholders until it does), by name.
+    ordered: Mutex<std::collections::BTreeMap<String, Arc<Certificate>>>,
+    /// tls-alpn-01: the validation certificate of each name being validated.
+    alpn_challenges: RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
     /// The session tickets' keys.
     tickets: Arc<Tickets>,
     /// The settings the certificates were last loaded from (the watcher reloads them).
@@ -37,6 +46,20 @@ struct Resolver(Arc<Tls>);
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN))
+        {
+            // Only the validation certificate answers acme-tls/1 (RFC 8737 §3), and only
+            // while that name is being validated.
+            let name = hello.server_name()?.to_ascii_lowercase();
+            let challenges = self
+                .0
+                .alpn_challenges
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            return challenges.get(&name).cloned();
+        }
         let set = self.0.certs();
         let pick = set.pick(hello.server_name());
         set.certs.get(pick.index).map(|c| Arc::clone(&c.key))
@@ -77,11 +100,13 @@ impl Tls {
             .map_err(|e| format!("{}: {e}", p.display()))?,
             None => Tickets::random(inherited)?,
         };
+        let configured: Vec<Arc<Certificate>> = loaded.into_iter().map(Arc::new).collect();
         Ok(Arc::new(Tls {
             provider,
-            set: RwLock::new(Arc::new(CertSet::new(
-                loaded.into_iter().map(Arc::new).collect(),
-            ))),
+            set: RwLock::new(Arc::new(CertSet::new(configured.clone()))),
+            configured: Mutex::new(configured),
+            ordered: Mutex::new(Default::default()),
+            alpn_challenges: RwLock::new(Default::default()),
             tickets: Arc::new(tickets),
             spec: Mutex::new(spec.clone()),
             reloading: Mutex::new(()),
@@ -100,7 +125,11 @@ impl Tls {
 
     /// The rustls configuration for `spec`, over the certificates in force and the ticket
     /// keys of the process (both shared: a reload builds a new configuration around them).
-    pub fn server_config(self: &Arc<Self>, spec: &TlsSpec) -> Result<Arc<ServerConfig>, String> {
+    pub fn server_config(
+        self: &Arc<Self>,
+        spec: &TlsSpec,
+        alpn_challenges: bool,
+    ) -> Result<Arc<ServerConfig>, String> {
         let versions: &[&rustls::SupportedProtocolVersion] = match spec.min_version {
             TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::V1_3 => &[&rustls::version::TLS13],
@@ -113,6 +142,9 @@ impl Tls {
         // HTTP/1.1 only: a client that offers ALPN and not it gets no_application_protocol
         // (RFC 7301 §3.2).
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if alpn_challenges {
+            cfg.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         // Resumption by ticket only: stateless, shared by the workers, kept across upgrades.
         // No session cache that would be per process.
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
@@ -173,10 +205,12 @@ impl Tls {
                 }
             }
         }
-        if fresh.is_empty() {
+        let named = !spec.certificates.is_empty() || spec.certificate_dir.is_some();
+        if fresh.is_empty() && named {
             problems.push("no certificate could be loaded: the ones in force stay".to_string());
         } else {
-            *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CertSet::new(fresh));
+            *self.configured.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+            self.publish();
         }
         *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = spec.clone();
         if spec.ticket_key_file.is_none() {
@@ -196,6 +230,62 @@ impl Tls {
             }
         }
         problems
+    }
+
+    /// The set in force made again from the configured certificates and the ordered ones.
+    fn publish(&self) {
+        let mut all = self
+            .configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.extend(
+            self.ordered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CertSet::new(all));
+    }
+
+    /// Serve `cert` for `name` from now on (an ACME order completed, or its placeholder until
+    /// then); `None` stops serving one for it. Handshakes in flight keep theirs.
+    pub fn set_ordered(&self, name: &str, cert: Option<Arc<Certificate>>) {
+        {
+            let mut ordered = self.ordered.lock().unwrap_or_else(|p| p.into_inner());
+            match cert {
+                Some(c) => ordered.insert(name.to_string(), c),
+                None => ordered.remove(name),
+            };
+        }
+        self.publish();
+    }
+
+    /// The configured certificates that cover `name` (an ACME order is not made for it).
+    pub fn configured_covers(&self, name: &str) -> bool {
+        self.configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|c| c.names.iter().any(|n| certs::name_covers(n, name)))
+    }
+
+    /// tls-alpn-01: answer acme-tls/1 handshakes for `name` with `cert` (`None`: no more).
+    pub fn set_alpn_challenge(&self, name: &str, cert: Option<Arc<CertifiedKey>>) {
+        let mut map = self
+            .alpn_challenges
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match cert {
+            Some(c) => map.insert(name.to_string(), c),
+            None => map.remove(name),
+        };
+    }
+
+    /// The crypto provider of the process.
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
     }
 
     /// Whether a file of the certificates in force changed on disk since it was loaded (a

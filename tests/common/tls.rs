@@ -252,6 +252,15 @@ impl TlsClient {
         }
     }
 
+    /// The certificate the server showed (DER).
+    pub fn peer_leaf(&self) -> Option<Vec<u8>> {
+        self.stream
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| c.as_ref().to_vec())
+    }
+
     /// Send `bytes` and flush them out.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.stream

@@ -247,11 +247,13 @@ pub fn request_head(
         }
     }
     out.put(ctx.client_ip.as_bytes());
-    out.put(if ctx.https {
-        b"\r\nX-Forwarded-Proto: https\r\n"
-    } else {
-        b"\r\nX-Forwarded-Proto: http\r\n"
-    });
+    // Fixed-length pieces: each is copied as a few stores, where one piece of either length
+    // would be a call to memcpy on every request.
+    out.put(b"\r\nX-Forwarded-Proto: http");
+    if ctx.https {
+        out.put(b"s");
+    }
+    out.put(b"\r\n");
     if !req.host.is_empty() {
         push_field(out, b"X-Forwarded-Host", req.host);
     }

@@ -172,7 +172,7 @@ fn json(r: &Record, out: &mut Vec<u8>) {
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
+pub fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -238,6 +238,11 @@ fn push_day_and_time(unix_ms: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&two(mi));
     out.push(b':');
     out.extend_from_slice(&two(s));
+}
+
+/// Unix seconds as RFC 3339 (before 1970: the epoch).
+pub fn rfc3339_secs(unix: i64) -> String {
+    rfc3339_ms(u64::try_from(unix).unwrap_or(0).saturating_mul(1000))
 }
 
 /// RFC 3339 with milliseconds, UTC: `2026-12-04T05:10:00.123Z`.

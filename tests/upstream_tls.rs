@@ -11,14 +11,17 @@ use std::time::Duration;
 
 /// A proxy whose pool `api` reaches `backend` over TLS with the pool settings `tls`.
 fn proxy_for(port: u16, upstream_host: &str, tls: &str, health: &str) -> (Proxy, TempDir) {
-    Proxy::with_config(
+    let (proxy, dir) = Proxy::with_config(
         &format!(
             "health_interval = \"1h\"\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n\
              [pools.api]\nupstreams = [\"{upstream_host}:{port}\"]\ntls = true\n{tls}\n{health}\n"
         ),
         &[],
-    )
+    );
+    // Ready once the first health check is done: its connection comes before any request's.
+    proxy.wait_for_log("start] ready", LOG_TIMEOUT);
+    (proxy, dir)
 }
 
 /// `n` requests on one keep-alive client connection: their statuses and bodies.
@@ -93,6 +96,9 @@ fn the_upstream_host_is_the_name_verified_when_no_server_name_is_set() {
     );
 }
 
+/// Health settings under which one failed check does not take an upstream down.
+const FALL_TWO: &str = "[pools.api.health]\nfall = 2";
+
 #[test]
 fn a_certificate_that_does_not_verify_is_a_failed_connect_with_its_reason() {
     let ca = TestCa::new();
@@ -107,7 +113,9 @@ fn a_certificate_that_does_not_verify_is_a_failed_connect_with_its_reason() {
             "tls_server_name = \"backend.test\"\ntls_ca = \"{}\"",
             ca_file.display()
         ),
-        "",
+        // The first health check, which makes the same handshake, must not take the
+        // upstream down before the request does: it takes two failed checks.
+        FALL_TWO,
     );
     assert_eq!(requests(&proxy, 1)[0].0, 503, "its only upstream went down");
     let line = proxy.wait_for_log("TLS handshake with 127.0.0.1:", LOG_TIMEOUT);
@@ -134,7 +142,7 @@ fn a_certificate_that_does_not_verify_is_a_failed_connect_with_its_reason() {
             "tls_server_name = \"backend.test\"\ntls_ca = \"{}\"",
             ca_file.display()
         ),
-        "",
+        FALL_TWO,
     );
     assert_eq!(requests(&proxy, 1)[0].0, 503);
     let line = proxy.wait_for_log("TLS handshake with", LOG_TIMEOUT);

@@ -12,6 +12,9 @@ use std::time::Duration;
 const MAX_RESPONSE: usize = 1 << 20;
 /// Connecting, and each read or write.
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// A whole request, however slowly the server trickles its answer: an order (a dozen
+/// requests) stays well within the storage lock's stale timeout.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the server answered.
 #[derive(Debug)]
@@ -40,32 +43,7 @@ pub struct Client {
 impl Client {
     /// A client that verifies servers against `ca_bundle`, or the system's trust store.
     pub fn new(ca_bundle: Option<&std::path::Path>) -> Result<Client, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_bundle {
-            Some(path) => {
-                use rustls::pki_types::pem::PemObject;
-                let bytes = std::fs::read(path)
-                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-                for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&bytes) {
-                    let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("{}: holds no certificate", path.display()));
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() {
-                    return Err("no trusted CA certificate found on this system".to_string());
-                }
-            }
-        }
+        let roots = crate::tls::trust_roots(ca_bundle)?;
         let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
@@ -85,13 +63,24 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, String> {
         let (host, port, path) = split_url(url)?;
-        let addr = (host.as_str(), port)
+        let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+        let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("{host}: cannot resolve: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host}: no address"))?;
-        let tcp = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+            .collect();
+        // Each address in turn (an IPv6 one may be unreachable where IPv4 works).
+        let mut last = format!("{host}: no address");
+        let mut connected = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+                Ok(s) => {
+                    connected = Some(s);
+                    break;
+                }
+                Err(e) => last = format!("cannot connect to {host}:{port}: {e}"),
+            }
+        }
+        let tcp = connected.ok_or(last)?;
         let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
         let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
@@ -119,7 +108,14 @@ impl Client {
             .map_err(|e| format!("{host}: {e}"))?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 16 * 1024];
+        let head_only = method == "HEAD";
         loop {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{host}: no whole answer within {} s",
+                    REQUEST_DEADLINE.as_secs()
+                ));
+            }
             match tls.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -127,8 +123,10 @@ impl Client {
                     if raw.len() > MAX_RESPONSE {
                         return Err(format!("{host}: response over {MAX_RESPONSE} bytes"));
                     }
-                    if complete(&raw, method == "HEAD") {
-                        break;
+                    if let Some(r) =
+                        framed(&raw, head_only, false).map_err(|e| format!("{host}: {e}"))?
+                    {
+                        return Ok(r);
                     }
                 }
                 // A server that closes without close_notify: what came is judged below.
@@ -136,7 +134,9 @@ impl Client {
                 Err(e) => return Err(format!("{host}: {e}")),
             }
         }
-        parse(&raw, method == "HEAD").map_err(|e| format!("{host}: {e}"))
+        framed(&raw, head_only, true)
+            .map_err(|e| format!("{host}: {e}"))?
+            .ok_or_else(|| format!("{host}: the response ended early"))
     }
 }
 
@@ -217,23 +217,6 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Whether `raw` holds a whole response (a body without length runs to the close).
-fn complete(raw: &[u8], head_only: bool) -> bool {
-    let Ok(Some((len, status, fields))) = head(raw) else {
-        return false;
-    };
-    if head_only || status == 204 || status == 304 {
-        return true;
-    }
-    if field(&fields, "transfer-encoding").is_some() {
-        return dechunk(&raw[len..]).is_ok_and(|b| b.is_some());
-    }
-    match field(&fields, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) => raw.len() - len >= n,
-        None => false,
-    }
-}
-
 /// A chunked body: `None` while it is not whole.
 fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let mut out = Vec::new();
@@ -243,7 +226,10 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
         };
         let size_text = std::str::from_utf8(&data[..eol]).map_err(|_| "bad chunk size")?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text, 16)
+            .ok()
+            .filter(|&n| n <= MAX_RESPONSE)
+            .ok_or("bad chunk size")?;
         data = &data[eol + 2..];
         if size == 0 {
             // Trailer fields, then the empty line.
@@ -257,26 +243,48 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
-fn parse(raw: &[u8], head_only: bool) -> Result<Response, String> {
-    let (len, status, headers) = head(raw)?.ok_or("the response ended inside its head")?;
+/// The response in `raw` once it is whole (`None`: more is needed). `at_end`: the server has
+/// closed, which ends a body without length and makes anything incomplete an error.
+fn framed(raw: &[u8], head_only: bool, at_end: bool) -> Result<Option<Response>, String> {
+    let Some((len, status, headers)) = head(raw)? else {
+        return if at_end {
+            Err("the response ended inside its head".to_string())
+        } else {
+            Ok(None)
+        };
+    };
     let rest = &raw[len..];
     let body = if head_only || status == 204 || status == 304 {
-        Vec::new()
+        Some(Vec::new())
     } else if field(&headers, "transfer-encoding").is_some() {
-        dechunk(rest)?.ok_or("the response ended inside its body")?
-    } else if let Some(n) = field(&headers, "content-length").and_then(|v| v.parse().ok()) {
-        if rest.len() < n {
-            return Err("the response ended inside its body".to_string());
-        }
-        rest[..n].to_vec()
+        dechunk(rest)?
+    } else if let Some(v) = field(&headers, "content-length") {
+        let n: usize = v.parse().map_err(|_| format!("bad Content-Length '{v}'"))?;
+        (rest.len() >= n).then(|| rest[..n].to_vec())
     } else {
-        rest.to_vec()
+        at_end.then(|| rest.to_vec())
     };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    match body {
+        Some(body) => Ok(Some(Response {
+            status,
+            headers,
+            body,
+        })),
+        None if at_end => Err("the response ended inside its body".to_string()),
+        None => Ok(None),
+    }
+}
+
+/// The whole response in `raw`, the server having closed (tests).
+#[cfg(test)]
+fn parse(raw: &[u8], head_only: bool) -> Result<Response, String> {
+    framed(raw, head_only, true)?.ok_or_else(|| "incomplete".to_string())
+}
+
+/// Whether `raw` holds a whole response (tests).
+#[cfg(test)]
+fn complete(raw: &[u8], head_only: bool) -> bool {
+    matches!(framed(raw, head_only, false), Ok(Some(_)))
 }
 
 #[cfg(test)]
@@ -327,6 +335,12 @@ mod tests {
         assert!(parse(b"HTTP/1.1 20 OK\r\n\r\n", false).is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", false).is_err());
         assert!(parse(b"SSH-2.0\r\n\r\n", false).is_err());
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+        assert!(
+            parse(huge, false).is_err(),
+            "a chunk size past any response is refused"
+        );
+        assert!(!complete(huge, false));
         let h = parse(
             b"HTTP/1.1 200 OK\r\nReplay-Nonce: abc\r\nContent-Length: 9\r\n\r\n",
             true,

@@ -126,14 +126,14 @@ impl AccountKey {
         payload: &str,
     ) -> Result<String, String> {
         let key = match kid {
-            Some(k) => format!(r#""kid":{}"#, json_string(k)),
+            Some(k) => format!(r#""kid":{}"#, crate::text::json_str(k)),
             None => format!(r#""jwk":{}"#, self.jwk()),
         };
         let protected = b64url(
             format!(
                 r#"{{"alg":"ES256",{key},"nonce":{},"url":{}}}"#,
-                json_string(nonce),
-                json_string(url)
+                crate::text::json_str(nonce),
+                crate::text::json_str(url)
             )
             .as_bytes(),
         );
@@ -148,11 +148,6 @@ impl AccountKey {
             b64url(sig.as_ref())
         ))
     }
-}
-
-/// `s` as a JSON string.
-pub fn json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
 }
 
 #[cfg(test)]

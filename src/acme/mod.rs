@@ -137,8 +137,19 @@ impl Acme {
     /// New settings (a reload): new domains are ordered, dropped ones no longer served.
     pub fn update(&self, spec: &AcmeSpec) {
         let mut s = self.spec.lock().unwrap_or_else(|p| p.into_inner());
-        if *s != *spec {
-            *s = spec.clone();
+        if spec.storage != s.storage || spec.ca_bundle != s.ca_bundle {
+            log::warn!(
+                "ACME: a new storage or ca_bundle takes effect at the next start or upgrade"
+            );
+        }
+        // The storage and the CA's trust stay what the thread started with.
+        let next = AcmeSpec {
+            storage: s.storage.clone(),
+            ca_bundle: s.ca_bundle.clone(),
+            ..spec.clone()
+        };
+        if *s != next {
+            *s = next;
             self.changed.notify_all();
         }
     }
@@ -171,8 +182,31 @@ struct Slot {
     stamp: Option<std::time::SystemTime>,
     /// No order before this (Unix seconds): after failures, or the CA's Retry-After.
     not_before: i64,
+    /// No order before this either: the CA's Retry-After (kept through new settings).
+    ca_until: i64,
     failures: u32,
-    state: DomainState,
+    /// Since when orders fail, and the last reason (none: the last one succeeded).
+    failing: Option<(i64, String)>,
+    /// A configured certificate covers the name: nothing is ordered.
+    covered: bool,
+}
+
+impl Slot {
+    /// Where the name stands, from what is served and how the last order went.
+    fn state(&self, now: i64) -> DomainState {
+        let served = self.not_after.is_some_and(|t| t > now);
+        match (self.covered, served, &self.failing) {
+            (true, _, _) => DomainState::Configured,
+            (false, false, f) => DomainState::Pending {
+                error: f.as_ref().map(|(_, e)| e.clone()),
+            },
+            (false, true, None) => DomainState::Valid,
+            (false, true, Some((since, error))) => DomainState::Failing {
+                since: *since,
+                error: error.clone(),
+            },
+        }
+    }
 }
 
 /// The ACME thread's state.
@@ -203,22 +237,12 @@ impl Manager {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if spec != self.spec {
-                if spec.storage != self.spec.storage || spec.ca_bundle != self.spec.ca_bundle {
-                    log::warn!(
-                        "ACME: a new storage or ca_bundle takes effect at the next start or \
-                         upgrade"
-                    );
-                }
                 if spec.directory != self.spec.directory || spec.email != self.spec.email {
                     self.client = None;
                 }
-                self.spec.domains = spec.domains.clone();
-                self.spec.challenge = spec.challenge;
-                self.spec.renew_before = spec.renew_before;
-                self.spec.directory = spec.directory.clone();
-                self.spec.email = spec.email.clone();
-                // New settings (a fixed directory, another challenge) are tried at once,
-                // not after the backoff the old ones earned.
+                self.spec = spec;
+                // New settings (a fixed directory, another challenge) are tried at once, not
+                // after the backoff the old ones earned; a wait the CA asked for stays.
                 for slot in &mut self.slots {
                     slot.not_before = i64::MIN;
                 }
@@ -251,18 +275,19 @@ impl Manager {
             let next = self
                 .slots
                 .iter()
-                .filter(|s| s.state != DomainState::Configured)
+                .filter(|s| !s.covered)
                 .map(|s| self.due_at(s))
                 .min()
                 .unwrap_or(i64::MAX);
             let wait = Duration::from_secs(
                 (next.saturating_sub(now)).clamp(1, LOOK_EVERY.as_secs() as i64) as u64,
             );
+            // Woken by new settings, also ones that came since they were read above.
             let guard = self.acme.spec.lock().unwrap_or_else(|p| p.into_inner());
             let _ = self
                 .acme
                 .changed
-                .wait_timeout(guard, wait)
+                .wait_timeout_while(guard, wait, |s| *s == self.spec)
                 .unwrap_or_else(|p| p.into_inner());
             for i in 0..self.slots.len() {
                 self.look_at_storage(i);
@@ -273,16 +298,16 @@ impl Manager {
     /// When `slot` is next ordered or renewed.
     fn due_at(&self, slot: &Slot) -> i64 {
         let renew = slot.not_after.map_or(i64::MIN, |t| {
-            t - self.spec.renew_before.as_secs().min(i64::MAX as u64) as i64
+            t.saturating_sub(self.spec.renew_before.as_secs().min(i64::MAX as u64) as i64)
         });
-        renew.max(slot.not_before)
+        renew.max(slot.not_before).max(slot.ca_until)
     }
 
     /// The first slot due now.
     fn due(&self, now: i64) -> Option<usize> {
         self.slots
             .iter()
-            .position(|s| s.state != DomainState::Configured && self.due_at(s) <= now)
+            .position(|s| !s.covered && self.due_at(s) <= now)
     }
 
     /// Make the slots follow the settings' domains: a new one starts with its stored
@@ -302,11 +327,12 @@ impl Manager {
                 not_after: None,
                 stamp: None,
                 not_before: i64::MIN,
+                ca_until: i64::MIN,
                 failures: 0,
-                state: DomainState::Pending { error: None },
+                failing: None,
+                covered: self.tls.configured_covers(&name),
             };
-            if self.tls.configured_covers(&name) {
-                slot.state = DomainState::Configured;
+            if slot.covered {
                 self.slots.push(slot);
                 continue;
             }
@@ -337,7 +363,7 @@ impl Manager {
     /// start, or renewed by another instance).
     fn look_at_storage(&mut self, i: usize) {
         let slot = &self.slots[i];
-        if slot.state == DomainState::Configured {
+        if slot.covered {
             return;
         }
         let (crt, key) = self.storage.cert_paths(&slot.name);
@@ -365,7 +391,7 @@ impl Manager {
                     let slot = &mut self.slots[i];
                     slot.not_after = Some(not_after);
                     if not_after > now_unix() {
-                        slot.state = DomainState::Valid;
+                        slot.failing = None;
                         slot.failures = 0;
                     }
                 }
@@ -400,16 +426,26 @@ impl Manager {
                     Ok(c) => {
                         let line = format!(
                             "ACME: certificate for {name} issued, valid until {}",
-                            crate::access_log::rfc3339_ms(
-                                u64::try_from(c.not_after).unwrap_or(0) * 1000
-                            )
+                            crate::access_log::rfc3339_secs(c.not_after)
                         );
                         let slot = &mut self.slots[i];
                         slot.not_after = Some(c.not_after);
                         slot.stamp = crate::tls::certs::mtime(&c.cert_path);
                         slot.failures = 0;
-                        slot.not_before = i64::MIN;
-                        slot.state = DomainState::Valid;
+                        // Not again before a tenth of its life has passed, even when
+                        // renew_before is longer than the CA's certificates live.
+                        let now = now_unix();
+                        slot.not_before = now + ((c.not_after - now) / 10).max(RETRY_FIRST);
+                        slot.failing = None;
+                        let renew_before = self.spec.renew_before.as_secs() as i64;
+                        if c.not_after.saturating_sub(renew_before) <= now {
+                            log::warn!(
+                                "ACME: renew_before ({} s) is as long as {name}'s certificate \
+                                 lives ({} s): it is renewed every tenth of its life instead",
+                                renew_before,
+                                c.not_after - now
+                            );
+                        }
                         self.tls.set_ordered(&name, Some(Arc::new(c)));
                         self.publish();
                         log::info!("{line}");
@@ -437,28 +473,19 @@ impl Manager {
         let backoff = RETRY_FIRST
             .saturating_mul(1i64 << (slot.failures - 1).min(20))
             .min(RETRY_MAX);
-        let asked = retry_after.map_or(0, |d| d.as_secs() as i64);
-        slot.not_before = now + backoff.max(asked);
-        self.storage
-            .set_retry(&slot.name, slot.not_before, slot.failures);
-        slot.state = match (&slot.state, slot.not_after) {
-            (DomainState::Failing { since, .. }, Some(_)) => DomainState::Failing {
-                since: *since,
-                error: error.to_string(),
-            },
-            (_, Some(_)) => DomainState::Failing {
-                since: now,
-                error: error.to_string(),
-            },
-            (_, None) => DomainState::Pending {
-                error: Some(error.to_string()),
-            },
-        };
+        slot.not_before = now + backoff;
+        if let Some(d) = retry_after {
+            slot.ca_until = now.saturating_add(d.as_secs() as i64);
+        }
+        let next = slot.not_before.max(slot.ca_until);
+        self.storage.set_retry(&slot.name, next, slot.failures);
+        let since = slot.failing.as_ref().map_or(now, |(since, _)| *since);
+        slot.failing = Some((since, error.to_string()));
         let line = format!(
             "ACME: the order for {} failed ({} in a row): {error}; next try in {} s{}",
             slot.name,
             slot.failures,
-            slot.not_before - now,
+            next - now,
             if slot.not_after.is_some() {
                 "; the certificate in service stays"
             } else {
@@ -536,9 +563,9 @@ impl Manager {
             .iter()
             .map(|s| DomainStatus {
                 name: s.name.clone(),
-                state: s.state.clone(),
+                state: s.state(now),
                 not_after: s.not_after,
-                next_renewal: (s.state != DomainState::Configured).then(|| self.due_at(s).max(now)),
+                next_renewal: (!s.covered).then(|| self.due_at(s).max(now)),
             })
             .collect();
         *self.acme.domains.lock().unwrap_or_else(|p| p.into_inner()) = list;

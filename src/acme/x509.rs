@@ -81,17 +81,8 @@ pub fn placeholder(name: &str, provider: &CryptoProvider) -> Result<Certificate,
 
 /// Unix seconds as (year, month, day), UTC: day precision is all a validity needs.
 fn civil(unix: i64) -> (i32, u8, u8) {
-    // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-    (year, month, day)
+    let (y, m, d) = crate::access_log::civil(unix.div_euclid(86_400));
+    (y as i32, m as u8, d as u8)
 }
 
 #[cfg(test)]

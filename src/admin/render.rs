@@ -453,9 +453,7 @@ fn acme_metrics(o: &mut String, a: &AcmeView) {
 /// Unix seconds as RFC 3339 for JSON, or `null`.
 fn json_time(t: Option<i64>) -> String {
     t.map_or("null".to_string(), |t| {
-        json_str(&crate::access_log::rfc3339_ms(
-            u64::try_from(t).unwrap_or(0) * 1000,
-        ))
+        json_str(&crate::access_log::rfc3339_secs(t))
     })
 }
 
@@ -494,7 +492,7 @@ fn acme_json(a: &AcmeView) -> String {
 
 /// A domain's state in words, as the page shows it.
 fn acme_state_text(d: &crate::acme::DomainStatus) -> String {
-    let at = |t: i64| crate::access_log::rfc3339_ms(u64::try_from(t).unwrap_or(0) * 1000);
+    let at = |t: i64| crate::access_log::rfc3339_secs(t);
     match &d.state {
         crate::acme::DomainState::Pending { error: None } => "pending".to_string(),
         crate::acme::DomainState::Pending { error: Some(e) } => format!("pending: {e}"),
@@ -543,9 +541,7 @@ fn tls_json(t: &TlsView, now_unix: i64) -> String {
             format!(
                 "{{\"names\":[{}],\"not_after\":{},\"days_left\":{}}}",
                 names.join(","),
-                json_str(&crate::access_log::rfc3339_ms(
-                    u64::try_from(*not_after).unwrap_or(0) * 1000
-                )),
+                json_str(&crate::access_log::rfc3339_secs(*not_after)),
                 (not_after - now_unix).div_euclid(86_400)
             )
         })
@@ -775,9 +771,7 @@ fn tls_section(t: &TlsView, now_unix: i64) -> String {
             out,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{days}</td></tr>",
             html(&names.join(", ")),
-            html(&crate::access_log::rfc3339_ms(
-                u64::try_from(*not_after).unwrap_or(0) * 1000
-            )),
+            html(&crate::access_log::rfc3339_secs(*not_after)),
         );
     }
     out.push_str("</tbody></table></section>");

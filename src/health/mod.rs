@@ -221,24 +221,25 @@ impl Prober {
         }
     }
 
-    /// Upstream `id`'s check deadline: a check still in flight by now has failed.
-    pub fn on_deadline(&mut self, id: usize, registry: &Registry, now: Tick) {
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return;
-        };
-        let due = slot
-            .probe
-            .as_ref()
-            .is_some_and(|p| now >= p.started + slot.spec.timeout);
-        if due {
-            let what = match slot.probe.as_ref().map(|p| &p.phase) {
-                Some(Phase::Connecting) => "connect timed out",
-                Some(Phase::Handshaking) => "TLS handshake timed out",
-                _ => "timed out",
-            };
-            slot.stop(registry);
-            slot.record(Verdict::Fail(what.to_string()));
+    /// Upstream `id`'s check deadline: a check still in flight by now has failed. The timer
+    /// wheel counts in whole milliseconds and may fire within the millisecond before the
+    /// deadline: then the deadline is returned, to be armed again (a check is never left
+    /// without one).
+    #[must_use]
+    pub fn on_deadline(&mut self, id: usize, registry: &Registry, now: Tick) -> Option<Tick> {
+        let slot = self.slots.get_mut(&id)?;
+        let deadline = slot.probe.as_ref()?.started + slot.spec.timeout;
+        if now < deadline {
+            return Some(deadline);
         }
+        let what = match slot.probe.as_ref().map(|p| &p.phase) {
+            Some(Phase::Connecting) => "connect timed out",
+            Some(Phase::Handshaking) => "TLS handshake timed out",
+            _ => "timed out",
+        };
+        slot.stop(registry);
+        slot.record(Verdict::Fail(what.to_string()));
+        None
     }
 
     /// Every upstream has had its first check.

@@ -394,7 +394,7 @@ impl Session {
     pub fn close(&mut self, ctx: &mut Ctx<'_>) {
         let (registry, stats, logger, worker) = (ctx.registry, ctx.stats, ctx.logger, ctx.worker);
         self.count_bytes(stats);
-        if self.tls.as_ref().is_some_and(|t| t.done.is_none()) {
+        if self.tls.as_ref().is_some_and(|t| t.handshaking()) {
             // Closed before its handshake ended for any reason not counted already (a write
             // error, a reset): every handshake is counted once, as ok or as failed.
             self.handshake_failed(crate::tls::HandshakeFailure::Eof, "closed", ctx);

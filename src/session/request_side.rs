@@ -88,29 +88,17 @@ impl Session {
                     rec.tls = self
                         .tls
                         .as_ref()
-                        .and_then(|t| t.done.as_ref())
+                        .and_then(|t| t.done())
                         .map_or("", |d| d.version);
                 }
-                if let Some(acme) = self.snap.acme.as_deref().filter(|_| self.tls.is_none()) {
+                if let Some(answer) = self.acme_token(req.path) {
                     // ACME's http-01 validation, before routing and before any redirect to
-                    // HTTPS (RFC 8555 §8.3: the CA asks over plain HTTP).
-                    if let Some(token) = req.path.strip_prefix(crate::acme::CHALLENGE_PATH) {
-                        let token = token.split('?').next().unwrap_or("");
-                        let answer = acme.http_token(token);
-                        let (head_len, info) = (req.head_len, req.info);
-                        let status = if answer.is_some() { 200 } else { 404 };
-                        return self.answer_at_head(
-                            ctx,
-                            status,
-                            head_len,
-                            &info,
-                            false,
-                            |out, close| match &answer {
-                                Some(a) => local::write_text(a.as_bytes(), close, out),
-                                None => local::write_response(404, close, None, out),
-                            },
-                        );
-                    }
+                    // HTTPS (RFC 8555 §8.3: the CA asks over plain HTTP). Other tokens are
+                    // routed as any request (a backend may answer its own challenges).
+                    let (head_len, info) = (req.head_len, req.info);
+                    return self.answer_at_head(ctx, 200, head_len, &info, false, |out, close| {
+                        local::write_text(answer.as_bytes(), close, out)
+                    });
                 }
                 if let Some(refusal) = self.tls_refusal(ctx, req.host, req.path) {
                     let (head_len, info) = (req.head_len, req.info);

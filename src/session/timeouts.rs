@@ -32,7 +32,7 @@ impl Session {
             self.last_progress + t
         };
         if let (Some(tls), Some(spec)) = (&self.tls, &cfg.tls) {
-            if tls.done.is_none() {
+            if tls.handshaking() {
                 return tls.since + spec.handshake_timeout;
             }
         }
@@ -100,7 +100,7 @@ impl Session {
         }
         let output_pending = self.client_output_pending();
         if let Some(tls) = &self.tls {
-            if tls.done.is_none() {
+            if tls.handshaking() {
                 // The handshake did not finish within handshake_timeout.
                 self.handshake_failed(crate::tls::HandshakeFailure::Timeout, "timed out", ctx);
                 return Drive::Closed;

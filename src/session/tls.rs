@@ -19,8 +19,8 @@ use std::os::fd::{AsRawFd, RawFd};
 pub(super) struct ClientTls {
     /// rustls' server side.
     pub(super) conn: ServerConnection,
-    /// What the handshake decided, once it is done.
-    pub(super) done: Option<Handshake>,
+    /// Where the handshake stands.
+    pub(super) phase: TlsPhase,
     /// When the connection was accepted: the handshake's deadline and its duration count from
     /// here.
     pub(super) since: Tick,
@@ -31,6 +31,32 @@ impl std::fmt::Debug for ClientTls {
         f.debug_struct("ClientTls")
             .field("handshaking", &self.conn.is_handshaking())
             .finish()
+    }
+}
+
+/// A client connection's handshake: under way, done (with what it decided), or failed
+/// (counted already; the connection closes).
+#[derive(Debug)]
+pub(super) enum TlsPhase {
+    Handshaking,
+    Done(Handshake),
+    Failed,
+}
+
+impl ClientTls {
+    /// The handshake is neither done nor failed.
+    #[inline]
+    pub(super) fn handshaking(&self) -> bool {
+        matches!(self.phase, TlsPhase::Handshaking)
+    }
+
+    /// What the handshake decided, once done.
+    #[inline]
+    pub(super) fn done(&self) -> Option<&Handshake> {
+        match &self.phase {
+            TlsPhase::Done(h) => Some(h),
+            _ => None,
+        }
     }
 }
 
@@ -51,7 +77,7 @@ impl ClientTls {
         match ServerConnection::new(config) {
             Ok(conn) => Some(Box::new(ClientTls {
                 conn,
-                done: None,
+                phase: TlsPhase::Handshaking,
                 since,
             })),
             Err(e) => {
@@ -100,7 +126,7 @@ impl Session {
                 return Err(Fail::Abort);
             }
         };
-        if tls.done.is_none() && !tls.conn.is_handshaking() {
+        if tls.handshaking() && !tls.conn.is_handshaking() {
             if tls.conn.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
                 // A CA validating tls-alpn-01 (RFC 8737 §3): the handshake was the whole
                 // exchange; no request follows.
@@ -112,7 +138,7 @@ impl Session {
                 return Ok(0);
             }
             self.handshake_done(ctx);
-        } else if self.client.eof && tls.done.is_none() {
+        } else if self.client.eof && tls.handshaking() {
             self.handshake_failed(HandshakeFailure::Eof, "closed during the handshake", ctx);
             return Err(Fail::Abort);
         }
@@ -136,7 +162,16 @@ impl Session {
         let mut rest: &[u8] = self.cin.data();
         while !rest.is_empty() {
             match tls.conn.read_tls(&mut rest) {
-                Ok(0) | Err(_) => break,
+                // rustls takes a whole ClientHello (the client waits for our answer before
+                // sending more): refusing bytes here means a client that is not speaking TLS.
+                Ok(0) | Err(_) => {
+                    self.handshake_failed(
+                        HandshakeFailure::BadRecord,
+                        "after the PROXY header",
+                        ctx,
+                    );
+                    return Err(Fail::Abort);
+                }
                 Ok(_) => {
                     if let Err(e) = tls.conn.process_new_packets() {
                         let _ = flush_records(&mut tls.conn, &mut self.client);
@@ -233,7 +268,7 @@ impl Session {
             let pick = set.pick(tls.conn.server_name());
             pick.matched.then(|| Arc::clone(&set.certs[pick.index]))
         });
-        tls.done = Some(Handshake { version, cert });
+        tls.phase = TlsPhase::Done(Handshake { version, cert });
         ctx.stats
             .tls_handshake(ctx.now.micros_since(tls.since), resumed);
     }
@@ -249,10 +284,7 @@ impl Session {
         );
         if let Some(tls) = self.tls.as_mut() {
             // Counted once.
-            tls.done = Some(Handshake {
-                version: "",
-                cert: None,
-            });
+            tls.phase = TlsPhase::Failed;
         }
     }
 }
@@ -269,12 +301,21 @@ pub(super) enum TlsRefusal {
 }
 
 impl Session {
+    /// The key authorization to answer a request for `path` with: an http-01 token ACME is
+    /// being validated for, asked on the plain listener.
+    #[inline]
+    pub(super) fn acme_token(&self, path: &str) -> Option<String> {
+        let acme = self.snap.acme.as_deref().filter(|_| self.tls.is_none())?;
+        let token = path.strip_prefix(crate::acme::CHALLENGE_PATH)?;
+        acme.http_token(token.split('?').next().unwrap_or(""))
+    }
+
     /// Whether a request for `host` is answered at its head because of TLS.
     #[inline]
     pub(super) fn tls_refusal(&self, ctx: &Ctx<'_>, host: &[u8], path: &str) -> Option<TlsRefusal> {
         match &self.tls {
             Some(tls) => {
-                let cert = tls.done.as_ref()?.cert.as_ref()?;
+                let cert = tls.done()?.cert.as_ref()?;
                 let host = crate::route::request_host(host);
                 // A request without a Host (HTTP/1.0) names no other site.
                 (!host.is_empty()
@@ -381,7 +422,13 @@ pub(super) fn read_records<D>(
     }
     if let Ok(state) = conn.process_new_packets() {
         ended |= state.peer_has_closed();
-        if ended && state.plaintext_bytes_to_read() == 0 {
+        let taken = take_plaintext(conn, buf, bufs);
+        n += taken;
+        if state.plaintext_bytes_to_read() > taken {
+            // Plaintext rustls holds is bytes to read as much as the socket's are: the
+            // session must come back for it, though the socket itself is drained.
+            peer.readable = true;
+        } else if ended {
             peer.eof = true;
         }
     }

@@ -16,6 +16,7 @@ pub mod tickets;
 mod upstream;
 
 pub use server::{Tls, ACME_TLS_ALPN, TICKET_KEYS_FD_VAR};
+pub(crate) use upstream::roots as trust_roots;
 pub use upstream::UpstreamTls;
 
 /// What `--check` loads beyond the file: every certificate and key, as a start would. The

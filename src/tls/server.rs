@@ -26,10 +26,9 @@ pub struct Tls {
     provider: Arc<CryptoProvider>,
     /// The certificates in force: the configured ones, then the ordered ones.
     set: RwLock<Arc<CertSet>>,
-    /// The certificates of the configuration, in order (the first is the default).
-    configured: Mutex<Vec<Arc<Certificate>>>,
-    /// The certificates an ACME CA issued (or their placeholders until it does), by name.
-    ordered: Mutex<std::collections::BTreeMap<String, Arc<Certificate>>>,
+    /// What `set` is made of, under one lock so that a reload and an ACME order that meet
+    /// cannot publish an older combination last.
+    sources: Mutex<Sources>,
     /// tls-alpn-01: the validation certificate of each name being validated.
     alpn_challenges: RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
     /// The session tickets' keys.
@@ -38,6 +37,15 @@ pub struct Tls {
     spec: Mutex<TlsSpec>,
     /// One reload at a time (SIGHUP and the file watcher may meet).
     reloading: Mutex<()>,
+}
+
+/// The certificates the set in force is made of.
+#[derive(Debug, Default)]
+struct Sources {
+    /// The certificates of the configuration, in order (the first is the default).
+    configured: Vec<Arc<Certificate>>,
+    /// The certificates an ACME CA issued (or their placeholders until it does), by name.
+    ordered: std::collections::BTreeMap<String, Arc<Certificate>>,
 }
 
 /// The SNI resolver rustls asks at each ClientHello.
@@ -104,8 +112,10 @@ impl Tls {
         Ok(Arc::new(Tls {
             provider,
             set: RwLock::new(Arc::new(CertSet::new(configured.clone()))),
-            configured: Mutex::new(configured),
-            ordered: Mutex::new(Default::default()),
+            sources: Mutex::new(Sources {
+                configured,
+                ordered: Default::default(),
+            }),
             alpn_challenges: RwLock::new(Default::default()),
             tickets: Arc::new(tickets),
             spec: Mutex::new(spec.clone()),
@@ -166,11 +176,12 @@ impl Tls {
     pub fn reload(&self, spec: &TlsSpec) -> Vec<String> {
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let mut problems = Vec::new();
-        let old = self.certs();
+        // The configured certificates (not the ordered ones, which ACME keeps).
+        let old = self.configured();
         // A pair kept after a failed load carries the stamps of the files as they are now, so
         // the watcher tries again only when they change again (not every round, warning).
         let kept = |cert: &std::path::Path| {
-            old.certs.iter().find(|c| c.cert_path == cert).map(|c| {
+            old.iter().find(|c| c.cert_path == cert).map(|c| {
                 let mut again = Certificate::clone(c);
                 again.stamps = (certs::mtime(&c.cert_path), certs::mtime(&c.key_path));
                 Arc::new(again)
@@ -197,8 +208,7 @@ impl Tls {
                         "{e}; the certificates loaded from it before are kept"
                     ));
                     fresh.extend(
-                        old.certs
-                            .iter()
+                        old.iter()
                             .filter(|c| c.cert_path.starts_with(dir))
                             .map(Arc::clone),
                     );
@@ -209,8 +219,9 @@ impl Tls {
         if fresh.is_empty() && named {
             problems.push("no certificate could be loaded: the ones in force stay".to_string());
         } else {
-            *self.configured.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
-            self.publish();
+            let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+            sources.configured = fresh;
+            self.publish(&sources);
         }
         *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = spec.clone();
         if spec.ticket_key_file.is_none() {
@@ -232,41 +243,39 @@ impl Tls {
         problems
     }
 
-    /// The set in force made again from the configured certificates and the ordered ones.
-    fn publish(&self) {
-        let mut all = self
-            .configured
+    /// The configured certificates, in order.
+    fn configured(&self) -> Vec<Arc<Certificate>> {
+        self.sources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        all.extend(
-            self.ordered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned(),
-        );
+            .configured
+            .clone()
+    }
+
+    /// The set in force made again from `sources` (whose lock the caller holds).
+    fn publish(&self, sources: &Sources) {
+        let mut all = sources.configured.clone();
+        all.extend(sources.ordered.values().cloned());
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CertSet::new(all));
     }
 
     /// Serve `cert` for `name` from now on (an ACME order completed, or its placeholder until
     /// then); `None` stops serving one for it. Handshakes in flight keep theirs.
     pub fn set_ordered(&self, name: &str, cert: Option<Arc<Certificate>>) {
-        {
-            let mut ordered = self.ordered.lock().unwrap_or_else(|p| p.into_inner());
-            match cert {
-                Some(c) => ordered.insert(name.to_string(), c),
-                None => ordered.remove(name),
-            };
-        }
-        self.publish();
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        match cert {
+            Some(c) => sources.ordered.insert(name.to_string(), c),
+            None => sources.ordered.remove(name),
+        };
+        self.publish(&sources);
     }
 
     /// The configured certificates that cover `name` (an ACME order is not made for it).
     pub fn configured_covers(&self, name: &str) -> bool {
-        self.configured
+        self.sources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .configured
             .iter()
             .any(|c| c.names.iter().any(|n| certs::name_covers(n, name)))
     }
@@ -291,9 +300,9 @@ impl Tls {
     /// Whether a file of the certificates in force changed on disk since it was loaded (a
     /// renewal by certbot or cert-manager), or a certificate directory gained or lost a file.
     pub fn changed_on_disk(&self) -> bool {
-        let set = self.certs();
-        let files_changed = set
-            .certs
+        // The configured certificates only: ACME's files are its own to watch.
+        let configured = self.configured();
+        let files_changed = configured
             .iter()
             .any(|c| (certs::mtime(&c.cert_path), certs::mtime(&c.key_path)) != c.stamps);
         if files_changed {
@@ -309,8 +318,7 @@ impl Tls {
                         .count()
                 })
                 .unwrap_or(0);
-            let loaded = set
-                .certs
+            let loaded = configured
                 .iter()
                 .filter(|c| c.cert_path.starts_with(dir))
                 .count();

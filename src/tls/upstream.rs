@@ -80,7 +80,7 @@ fn host_of(upstream: &str) -> &str {
 }
 
 /// The trust roots: the certificates of `ca` (PEM), or the system's store.
-fn roots(ca: Option<&std::path::Path>) -> Result<RootCertStore, String> {
+pub(crate) fn roots(ca: Option<&std::path::Path>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match ca {
         Some(path) => {
@@ -106,8 +106,8 @@ fn roots(ca: Option<&std::path::Path>) -> Result<RootCertStore, String> {
                     .first()
                     .map_or_else(|| "none found".to_string(), |e| e.to_string());
                 return Err(format!(
-                    "TLS to upstreams: the system's trust store is empty ({why}); install \
-                     ca-certificates or set tls_ca"
+                    "the system's trust store is empty ({why}); install ca-certificates, or \
+                     name the CA certificates (a pool's tls_ca, [acme] ca_bundle)"
                 ));
             }
         }

@@ -656,8 +656,14 @@ impl Worker {
             match TimerKey::unpack(wk) {
                 TimerKey::Session { key, gen } => self.session_timer(key, gen),
                 TimerKey::ProbeDeadline(i) => {
-                    if let Some(p) = &mut self.prober {
-                        p.on_deadline(i as usize, self.poll.registry(), self.now);
+                    let again = self
+                        .prober
+                        .as_mut()
+                        .and_then(|p| p.on_deadline(i as usize, self.poll.registry(), self.now));
+                    if let Some(deadline) = again {
+                        // The next millisecond: the deadline's own one has been seen.
+                        let at = self.at_ms(deadline).max(self.now_ms() + 1);
+                        self.wheel.insert(at, TimerKey::ProbeDeadline(i).pack());
                     }
                 }
                 TimerKey::ProbeStart(t) => self.start_check(t),

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -290,23 +290,22 @@ impl RawBackend {
             .count()
     }
 
-    /// Wait until at least `n` complete requests have arrived and return all of them.
-    #[track_caller]
-    pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    /// Wait until `done` holds for the backend's records, up to `timeout`: `Ok` with them
+    /// then, `Err` with them as they are at the deadline.
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&BackendState) -> bool,
+    ) -> Result<MutexGuard<'_, BackendState>, MutexGuard<'_, BackendState>> {
         let deadline = Instant::now() + timeout;
         let mut state = lock(&self.shared.state);
         loop {
-            if state.requests.len() >= n {
-                return state.requests.clone();
+            if done(&state) {
+                return Ok(state);
             }
             let now = Instant::now();
             if now >= deadline {
-                let seen: Vec<String> = state.connections.iter().map(|c| show(c)).collect();
-                panic!(
-                    "raw backend: {} of {n} requests within {timeout:?}; bytes per connection:\n{}",
-                    state.requests.len(),
-                    seen.join("\n----\n")
-                );
+                return Err(state);
             }
             state = self
                 .shared
@@ -314,6 +313,22 @@ impl RawBackend {
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// Wait until at least `n` complete requests have arrived and return all of them.
+    #[track_caller]
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        match self.wait_until(timeout, |s| s.requests.len() >= n) {
+            Ok(state) => state.requests.clone(),
+            Err(state) => {
+                let seen: Vec<String> = state.connections.iter().map(|c| show(c)).collect();
+                panic!(
+                    "raw backend: {} of {n} requests within {timeout:?}; bytes per connection:\n{}",
+                    state.requests.len(),
+                    seen.join("\n----\n")
+                );
+            }
         }
     }
 
@@ -326,45 +341,19 @@ impl RawBackend {
     /// Wait until every connection accepted at index `from` or later has ended (its peer closed
     /// it), so that their records are final; false on timeout.
     pub fn wait_ended_since(&self, from: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.shared.state);
-        loop {
-            if state.ended.iter().skip(from).all(|&e| e) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.wait_until(timeout, |s| s.ended.iter().skip(from).all(|&e| e))
+            .is_ok()
     }
 
     /// Wait until the connections together have received at least `n` bytes.
     #[track_caller]
     pub fn wait_bytes(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut state = lock(&self.shared.state);
-        loop {
-            let total: usize = state.connections.iter().map(Vec::len).sum();
-            if total >= n {
-                return;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                panic!("raw backend: {total} of {n} bytes within {timeout:?}");
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let total = |s: &BackendState| s.connections.iter().map(Vec::len).sum::<usize>();
+        if let Err(state) = self.wait_until(timeout, |s| total(s) >= n) {
+            panic!(
+                "raw backend: {} of {n} bytes within {timeout:?}",
+                total(&state)
+            );
         }
     }
 }

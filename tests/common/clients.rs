@@ -35,10 +35,14 @@ pub fn write_trickled(stream: &mut TcpStream, bytes: &[u8], piece: usize) -> std
 /// Connect to `addr` with [`IO_TIMEOUT`] read/write timeouts and Nagle off.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-        Ok(s) => s,
+    match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        Ok(s) => with_client_options(s),
         Err(e) => panic!("connect to {addr}: {e}"),
-    };
+    }
+}
+
+/// [`IO_TIMEOUT`] read/write timeouts and Nagle off.
+fn with_client_options(stream: TcpStream) -> TcpStream {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
@@ -58,14 +62,10 @@ pub fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
         socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
         Ok(socket.into())
     })();
-    let stream = match result {
-        Ok(s) => s,
+    match result {
+        Ok(s) => with_client_options(s),
         Err(e) => panic!("connect to {addr} from {from}: {e}"),
-    };
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    stream
+    }
 }
 
 /// Connect, write `bytes`, then read until the server closes; returns everything read.

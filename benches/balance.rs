@@ -54,6 +54,10 @@ fn spec(strategy: Strategy, weights: &[u32], key: Option<HashKey>) -> PoolSpec {
         client_rate: None,
         send_proxy: None,
         tls: None,
+        names: Vec::new(),
+        discover: None,
+        outlier: goround_mio::config::OUTLIER,
+        retry_budget: goround_mio::config::RETRY_BUDGET,
     }
 }
 
@@ -129,13 +133,15 @@ fn strategies(c: &mut Criterion) {
         ("least_conn", spec(Strategy::LeastConn, &[1; 4], None)),
     ];
     for (name, s) in cases {
-        let pool = Pool::new(&s, &registry).unwrap();
+        let pool = Pool::new(&s, &[], &registry, false).unwrap();
         let mut local = vec![0i64; 4];
         g.bench_function(name, |b| b.iter(|| pool.pick(&tried, None, &mut local, 1)));
     }
     let ip = Pool::new(
         &spec(Strategy::IpHash, &[1; 4], Some(HashKey::ClientIp)),
+        &[],
         &registry,
+        false,
     )
     .unwrap();
     g.bench_function("ip_hash (hash the address, ring lookup)", |b| {
@@ -147,7 +153,9 @@ fn strategies(c: &mut Criterion) {
     let cookie = HashKey::Cookie("session".into());
     let by_cookie = Pool::new(
         &spec(Strategy::Hash, &[1; 4], Some(cookie.clone())),
+        &[],
         &registry,
+        false,
     )
     .unwrap();
     g.bench_function(

@@ -22,6 +22,9 @@
 //! - [`route`]: a route's spec and normal form, and (host, normalised path) → pool. Pure.
 //! - [`config`]: clap flags and the TOML file → one validated [`config::Config`]: data, built
 //!   from the types of the modules above and nothing else of the engine.
+//! - `dns`: upstreams by name: DNS messages (`wire`, pure), the blocking stub resolver
+//!   (`client`: /etc/hosts, resolv.conf, UDP then TCP) and the table of names with what each
+//!   resolved to (`table`). Never used on a worker.
 //! - `tls`: the HTTPS listener's certificates (loaded, chosen by SNI, reloaded when a file
 //!   changes), the session tickets' keys, and the rustls configuration built from them.
 //! - [`upstream`]: one shared state per upstream address (alive, in flight, health streaks),
@@ -30,8 +33,9 @@
 //! - `limits`: per-client request rates (GCRA) and connections, in a bounded sharded table.
 //! - `access_log`: the access log's lines (combined or JSON) and its writer thread.
 //! - [`balance`]: the strategies (round robin, smooth weighted, least_conn, consistent hash)
-//!   over the upstreams' shared atomics (`member` and `pool` below them, the dispatch above).
-//!   Pure.
+//!   over the upstreams' shared atomics (`member` and `pool` below them, the dispatch above),
+//!   and `outlier`: an ejection within the pool's `max_ejected_percent`. Pure but for that
+//!   rare step's lock.
 //! - `snapshot`: the config bound to the upstreams' state plus the route table, shared by the
 //!   workers as one `Arc`, swapped whole on a reload.
 //! - `state`: what the whole process shares (the snapshot in force, the registry, the counters,
@@ -49,6 +53,8 @@
 //! - `worker`: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
 //!   readiness and timers to sessions and never decides HTTP itself (`timer_key`: the timer
 //!   wheel's keys).
+//! - `discovery`: the resolver thread: looks names up again as their TTLs run out and
+//!   publishes the new members as a reload does (new ones beside the old until checked).
 //! - `admin`: the admin listener: `/metrics`, `/status`, the status page, `/healthz`.
 //! - `control`: the signal thread: reload (SIGHUP), upgrade (SIGUSR2), the graceful stop, and
 //!   readiness for systemd or an upgrading parent.
@@ -77,6 +83,8 @@ mod admin;
 mod clock;
 mod connpool;
 mod control;
+mod discovery;
+mod dns;
 mod health;
 mod limits;
 mod metrics;
@@ -94,5 +102,5 @@ mod timer;
 mod tls;
 mod worker;
 
+pub use start::check_files;
 pub use start::run;
-pub use tls::check_files;

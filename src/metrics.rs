@@ -142,6 +142,9 @@ pub struct UpstreamShard {
     pub buckets: [Counter; BUCKETS_US.len() + 1],
     /// Sum of the response times, in microseconds.
     pub sum_us: Counter,
+    /// Responses 502, 503 and 504 (counted apart from the request path's own counting, only
+    /// when one comes: outlier detection tells them from the other heads).
+    pub gateway_errors: Counter,
 }
 
 impl UpstreamShard {
@@ -149,6 +152,7 @@ impl UpstreamShard {
     pub fn reset(&self) {
         self.requests.reset();
         self.sum_us.reset();
+        self.gateway_errors.reset();
         for c in self.responses.iter().chain(self.buckets.iter()) {
             c.reset();
         }

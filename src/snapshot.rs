@@ -4,6 +4,7 @@
 
 use crate::balance::Pool;
 use crate::config::Config;
+use crate::dns::{table, Names};
 use crate::limits::Limiter;
 use crate::route;
 use crate::tls::{Tls, UpstreamTls};
@@ -37,6 +38,9 @@ pub struct Snapshot {
     pub hsts_line: Option<Box<[u8]>>,
     /// Each pool's TLS to its upstreams, if it has `tls = true` (index-parallel to `pools`).
     pub upstream_tls: Vec<Option<Arc<UpstreamTls>>>,
+    /// The names the pools look up and what they resolved to (one table for the process,
+    /// carried from snapshot to snapshot; the resolver thread keeps it current).
+    pub names: Arc<Names>,
     /// Every upstream the pools list, once each: counted as listed while this snapshot lives,
     /// so that the registry reuses only states no snapshot lists.
     listed: Vec<&'static UpstreamState>,
@@ -52,12 +56,17 @@ impl Drop for Snapshot {
 
 impl Snapshot {
     /// Bind `cfg` to the upstream states in `registry` (an address already there keeps its
-    /// state: alive, in flight, counters).
+    /// state: alive, in flight, counters), with the members its names resolved to in
+    /// `names`. With `pending`, an address from DNS new to the registry takes no request
+    /// before its first health check passes (at start every address is taken as up, as
+    /// static ones are).
     pub fn new(
         cfg: Config,
         registry: &Registry,
         tls: Option<Arc<Tls>>,
         acme: Option<Arc<crate::acme::Acme>>,
+        names: Arc<Names>,
+        pending: bool,
     ) -> Result<Snapshot, String> {
         let alpn_challenges = cfg
             .acme
@@ -76,7 +85,14 @@ impl Snapshot {
         let pools = cfg
             .pools
             .iter()
-            .map(|p| Pool::new(p, registry))
+            .map(|p| {
+                let found = if p.discovered() {
+                    table::members(p, &names)
+                } else {
+                    Vec::new()
+                };
+                Pool::new(p, &found, registry, pending)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let upstream_tls = cfg
             .pools
@@ -117,6 +133,7 @@ impl Snapshot {
             tls,
             acme,
             tls_server,
+            names,
             listed: Vec::new(),
         };
         snap.listed = snap.upstreams().into_iter().map(|(s, _)| s).collect();
@@ -134,7 +151,7 @@ impl Snapshot {
         // The pools' TLS to their upstreams is made again (its CA file, or the system's
         // store, read anew); the HTTPS certificates are loaded again only once the rest of
         // the file proved good, so that a refused reload changes nothing.
-        let mut snap = Snapshot::new(cfg, registry, prev.tls.clone(), prev.acme.clone())?;
+        let snap = Snapshot::carried(cfg, registry, prev)?;
         if let (Some(t), Some(spec)) = (&prev.tls, &snap.cfg.tls) {
             for problem in t.reload(spec) {
                 log::warn!("TLS: {problem}");
@@ -149,6 +166,26 @@ impl Snapshot {
             ),
             (None, None) => {}
         }
+        Ok(snap)
+    }
+
+    /// The snapshot of the same configuration with the members its names resolve to now
+    /// (the resolver thread, when an answer changed).
+    pub fn rediscovered(registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
+        Snapshot::carried(prev.cfg.clone(), registry, prev)
+    }
+
+    /// A snapshot of `cfg` that carries over from `prev` what a reload keeps: the TLS and
+    /// ACME state, the names' table, the client limiters whose settings did not change.
+    fn carried(cfg: Config, registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
+        let mut snap = Snapshot::new(
+            cfg,
+            registry,
+            prev.tls.clone(),
+            prev.acme.clone(),
+            Arc::clone(&prev.names),
+            true,
+        )?;
         let (old, new) = (&prev.cfg.client_limits, &snap.cfg.client_limits);
         if old == new {
             snap.limiter.clone_from(&prev.limiter);
@@ -170,10 +207,11 @@ impl Snapshot {
     /// Every upstream of every pool, once each, with the first pool that lists it (whose
     /// health check it gets).
     pub fn upstreams(&self) -> Vec<(&'static UpstreamState, usize)> {
+        let mut ids = std::collections::HashSet::new();
         let mut seen: Vec<(&'static UpstreamState, usize)> = Vec::new();
         for (p, pool) in self.pools.iter().enumerate() {
             for m in &pool.members {
-                if !seen.iter().any(|(s, _)| s.id == m.state.id) {
+                if ids.insert(m.state.id) {
                     seen.push((m.state, p));
                 }
             }

@@ -3,7 +3,8 @@
 //! shared-limits threads; then readiness, and the wait for the workers to finish.
 
 use crate::{
-    access_log, admin, config, control, listen, shared_limits, snapshot, state, upstream, worker,
+    access_log, admin, config, control, discovery, listen, shared_limits, snapshot, state,
+    upstream, worker,
 };
 use log::{error, info, warn};
 use std::sync::atomic::Ordering;
@@ -124,7 +125,15 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         (Some(spec), Some(t)) => Some(crate::acme::Acme::start(spec, Arc::clone(t))?),
         _ => None,
     };
-    let snap = Arc::new(snapshot::Snapshot::new(cfg, &registry, tls, acme)?);
+    // Every name is looked up once before the first snapshot; one that does not resolve
+    // leaves its pool without its members until it does.
+    let names = Arc::new(crate::dns::Names::default());
+    for w in discovery::resolve_new(&cfg, &names) {
+        warn!("{w}");
+    }
+    let snap = Arc::new(snapshot::Snapshot::new(
+        cfg, &registry, tls, acme, names, false,
+    )?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
     let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
     let admin_copy = match (inherited_admin.into_iter().next(), admin) {
@@ -199,6 +208,8 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     shared_limits::spawn(Arc::clone(&shared))
         .map_err(|e| format!("cannot start the shared-limits thread: {e}"))?;
+    discovery::spawn(Arc::clone(&shared), Arc::clone(&control.wakers))
+        .map_err(|e| format!("cannot start the resolver thread: {e}"))?;
     if shared.current().0.tls.is_some() {
         watch_certificates(Arc::clone(&shared))
             .map_err(|e| format!("cannot start the certificate watcher: {e}"))?;
@@ -235,6 +246,14 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     }
     info!("shutdown complete");
     Ok(())
+}
+
+/// `--check`'s look at what the configuration names outside itself: the certificate and key
+/// files load, and every upstream name resolves. Warnings come back; the first error stops.
+pub fn check_files(cfg: &config::Config) -> Result<Vec<String>, String> {
+    let warnings = crate::tls::check_files(cfg)?;
+    discovery::check_names(cfg)?;
+    Ok(warnings)
 }
 
 /// How often the certificate files are looked at: a renewal on disk (certbot, cert-manager)

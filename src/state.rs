@@ -19,6 +19,9 @@ pub struct Shared {
     pub generation: AtomicU64,
     /// The current snapshot.
     pub snapshot: Mutex<Arc<Snapshot>>,
+    /// Held from reading the snapshot in force to publishing the next one, by a reload and
+    /// by the resolver thread: neither builds on a snapshot the other is replacing.
+    pub publishing: Mutex<()>,
     /// Each worker's client-side counters, by worker id (summed at a scrape).
     pub stats: Box<[WorkerStats]>,
     /// Every upstream and pool state (the admin listener lists them).
@@ -76,6 +79,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             snapshot: Mutex::new(snap),
+            publishing: Mutex::new(()),
             stats: (0..workers.max(1))
                 .map(|_| WorkerStats::default())
                 .collect(),

@@ -107,7 +107,75 @@ struct Slow {
     last_check: Mutex<Option<LastCheck>>,
     /// The last transition, for the status page (written on transitions only).
     last_change: Mutex<Option<LastChange>>,
+    /// Out by its health checks (`fall` failures in a row, or a new address not yet checked).
+    check_down: AtomicBool,
+    /// A new address from DNS that takes no request before its first check passes.
+    awaiting_first_check: AtomicBool,
+    /// Ejected by outlier detection until then (`mono_ms`); 0: not ejected.
+    ejected_until_ms: AtomicU64,
+    /// Ejections in a row (the n-th lasts n × `ejection`), forgotten once it stayed in for
+    /// `max_ejection`.
+    ejections_in_row: AtomicU32,
+    /// When the last ejection ended (`mono_ms`).
+    returned_ms: AtomicU64,
+    /// Ejections so far, by reason: consecutive failures, consecutive 5xx.
+    ejections: [AtomicU64; 2],
+    /// Outlier detection's runs of failures and of 502/503/504 (taken only when one comes).
+    runs: Mutex<Runs>,
+    /// Serialises the changes of `alive` from its causes (checks, ejections), so that the
+    /// flag always equals "not check_down and not ejected".
+    transition: Mutex<()>,
 }
+
+/// Outlier detection's runs: of failures (ended by any response head), of 502/503/504 (ended
+/// by any other head).
+#[derive(Debug, Default, Clone, Copy)]
+struct Runs {
+    failures: Run,
+    errors: Run,
+}
+
+/// Events in a row, and the count of what ends the run as it was at the last event.
+#[derive(Debug, Default, Clone, Copy)]
+struct Run {
+    len: u32,
+    mark: u64,
+}
+
+impl Run {
+    /// One more event, with the count of what ends a run at `mark` now: the run goes on when
+    /// nothing ended it since the last event, else starts over. Its length now.
+    fn go_on(&mut self, mark: u64) -> u32 {
+        if self.len != 0 && self.mark == mark {
+            self.len = self.len.saturating_add(1);
+        } else {
+            *self = Run { len: 1, mark };
+        }
+        self.len
+    }
+}
+
+/// Why outlier detection ejects an upstream (`goround_upstream_ejections_total`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ejection {
+    /// Connect errors, resets or timeouts before a response head.
+    Failures,
+    /// 502/503/504 responses in a row.
+    Errors5xx,
+}
+
+impl Ejection {
+    /// The metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Ejection::Failures => "failures",
+            Ejection::Errors5xx => "5xx",
+        }
+    }
+}
+
+/// Upstreams ejected now, in the whole process: the return sweep runs only while some are.
+pub static EJECTED: AtomicUsize = AtomicUsize::new(0);
 
 /// What took an upstream out of the rotation or put it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +184,10 @@ pub enum ChangedBy {
     HealthCheck,
     /// A live request (a refused or timed-out connect).
     Request,
+    /// The end of an ejection (its time was up).
+    Outlier,
+    /// DNS: a new address, waiting for its first check.
+    Discovery,
 }
 
 impl ChangedBy {
@@ -124,6 +196,8 @@ impl ChangedBy {
         match self {
             ChangedBy::HealthCheck => "health_check",
             ChangedBy::Request => "request",
+            ChangedBy::Outlier => "outlier_detection",
+            ChangedBy::Discovery => "dns",
         }
     }
 }
@@ -173,6 +247,14 @@ impl UpstreamState {
                 checks_failed: AtomicU64::new(0),
                 last_check: Mutex::new(None),
                 last_change: Mutex::new(None),
+                check_down: AtomicBool::new(false),
+                awaiting_first_check: AtomicBool::new(false),
+                ejected_until_ms: AtomicU64::new(0),
+                ejections_in_row: AtomicU32::new(0),
+                returned_ms: AtomicU64::new(0),
+                ejections: [AtomicU64::new(0), AtomicU64::new(0)],
+                runs: Mutex::new(Runs::default()),
+                transition: Mutex::new(()),
             },
             users: AtomicUsize::new(0),
             unused_from: AtomicU64::new(0),
@@ -205,16 +287,26 @@ impl UpstreamState {
         self.alive.store(true, Ordering::Relaxed);
         self.up_since_ms.store(0, Ordering::Relaxed);
         let s = &self.slow;
+        *s.runs.lock().unwrap_or_else(|p| p.into_inner()) = Runs::default();
+        if s.ejected_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            EJECTED.fetch_sub(1, Ordering::Relaxed);
+        }
         for c in [
             &s.connect_failures,
             &s.changed_ms,
             &s.checks_passed,
             &s.checks_failed,
+            &s.returned_ms,
+            &s.ejections[0],
+            &s.ejections[1],
         ] {
             c.store(0, Ordering::Relaxed);
         }
         s.passes.store(0, Ordering::Relaxed);
         s.fails.store(0, Ordering::Relaxed);
+        s.ejections_in_row.store(0, Ordering::Relaxed);
+        s.check_down.store(false, Ordering::Relaxed);
+        s.awaiting_first_check.store(false, Ordering::Relaxed);
         *s.last_check.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *s.last_change.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for shard in self.shards.iter() {
@@ -255,9 +347,24 @@ impl UpstreamState {
         self.up_since_ms.load(Ordering::Relaxed)
     }
 
-    /// Take it out of the rotation. Logs at info, records it for the status page and returns
-    /// true on the up→down transition.
+    fn transition(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.slow
+            .transition
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take it out of the rotation until checks bring it back (`fall` failures, or a test).
+    /// Logs at info, records it for the status page and returns true on the up→down
+    /// transition.
     pub fn mark_down(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
+        let _t = self.transition();
+        self.slow.check_down.store(true, Ordering::Relaxed);
+        self.set_down(pool, reason, by)
+    }
+
+    /// The alive flag goes down (the caller holds the transition lock).
+    fn set_down(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let was_alive = self.alive.swap(false, Ordering::Relaxed);
         self.slow.passes.store(0, Ordering::Relaxed);
         if was_alive {
@@ -273,9 +380,24 @@ impl UpstreamState {
         was_alive
     }
 
-    /// Put it back in the rotation. Logs at info, records it for the status page and returns
-    /// true on the down→up transition.
+    /// Put it back in the rotation: its checks passed (`rise`), which also ends an ejection
+    /// early. Logs at info, records it for the status page and returns true on the down→up
+    /// transition.
     pub fn mark_up(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
+        let _t = self.transition();
+        self.slow.check_down.store(false, Ordering::Relaxed);
+        self.slow
+            .awaiting_first_check
+            .store(false, Ordering::Relaxed);
+        if self.slow.ejected_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            EJECTED.fetch_sub(1, Ordering::Relaxed);
+            self.slow.returned_ms.store(mono_ms(), Ordering::Relaxed);
+        }
+        self.set_up(pool, reason, by)
+    }
+
+    /// The alive flag goes up (the caller holds the transition lock).
+    fn set_up(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let was_alive = self.alive.swap(true, Ordering::Relaxed);
         if !was_alive {
             self.up_since_ms.store(mono_ms(), Ordering::Relaxed);
@@ -289,6 +411,149 @@ impl UpstreamState {
             self.record_change(true, by, reason);
         }
         !was_alive
+    }
+
+    /// A new address from DNS: out of the rotation until its first health check passes.
+    pub fn await_first_check(&self, pool: &str) {
+        let _t = self.transition();
+        self.slow
+            .awaiting_first_check
+            .store(true, Ordering::Relaxed);
+        self.slow.check_down.store(true, Ordering::Relaxed);
+        self.set_down(
+            pool,
+            "new address: waiting for its first health check",
+            ChangedBy::Discovery,
+        );
+    }
+
+    /// Eject it for `n × ejection` (at most `max_ejection`), n counting the ejections in a
+    /// row. False when it is ejected already. The caller keeps the pool's share of ejected
+    /// members under its `max_ejected_percent`.
+    pub fn eject(
+        &self,
+        pool: &str,
+        why: Ejection,
+        detail: &str,
+        spec: &crate::config::OutlierSpec,
+    ) -> bool {
+        let _t = self.transition();
+        let s = &self.slow;
+        if s.ejected_until_ms.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let now = mono_ms();
+        let max_ms = duration_ms(spec.max_ejection);
+        let returned = s.returned_ms.load(Ordering::Relaxed);
+        // Back for long enough since the last one: this is the first again.
+        let n = if returned != 0 && now.saturating_sub(returned) >= max_ms {
+            1
+        } else {
+            s.ejections_in_row.load(Ordering::Relaxed).saturating_add(1)
+        };
+        s.ejections_in_row.store(n, Ordering::Relaxed);
+        let ms = duration_ms(spec.ejection)
+            .saturating_mul(u64::from(n))
+            .min(max_ms);
+        s.ejected_until_ms.store(now + ms, Ordering::Relaxed);
+        EJECTED.fetch_add(1, Ordering::Relaxed);
+        s.ejections[why as usize].fetch_add(1, Ordering::Relaxed);
+        *s.runs.lock().unwrap_or_else(|p| p.into_inner()) = Runs::default();
+        let reason = format!(
+            "{detail}, ejected for {}",
+            crate::config::format_duration(std::time::Duration::from_millis(ms))
+        );
+        // Live requests found it: outlier detection is their judgement.
+        if !self.set_down(pool, &reason, ChangedBy::Request) {
+            // Already out by its checks: the ejection still counts, and is logged.
+            let id = self.identity();
+            log::info!("upstream {} ({}) in pool {pool} {reason}", id.name, id.addr);
+        }
+        true
+    }
+
+    /// End its ejection if its time is up (the return sweep). Returns true if it ended.
+    pub fn end_ejection_if_due(&self, pool: &str, now_ms: u64) -> bool {
+        let until = self.slow.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 || now_ms < until {
+            return false;
+        }
+        let _t = self.transition();
+        let s = &self.slow;
+        if s.ejected_until_ms.load(Ordering::Relaxed) != until {
+            return false;
+        }
+        s.ejected_until_ms.store(0, Ordering::Relaxed);
+        s.returned_ms.store(now_ms, Ordering::Relaxed);
+        EJECTED.fetch_sub(1, Ordering::Relaxed);
+        if s.check_down.load(Ordering::Relaxed) {
+            let id = self.identity();
+            log::info!(
+                "upstream {} ({}) in pool {pool}: ejection over, still down by its health checks",
+                id.name,
+                id.addr
+            );
+        } else {
+            self.set_up(pool, "ejection over", ChangedBy::Outlier);
+        }
+        true
+    }
+
+    /// Ejected now: until when (Unix ms).
+    pub fn ejected_until_unix_ms(&self) -> Option<u64> {
+        let until = self.slow.ejected_until_ms.load(Ordering::Relaxed);
+        (until != 0).then(|| unix_ms() + until.saturating_sub(mono_ms()))
+    }
+
+    /// Ejected now.
+    #[inline]
+    pub fn is_ejected(&self) -> bool {
+        self.slow.ejected_until_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Ejections so far: (for failures, for 5xx).
+    pub fn ejections(&self) -> (u64, u64) {
+        (
+            self.slow.ejections[0].load(Ordering::Relaxed),
+            self.slow.ejections[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// A live request failed before a response head (connect error, reset, timeout): the
+    /// failures in a row now.
+    ///
+    /// "In a row" without a count on the request path: a run goes on while the upstream's
+    /// response heads (which its shards count anyway) stay as many as at its last failure.
+    pub fn count_failure(&self) -> u32 {
+        let heads = self.heads();
+        let mut runs = self.slow.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.failures.go_on(heads)
+    }
+
+    /// Worker `worker` received a 502, 503 or 504 head (already counted as a response):
+    /// the 502/503/504 responses in a row now. The run goes on while the other heads stay as
+    /// many as at its last one.
+    pub fn count_gateway_error(&self, worker: usize) -> u32 {
+        self.shard(worker).gateway_errors.add(1);
+        let gateway: u64 = self.shards.iter().map(|s| s.gateway_errors.get()).sum();
+        let others = self.heads().saturating_sub(gateway);
+        let mut runs = self.slow.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.errors.go_on(others)
+    }
+
+    /// Final response heads received so far, all workers together.
+    fn heads(&self) -> u64 {
+        self.responses().iter().sum()
+    }
+
+    /// A new address from DNS whose first health check has not ended yet.
+    pub fn is_awaiting_first_check(&self) -> bool {
+        self.slow.awaiting_first_check.load(Ordering::Relaxed)
+    }
+
+    /// Down by its health checks (or waiting for its first).
+    pub fn is_check_down(&self) -> bool {
+        self.slow.check_down.load(Ordering::Relaxed)
     }
 
     fn record_change(&self, up: bool, by: ChangedBy, reason: &str) {
@@ -438,6 +703,16 @@ impl UpstreamState {
             s.checks_passed.fetch_add(1, Ordering::Relaxed);
             s.fails.store(0, Ordering::Relaxed);
             let passes = s.passes.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            if s.awaiting_first_check.load(Ordering::Relaxed) {
+                // A new address joins on its first pass, whatever `rise` says.
+                return self
+                    .mark_up(
+                        pool,
+                        &format!("first health check: {detail}"),
+                        ChangedBy::HealthCheck,
+                    )
+                    .then_some(true);
+            }
             if !self.is_alive() && passes >= rise {
                 let why = if rise > 1 {
                     format!("health check: {detail} ({passes} passes in a row)")
@@ -451,8 +726,9 @@ impl UpstreamState {
         } else {
             s.checks_failed.fetch_add(1, Ordering::Relaxed);
             s.passes.store(0, Ordering::Relaxed);
+            s.awaiting_first_check.store(false, Ordering::Relaxed);
             let fails = s.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-            if self.is_alive() && fails >= fall {
+            if !s.check_down.load(Ordering::Relaxed) && fails >= fall {
                 let why = if fall > 1 {
                     format!("health check: {detail} ({fails} failures in a row)")
                 } else {
@@ -465,6 +741,11 @@ impl UpstreamState {
         }
         None
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A request in flight to an upstream; dropping it ends the request's count and, in a pool
@@ -522,6 +803,69 @@ pub struct PoolShared {
     pub queued: AtomicUsize,
     /// Who waits, in order of arrival: (worker, session key, ticket).
     pub waiters: Mutex<std::collections::VecDeque<Waiter>>,
+    /// Retries refused by the pool's retry budget.
+    pub retries_refused: AtomicU64,
+    /// The retry budget's counts (taken only by a retry, and by worker 0's sweep).
+    pub budget: Mutex<RetryBudget>,
+    /// Held while a member is judged for ejection: the count of ejected members and the
+    /// ejection are one step, so two workers cannot both pass `max_ejected_percent`.
+    pub ejecting: Mutex<()>,
+}
+
+/// What a pool's retry budget is counted from: the pool's requests sent so far, sampled once a
+/// second (worker 0's sweep reads its members' counters: the request path counts nothing more),
+/// and the retries made, per second.
+#[derive(Debug, Default)]
+pub struct RetryBudget {
+    /// (second, requests sent by then), oldest first, for the last window and one more.
+    samples: std::collections::VecDeque<(u64, u64)>,
+    /// (second, retries made in it), oldest first.
+    retries: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl RetryBudget {
+    /// Record that `sent` requests had been sent by second `sec` (once a second is enough).
+    pub fn sample(&mut self, sec: u64, sent: u64) {
+        if self.samples.back().is_some_and(|&(s, _)| s == sec) {
+            return;
+        }
+        self.samples.push_back((sec, sent));
+        let window = crate::config::RETRY_BUDGET_WINDOW_S;
+        while self.samples.len() > window as usize + 1 {
+            self.samples.pop_front();
+        }
+    }
+
+    /// A retry at second `sec`, with `sent` requests sent so far: allowed when the retries of
+    /// the window stay within `percent` of its first tries, or within the floor of
+    /// [`RETRY_BUDGET_FLOOR`](crate::config::RETRY_BUDGET_FLOOR) a second. Counted when
+    /// allowed.
+    pub fn take(&mut self, sec: u64, sent: u64, percent: u32) -> bool {
+        let window = crate::config::RETRY_BUDGET_WINDOW_S;
+        let from = sec.saturating_sub(window - 1);
+        while self.retries.front().is_some_and(|&(s, _)| s < from) {
+            self.retries.pop_front();
+        }
+        let retried: u64 = self.retries.iter().map(|&(_, n)| n).sum();
+        // Sent since the window began (every request since the start when there is no sample
+        // that old yet); retries that were sent are no first tries.
+        let before = self
+            .samples
+            .iter()
+            .rev()
+            .find(|&&(s, _)| s < from)
+            .map_or(0, |&(_, n)| n);
+        let first = sent.saturating_sub(before).saturating_sub(retried);
+        let floor = crate::config::RETRY_BUDGET_FLOOR * window;
+        if retried >= (first * u64::from(percent) / 100).max(floor) {
+            return false;
+        }
+        match self.retries.back_mut() {
+            Some((s, n)) if *s == sec => *n += 1,
+            _ => self.retries.push_back((sec, 1)),
+        }
+        true
+    }
 }
 
 /// Most requests one pool's queue holds; beyond, a request gets 503 at once.
@@ -694,6 +1038,9 @@ impl Registry {
             queue_timeouts: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             waiters: Mutex::new(std::collections::VecDeque::new()),
+            retries_refused: AtomicU64::new(0),
+            budget: Mutex::new(RetryBudget::default()),
+            ejecting: Mutex::new(()),
         }));
         all.push(p);
         p
@@ -756,18 +1103,27 @@ impl Registry {
     /// The state for `addr` (made, or a freed one reused, on first use; named `name`), or an
     /// error when [`MAX_UPSTREAMS`] are in use.
     pub fn get(&self, addr: SocketAddr, name: &str) -> Result<&'static UpstreamState, String> {
+        self.get_fresh(addr, name).map(|(s, _)| s)
+    }
+
+    /// [`get`](Self::get), and whether the state is new (made or reused for `addr` now).
+    pub fn get_fresh(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+    ) -> Result<(&'static UpstreamState, bool), String> {
         let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(&id) = st.by_addr.get(&addr) {
             let s = st.all[id];
             // Listed again before it was freed: in use.
             s.unused_from.store(0, Ordering::Relaxed);
-            return Ok(s);
+            return Ok((s, false));
         }
         if let Some(id) = st.free.pop() {
             let s = st.all[id];
             s.reuse(addr, name);
             st.by_addr.insert(addr, id);
-            return Ok(s);
+            return Ok((s, true));
         }
         if st.all.len() >= MAX_UPSTREAMS {
             return Err(format!(
@@ -779,7 +1135,7 @@ impl Registry {
             Box::leak(Box::new(UpstreamState::new(id, addr, name, self.workers)));
         st.all.push(state);
         st.by_addr.insert(addr, id);
-        Ok(state)
+        Ok((state, true))
     }
 
     /// Every state made so far, by id (those freed for reuse too).
@@ -935,6 +1291,105 @@ mod tests {
         drop(held);
         // An address listed again before it was freed keeps its state.
         assert!(std::ptr::eq(r.get(addr(2), "b").unwrap(), b));
+    }
+
+    #[test]
+    fn the_retry_budget_is_a_share_of_the_window_with_a_floor() {
+        let mut b = RetryBudget::default();
+        // The floor: 30 retries in 10 s with no first try at all.
+        assert_eq!((0..40).filter(|_| b.take(100, 0, 20)).count(), 30);
+        let mut b = RetryBudget::default();
+        b.sample(90, 5000);
+        b.sample(91, 5000);
+        // Nothing sent in the window (92..=101) yet: the floor.
+        assert_eq!((0..40).filter(|_| b.take(101, 5000, 20)).count(), 30);
+        // 1030 sent in it, 30 of them retries: 1000 first tries, 200 retries in all (each
+        // retry allowed is sent too).
+        let mut sent = 6030;
+        for _ in 0..400 {
+            if b.take(101, sent, 20) {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent - 6030 + 30, 200);
+        // Ten seconds on, nothing was sent in the window: the floor again.
+        for s in 101..=111 {
+            b.sample(s, sent);
+        }
+        assert_eq!((0..100).filter(|_| b.take(111, sent, 20)).count(), 30);
+    }
+
+    #[test]
+    fn ejections_last_n_times_and_end_on_time_or_on_a_passing_check() {
+        let spec = crate::config::OutlierSpec {
+            consecutive_failures: 5,
+            consecutive_5xx: 3,
+            ejection: std::time::Duration::from_millis(100),
+            max_ejection: std::time::Duration::from_millis(250),
+            max_ejected_percent: 50,
+        };
+        let s = UpstreamState::detached(0, addr(1));
+        let head = |code: u16| {
+            s.shard(0).response(code, 10);
+            if (502..=504).contains(&code) {
+                s.count_gateway_error(0)
+            } else {
+                0
+            }
+        };
+        assert_eq!((head(503), head(502)), (1, 2));
+        assert_eq!(head(500), 0);
+        assert_eq!(head(504), 1, "a 500 in between starts over");
+        assert_eq!((s.count_failure(), s.count_failure()), (1, 2));
+        assert_eq!(
+            (head(200), s.count_failure()),
+            (0, 1),
+            "a head ends a run of failures"
+        );
+        assert!(s.eject("p", Ejection::Errors5xx, "3 x 5xx", &spec));
+        let change = s.last_change().unwrap();
+        assert_eq!(
+            (change.by, change.reason.as_str()),
+            (ChangedBy::Request, "3 x 5xx, ejected for 100ms")
+        );
+        assert!(!s.eject("p", Ejection::Errors5xx, "again", &spec), "once");
+        assert!(!s.is_alive() && s.is_ejected());
+        let until = s.slow.ejected_until_ms.load(Ordering::Relaxed);
+        assert!(!s.end_ejection_if_due("p", until - 1));
+        assert!(s.end_ejection_if_due("p", until));
+        assert!(s.is_alive() && !s.is_ejected());
+        // The second in a row lasts twice as long, the third is capped.
+        assert!(s.eject("p", Ejection::Failures, "x", &spec));
+        let second = s.slow.ejected_until_ms.load(Ordering::Relaxed) - mono_ms();
+        assert!((150..=200).contains(&second), "{second}");
+        assert!(s.end_ejection_if_due("p", u64::MAX - 1));
+        assert!(s.eject("p", Ejection::Failures, "x", &spec));
+        let third = s.slow.ejected_until_ms.load(Ordering::Relaxed) - mono_ms();
+        assert!((200..=250).contains(&third), "{third}");
+        assert_eq!(s.ejections(), (2, 1));
+        // A passing check ends it early; a failing one keeps it out after its time.
+        s.record_check("p", true, "HTTP 200", 1, 1);
+        assert!(s.is_alive() && !s.is_ejected());
+        assert!(s.eject("p", Ejection::Failures, "x", &spec));
+        s.record_check("p", false, "refused", 1, 1);
+        assert!(s.end_ejection_if_due("p", u64::MAX - 1));
+        assert!(!s.is_alive(), "its checks keep it down");
+        s.record_check("p", true, "HTTP 200", 1, 1);
+        assert!(s.is_alive());
+    }
+
+    #[test]
+    fn a_new_address_joins_on_its_first_passing_check() {
+        let s = UpstreamState::detached(0, addr(1));
+        s.await_first_check("p");
+        assert!(!s.is_alive());
+        assert_eq!(s.record_check("p", true, "connected", 3, 1), Some(true));
+        assert!(s.is_alive(), "rise does not apply to the first check");
+        let t = UpstreamState::detached(1, addr(2));
+        t.await_first_check("p");
+        assert_eq!(t.record_check("p", false, "refused", 2, 1), None);
+        assert_eq!(t.record_check("p", true, "connected", 2, 1), None);
+        assert_eq!(t.record_check("p", true, "connected", 2, 1), Some(true));
     }
 
     #[test]

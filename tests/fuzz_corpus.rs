@@ -72,3 +72,12 @@ fn proxy_header_corpus() {
         "only {ran} proxy_header inputs: is fuzz/corpus there?"
     );
 }
+
+#[test]
+fn dns_answer_corpus() {
+    let ran = replay("dns_answer", goround_mio::fuzzing::dns_answer);
+    assert!(
+        ran >= 12,
+        "only {ran} dns_answer inputs: is fuzz/corpus there?"
+    );
+}

@@ -267,10 +267,15 @@ fn dead_backend_leaves_the_rotation_and_rejoins_after_restart() {
 #[test]
 fn all_down_answers_503_at_once_and_recovers() {
     let mut dummies = Dummies::start(2);
-    let a = dummies.port(0);
+    let (a, b) = (dummies.port(0), dummies.port(1));
     let proxy = Proxy::with_upstreams(&dummies.ports(), &["--health-interval", HEALTH_INTERVAL]);
+    let mark = proxy.log_mark();
     dummies.kill(0);
     dummies.kill(1);
+    // Live requests eject at most half of the pool (max_ejected_percent); the checks take
+    // every dead one out.
+    proxy.wait_for_log_since(mark, &down_line(a), LOG_TIMEOUT);
+    proxy.wait_for_log_since(mark, &down_line(b), LOG_TIMEOUT);
 
     let started = Instant::now();
     let mut client = ResponseReader::connect(proxy.addr());

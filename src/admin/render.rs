@@ -49,12 +49,22 @@ fn primaries(v: &View) -> Vec<(&str, &UpstreamView)> {
 pub fn metrics(v: &View) -> String {
     let mut o = String::with_capacity(4096);
     let ups = primaries(v);
+    // An upstream from DNS is labelled by the name looked up and, apart, its address.
     let lbl = |pool: &str, u: &UpstreamView| {
-        format!(
-            "pool=\"{}\",upstream=\"{}\"",
-            label(pool),
-            label(&u.address)
-        )
+        if u.discovered {
+            format!(
+                "pool=\"{}\",upstream=\"{}\",address=\"{}\"",
+                label(pool),
+                label(&u.name),
+                label(&u.address)
+            )
+        } else {
+            format!(
+                "pool=\"{}\",upstream=\"{}\"",
+                label(pool),
+                label(&u.address)
+            )
+        }
     };
     head(
         &mut o,
@@ -171,6 +181,67 @@ pub fn metrics(v: &View) -> String {
             lbl(p, u),
             u.checks.1
         );
+    }
+    head(
+        &mut o,
+        "goround_upstream_ejections_total",
+        "counter",
+        "Ejections of the upstream by outlier detection, by reason.",
+    );
+    for (p, u) in &ups {
+        for (reason, n) in [("failures", u.ejections.0), ("5xx", u.ejections.1)] {
+            let _ = writeln!(
+                o,
+                "goround_upstream_ejections_total{{{},reason=\"{reason}\"}} {n}",
+                lbl(p, u)
+            );
+        }
+    }
+    head(
+        &mut o,
+        "goround_retries_refused_total",
+        "counter",
+        "Retries the pool's retry budget refused.",
+    );
+    for p in &v.pools {
+        let _ = writeln!(
+            o,
+            "goround_retries_refused_total{{pool=\"{}\"}} {}",
+            label(&p.name),
+            p.retries_refused
+        );
+    }
+    if !v.dns.is_empty() {
+        head(
+            &mut o,
+            "goround_dns_lookups_total",
+            "counter",
+            "Lookups of the names upstreams are given by, by result.",
+        );
+        for d in &v.dns {
+            let _ = writeln!(
+                o,
+                "goround_dns_lookups_total{{name=\"{n}\",result=\"ok\"}} {}\n\
+                 goround_dns_lookups_total{{name=\"{n}\",result=\"failed\"}} {}",
+                d.ok,
+                d.failed,
+                n = label(&d.name)
+            );
+        }
+        head(
+            &mut o,
+            "goround_dns_last_success_timestamp_seconds",
+            "gauge",
+            "When the name last resolved, Unix seconds (0: never).",
+        );
+        for d in &v.dns {
+            let _ = writeln!(
+                o,
+                "goround_dns_last_success_timestamp_seconds{{name=\"{}\"}} {}",
+                label(&d.name),
+                d.last_success_unix_ms / 1000
+            );
+        }
     }
     head(
         &mut o,
@@ -574,12 +645,13 @@ pub fn status(v: &View) -> String {
         }
         let _ = write!(
             o,
-            "{{\"name\":{},\"strategy\":{},\"rate_limited\":{},\"queued\":{},\"queue_timeouts\":{},\"upstreams\":[",
+            "{{\"name\":{},\"strategy\":{},\"rate_limited\":{},\"queued\":{},\"queue_timeouts\":{},\"retries_refused\":{},\"upstreams\":[",
             json_str(&p.name),
             json_str(p.strategy.name()),
             p.rate_limited,
             p.queued,
-            p.queue_timeouts
+            p.queue_timeouts,
+            p.retries_refused
         );
         for (j, u) in p.upstreams.iter().enumerate() {
             if j > 0 {
@@ -610,7 +682,8 @@ pub fn status(v: &View) -> String {
                  \"active_requests\":{},\"requests\":{},\"connect_failures\":{},\
                  \"responses\":{{\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\
                  \"health_checks\":{{\"pass\":{},\"fail\":{}}},\"last_check\":{last},\
-                 \"last_change\":{change},\
+                 \"last_change\":{change},\"ejected_until\":{},\
+                 \"ejections\":{{\"failures\":{},\"5xx\":{}}},\"discovered\":{},\
                  \"response_ms\":{{\"p50\":{},\"p99\":{}}}}}",
                 json_str(&u.address),
                 json_str(&u.name),
@@ -627,6 +700,11 @@ pub fn status(v: &View) -> String {
                 u.responses[4],
                 u.checks.0,
                 u.checks.1,
+                u.ejected_until_unix_ms
+                    .map_or("null".to_string(), |t| t.to_string()),
+                u.ejections.0,
+                u.ejections.1,
+                u.discovered,
                 ms(u.histogram.quantile_ms(0.5)),
                 ms(u.histogram.quantile_ms(0.99)),
             );
@@ -642,7 +720,7 @@ pub fn status(v: &View) -> String {
     let _ = write!(
         o,
         "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
-         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"acme\":{},\"shutting_down\":{}}}",
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"acme\":{},\"dns\":{},\"shutting_down\":{}}}",
         v.open,
         v.accepted,
         v.requests,
@@ -661,9 +739,74 @@ pub fn status(v: &View) -> String {
             (crate::upstream::unix_ms() / 1000) as i64
         )),
         v.acme.as_ref().map_or("null".to_string(), acme_json),
+        dns_json(v),
         v.shutting_down
     );
     o
+}
+
+/// The names looked up, as `/status` gives them.
+fn dns_json(v: &View) -> String {
+    let names: Vec<String> = v
+        .dns
+        .iter()
+        .map(|d| {
+            let addrs: Vec<String> = d.addresses.iter().map(|a| json_str(a)).collect();
+            format!(
+                "{{\"name\":{},\"type\":{},\"addresses\":[{}],\"last_success_unix_ms\":{},\
+                 \"ttl\":{},\"lookups\":{{\"ok\":{},\"failed\":{}}},\"error\":{}}}",
+                json_str(&d.name),
+                json_str(d.kind),
+                addrs.join(","),
+                if d.last_success_unix_ms == 0 {
+                    "null".to_string()
+                } else {
+                    d.last_success_unix_ms.to_string()
+                },
+                d.ttl.map_or("null".to_string(), |t| t.to_string()),
+                d.ok,
+                d.failed,
+                d.error.as_deref().map_or("null".to_string(), json_str)
+            )
+        })
+        .collect();
+    format!("[{}]", names.join(","))
+}
+
+/// The names looked up on the page: their addresses, when each last resolved, and why the
+/// lookups fail during an outage.
+fn dns_section(v: &View) -> String {
+    if v.dns.is_empty() {
+        return String::new();
+    }
+    let mut out = "<section class=\"pool\"><h2>DNS</h2><table><thead><tr>\
+         <th>name</th><th>state</th><th>addresses</th><th>last resolved</th><th>TTL</th>\
+         </tr></thead><tbody>"
+        .to_string();
+    for d in &v.dns {
+        let class = if d.error.is_some() { "down" } else { "up" };
+        let state = match &d.error {
+            Some(e) => format!("failing: {} (keeping the last answer)", html(e)),
+            None if d.last_success_unix_ms == 0 => "not resolved yet".to_string(),
+            None => "ok".to_string(),
+        };
+        let when = if d.last_success_unix_ms == 0 {
+            "never".to_string()
+        } else {
+            crate::access_log::rfc3339_secs((d.last_success_unix_ms / 1000) as i64)
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{} <small>{}</small></td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(&d.name),
+            d.kind,
+            html(&d.addresses.join(", ")),
+            html(&when),
+            d.ttl.map_or("-".to_string(), |t| format!("{t}s")),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
 }
 
 /// The state of an upstream in words, as the page shows it.
@@ -685,6 +828,8 @@ fn state_text(u: &UpstreamView) -> String {
             match c.by {
                 crate::upstream::ChangedBy::Request => "live request",
                 crate::upstream::ChangedBy::HealthCheck => "health check",
+                crate::upstream::ChangedBy::Outlier => "outlier detection",
+                crate::upstream::ChangedBy::Discovery => "DNS",
             }
         ),
         _ => state(u).to_string(),
@@ -713,7 +858,7 @@ pub fn page(v: &View) -> String {
             let fmt_ms = |x: Option<f64>| x.map_or("-".to_string(), |m| format!("{m:.1} ms"));
             let _ = write!(
                 rows,
-                "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}</td><td>{t}</td><td>{}</td><td>{}</td>\
+                "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}{n}</td><td>{t}</td><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 u.weight,
                 u.active_requests,
@@ -729,6 +874,11 @@ pub fn page(v: &View) -> String {
                 s = state(u),
                 t = state_text(u),
                 a = html(&u.address),
+                n = if u.discovered {
+                    format!(" <small>{}</small>", html(&u.name))
+                } else {
+                    String::new()
+                },
             );
         }
         rows.push_str("</tbody></table></section>");
@@ -738,7 +888,7 @@ pub fn page(v: &View) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>goround-mio status</title><style>{STYLE}</style></head><body>\
          <h1>goround-mio <small id=\"version\">{version}</small></h1>\
-         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"pools\">{rows}</div>\
+         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"dns\">{dns}</div><div id=\"pools\">{rows}</div>\
          <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
          metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
          <script>{SCRIPT}</script></body></html>\n",
@@ -749,6 +899,7 @@ pub fn page(v: &View) -> String {
             (crate::upstream::unix_ms() / 1000) as i64
         )),
         acme = v.acme.as_ref().map_or(String::new(), acme_section),
+        dns = dns_section(v),
     )
 }
 
@@ -815,9 +966,10 @@ function render(s){
     p.upstreams.forEach(function(u){
       var st=!u.up?'down':(u.backup?'backup':'up');
       var lc=u.last_change;
-      var stt=(!u.up&&lc&&!lc.up)?'down: '+esc(lc.reason)+' ('+(lc.by==='request'?'live request':'health check')+')':st;
+      var by={'request':'live request','health_check':'health check','outlier_detection':'outlier detection','dns':'DNS'};
+      var stt=(!u.up&&lc&&!lc.up)?'down: '+esc(lc.reason)+' ('+(by[lc.by]||esc(lc.by))+')':st;
       var c=u.last_check?((u.last_check.ok?'ok ':'failed ')+esc(u.last_check.detail)):'-';
-      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+'</td><td>'+stt+'</td><td>'+u.weight+
+      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+(u.discovered?' <small>'+esc(u.name)+'</small>':'')+'</td><td>'+stt+'</td><td>'+u.weight+
         '</td><td>'+u.active_requests+'</td><td>'+u.requests+'</td><td>'+u.responses['2xx']+'</td><td>'+u.responses['3xx']+
         '</td><td>'+u.responses['4xx']+'</td><td>'+u.responses['5xx']+'</td><td>'+u.connect_failures+'</td><td>'+c+
         '</td><td>'+ms(u.response_ms.p50)+'</td><td>'+ms(u.response_ms.p99)+'</td></tr>';
@@ -833,6 +985,17 @@ function render(s){
         esc(c.not_after)+'</td><td>'+c.days_left+'</td></tr>';
     });
     document.getElementById('tls').innerHTML=t+'</tbody></table></section>';
+  }
+  if(s.dns&&s.dns.length){
+    var d='<section class="pool"><h2>DNS</h2><table><thead><tr><th>name</th><th>state</th><th>addresses</th>'+
+      '<th>last resolved</th><th>TTL</th></tr></thead><tbody>';
+    s.dns.forEach(function(n){
+      var state=n.error?'failing: '+esc(n.error)+' (keeping the last answer)':(n.last_success_unix_ms?'ok':'not resolved yet');
+      var when=n.last_success_unix_ms?new Date(n.last_success_unix_ms).toISOString().replace(/\.\d+Z$/,'Z'):'never';
+      d+='<tr class="'+(n.error?'down':'up')+'"><td>'+esc(n.name)+' <small>'+esc(n.type)+'</small></td><td>'+state+
+        '</td><td>'+esc(n.addresses.join(', '))+'</td><td>'+when+'</td><td>'+(n.ttl===null?'-':n.ttl+'s')+'</td></tr>';
+    });
+    document.getElementById('dns').innerHTML=d+'</tbody></table></section>';
   }
   if(s.acme){
     var a='<section class="pool"><h2>ACME <small>'+esc(s.acme.directory)+'</small></h2><table><thead><tr>'+
@@ -889,6 +1052,9 @@ mod tests {
             last_change: None,
             histogram: histogram.clone(),
             primary,
+            discovered: false,
+            ejected_until_unix_ms: None,
+            ejections: (0, 0),
         };
         View {
             version: "0.1.0",
@@ -904,6 +1070,7 @@ mod tests {
                     rate_limited: 3,
                     queued: 0,
                     queue_timeouts: 0,
+                    retries_refused: 0,
                 },
                 PoolView {
                     name: "api\"x".into(),
@@ -912,6 +1079,7 @@ mod tests {
                     rate_limited: 0,
                     queued: 1,
                     queue_timeouts: 4,
+                    retries_refused: 0,
                 },
             ],
             open: 2,

@@ -3,6 +3,7 @@
 //! takes no lock a worker ever waits on.
 
 use crate::config::Strategy;
+use crate::dns::table::Found;
 use crate::metrics::{Histogram, LOCAL_CODES};
 use crate::state::Shared;
 use crate::upstream::{LastChange, LastCheck};
@@ -43,6 +44,28 @@ pub struct View {
     pub tls: Option<TlsView>,
     /// ACME, when `[acme]` is on.
     pub acme: Option<AcmeView>,
+    /// The names the pools look up, and what each resolved to.
+    pub dns: Vec<DnsView>,
+}
+
+/// One name the pools look up.
+#[derive(Debug, Clone, Default)]
+pub struct DnsView {
+    /// The name.
+    pub name: String,
+    /// `A/AAAA` or `SRV`.
+    pub kind: &'static str,
+    /// The addresses of the last good answer (`ip`, or `host:port ip` for SRV targets).
+    pub addresses: Vec<String>,
+    /// Lookups that succeeded and failed.
+    pub ok: u64,
+    pub failed: u64,
+    /// When it last resolved (Unix ms; 0: never).
+    pub last_success_unix_ms: u64,
+    /// The last answer's TTL (seconds; `None` from /etc/hosts or before any answer).
+    pub ttl: Option<u32>,
+    /// Why its lookups fail now, during an outage.
+    pub error: Option<String>,
 }
 
 /// ACME: the CA, the orders, each domain's state.
@@ -93,6 +116,8 @@ pub struct PoolView {
     pub queued: u64,
     /// Requests that waited their `queue_timeout` and got 503.
     pub queue_timeouts: u64,
+    /// Retries refused by the retry budget.
+    pub retries_refused: u64,
 }
 
 /// One upstream of a pool.
@@ -122,6 +147,12 @@ pub struct UpstreamView {
     /// This pool is the one whose metrics carry this upstream (the first that lists it): an
     /// upstream in several pools is counted once.
     pub primary: bool,
+    /// Its address came from DNS (`name` is the name looked up, with the port).
+    pub discovered: bool,
+    /// Ejected by outlier detection until then (Unix ms).
+    pub ejected_until_unix_ms: Option<u64>,
+    /// Ejections so far: for failures in a row, for 5xx in a row.
+    pub ejections: (u64, u64),
 }
 
 /// Read everything now.
@@ -142,6 +173,10 @@ pub fn collect(shared: &Shared) -> View {
             queue_timeouts: p
                 .shared
                 .queue_timeouts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            retries_refused: p
+                .shared
+                .retries_refused
                 .load(std::sync::atomic::Ordering::Relaxed),
             upstreams: p
                 .members
@@ -166,6 +201,9 @@ pub fn collect(shared: &Shared) -> View {
                         last_change: s.last_change(),
                         histogram: s.histogram(),
                         primary,
+                        discovered: m.discovered,
+                        ejected_until_unix_ms: s.ejected_until_unix_ms(),
+                        ejections: s.ejections(),
                     }
                 })
                 .collect(),
@@ -189,6 +227,39 @@ pub fn collect(shared: &Shared) -> View {
         }),
         ..View::default()
     };
+    v.dns = snap
+        .names
+        .all()
+        .iter()
+        .map(|e| {
+            let st = e.state();
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            let (kind, addresses) = match &st.found {
+                Found::Addrs(a) => ("A/AAAA", a.iter().map(|ip| ip.to_string()).collect()),
+                Found::Srv(targets) => (
+                    "SRV",
+                    targets
+                        .iter()
+                        .flat_map(|t| {
+                            t.addrs
+                                .iter()
+                                .map(move |ip| format!("{}:{} {ip}", t.host, t.port))
+                        })
+                        .collect(),
+                ),
+            };
+            DnsView {
+                name: e.key.name().to_string(),
+                kind,
+                addresses,
+                ok: e.ok.load(relaxed),
+                failed: e.failed.load(relaxed),
+                last_success_unix_ms: e.last_success_unix_ms.load(relaxed),
+                ttl: st.ttl,
+                error: st.failing.clone(),
+            }
+        })
+        .collect();
     v.acme = snap.acme.as_ref().map(|a| AcmeView {
         directory: a.directory(),
         orders_ok: a.orders_ok.load(std::sync::atomic::Ordering::Relaxed),

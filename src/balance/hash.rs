@@ -39,8 +39,10 @@ impl Ring {
             owners.push(i as u32);
             // Points from the address as written, not the member's position: reordering or
             // adding members in the file keeps every other member's points.
+            // A member from DNS by its address: the name is its entry's, shared.
+            let base = if m.discovered { &m.addr_text } else { &m.name };
             for p in 0..POINTS_PER_WEIGHT * m.weight as usize {
-                let label = format!("{}#{p}", m.name);
+                let label = format!("{base}#{p}");
                 points.push((hash64(label.as_bytes()), i as u32));
             }
         }

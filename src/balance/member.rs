@@ -20,6 +20,9 @@ pub struct Member {
     pub backup: bool,
     /// Most requests in flight to it (`u32::MAX`: no cap).
     pub max_conns: u32,
+    /// Its address came from DNS: the hash ring places it by its address, as several
+    /// members share the name written.
+    pub discovered: bool,
 }
 
 /// The effective weight of a member now, in tenths: its weight, or less while it ramps up

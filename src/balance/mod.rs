@@ -13,16 +13,18 @@
 //! not yet tried for this request and below its `max_conns`; backups are eligible only while
 //! no other member is alive.
 
+pub mod budget;
 pub mod hash;
 mod least_conn;
 mod member;
+pub mod outlier;
 mod pool;
 mod round_robin;
 
 pub use member::{effective_weight, Member};
 pub use pool::Pool;
 
-use crate::config::{PoolSpec, Strategy};
+use crate::config::{PoolSpec, Strategy, UpstreamSpec};
 use crate::upstream::{PoolShared, Registry, Tried};
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -64,18 +66,32 @@ impl Local {
 }
 
 impl Pool {
-    /// The pool for `spec`, its members bound to their state in `registry`.
-    pub fn new(spec: &PoolSpec, registry: &Registry) -> Result<Pool, String> {
-        let mut members = Vec::with_capacity(spec.upstreams.len());
-        for u in &spec.upstreams {
+    /// The pool for `spec`, its members bound to their state in `registry`: its static
+    /// upstreams, then `discovered` (the addresses its names resolved to). With `pending`, a
+    /// discovered address new to the registry waits for its first health check before it
+    /// takes requests.
+    pub fn new(
+        spec: &PoolSpec,
+        discovered: &[UpstreamSpec],
+        registry: &Registry,
+        pending: bool,
+    ) -> Result<Pool, String> {
+        let mut members = Vec::with_capacity(spec.upstreams.len() + discovered.len());
+        let all = spec.upstreams.iter().map(|u| (u, false));
+        for (u, from_dns) in all.chain(discovered.iter().map(|u| (u, true))) {
+            let (state, fresh) = registry.get_fresh(u.address.addr, &u.address.name)?;
+            if fresh && from_dns && pending {
+                state.await_first_check(&spec.name);
+            }
             members.push(Member {
-                state: registry.get(u.address.addr, &u.address.name)?,
+                state,
                 name: u.address.name.clone(),
                 addr: u.address.addr,
                 addr_text: u.address.addr.to_string(),
                 weight: u.weight,
                 backup: u.backup,
                 max_conns: u.max_conns.unwrap_or(u32::MAX),
+                discovered: from_dns,
             });
         }
         Ok(Pool::from_members(spec, members, registry.pool(&spec.name)))
@@ -116,6 +132,8 @@ impl Pool {
             next: AtomicUsize::new(0),
             rings,
             shared,
+            outlier: spec.outlier.clone(),
+            retry_budget: spec.retry_budget,
         }
     }
 
@@ -227,6 +245,10 @@ pub(crate) mod tests {
             client_rate: None,
             send_proxy: None,
             tls: None,
+            names: Vec::new(),
+            discover: None,
+            outlier: crate::config::OUTLIER,
+            retry_budget: crate::config::RETRY_BUDGET,
         }
     }
 
@@ -244,6 +266,7 @@ pub(crate) mod tests {
                 weight: u.weight,
                 backup: u.backup,
                 max_conns: u.max_conns.unwrap_or(u32::MAX),
+                discovered: false,
             })
             .collect();
         let registry: &'static Registry = Box::leak(Box::new(Registry::new(1)));

@@ -38,6 +38,10 @@ pub struct Pool {
     pub(crate) rings: Option<(hash::Ring, hash::Ring)>,
     /// What the workers share about this pool by name (counters, the `max_conns` queue).
     pub shared: &'static PoolShared,
+    /// Passive outlier detection's settings.
+    pub outlier: crate::config::OutlierSpec,
+    /// Retries may add this share (percent) of the first tries.
+    pub retry_budget: u32,
 }
 
 impl Pool {

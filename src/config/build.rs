@@ -365,6 +365,10 @@ pub(super) fn build(
                 client_rate: None,
                 send_proxy: None,
                 tls: None,
+                names: Vec::new(),
+                discover: None,
+                outlier: OUTLIER,
+                retry_budget: RETRY_BUDGET,
             };
             let route = RouteSpec {
                 host: None,
@@ -375,6 +379,7 @@ pub(super) fn build(
         }
     };
     let acme = super::acme::acme(&acme_flags, &file, source.as_ref(), tls.as_ref(), &routes)?;
+    let dns = super::pools::dns_spec(file.dns.as_ref(), source.as_ref())?;
 
     Ok(Config {
         listen,
@@ -415,6 +420,7 @@ pub(super) fn build(
         access_log,
         client_limits,
         pools,
+        dns,
         routes,
         file: cli.config.clone(),
         notices,

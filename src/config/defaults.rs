@@ -57,3 +57,28 @@ pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn default_retries(upstreams: usize) -> usize {
     upstreams.saturating_sub(1).min(DEFAULT_RETRIES)
 }
+
+/// `[dns] interval`: the floor between two lookups of a name.
+pub const DNS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `[dns] timeout`: how long one query may take.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `[pools.NAME.outlier]` when not written: Envoy's defaults, 5xx counting off.
+pub const OUTLIER: crate::config::OutlierSpec = crate::config::OutlierSpec {
+    consecutive_failures: 5,
+    consecutive_5xx: 0,
+    ejection: Duration::from_secs(30),
+    max_ejection: Duration::from_secs(300),
+    max_ejected_percent: 50,
+};
+
+/// `retry_budget` when not written, in percent of the first tries.
+pub const RETRY_BUDGET: u32 = 20;
+
+/// Retries allowed per second whatever the budget: a pool with little traffic can still
+/// retry.
+pub const RETRY_BUDGET_FLOOR: u64 = 3;
+
+/// The window a retry budget is counted over, in seconds.
+pub const RETRY_BUDGET_WINDOW_S: u64 = 10;

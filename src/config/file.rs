@@ -55,6 +55,8 @@ pub struct File {
     pub tls: Option<At<TlsFile>>,
     /// `[acme]`: certificates ordered and renewed from an ACME CA.
     pub acme: Option<At<AcmeFile>>,
+    /// `[dns]`: how upstream names are looked up.
+    pub dns: Option<At<DnsFile>>,
     /// Named pools of upstreams.
     #[serde(default)]
     pub pools: BTreeMap<String, At<PoolFile>>,
@@ -69,8 +71,13 @@ pub struct File {
 pub struct PoolFile {
     pub strategy: Option<At<String>>,
     pub hash_key: Option<At<String>>,
-    pub upstreams: At<Vec<At<UpstreamEntry>>>,
+    pub upstreams: Option<At<Vec<At<UpstreamEntry>>>>,
+    /// `srv:NAME`: the members from SRV records.
+    pub discover: Option<At<Value>>,
     pub health: Option<At<HealthFile>>,
+    /// Passive outlier detection.
+    pub outlier: Option<At<OutlierFile>>,
+    pub retry_budget: Option<At<Value>>,
     pub retries: Option<At<Value>>,
     pub slow_start: Option<At<Value>>,
     pub queue_timeout: Option<At<Value>>,
@@ -161,7 +168,7 @@ pub enum UpstreamEntry {
     /// Just the address.
     Address(String),
     /// The address and its options.
-    Table(UpstreamTable),
+    Table(Box<UpstreamTable>),
 }
 
 /// `{ address = …, weight = …, backup = …, max_conns = … }`.
@@ -172,6 +179,28 @@ pub struct UpstreamTable {
     pub weight: Option<At<Value>>,
     pub backup: Option<At<Value>>,
     pub max_conns: Option<At<Value>>,
+    /// Every address of the name is a member, looked up again as its TTL runs out.
+    pub resolve: Option<At<Value>>,
+}
+
+/// `[pools.NAME.outlier]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    pub consecutive_failures: Option<At<Value>>,
+    pub consecutive_5xx: Option<At<Value>>,
+    pub ejection: Option<At<Value>>,
+    pub max_ejection: Option<At<Value>>,
+    pub max_ejected_percent: Option<At<Value>>,
+}
+
+/// `[dns]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub servers: Option<At<Vec<At<Value>>>>,
+    pub interval: Option<At<Value>>,
+    pub timeout: Option<At<Value>>,
 }
 
 impl<'de> Deserialize<'de> for UpstreamEntry {
@@ -187,7 +216,7 @@ impl<'de> Deserialize<'de> for UpstreamEntry {
             }
             fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<UpstreamEntry, M::Error> {
                 UpstreamTable::deserialize(de::value::MapAccessDeserializer::new(m))
-                    .map(UpstreamEntry::Table)
+                    .map(|t| UpstreamEntry::Table(Box::new(t)))
             }
         }
         d.deserialize_any(EntryVisitor)

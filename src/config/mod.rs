@@ -36,7 +36,7 @@ pub use error::ConfigError;
 pub use loader::{from_args, load_from};
 pub use spec::*;
 pub use tls::HANDSHAKE_TIMEOUT;
-pub use values::{parse_duration, Address};
+pub use values::{format_duration, parse_dns_name, parse_duration, Address};
 
 #[cfg(test)]
 mod tests;

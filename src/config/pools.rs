@@ -61,29 +61,53 @@ pub(super) fn pools_and_routes(
             (None, Strategy::IpHash) => Some(HashKey::ClientIp),
             (None, _) => None,
         };
-        let entries = &p.upstreams;
-        if entries.get_ref().is_empty() {
-            return Err(err(
-                entries.span(),
-                format!("pool '{name}' has no upstreams"),
-            ));
+        let discover = match (&p.discover, &p.upstreams) {
+            (Some(d), None) => {
+                let text = as_str(d.get_ref()).map_err(|e| err(d.span(), format!("discover: {e}")))?;
+                let srv = text
+                    .strip_prefix("srv:")
+                    .ok_or_else(|| err(d.span(), format!("discover: '{text}' must be srv:NAME (e.g. srv:_http._tcp.api.service.consul)")))?;
+                let srv = values::parse_dns_name(srv)
+                    .map_err(|e| err(d.span(), format!("discover: {e}")))?;
+                Some(SrvSpec { name: srv, at: position(src, &d.span()) })
+            }
+            (Some(d), Some(_)) => {
+                return Err(err(
+                    d.span(),
+                    format!("pool '{name}' has both upstreams and discover: use one (discover brings the whole pool)"),
+                ))
+            }
+            (None, _) => None,
+        };
+        let no_entries = Vec::new();
+        let entries = p.upstreams.as_ref().map_or(&no_entries, |e| e.get_ref());
+        let entries_span = p.upstreams.as_ref().map_or(at.clone(), |e| e.span());
+        if entries.is_empty() && discover.is_none() {
+            return Err(err(entries_span, format!("pool '{name}' has no upstreams")));
         }
-        let mut upstreams: Vec<UpstreamSpec> = Vec::with_capacity(entries.get_ref().len());
-        for entry in entries.get_ref() {
+        let mut upstreams: Vec<UpstreamSpec> = Vec::with_capacity(entries.len());
+        let mut names: Vec<NamedUpstream> = Vec::new();
+        for entry in entries {
             let espan = entry.span();
-            let (written, aspan, weight, backup, max_conns) = match entry.get_ref() {
-                file::UpstreamEntry::Address(a) => (a.clone(), espan.clone(), None, None, None),
+            let (written, aspan, weight, backup, max_conns, resolve) = match entry.get_ref() {
+                file::UpstreamEntry::Address(a) => {
+                    (a.clone(), espan.clone(), None, None, None, None)
+                }
                 file::UpstreamEntry::Table(t) => (
                     t.address.get_ref().clone(),
                     t.address.span(),
                     t.weight.as_ref(),
                     t.backup.as_ref(),
                     t.max_conns.as_ref(),
+                    t.resolve.as_ref(),
                 ),
             };
-            let (address, notice) = values::parse_upstream_noting(&written)
-                .map_err(|e| err(aspan.clone(), format!("upstream: {e}")))?;
-            notices.extend(notice);
+            let resolve = match resolve {
+                Some(r) => {
+                    as_bool(r.get_ref()).map_err(|e| err(r.span(), format!("resolve: {e}")))?
+                }
+                None => false,
+            };
             let weight = match weight {
                 Some(w) => match w.get_ref().as_integer() {
                     Some(0) => return Err(err(w.span(), "weight must be at least 1 (0 would never be picked: remove the upstream, or mark it backup)".to_string())),
@@ -110,6 +134,29 @@ pub(super) fn pools_and_routes(
                 },
                 None => None,
             };
+            if resolve {
+                let (host, port) = values::parse_upstream_name(&written)
+                    .map_err(|e| err(aspan.clone(), format!("upstream: {e}")))?;
+                if names
+                    .iter()
+                    .any(|n| n.host.eq_ignore_ascii_case(&host) && n.port == port)
+                {
+                    return Err(err(espan, format!("pool '{name}' lists {written} twice")));
+                }
+                names.push(NamedUpstream {
+                    name: written,
+                    host,
+                    port,
+                    weight,
+                    backup,
+                    max_conns,
+                    at: position(src, &aspan),
+                });
+                continue;
+            }
+            let (address, notice) = values::parse_upstream_noting(&written)
+                .map_err(|e| err(aspan.clone(), format!("upstream: {e}")))?;
+            notices.extend(notice);
             if upstreams.iter().any(|u| u.address.addr == address.addr) {
                 return Err(err(
                     espan,
@@ -123,9 +170,12 @@ pub(super) fn pools_and_routes(
                 max_conns,
             });
         }
-        if upstreams.iter().all(|u| u.backup) {
+        if discover.is_none()
+            && upstreams.iter().all(|u| u.backup)
+            && names.iter().all(|n| n.backup)
+        {
             return Err(err(
-                entries.span(),
+                entries_span,
                 format!("pool '{name}': every upstream is a backup; at least one must not be"),
             ));
         }
@@ -143,6 +193,8 @@ pub(super) fn pools_and_routes(
                     ))
                 }
             },
+            // Members that come from DNS are not counted yet: as many retries as by default.
+            None if !names.is_empty() || discover.is_some() => DEFAULT_RETRIES,
             None => default_retries(upstreams.len()),
         };
         let slow_start = match &p.slow_start {
@@ -184,6 +236,16 @@ pub(super) fn pools_and_routes(
             None => None,
         };
         let tls = upstream_tls(p, name, src, warnings)?;
+        let outlier = match &p.outlier {
+            Some(o) => outlier_spec(o.get_ref(), src)?,
+            None => OUTLIER,
+        };
+        let retry_budget = match &p.retry_budget {
+            Some(v) => as_str(v.get_ref())
+                .and_then(values::parse_percent)
+                .map_err(|e| err(v.span(), format!("retry_budget: {e}")))?,
+            None => RETRY_BUDGET,
+        };
         let mut health = health;
         health.send_proxy = send_proxy;
         health.tls = tls.is_some();
@@ -199,6 +261,10 @@ pub(super) fn pools_and_routes(
             slow_start,
             queue_timeout,
             client_rate,
+            names,
+            discover,
+            outlier,
+            retry_budget,
         });
     }
 
@@ -289,6 +355,93 @@ pub(super) fn pools_and_routes(
         }
     }
     Ok((pools, routes))
+}
+
+/// `[pools.NAME.outlier]` over the defaults.
+fn outlier_spec(o: &file::OutlierFile, src: &Source) -> Result<OutlierSpec, ConfigError> {
+    let err = |span: std::ops::Range<usize>, message: String| file_error(src.error(&span, message));
+    let mut spec = OUTLIER;
+    let count = |v: &At<Value>, key: &str, most: i64| -> Result<u32, ConfigError> {
+        match v.get_ref().as_integer() {
+            Some(n) if (0..=most).contains(&n) => Ok(n as u32),
+            _ => Err(err(
+                v.span(),
+                format!("{key} must be a whole number from 0 to {most}"),
+            )),
+        }
+    };
+    if let Some(v) = &o.consecutive_failures {
+        spec.consecutive_failures = count(v, "consecutive_failures", 1000)?;
+    }
+    if let Some(v) = &o.consecutive_5xx {
+        spec.consecutive_5xx = count(v, "consecutive_5xx", 1000)?;
+    }
+    if let Some(v) = &o.max_ejected_percent {
+        spec.max_ejected_percent = count(v, "max_ejected_percent", 100)?;
+    }
+    let duration = |v: &At<Value>, key: &str| {
+        as_str(v.get_ref())
+            .and_then(values::parse_positive_duration)
+            .map_err(|e| err(v.span(), format!("{key}: {e}")))
+    };
+    if let Some(v) = &o.ejection {
+        spec.ejection = duration(v, "ejection")?;
+    }
+    if let Some(v) = &o.max_ejection {
+        spec.max_ejection = duration(v, "max_ejection")?;
+    }
+    if spec.max_ejection < spec.ejection {
+        let span = o
+            .max_ejection
+            .as_ref()
+            .or(o.ejection.as_ref())
+            .map_or(0..0, |v| v.span());
+        return Err(err(
+            span,
+            format!(
+                "max_ejection ({}) is shorter than ejection ({})",
+                values::format_duration(spec.max_ejection),
+                values::format_duration(spec.ejection)
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+/// `[dns]` over the defaults.
+pub(super) fn dns_spec(
+    d: Option<&At<file::DnsFile>>,
+    src: Option<&Source>,
+) -> Result<DnsSpec, ConfigError> {
+    let mut spec = DnsSpec {
+        servers: Vec::new(),
+        interval: DNS_INTERVAL,
+        timeout: DNS_TIMEOUT,
+    };
+    let (Some(d), Some(src)) = (d, src) else {
+        return Ok(spec);
+    };
+    let err = |span: std::ops::Range<usize>, message: String| file_error(src.error(&span, message));
+    let d = d.get_ref();
+    if let Some(list) = &d.servers {
+        for s in list.get_ref() {
+            let text = as_str(s.get_ref()).map_err(|e| err(s.span(), format!("servers: {e}")))?;
+            let addr = values::parse_dns_server(text)
+                .map_err(|e| err(s.span(), format!("servers: {e}")))?;
+            spec.servers.push(addr);
+        }
+    }
+    if let Some(v) = &d.interval {
+        spec.interval = as_str(v.get_ref())
+            .and_then(values::parse_positive_duration)
+            .map_err(|e| err(v.span(), format!("interval: {e}")))?;
+    }
+    if let Some(v) = &d.timeout {
+        spec.timeout = as_str(v.get_ref())
+            .and_then(values::parse_positive_duration)
+            .map_err(|e| err(v.span(), format!("timeout: {e}")))?;
+    }
+    Ok(spec)
 }
 
 /// A pool name: what can go in a metric label and a URL without quoting.

@@ -178,6 +178,16 @@ pub fn effective(cfg: &Config) -> String {
         }
         let _ = writeln!(o, "shared = {}", quote(url));
     }
+    let d = &cfg.dns;
+    let _ = writeln!(o, "\n[dns]");
+    if d.servers.is_empty() {
+        let _ = writeln!(o, "# servers: not set, the nameservers of /etc/resolv.conf");
+    } else {
+        let list: Vec<String> = d.servers.iter().map(|s| quote(&s.to_string())).collect();
+        let _ = writeln!(o, "servers = [{}]", list.join(", "));
+    }
+    let _ = writeln!(o, "interval = {}", quote(&format_duration(d.interval)));
+    let _ = writeln!(o, "timeout = {}", quote(&format_duration(d.timeout)));
     for pool in &cfg.pools {
         pool_table(o, pool);
     }
@@ -226,7 +236,29 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
         "queue_timeout = {}",
         quote(&format_duration(pool.queue_timeout))
     );
-    let _ = writeln!(o, "upstreams = [");
+    let _ = writeln!(
+        o,
+        "retry_budget = {}",
+        quote(&format!("{}%", pool.retry_budget))
+    );
+    if let Some(d) = &pool.discover {
+        let _ = writeln!(o, "discover = {}", quote(&format!("srv:{}", d.name)));
+    } else {
+        let _ = writeln!(o, "upstreams = [");
+    }
+    for n in &pool.names {
+        let _ = write!(
+            o,
+            "  {{ address = {}, resolve = true, weight = {}, backup = {}",
+            quote(&n.name),
+            n.weight,
+            n.backup
+        );
+        if let Some(c) = n.max_conns {
+            let _ = write!(o, ", max_conns = {c}");
+        }
+        let _ = writeln!(o, " }},");
+    }
     for u in &pool.upstreams {
         let _ = write!(
             o,
@@ -240,7 +272,9 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
         }
         let _ = writeln!(o, " }},");
     }
-    let _ = writeln!(o, "]");
+    if pool.discover.is_none() {
+        let _ = writeln!(o, "]");
+    }
     let h = &pool.health;
     let _ = writeln!(o, "\n[pools.{}.health]", pool.name);
     let check = match h.check {
@@ -257,6 +291,17 @@ fn pool_table(o: &mut String, pool: &PoolSpec) {
     let _ = writeln!(o, "timeout = {}", quote(&format_duration(h.timeout)));
     let _ = writeln!(o, "rise = {}", h.rise);
     let _ = writeln!(o, "fall = {}", h.fall);
+    let out = &pool.outlier;
+    let _ = writeln!(o, "\n[pools.{}.outlier]", pool.name);
+    let _ = writeln!(o, "consecutive_failures = {}", out.consecutive_failures);
+    let _ = writeln!(o, "consecutive_5xx = {}", out.consecutive_5xx);
+    let _ = writeln!(o, "ejection = {}", quote(&format_duration(out.ejection)));
+    let _ = writeln!(
+        o,
+        "max_ejection = {}",
+        quote(&format_duration(out.max_ejection))
+    );
+    let _ = writeln!(o, "max_ejected_percent = {}", out.max_ejected_percent);
     if pool.client_rate.is_some() {
         let _ = writeln!(o, "\n[pools.{}.client_limits]", pool.name);
         rate(o, pool.client_rate);

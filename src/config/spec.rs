@@ -86,6 +86,8 @@ pub struct Config {
     pub client_limits: ClientLimits,
     /// The pools, at least one; routes refer to them by index.
     pub pools: Vec<PoolSpec>,
+    /// How upstream names are looked up (`[dns]`).
+    pub dns: DnsSpec,
     /// The routes, as written; `route::Table` orders them by specificity.
     pub routes: Vec<RouteSpec>,
     /// The config file this came from, if any (a reload reads it again).
@@ -123,6 +125,77 @@ pub struct PoolSpec {
     pub send_proxy: Option<u8>,
     /// Connect to the upstreams with TLS (`tls = true`).
     pub tls: Option<UpstreamTlsSpec>,
+    /// Names whose every address is a member (`resolve = true`), looked up again as their
+    /// TTLs run out.
+    pub names: Vec<NamedUpstream>,
+    /// The whole pool from SRV records (`discover = "srv:NAME"`).
+    pub discover: Option<SrvSpec>,
+    /// Passive outlier detection (`[pools.NAME.outlier]`).
+    pub outlier: OutlierSpec,
+    /// Retries may add at most this share, in percent, of the pool's first tries over the
+    /// last 10 s (`retry_budget`), and at least [`RETRY_BUDGET_FLOOR`](super::defaults::RETRY_BUDGET_FLOOR) per second.
+    pub retry_budget: u32,
+}
+
+impl PoolSpec {
+    /// The pool's members come from DNS, all or some of them.
+    pub fn discovered(&self) -> bool {
+        !self.names.is_empty() || self.discover.is_some()
+    }
+}
+
+/// An upstream given by a name whose every A and AAAA address becomes a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedUpstream {
+    /// `host:port` as written: the members' `upstream` label and the TLS name's source.
+    pub name: String,
+    /// The name looked up.
+    pub host: String,
+    /// The port of every address.
+    pub port: u16,
+    /// Each member's weight, backup flag and cap, as for a static upstream.
+    pub weight: u32,
+    pub backup: bool,
+    pub max_conns: Option<u32>,
+    /// Where it is written (`PATH:LINE:COL`), for `--check`'s error when it does not resolve.
+    pub at: String,
+}
+
+/// A pool whose members are the targets of SRV records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvSpec {
+    /// The SRV name (`_http._tcp.api.service.consul`).
+    pub name: String,
+    /// Where it is written (`PATH:LINE:COL`).
+    pub at: String,
+}
+
+/// Passive outlier detection: upstreams that fail live requests leave the rotation for a
+/// while (Envoy's shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierSpec {
+    /// Connect errors, resets and timeouts before a response head in a row that eject; 0: off.
+    pub consecutive_failures: u32,
+    /// 502/503/504 responses in a row that eject; 0: off.
+    pub consecutive_5xx: u32,
+    /// The first ejection's length; the n-th lasts n times this.
+    pub ejection: Duration,
+    /// The longest ejection.
+    pub max_ejection: Duration,
+    /// Never more than this share of the pool ejected at once, in percent (at least one
+    /// upstream may always go).
+    pub max_ejected_percent: u32,
+}
+
+/// `[dns]`: how names of upstreams are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// The servers asked, in order (empty: the nameservers of /etc/resolv.conf).
+    pub servers: Vec<SocketAddr>,
+    /// The floor between two lookups of a name (a longer TTL wins).
+    pub interval: Duration,
+    /// How long one query may take.
+    pub timeout: Duration,
 }
 
 /// A pool's TLS to its upstreams.

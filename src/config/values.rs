@@ -299,11 +299,9 @@ pub fn parse_listen(s: &str) -> Result<(SocketAddr, bool), String> {
     Ok((addr, false))
 }
 
-/// Parse and resolve `host:port`, `[v6]:port` or `http://host:port` for --upstream.
-///
-/// The name is kept as written, for logs. A name resolving to several addresses uses the first
-/// one, and the notice about it comes back too.
-pub fn parse_upstream_noting(s: &str) -> Result<(Address, Option<String>), String> {
+/// Split `host:port`, `[v6]:port` or `http://host:port` (an upstream as written) into its
+/// host and port, resolving nothing.
+fn upstream_authority(s: &str) -> Result<(&str, u16), String> {
     let authority = match s.split_once("://") {
         None => s,
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -324,8 +322,19 @@ pub fn parse_upstream_noting(s: &str) -> Result<(Address, Option<String>), Strin
     }
     let (host, port) = split_host_port(authority, s)?;
     let port = parse_port(port, s, false)?;
+    Ok((host, port))
+}
+
+/// Parse and resolve `host:port`, `[v6]:port` or `http://host:port` for --upstream.
+///
+/// The name is kept as written, for logs. A name resolving to several addresses uses the first
+/// one, and the notice about it comes back too.
+pub fn parse_upstream_noting(s: &str) -> Result<(Address, Option<String>), String> {
+    let (host, port) = upstream_authority(s)?;
     let (addr, notice) = resolve(host, port)?;
-    let notice = notice.map(|n| format!("upstream {s}: {n}"));
+    let notice = notice.map(|n| {
+        format!("upstream {s}: {n} (resolve = true in a pool makes every address a member)")
+    });
     Ok((
         Address {
             name: s.to_string(),
@@ -333,6 +342,53 @@ pub fn parse_upstream_noting(s: &str) -> Result<(Address, Option<String>), Strin
         },
         notice,
     ))
+}
+
+/// An upstream `resolve = true` makes a name of: its host (a DNS name, lowercase, no
+/// trailing dot) and port. An IP address is refused: there is nothing to look up.
+pub fn parse_upstream_name(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = upstream_authority(s)?;
+    if host.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "'{host}' is an IP address: resolve = true is for names"
+        ));
+    }
+    Ok((parse_dns_name(host)?, port))
+}
+
+/// A DNS name as a lookup takes it: letters, digits, `-` and `_` in dot-separated labels of
+/// 1 to 63 bytes, 253 bytes at most; lowercased, a trailing dot dropped.
+pub fn parse_dns_name(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let good_label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(good_label) {
+        return Err(format!("'{s}' is not a DNS name"));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// A DNS server of `[dns] servers`: `IP` (port 53) or `IP:PORT` / `[V6]:PORT`.
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("'{s}' is not IP or IP:PORT"))
+}
+
+/// A share in percent, `20%` (0 to 100).
+pub fn parse_percent(s: &str) -> Result<u32, String> {
+    let digits = s
+        .strip_suffix('%')
+        .ok_or_else(|| format!("'{s}' must be a percentage such as \"20%\""))?;
+    match digits.trim().parse::<u32>() {
+        Ok(n) if n <= 100 && !digits.trim().is_empty() => Ok(n),
+        _ => Err(format!("'{s}' must be a whole percentage from 0% to 100%")),
+    }
 }
 
 /// The log level for `verbose` `-v`s and `quiet` `-q`s (they offset each other).

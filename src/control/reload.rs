@@ -22,6 +22,8 @@ use std::sync::Arc;
 /// Reload now (the signal thread calls this on SIGHUP).
 pub fn reload(control: &Control) {
     let shared = &control.shared;
+    // The resolver thread publishes too: one at a time, each over the other's snapshot.
+    let _one_at_a_time = lock(&shared.publishing);
     let (old, _) = shared.current();
     let Some(path) = old.cfg.file.clone() else {
         warn!("SIGHUP: nothing to reload (started without --config)");
@@ -68,6 +70,10 @@ fn try_reload(control: &Control, old: &Snapshot) -> Result<String, String> {
     };
     if log_level_from_env().is_none() {
         log::set_max_level(cfg.log_level);
+    }
+    // Names new to this configuration are looked up before its snapshot is built.
+    for w in crate::discovery::resolve_new(&cfg, &old.names) {
+        warn!("{w}");
     }
     let snap = Snapshot::reloaded(cfg, &control.shared.registry, old)?;
     let summary = format!(

@@ -16,11 +16,13 @@
 //! the whole input. Either way one input always runs the same way.
 
 mod chunked;
+mod dns_answer;
 mod heads;
 mod proxy_header;
 mod support;
 
 pub use chunked::{chunked, reference_dechunk, Dechunked};
+pub use dns_answer::dns_answer;
 pub use heads::{request_head, response_head};
 pub use proxy_header::proxy_header;
 

@@ -3,8 +3,9 @@
 //! retries (the next upstream, or a fresh connection after a dead pooled one).
 
 use super::*;
+use crate::balance::outlier;
 use crate::net::{connect_reason, is_local_shortage, marks_upstream_down, upstream_token};
-use crate::upstream::Waiter;
+use crate::upstream::{Ejection, Waiter};
 use std::sync::atomic::AtomicU64;
 
 /// The next wait's ticket, for the whole process (see `enqueue_for_a_slot`).
@@ -39,17 +40,8 @@ impl Session {
         let mut queued_now = false;
         loop {
             let pool = &self.snap.pools[p];
-            if self.tried.len() > pool.retries {
-                // Every try failed; if they also took the last alive upstreams down, the pool
-                // is down: 503, as for a request that finds it so.
-                let status = if pool.any_alive() { 502 } else { 503 };
-                debug!(
-                    "{}: {} tries in pool {}, no retry left: {status}",
-                    self.client_ip,
-                    self.tried.len(),
-                    pool.name
-                );
-                return Err(Fail::Respond(status));
+            if !self.tried.is_empty() {
+                self.may_retry(pool, ctx)?;
             }
             // Only slow start needs the time.
             let now_ms = if pool.slow_start_ms > 0 {
@@ -98,6 +90,34 @@ impl Session {
                 Err(e) => self.connect_failed(idx, &e, ctx)?,
             }
         }
+    }
+
+    /// A request that tried already may try once more: within the pool's `retries`, and
+    /// within its retry budget (retries may add only a share of the pool's first tries).
+    /// Otherwise every try failed: 502, or 503 when they took the last alive upstreams down
+    /// (as for a request that finds the pool so).
+    #[cold]
+    fn may_retry(&self, pool: &crate::balance::Pool, ctx: &Ctx<'_>) -> Result<(), Fail> {
+        let status = || if pool.any_alive() { 502 } else { 503 };
+        if self.tried.len() > pool.retries {
+            let status = status();
+            debug!(
+                "{}: {} tries in pool {}, no retry left: {status}",
+                self.client_ip,
+                self.tried.len(),
+                pool.name
+            );
+            return Err(Fail::Respond(status));
+        }
+        if !crate::balance::budget::take_retry(pool, ctx.now.ns() / 1_000_000_000) {
+            let status = status();
+            debug!(
+                "{}: pool {}'s retry budget is spent: no retry, {status}",
+                self.client_ip, pool.name
+            );
+            return Err(Fail::Respond(status));
+        }
+        Ok(())
     }
 
     /// Every eligible upstream of pool `p` is at its `max_conns`: join the pool's queue (in
@@ -216,9 +236,25 @@ impl Session {
         }
     }
 
-    /// Judge a failed connect to member `idx`: refused/unreachable/timed out takes the
-    /// upstream down (the caller tries the next one); the proxy's own shortage is a 503 right
-    /// away.
+    /// A live request to member `idx` failed before a response head (`detail` says how):
+    /// counted, and the upstream ejected at the pool's `consecutive_failures` in a row.
+    pub(super) fn count_failure(&self, idx: usize, detail: &str) {
+        let pool = &self.snap.pools[self.exchange_pool()];
+        let Some(member) = pool.members.get(idx) else {
+            return;
+        };
+        let n = member.state.count_failure();
+        let most = pool.outlier.consecutive_failures;
+        if most > 0 && n >= most {
+            let why = format!("{n} failures in a row, the last: {detail}");
+            outlier::eject(pool, idx, Ejection::Failures, &why);
+        }
+    }
+
+    /// Judge a failed connect to member `idx`: refused/unreachable/timed out ejects the
+    /// upstream at once (within the pool's `max_ejected_percent`), another error counts
+    /// towards `consecutive_failures` (the caller tries the next one); the proxy's own
+    /// shortage is a 503 right away.
     pub(super) fn connect_failed(
         &self,
         idx: usize,
@@ -226,7 +262,6 @@ impl Session {
         _ctx: &mut Ctx<'_>,
     ) -> Result<(), Fail> {
         let state = self.member_state(idx);
-        let pool = &self.snap.pools[self.exchange_pool()].name;
         if is_local_shortage(e) {
             // EMFILE, EADDRNOTAVAIL and the like are the proxy's own trouble: the upstream is
             // not to blame and stays in the rotation.
@@ -235,9 +270,11 @@ impl Session {
         }
         state.record_connect_failure();
         if marks_upstream_down(e) {
-            state.mark_down(pool, &connect_reason(e), ChangedBy::Request);
+            let pool = &self.snap.pools[self.exchange_pool()];
+            outlier::eject(pool, idx, Ejection::Failures, &connect_reason(e));
         } else {
             warn!("connect to {} failed: {e}", state.name());
+            self.count_failure(idx, &format!("connect: {e}"));
         }
         Ok(())
     }
@@ -415,10 +452,10 @@ impl Session {
     /// refused one does. The request was not sent: it goes to the next upstream.
     fn upstream_tls_failed(&self, idx: usize, why: &str) {
         let state = self.member_state(idx);
-        let pool = &self.snap.pools[self.exchange_pool()].name;
+        let pool = &self.snap.pools[self.exchange_pool()];
         state.record_connect_failure();
         warn!("TLS handshake with {} failed: {why}", state.name());
-        state.mark_down(pool, &format!("TLS: {why}"), ChangedBy::Request);
+        outlier::eject(pool, idx, Ejection::Failures, &format!("TLS: {why}"));
     }
 
     /// The upstream closed (or reset) before sending any response byte.
@@ -436,8 +473,12 @@ impl Session {
         let name = up.flight.upstream().name();
         // Nothing reached the client and the whole request is still here: an idempotent
         // request can be sent again (RFC 9110 §9.2.2).
+        let blameless = reused && !ex.fresh_retry_used;
         if !(ex.req.idempotent && ex.replay.is_some()) {
             warn!("upstream {name} closed before answering: 502");
+            if !blameless {
+                self.count_failure(idx, "closed before answering");
+            }
             return Err(Fail::Respond(502));
         }
         if reused && !ex.fresh_retry_used {
@@ -458,8 +499,24 @@ impl Session {
             }
         } else {
             debug!("upstream {name} closed before answering; retrying the request elsewhere");
+            self.count_failure(idx, "closed before answering");
         }
         self.connect_next(ctx)
+    }
+}
+
+/// Member `idx` of `pool` answered `code` (502, 503 or 504) to worker `worker`: counted, and
+/// ejected at the pool's `consecutive_5xx` in a row.
+#[cold]
+pub(super) fn gateway_error(pool: &crate::balance::Pool, idx: usize, code: u16, worker: usize) {
+    let Some(member) = pool.members.get(idx) else {
+        return;
+    };
+    let n = member.state.count_gateway_error(worker);
+    let most = pool.outlier.consecutive_5xx;
+    if most > 0 && n >= most {
+        let why = format!("{n} responses 502/503/504 in a row, the last {code}");
+        outlier::eject(pool, idx, Ejection::Errors5xx, &why);
     }
 }
 

@@ -29,7 +29,7 @@ use crate::metrics::WorkerStats;
 use crate::net::client_token;
 use crate::snapshot::Snapshot;
 use crate::splice::{PipePool, Span};
-use crate::upstream::{ChangedBy, InFlight, Tried, UpstreamState};
+use crate::upstream::{InFlight, Tried, UpstreamState};
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};

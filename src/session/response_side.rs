@@ -110,6 +110,14 @@ impl Session {
                             self.uin.consume(head_len);
                             ex.upstream_keep = p.upstream_keep;
                             ex.upstream_us = Some(record_response(up, code, ctx));
+                            if (502..=504).contains(&code) {
+                                super::connect::gateway_error(
+                                    &self.snap.pools[ex.pool],
+                                    up.idx,
+                                    code,
+                                    ctx.worker,
+                                );
+                            }
                             ex.status = code;
                             ex.body_from = self.client.bytes_out + self.cout.len() as u64;
                             ex.close_after = p.close_client;

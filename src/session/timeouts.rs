@@ -152,7 +152,12 @@ impl Session {
                         } else {
                             "connect timed out"
                         };
-                        state.mark_down(&self.snap.pools[ex.pool].name, what, ChangedBy::Request);
+                        crate::balance::outlier::eject(
+                            &self.snap.pools[ex.pool],
+                            up.idx,
+                            crate::upstream::Ejection::Failures,
+                            what,
+                        );
                     }
                     if let Some(w) = &mut ex.replay {
                         *w = 0;
@@ -181,6 +186,10 @@ impl Session {
                 }
                 _ => {
                     debug!("{}: upstream timed out: 504", self.client_ip);
+                    if let Some(up) = &self.upstream {
+                        let idx = up.idx;
+                        self.count_failure(idx, "timed out before a response head");
+                    }
                     self.after_step(Err(Fail::Respond(504)), ctx)
                 }
             },

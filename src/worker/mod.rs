@@ -96,6 +96,8 @@ pub struct Worker {
     shared: Arc<Shared>,
     /// Health checks (worker 0 only).
     prober: Option<Prober>,
+    /// The second the pools' retry budgets were last sampled (the prober's worker only).
+    budget_sampled: u64,
     /// This worker's balancing state (smooth weighted round robin), per pool.
     balance: Local,
     /// The first health checks were reported done (worker 0).
@@ -190,6 +192,7 @@ impl Worker {
             generation,
             shared,
             prober,
+            budget_sampled: 0,
             balance,
             checks_reported: false,
             dirty: Vec::with_capacity(EVENTS_CAPACITY),
@@ -683,6 +686,7 @@ impl Worker {
                     }
                     WORKER_IDLE_SWEEP => {
                         self.wall = WallClock::read();
+                        self.sweep_pools();
                         self.conns.sweep(
                             self.now,
                             self.stopping_since.is_some(),
@@ -735,6 +739,31 @@ impl Worker {
                 self.arm(key);
             }
             Drive::Idle => self.arm(key),
+        }
+    }
+
+    /// On the prober's worker, once a second: note what each pool has sent (its retry
+    /// budget's baseline); and bring back the ejected upstreams whose time is up (looked at only
+    /// while some upstream is ejected: one load otherwise).
+    fn sweep_pools(&mut self) {
+        if self.prober.is_none() {
+            return;
+        }
+        let sec = self.now.ns() / 1_000_000_000;
+        if self.budget_sampled != sec {
+            self.budget_sampled = sec;
+            for pool in &self.snap.pools {
+                crate::balance::budget::sample(pool, sec);
+            }
+        }
+        if crate::upstream::EJECTED.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now_ms = crate::upstream::tick_ms(self.now);
+        for pool in &self.snap.pools {
+            for m in &pool.members {
+                m.state.end_ejection_if_due(&pool.name, now_ms);
+            }
         }
     }
 

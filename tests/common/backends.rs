@@ -203,6 +203,15 @@ impl RawBackend {
         RawBackend::spawn(Some(Box::new(script)))
     }
 
+    /// The same, listening on `bind` (another 127.0.0.x, a given port): backends that share a
+    /// port and differ by address, as the members of a name do.
+    pub fn start_on(
+        bind: SocketAddr,
+        script: impl Fn(&[u8]) -> Reply + Send + Sync + 'static,
+    ) -> RawBackend {
+        RawBackend::spawn_on(bind, Some(Box::new(script)))
+    }
+
     /// Start a backend that answers every request with the same bytes and keeps the connection.
     pub fn fixed(response: &[u8]) -> RawBackend {
         let response = response.to_vec();
@@ -215,7 +224,11 @@ impl RawBackend {
     }
 
     fn spawn(script: Option<Box<Script>>) -> RawBackend {
-        let listener = match TcpListener::bind("127.0.0.1:0") {
+        RawBackend::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), script)
+    }
+
+    fn spawn_on(bind: SocketAddr, script: Option<Box<Script>>) -> RawBackend {
+        let listener = match TcpListener::bind(bind) {
             Ok(l) => l,
             Err(e) => panic!("raw backend: bind: {e}"),
         };

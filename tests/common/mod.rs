@@ -12,6 +12,8 @@
 //! - `clients.rs`: [`ResponseReader`], [`send_raw`], [`get`] with their own response parser;
 //!   [`connect_from`] another 127.0.0.x; [`new_connections`] as load; the proxy's own answers
 //!   byte for byte ([`local_answer`]).
+//! - `dns.rs`: a DNS server ([`DnsServer`]) whose A and SRV answers, TTLs and failures a test
+//!   changes while the proxy runs.
 //! - `metrics.rs`: samples of the admin `/metrics` page ([`metric`]) and the `/proc` readers
 //!   (memory, open descriptors).
 //! - `tls.rs`: a test CA and its certificates ([`TestCa`], [`Leaf`]: rcgen, PEM files) and a
@@ -26,6 +28,7 @@
 
 mod backends;
 mod clients;
+mod dns;
 mod metrics;
 mod process;
 mod tls;
@@ -35,6 +38,8 @@ mod tls;
 pub use backends::*;
 #[allow(unused_imports)]
 pub use clients::*;
+#[allow(unused_imports)]
+pub use dns::*;
 #[allow(unused_imports)]
 pub use metrics::*;
 #[allow(unused_imports)]

@@ -1,0 +1,34 @@
+//! A pool's retry budget, over counters that exist anyway: the requests its members were sent
+//! (each worker's own counters, summed here), sampled once a second by worker 0's sweep. The
+//! request path counts nothing for it; only a retry, and the sweep, take the pool's lock.
+
+use super::pool::Pool;
+use std::sync::atomic::Ordering;
+
+/// Requests sent to the members of `pool` so far.
+fn sent(pool: &Pool) -> u64 {
+    pool.members.iter().map(|m| m.state.requests()).sum()
+}
+
+/// Worker 0's sweep, at second `sec`: note what the pool has sent by now.
+pub fn sample(pool: &Pool, sec: u64) {
+    let sent = sent(pool);
+    let mut b = pool.shared.budget.lock().unwrap_or_else(|p| p.into_inner());
+    b.sample(sec, sent);
+}
+
+/// May a request of `pool` be retried at second `sec`? Counted either way: a retry made, or
+/// one refused (`goround_retries_refused_total`).
+pub fn take_retry(pool: &Pool, sec: u64) -> bool {
+    let sent = sent(pool);
+    let allowed = pool
+        .shared
+        .budget
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take(sec, sent, pool.retry_budget);
+    if !allowed {
+        pool.shared.retries_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    allowed
+}

@@ -292,6 +292,8 @@ impl ConnPool {
     /// Close the idle connections of every upstream not in `keep` (ids): after a reload that
     /// removed them.
     pub fn retain_upstreams(&mut self, keep: &[usize], registry: &Registry) {
+        // A pool from DNS may have thousands of members: look them up in a set.
+        let keep: std::collections::HashSet<usize> = keep.iter().copied().collect();
         let mut closed = Vec::new();
         for (id, list) in self.idle.iter_mut().enumerate() {
             if !keep.contains(&id) {

@@ -96,6 +96,9 @@ pub fn spawn(shared: Arc<Shared>, wakers: Arc<Vec<mio::Waker>>) -> std::io::Resu
 
 fn run(shared: &Shared, wakers: &[mio::Waker]) {
     let mut resolver: Option<(DnsSpec, Resolver)> = None;
+    // An answer changed and its snapshot is not out yet (a publish failed): tried again
+    // every turn.
+    let mut unpublished = false;
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
@@ -127,8 +130,8 @@ fn run(shared: &Shared, wakers: &[mio::Waker]) {
             }
         }
         drop(snap);
-        if changed {
-            publish_change(shared, wakers);
+        if changed || unpublished {
+            unpublished = !publish_change(shared, wakers);
         }
         let next = shared
             .current()
@@ -186,8 +189,10 @@ fn look_up(e: &Entry, resolver: &Resolver, dns: &DnsSpec) -> bool {
             if st.failing.take().is_some() {
                 info!("DNS: '{name}' resolves again");
             }
-            // A record's TTL wins when longer than the floor.
-            let wait = Duration::from_secs(u64::from(ttl.unwrap_or(0))).max(dns.interval);
+            // A record's TTL wins when longer than the floor (a day at most: a name is looked
+            // at again at least daily).
+            let wait =
+                Duration::from_secs(u64::from(ttl.unwrap_or(0)).min(86_400)).max(dns.interval);
             st.next = Some(now + wait);
             st.ttl = ttl;
             if st.found == found {
@@ -206,7 +211,11 @@ fn look_up(e: &Entry, resolver: &Resolver, dns: &DnsSpec) -> bool {
             );
             let old = std::mem::replace(&mut st.found, found);
             if !old.is_empty() {
-                st.leaving = Some(old);
+                // Two changes before the first was published whole: both sets leave.
+                st.leaving = Some(match st.leaving.take() {
+                    Some(earlier) => earlier.merged(old),
+                    None => old,
+                });
             }
             true
         }
@@ -245,10 +254,11 @@ fn list(addrs: &[std::net::IpAddr]) -> String {
 }
 
 /// Publish the table's answers: the new addresses beside the leaving ones, then, once the
-/// new ones were checked, without the leaving ones.
-fn publish_change(shared: &Shared, wakers: &[mio::Waker]) {
+/// new ones were checked, without the leaving ones. False when a snapshot could not be built
+/// (logged): the leaving addresses stay listed, and the caller tries again.
+fn publish_change(shared: &Shared, wakers: &[mio::Waker]) -> bool {
     let Some(snap) = republish(shared, wakers) else {
-        return;
+        return false;
     };
     let awaited: Vec<_> = snap
         .pools
@@ -269,17 +279,28 @@ fn publish_change(shared: &Shared, wakers: &[mio::Waker]) {
     let until = Instant::now() + longest + Duration::from_secs(1);
     while awaited.iter().any(|s| s.is_awaiting_first_check()) && Instant::now() < until {
         if shared.shutdown.load(Ordering::Acquire) {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let mut leaving = false;
-    for e in shared.current().0.names.all() {
-        leaving |= e.state().leaving.take().is_some();
+    let entries = shared.current().0.names.all();
+    let taken: Vec<_> = entries
+        .iter()
+        .map(|e| (e, e.state().leaving.take()))
+        .filter(|(_, l)| l.is_some())
+        .collect();
+    if taken.is_empty() || republish(shared, wakers).is_some() {
+        return true;
     }
-    if leaving {
-        republish(shared, wakers);
+    // Not out: they are still members of the snapshot in force, and stay listed as leaving.
+    for (e, leaving) in taken {
+        let mut st = e.state();
+        st.leaving = match (st.leaving.take(), leaving) {
+            (Some(newer), Some(older)) => Some(older.merged(newer)),
+            (newer, older) => newer.or(older),
+        };
     }
+    false
 }
 
 /// Build and publish the snapshot of the table as it is; the snapshot, or `None` (logged)

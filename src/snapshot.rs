@@ -46,6 +46,28 @@ pub struct Snapshot {
     listed: Vec<&'static UpstreamState>,
 }
 
+/// `cfg`'s pools bound to their states in `registry`, with the members their names resolved
+/// to in `names` (see [`Snapshot::new`] for `pending`). Frees first what nothing can use.
+fn bind_pools(
+    cfg: &Config,
+    names: &Names,
+    registry: &Registry,
+    pending: bool,
+) -> Result<Vec<Pool>, String> {
+    registry.prepare();
+    cfg.pools
+        .iter()
+        .map(|p| {
+            let found = if p.discovered() {
+                table::members(p, names)
+            } else {
+                Vec::new()
+            };
+            Pool::new(p, &found, registry, pending)
+        })
+        .collect()
+}
+
 impl Drop for Snapshot {
     fn drop(&mut self) {
         for s in &self.listed {
@@ -81,19 +103,7 @@ impl Snapshot {
                 .into_bytes()
                 .into()
         });
-        registry.prepare();
-        let pools = cfg
-            .pools
-            .iter()
-            .map(|p| {
-                let found = if p.discovered() {
-                    table::members(p, &names)
-                } else {
-                    Vec::new()
-                };
-                Pool::new(p, &found, registry, pending)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let pools = bind_pools(&cfg, &names, registry, pending)?;
         let upstream_tls = cfg
             .pools
             .iter()
@@ -136,11 +146,16 @@ impl Snapshot {
             names,
             listed: Vec::new(),
         };
-        snap.listed = snap.upstreams().into_iter().map(|(s, _)| s).collect();
-        for s in &snap.listed {
+        snap.list();
+        Ok(snap)
+    }
+
+    /// Count its upstreams as listed while it lives.
+    fn list(&mut self) {
+        self.listed = self.upstreams().into_iter().map(|(s, _)| s).collect();
+        for s in &self.listed {
             s.listed(true);
         }
-        Ok(snap)
     }
 
     /// The snapshot for a reloaded `cfg`: as [`new`](Snapshot::new), and the client limiters
@@ -170,9 +185,28 @@ impl Snapshot {
     }
 
     /// The snapshot of the same configuration with the members its names resolve to now
-    /// (the resolver thread, when an answer changed).
+    /// (the resolver thread, when an answer changed): only the pools are bound again; the
+    /// TLS configurations (and their session caches), limiters and routes are `prev`'s, and
+    /// it was loaded when `prev` was.
     pub fn rediscovered(registry: &Registry, prev: &Snapshot) -> Result<Snapshot, String> {
-        Snapshot::carried(prev.cfg.clone(), registry, prev)
+        let pools = bind_pools(&prev.cfg, &prev.names, registry, true)?;
+        let mut snap = Snapshot {
+            cfg: prev.cfg.clone(),
+            pools,
+            routes: prev.routes.clone(),
+            loaded_unix_ms: prev.loaded_unix_ms,
+            limiter: prev.limiter.clone(),
+            pool_limiters: prev.pool_limiters.clone(),
+            tls: prev.tls.clone(),
+            acme: prev.acme.clone(),
+            tls_server: prev.tls_server.clone(),
+            hsts_line: prev.hsts_line.clone(),
+            upstream_tls: prev.upstream_tls.clone(),
+            names: Arc::clone(&prev.names),
+            listed: Vec::new(),
+        };
+        snap.list();
+        Ok(snap)
     }
 
     /// A snapshot of `cfg` that carries over from `prev` what a reload keeps: the TLS and

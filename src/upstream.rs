@@ -315,6 +315,11 @@ impl UpstreamState {
         self.unused_from.store(0, Ordering::Relaxed);
     }
 
+    /// Some snapshot lists it now.
+    pub fn is_listed(&self) -> bool {
+        self.users.load(Ordering::Acquire) > 0
+    }
+
     /// A snapshot that lists it was made (`+1`) or dropped (`-1`).
     pub(crate) fn listed(&self, by_one_more: bool) {
         if by_one_more {
@@ -817,6 +822,11 @@ pub struct PoolShared {
 /// and the retries made, per second.
 #[derive(Debug, Default)]
 pub struct RetryBudget {
+    /// Requests the pool's members were sent while in it, since the start: it only grows,
+    /// whatever members come and go.
+    total: u64,
+    /// Each member's request count (by state id) at the last look.
+    seen: HashMap<usize, u64>,
     /// (second, requests sent by then), oldest first, for the last window and one more.
     samples: std::collections::VecDeque<(u64, u64)>,
     /// (second, retries made in it), oldest first.
@@ -824,6 +834,20 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
+    /// Add what each member (state id, requests sent so far) was sent since the last look;
+    /// the pool's total now. A member seen for the first time counts from now on, one that
+    /// left keeps what it added.
+    pub fn observe(&mut self, members: &[(usize, u64)]) -> u64 {
+        let mut seen = HashMap::with_capacity(members.len());
+        for &(id, sent) in members {
+            let before = self.seen.get(&id).copied().unwrap_or(sent);
+            self.total += sent.saturating_sub(before);
+            seen.insert(id, sent);
+        }
+        self.seen = seen;
+        self.total
+    }
+
     /// Record that `sent` requests had been sent by second `sec` (once a second is enough).
     pub fn sample(&mut self, sec: u64, sent: u64) {
         if self.samples.back().is_some_and(|&(s, _)| s == sec) {
@@ -1291,6 +1315,24 @@ mod tests {
         drop(held);
         // An address listed again before it was freed keeps its state.
         assert!(std::ptr::eq(r.get(addr(2), "b").unwrap(), b));
+    }
+
+    #[test]
+    fn the_retry_budget_total_only_grows_as_members_come_and_go() {
+        let mut b = RetryBudget::default();
+        assert_eq!(
+            b.observe(&[(1, 100), (2, 50)]),
+            0,
+            "counted from the first look"
+        );
+        assert_eq!(b.observe(&[(1, 130), (2, 60)]), 40);
+        assert_eq!(b.observe(&[(1, 135)]), 45, "2 left: what it added stays");
+        assert_eq!(
+            b.observe(&[(1, 135), (2, 0)]),
+            45,
+            "2 back, reset: from now on"
+        );
+        assert_eq!(b.observe(&[(1, 136), (2, 4)]), 50);
     }
 
     #[test]

@@ -433,3 +433,36 @@ fn a_name_that_does_not_resolve_is_an_error_for_check_and_a_wait_at_start() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_address_that_comes_back_waits_for_its_check_again() {
+    let dns = DnsServer::start();
+    let port = shared_port();
+    let first = backend("127.0.0.1", port);
+    let _second = backend("127.0.0.2", port);
+    let (proxy, _dir) = proxy_for_api_test(&dns, port);
+    dns.set_a("api.test", &["127.0.0.2"], 1);
+    wait_members(
+        &proxy,
+        &[format!("127.0.0.2:{port}")],
+        Duration::from_secs(4),
+    );
+    // The first address dies while out of the pool, then DNS gives it back: it is not taken
+    // as up from before, its check finds it down.
+    drop(first);
+    dns.set_a("api.test", &["127.0.0.1"], 1);
+    let until = Instant::now() + Duration::from_secs(4);
+    loop {
+        let now = members(&proxy);
+        if now == [(format!("127.0.0.1:{port}"), false)] {
+            break;
+        }
+        assert!(
+            !now.contains(&(format!("127.0.0.1:{port}"), true)),
+            "the dead address came back as up: {now:?}"
+        );
+        assert!(Instant::now() < until, "members {now:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(proxy.addr(), "/").0, 503);
+}

@@ -260,3 +260,26 @@ fn a_retry_storm_stops_at_the_retry_budget() {
         Some("85")
     );
 }
+
+#[test]
+fn a_client_that_stops_sending_its_body_does_not_get_the_upstream_ejected() {
+    // The backend waits for the whole body, which never comes.
+    let b = RawBackend::start(|_| Reply::KeepAlive(ok_response("done")));
+    let (proxy, _dir) = Proxy::with_config(
+        &config(&[b.port()], "consecutive_failures = 1", "retries = 0"),
+        &["--admin", "127.0.0.1:0", "--read-timeout", "300ms"],
+    );
+    // Past the request buffer, so that the body streams to the upstream as it comes.
+    let mut client = ResponseReader::connect(proxy.addr());
+    let mut head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n".to_vec();
+    head.extend(vec![b'x'; 100_000]);
+    client.send(&head);
+    b.wait_bytes(90_000, Duration::from_secs(5));
+    // The timeout passes with the client silent: 504 (the upstream did not answer), and yet
+    // the upstream is not blamed, as it never had the whole request.
+    assert_eq!(client.read_response("POST").status, 504);
+    let u = upstream(&proxy, b.port());
+    assert!(u["up"] == true && u["ejected_until"].is_null(), "{u}");
+    assert_eq!(u["ejections"]["failures"], 0, "{u}");
+    assert_eq!(get(proxy.addr(), "/").0, 200);
+}

@@ -18,6 +18,9 @@ use std::net::IpAddr;
 /// of a quarter of the keys.
 pub const POINTS_PER_WEIGHT: usize = 160;
 
+/// The most points one ring holds (16 MiB of points): 6,553 units of weight at full density.
+pub const MAX_POINTS: usize = 1 << 20;
+
 /// A ring over some members of a pool.
 #[derive(Debug, Clone, Default)]
 pub struct Ring {
@@ -30,6 +33,14 @@ pub struct Ring {
 impl Ring {
     /// The ring of the members that `include` selects.
     pub fn new(members: &[Member], include: impl Fn(&Member) -> bool) -> Ring {
+        // Members and weights from DNS can be many: the ring keeps at most MAX_POINTS, with
+        // fewer points per unit of weight when it would hold more.
+        let total: usize = members
+            .iter()
+            .filter(|m| include(m))
+            .map(|m| m.weight as usize)
+            .sum();
+        let per_weight = POINTS_PER_WEIGHT.min(MAX_POINTS / total.max(1)).max(1);
         let mut points = Vec::new();
         let mut owners = Vec::new();
         for (i, m) in members.iter().enumerate() {
@@ -41,7 +52,7 @@ impl Ring {
             // adding members in the file keeps every other member's points.
             // A member from DNS by its address: the name is its entry's, shared.
             let base = if m.discovered { &m.addr_text } else { &m.name };
-            for p in 0..POINTS_PER_WEIGHT * m.weight as usize {
+            for p in 0..per_weight * m.weight as usize {
                 let label = format!("{base}#{p}");
                 points.push((hash64(label.as_bytes()), i as u32));
             }

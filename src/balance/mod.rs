@@ -68,7 +68,7 @@ impl Local {
 impl Pool {
     /// The pool for `spec`, its members bound to their state in `registry`: its static
     /// upstreams, then `discovered` (the addresses its names resolved to). With `pending`, a
-    /// discovered address new to the registry waits for its first health check before it
+    /// discovered address no snapshot lists yet waits for its first health check before it
     /// takes requests.
     pub fn new(
         spec: &PoolSpec,
@@ -80,7 +80,9 @@ impl Pool {
         let all = spec.upstreams.iter().map(|u| (u, false));
         for (u, from_dns) in all.chain(discovered.iter().map(|u| (u, true))) {
             let (state, fresh) = registry.get_fresh(u.address.addr, &u.address.name)?;
-            if fresh && from_dns && pending {
+            // New to the registry, or back before its old state was freed (nothing checked it
+            // meanwhile): it waits for a check either way.
+            if from_dns && pending && (fresh || !state.is_listed()) {
                 state.await_first_check(&spec.name);
             }
             members.push(Member {

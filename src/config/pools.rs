@@ -382,6 +382,7 @@ fn outlier_spec(o: &file::OutlierFile, src: &Source) -> Result<OutlierSpec, Conf
     let duration = |v: &At<Value>, key: &str| {
         as_str(v.get_ref())
             .and_then(values::parse_positive_duration)
+            .and_then(|d| at_most(d, DAY))
             .map_err(|e| err(v.span(), format!("{key}: {e}")))
     };
     if let Some(v) = &o.ejection {
@@ -434,14 +435,28 @@ pub(super) fn dns_spec(
     if let Some(v) = &d.interval {
         spec.interval = as_str(v.get_ref())
             .and_then(values::parse_positive_duration)
+            .and_then(|d| at_most(d, DAY))
             .map_err(|e| err(v.span(), format!("interval: {e}")))?;
     }
     if let Some(v) = &d.timeout {
         spec.timeout = as_str(v.get_ref())
             .and_then(values::parse_positive_duration)
+            .and_then(|d| at_most(d, Duration::from_secs(60)))
             .map_err(|e| err(v.span(), format!("timeout: {e}")))?;
     }
     Ok(spec)
+}
+
+/// A day: the longest ejection and DNS interval.
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `d`, unless it is longer than `most`.
+fn at_most(d: Duration, most: Duration) -> Result<Duration, String> {
+    if d > most {
+        Err(format!("at most {}", values::format_duration(most)))
+    } else {
+        Ok(d)
+    }
 }
 
 /// A pool name: what can go in a metric label and a URL without quoting.

@@ -126,31 +126,27 @@ impl Resolver {
         if let Some(addrs) = self.in_hosts_file(host) {
             return Ok(Addrs { addrs, ttl: None });
         }
-        let mut last = LookupError::NoAnswer;
         for name in self.candidates(host) {
             match self.addrs_of(&name) {
                 Ok(found) => return Ok(found),
                 // The next search domain may have it.
                 Err(LookupError::NoAnswer) => {}
-                Err(e) => last = e,
+                // As glibc: a server that does not answer ends the search, so that another
+                // domain's name never stands in for this one.
+                Err(e) => return Err(e),
             }
         }
-        Err(last)
+        Err(LookupError::NoAnswer)
     }
 
     /// The SRV records of `name`, each target with its addresses (from the answer's
     /// additional section, else looked up), and the least TTL of all of it.
     pub fn srv(&self, name: &str) -> Result<(Vec<Target>, Option<u32>), LookupError> {
-        let mut last = LookupError::NoAnswer;
         for candidate in self.candidates(name) {
             let answer = match self.ask(&candidate, wire::TYPE_SRV) {
                 Ok(a) if !a.srv.is_empty() => a,
-                Ok(_) => continue,
-                Err(LookupError::NoAnswer) => continue,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
+                Ok(_) | Err(LookupError::NoAnswer) => continue,
+                Err(e) => return Err(e),
             };
             let mut ttl = answer.ttl;
             let mut targets = Vec::with_capacity(answer.srv.len());
@@ -182,7 +178,7 @@ impl Resolver {
             }
             return Ok((targets, ttl));
         }
-        Err(last)
+        Err(LookupError::NoAnswer)
     }
 
     /// The names to ask for `host`, in order: as glibc does, with the search domains first
@@ -216,28 +212,27 @@ impl Resolver {
         (!found.is_empty()).then_some(found)
     }
 
-    /// A and AAAA of exactly `name`.
+    /// A and AAAA of exactly `name`. Either family failing (not merely empty) fails the
+    /// lookup: half an answer would drain the other half's members.
     fn addrs_of(&self, name: &str) -> Result<Addrs, LookupError> {
-        let v4 = self.ask(name, wire::TYPE_A);
-        if let Err(e @ (LookupError::Timeout | LookupError::Server(_) | LookupError::Local(_))) =
-            &v4
-        {
-            return Err(e.clone());
-        }
-        let v6 = self.ask(name, wire::TYPE_AAAA);
         let mut addrs = Vec::new();
         let mut ttl: Option<u32> = None;
-        for a in [&v4, &v6].into_iter().flatten() {
-            addrs.extend_from_slice(&a.addrs);
-            if let Some(t) = a.ttl {
-                ttl = Some(ttl.map_or(t, |x| x.min(t)));
+        for qtype in [wire::TYPE_A, wire::TYPE_AAAA] {
+            match self.ask(name, qtype) {
+                Ok(a) => {
+                    addrs.extend_from_slice(&a.addrs);
+                    if let Some(t) = a.ttl {
+                        ttl = Some(ttl.map_or(t, |x| x.min(t)));
+                    }
+                }
+                Err(LookupError::NoAnswer) => {}
+                Err(e) => return Err(e),
             }
         }
-        match (&v6, addrs.is_empty()) {
-            (_, false) => Ok(Addrs { addrs, ttl }),
-            (Err(e @ (LookupError::Timeout | LookupError::Server(_))), true) => Err(e.clone()),
-            _ => Err(LookupError::NoAnswer),
+        if addrs.is_empty() {
+            return Err(LookupError::NoAnswer);
         }
+        Ok(Addrs { addrs, ttl })
     }
 
     /// One question to the servers in turn, until one answers it.
@@ -339,27 +334,48 @@ fn exchange_udp(server: SocketAddr, q: &Asked<'_>, timeout: Duration) -> Result<
         socket.set_read_timeout(Some(left)).map_err(Exchange::Io)?;
         let n = socket.recv(&mut buf).map_err(waited)?;
         match q.read(&buf[..n]) {
-            // A stray or forged datagram: keep waiting for ours.
-            Err(WireError::NotOurs) => continue,
+            // A stray, forged or garbled datagram: keep waiting for ours.
+            Err(WireError::NotOurs | WireError::Malformed(_)) => continue,
             Err(e) => return Err(Exchange::Wire(e)),
             Ok(a) => return Ok(a),
         }
     }
 }
 
+/// The same over TCP (RFC 7766), the whole exchange within `timeout`: each read and write
+/// waits only for what is left of it, so a server that trickles bytes cannot hold the
+/// resolver thread.
 fn exchange_tcp(server: SocketAddr, q: &Asked<'_>, timeout: Duration) -> Result<Answer, Exchange> {
-    let mut s = TcpStream::connect_timeout(&server, timeout).map_err(waited)?;
-    s.set_read_timeout(Some(timeout)).map_err(Exchange::Io)?;
-    s.set_write_timeout(Some(timeout)).map_err(Exchange::Io)?;
+    let until = Instant::now() + timeout;
+    let left = || {
+        let d = until.saturating_duration_since(Instant::now());
+        if d.is_zero() {
+            Err(Exchange::Timeout)
+        } else {
+            Ok(d)
+        }
+    };
+    let mut s = TcpStream::connect_timeout(&server, left()?).map_err(waited)?;
     let mut framed = Vec::with_capacity(q.bytes.len() + 2);
     framed.extend_from_slice(&(q.bytes.len() as u16).to_be_bytes());
     framed.extend_from_slice(&q.bytes);
+    s.set_write_timeout(Some(left()?)).map_err(Exchange::Io)?;
     s.write_all(&framed).map_err(waited)?;
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).map_err(waited)?;
-    let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut msg).map_err(waited)?;
-    q.read(&msg).map_err(Exchange::Wire)
+    let mut msg = Vec::new();
+    let mut want = 2;
+    let mut buf = [0u8; 4096];
+    while msg.len() < want {
+        s.set_read_timeout(Some(left()?)).map_err(Exchange::Io)?;
+        let n = s.read(&mut buf).map_err(waited)?;
+        if n == 0 {
+            return Err(Exchange::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        msg.extend_from_slice(&buf[..n]);
+        if want == 2 && msg.len() >= 2 {
+            want = 2 + u16::from_be_bytes([msg[0], msg[1]]) as usize;
+        }
+    }
+    q.read(&msg[2..want]).map_err(Exchange::Wire)
 }
 
 #[cfg(test)]

@@ -58,6 +58,23 @@ impl Found {
         }
     }
 
+    /// This and `other` together (what is still leaving after two changes in a row).
+    pub fn merged(self, other: Found) -> Found {
+        match (self, other) {
+            (Found::Addrs(mut a), Found::Addrs(b)) => {
+                a.extend(b);
+                a.sort_unstable();
+                a.dedup();
+                Found::Addrs(a)
+            }
+            (Found::Srv(mut a), Found::Srv(b)) => {
+                a.extend(b.into_iter().filter(|t| !a.contains(t)).collect::<Vec<_>>());
+                Found::Srv(a)
+            }
+            (a, _) => a,
+        }
+    }
+
     /// Every address, SRV targets' included, once each.
     pub fn addrs(&self) -> Vec<IpAddr> {
         let mut all: Vec<IpAddr> = match self {

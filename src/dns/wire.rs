@@ -107,7 +107,17 @@ pub fn parse(msg: &[u8], id: u16, name: &str, qtype: u16) -> Result<Answer, Wire
     let (qd, an, _ns, ar) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
     let is_response = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xf;
-    if got_id != id || !is_response || opcode != 0 || qd != 1 {
+    if got_id != id || !is_response || opcode != 0 {
+        return Err(WireError::NotOurs);
+    }
+    // An error reply may leave the question out (REFUSED, FORMERR, NOTIMP): ours by its ID.
+    if qd == 0 && flags & 0xf != 0 {
+        return Err(match (flags & 0xf) as u8 {
+            3 => WireError::NoSuchName,
+            n => WireError::Rcode(n),
+        });
+    }
+    if qd != 1 {
         return Err(WireError::NotOurs);
     }
     let qname = r.name()?;
@@ -312,7 +322,8 @@ impl Reader<'_> {
 }
 
 /// The name at `at` in `msg` and where the bytes after it start. Compression pointers must
-/// point before the place they are read at, so every jump goes back and a loop cannot be.
+/// point before the place they are read at; labels read after a jump may lead forward again,
+/// but a name is at most 253 bytes long, which ends any loop.
 fn read_name(msg: &[u8], mut at: usize) -> Result<(String, usize), WireError> {
     let mut name = String::new();
     let mut end = None;

@@ -111,7 +111,7 @@ impl Prober {
     /// check in flight is dropped); one kept keeps its streaks and its schedule.
     pub fn configure(&mut self, snap: &Snapshot, registry: &Registry) -> Vec<StartTimer> {
         let wanted = snap.upstreams();
-        let keep: Vec<usize> = wanted.iter().map(|(s, _)| s.id).collect();
+        let keep: std::collections::HashSet<usize> = wanted.iter().map(|(s, _)| s.id).collect();
         let gone: Vec<usize> = self
             .slots
             .keys()

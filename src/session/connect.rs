@@ -40,8 +40,8 @@ impl Session {
         let mut queued_now = false;
         loop {
             let pool = &self.snap.pools[p];
-            if !self.tried.is_empty() {
-                self.may_retry(pool, ctx)?;
+            if self.tried.len() > pool.retries {
+                return Err(self.no_retry_left(pool));
             }
             // Only slow start needs the time.
             let now_ms = if pool.slow_start_ms > 0 {
@@ -82,6 +82,10 @@ impl Session {
                 // now, so another member, or the queue).
                 continue;
             };
+            // A try after the first spends the pool's retry budget (once per try made).
+            if !self.tried.is_empty() {
+                self.spend_retry(pool, ctx)?;
+            }
             // A slot of our own: out of the queue, if we were in it (the slot is used).
             self.leave_queue(ctx.worker, true);
             self.tried.insert(idx);
@@ -92,32 +96,33 @@ impl Session {
         }
     }
 
-    /// A request that tried already may try once more: within the pool's `retries`, and
-    /// within its retry budget (retries may add only a share of the pool's first tries).
-    /// Otherwise every try failed: 502, or 503 when they took the last alive upstreams down
+    /// Every try allowed failed: 502, or 503 when they took the last alive upstreams down
     /// (as for a request that finds the pool so).
     #[cold]
-    fn may_retry(&self, pool: &crate::balance::Pool, ctx: &Ctx<'_>) -> Result<(), Fail> {
-        let status = || if pool.any_alive() { 502 } else { 503 };
-        if self.tried.len() > pool.retries {
-            let status = status();
-            debug!(
-                "{}: {} tries in pool {}, no retry left: {status}",
-                self.client_ip,
-                self.tried.len(),
-                pool.name
-            );
-            return Err(Fail::Respond(status));
+    fn no_retry_left(&self, pool: &crate::balance::Pool) -> Fail {
+        let status = if pool.any_alive() { 502 } else { 503 };
+        debug!(
+            "{}: {} tries in pool {}, no retry left: {status}",
+            self.client_ip,
+            self.tried.len(),
+            pool.name
+        );
+        Fail::Respond(status)
+    }
+
+    /// A retry about to be made spends the pool's retry budget (retries may add only a share
+    /// of the pool's first tries); past it, the request gets what a request with no retry left
+    /// gets.
+    #[cold]
+    fn spend_retry(&self, pool: &crate::balance::Pool, ctx: &Ctx<'_>) -> Result<(), Fail> {
+        if crate::balance::budget::take_retry(pool, ctx.now.ns() / 1_000_000_000) {
+            return Ok(());
         }
-        if !crate::balance::budget::take_retry(pool, ctx.now.ns() / 1_000_000_000) {
-            let status = status();
-            debug!(
-                "{}: pool {}'s retry budget is spent: no retry, {status}",
-                self.client_ip, pool.name
-            );
-            return Err(Fail::Respond(status));
-        }
-        Ok(())
+        debug!(
+            "{}: pool {}'s retry budget is spent: no retry",
+            self.client_ip, pool.name
+        );
+        Err(self.no_retry_left(pool))
     }
 
     /// Every eligible upstream of pool `p` is at its `max_conns`: join the pool's queue (in
@@ -239,16 +244,7 @@ impl Session {
     /// A live request to member `idx` failed before a response head (`detail` says how):
     /// counted, and the upstream ejected at the pool's `consecutive_failures` in a row.
     pub(super) fn count_failure(&self, idx: usize, detail: &str) {
-        let pool = &self.snap.pools[self.exchange_pool()];
-        let Some(member) = pool.members.get(idx) else {
-            return;
-        };
-        let n = member.state.count_failure();
-        let most = pool.outlier.consecutive_failures;
-        if most > 0 && n >= most {
-            let why = format!("{n} failures in a row, the last: {detail}");
-            outlier::eject(pool, idx, Ejection::Failures, &why);
-        }
+        count_failure(&self.snap.pools[self.exchange_pool()], idx, detail);
     }
 
     /// Judge a failed connect to member `idx`: refused/unreachable/timed out ejects the
@@ -502,6 +498,21 @@ impl Session {
             self.count_failure(idx, "closed before answering");
         }
         self.connect_next(ctx)
+    }
+}
+
+/// A live request to member `idx` of `pool` failed before a response head: counted, and the
+/// upstream ejected at the pool's `consecutive_failures` in a row.
+#[cold]
+pub(super) fn count_failure(pool: &crate::balance::Pool, idx: usize, detail: &str) {
+    let Some(member) = pool.members.get(idx) else {
+        return;
+    };
+    let n = member.state.count_failure();
+    let most = pool.outlier.consecutive_failures;
+    if most > 0 && n >= most {
+        let why = format!("{n} failures in a row, the last: {detail}");
+        outlier::eject(pool, idx, Ejection::Failures, &why);
     }
 }
 

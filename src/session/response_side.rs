@@ -43,6 +43,8 @@ impl Session {
                         }
                         Ok(None) if up_eof => {
                             warn!("upstream {} closed mid-head: 502", upstream.name());
+                            let pool = &self.snap.pools[ex.pool];
+                            super::connect::count_failure(pool, up.idx, "closed mid-head");
                             return Err(Fail::Respond(502));
                         }
                         Ok(None) => return Ok(progress),
@@ -51,6 +53,8 @@ impl Session {
                                 "upstream {} sent a bad response head ({e:?}): 502",
                                 upstream.name()
                             );
+                            let pool = &self.snap.pools[ex.pool];
+                            super::connect::count_failure(pool, up.idx, "a bad response head");
                             return Err(Fail::Respond(502));
                         }
                     };

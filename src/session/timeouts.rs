@@ -186,7 +186,12 @@ impl Session {
                 }
                 _ => {
                     debug!("{}: upstream timed out: 504", self.client_ip);
-                    if let Some(up) = &self.upstream {
+                    // The upstream's failure only when it had the whole request: a client
+                    // that stops sending its body must not get upstreams ejected.
+                    let all_sent = matches!(ex.req_body, RequestBody::Done)
+                        && self.uout.is_empty()
+                        && self.up_span.is_none();
+                    if let (true, Some(up)) = (all_sent, &self.upstream) {
                         let idx = up.idx;
                         self.count_failure(idx, "timed out before a response head");
                     }

@@ -15,7 +15,7 @@ use crate::clock::Tick;
 use crate::metrics::{Histogram, UpstreamShard};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 /// Most upstream addresses a process holds at once (a state freed by a reload is reused).
@@ -107,10 +107,8 @@ struct Slow {
     last_check: Mutex<Option<LastCheck>>,
     /// The last transition, for the status page (written on transitions only).
     last_change: Mutex<Option<LastChange>>,
-    /// Out by its health checks (`fall` failures in a row, or a new address not yet checked).
-    check_down: AtomicBool,
-    /// A new address from DNS that takes no request before its first check passes.
-    awaiting_first_check: AtomicBool,
+    /// What its health checks say (a [`Checked`] as a byte).
+    checked: AtomicU8,
     /// Ejected by outlier detection until then (`mono_ms`); 0: not ejected.
     ejected_until_ms: AtomicU64,
     /// Ejections in a row (the n-th lasts n × `ejection`), forgotten once it stayed in for
@@ -123,8 +121,21 @@ struct Slow {
     /// Outlier detection's runs of failures and of 502/503/504 (taken only when one comes).
     runs: Mutex<Runs>,
     /// Serialises the changes of `alive` from its causes (checks, ejections), so that the
-    /// flag always equals "not check_down and not ejected".
+    /// flag always equals "checked up and not ejected".
     transition: Mutex<()>,
+}
+
+/// What an upstream's health checks say, one state: a new address from DNS awaiting its
+/// first check is down by its checks too, and leaves that state on its first result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Checked {
+    /// In, as far as the checks go (since the start, or `rise` passes).
+    Up,
+    /// Out by `fall` failures in a row (or a failed first check).
+    Down,
+    /// A new address from DNS, out until its first check passes.
+    Awaiting,
 }
 
 /// Outlier detection's runs: of failures (ended by any response head), of 502/503/504 (ended
@@ -247,8 +258,7 @@ impl UpstreamState {
                 checks_failed: AtomicU64::new(0),
                 last_check: Mutex::new(None),
                 last_change: Mutex::new(None),
-                check_down: AtomicBool::new(false),
-                awaiting_first_check: AtomicBool::new(false),
+                checked: AtomicU8::new(Checked::Up as u8),
                 ejected_until_ms: AtomicU64::new(0),
                 ejections_in_row: AtomicU32::new(0),
                 returned_ms: AtomicU64::new(0),
@@ -305,8 +315,7 @@ impl UpstreamState {
         s.passes.store(0, Ordering::Relaxed);
         s.fails.store(0, Ordering::Relaxed);
         s.ejections_in_row.store(0, Ordering::Relaxed);
-        s.check_down.store(false, Ordering::Relaxed);
-        s.awaiting_first_check.store(false, Ordering::Relaxed);
+        s.checked.store(Checked::Up as u8, Ordering::Relaxed);
         *s.last_check.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *s.last_change.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for shard in self.shards.iter() {
@@ -364,7 +373,7 @@ impl UpstreamState {
     /// transition.
     pub fn mark_down(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let _t = self.transition();
-        self.slow.check_down.store(true, Ordering::Relaxed);
+        self.set_checked(Checked::Down);
         self.set_down(pool, reason, by)
     }
 
@@ -390,10 +399,7 @@ impl UpstreamState {
     /// transition.
     pub fn mark_up(&self, pool: &str, reason: &str, by: ChangedBy) -> bool {
         let _t = self.transition();
-        self.slow.check_down.store(false, Ordering::Relaxed);
-        self.slow
-            .awaiting_first_check
-            .store(false, Ordering::Relaxed);
+        self.set_checked(Checked::Up);
         if self.slow.ejected_until_ms.swap(0, Ordering::Relaxed) != 0 {
             EJECTED.fetch_sub(1, Ordering::Relaxed);
             self.slow.returned_ms.store(mono_ms(), Ordering::Relaxed);
@@ -421,10 +427,7 @@ impl UpstreamState {
     /// A new address from DNS: out of the rotation until its first health check passes.
     pub fn await_first_check(&self, pool: &str) {
         let _t = self.transition();
-        self.slow
-            .awaiting_first_check
-            .store(true, Ordering::Relaxed);
-        self.slow.check_down.store(true, Ordering::Relaxed);
+        self.set_checked(Checked::Awaiting);
         self.set_down(
             pool,
             "new address: waiting for its first health check",
@@ -491,7 +494,7 @@ impl UpstreamState {
         s.ejected_until_ms.store(0, Ordering::Relaxed);
         s.returned_ms.store(now_ms, Ordering::Relaxed);
         EJECTED.fetch_sub(1, Ordering::Relaxed);
-        if s.check_down.load(Ordering::Relaxed) {
+        if self.checked() != Checked::Up {
             let id = self.identity();
             log::info!(
                 "upstream {} ({}) in pool {pool}: ejection over, still down by its health checks",
@@ -553,12 +556,25 @@ impl UpstreamState {
 
     /// A new address from DNS whose first health check has not ended yet.
     pub fn is_awaiting_first_check(&self) -> bool {
-        self.slow.awaiting_first_check.load(Ordering::Relaxed)
+        self.checked() == Checked::Awaiting
+    }
+
+    /// What its health checks say now.
+    fn checked(&self) -> Checked {
+        match self.slow.checked.load(Ordering::Relaxed) {
+            x if x == Checked::Down as u8 => Checked::Down,
+            x if x == Checked::Awaiting as u8 => Checked::Awaiting,
+            _ => Checked::Up,
+        }
+    }
+
+    fn set_checked(&self, c: Checked) {
+        self.slow.checked.store(c as u8, Ordering::Relaxed);
     }
 
     /// Down by its health checks (or waiting for its first).
     pub fn is_check_down(&self) -> bool {
-        self.slow.check_down.load(Ordering::Relaxed)
+        self.checked() != Checked::Up
     }
 
     fn record_change(&self, up: bool, by: ChangedBy, reason: &str) {
@@ -708,7 +724,7 @@ impl UpstreamState {
             s.checks_passed.fetch_add(1, Ordering::Relaxed);
             s.fails.store(0, Ordering::Relaxed);
             let passes = s.passes.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-            if s.awaiting_first_check.load(Ordering::Relaxed) {
+            if self.checked() == Checked::Awaiting {
                 // A new address joins on its first pass, whatever `rise` says.
                 return self
                     .mark_up(
@@ -731,9 +747,12 @@ impl UpstreamState {
         } else {
             s.checks_failed.fetch_add(1, Ordering::Relaxed);
             s.passes.store(0, Ordering::Relaxed);
-            s.awaiting_first_check.store(false, Ordering::Relaxed);
+            if self.checked() == Checked::Awaiting {
+                // Its first check failed: down by its checks, back after `rise` passes.
+                self.set_checked(Checked::Down);
+            }
             let fails = s.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-            if !s.check_down.load(Ordering::Relaxed) && fails >= fall {
+            if self.checked() == Checked::Up && fails >= fall {
                 let why = if fall > 1 {
                     format!("health check: {detail} ({fails} failures in a row)")
                 } else {

@@ -16,11 +16,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-for target in request_head response_head chunked proxy_header dns_answer; do
+for target in request_head response_head chunked proxy_header dns_answer client_hello; do
     case "$target" in
         chunked) dict=fuzz/dict/chunked.dict ;;
         proxy_header) dict=fuzz/dict/proxy.dict ;;
         dns_answer) dict=fuzz/dict/dns.dict ;;
+        client_hello) dict=fuzz/dict/tls.dict ;;
         *) dict=fuzz/dict/http.dict ;;
     esac
     mkdir -p "fuzz/corpus-tmp/$target" "fuzz/corpus/$target" "fuzz/regressions/$target"

@@ -97,6 +97,7 @@ mod splice;
 mod start;
 mod state;
 mod sys;
+mod tcp;
 mod text;
 mod timer;
 mod tls;

@@ -81,3 +81,12 @@ fn dns_answer_corpus() {
         "only {ran} dns_answer inputs: is fuzz/corpus there?"
     );
 }
+
+#[test]
+fn client_hello_corpus() {
+    let ran = replay("client_hello", goround_mio::fuzzing::client_hello);
+    assert!(
+        ran >= 10,
+        "only {ran} client_hello inputs: is fuzz/corpus there?"
+    );
+}

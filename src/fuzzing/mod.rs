@@ -16,12 +16,14 @@
 //! the whole input. Either way one input always runs the same way.
 
 mod chunked;
+mod client_hello;
 mod dns_answer;
 mod heads;
 mod proxy_header;
 mod support;
 
 pub use chunked::{chunked, reference_dechunk, Dechunked};
+pub use client_hello::client_hello;
 pub use dns_answer::dns_answer;
 pub use heads::{request_head, response_head};
 pub use proxy_header::proxy_header;

@@ -380,6 +380,14 @@ pub(super) fn build(
     };
     let acme = super::acme::acme(&acme_flags, &file, source.as_ref(), tls.as_ref(), &routes)?;
     let dns = super::pools::dns_spec(file.dns.as_ref(), source.as_ref())?;
+    let tcp = match &source {
+        Some(src) => {
+            let mut taken = vec![listen];
+            taken.extend(tls.as_ref().map(|t| t.listen));
+            super::tcp::tcp_listeners(&file, src, &pools, &routes, &taken)?
+        }
+        None => Vec::new(),
+    };
 
     Ok(Config {
         listen,
@@ -421,6 +429,7 @@ pub(super) fn build(
         client_limits,
         pools,
         dns,
+        tcp,
         routes,
         file: cli.config.clone(),
         notices,

@@ -57,6 +57,9 @@ pub struct File {
     pub acme: Option<At<AcmeFile>>,
     /// `[dns]`: how upstream names are looked up.
     pub dns: Option<At<DnsFile>>,
+    /// Raw TCP listeners.
+    #[serde(default)]
+    pub tcp: Vec<At<TcpFile>>,
     /// Named pools of upstreams.
     #[serde(default)]
     pub pools: BTreeMap<String, At<PoolFile>>,
@@ -181,6 +184,25 @@ pub struct UpstreamTable {
     pub max_conns: Option<At<Value>>,
     /// Every address of the name is a member, looked up again as its TTL runs out.
     pub resolve: Option<At<Value>>,
+}
+
+/// `[[tcp]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFile {
+    pub listen: Option<At<Value>>,
+    pub pool: Option<At<String>>,
+    pub routes: Option<At<Vec<At<SniRouteFile>>>>,
+    pub idle_timeout: Option<At<Value>>,
+    pub proxy_protocol: Option<At<Value>>,
+}
+
+/// One of `[[tcp]] routes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniRouteFile {
+    pub sni: Option<At<String>>,
+    pub pool: At<String>,
 }
 
 /// `[pools.NAME.outlier]`.

@@ -27,6 +27,7 @@ mod pools;
 mod print;
 mod read;
 mod spec;
+mod tcp;
 mod tls;
 mod values;
 
@@ -35,6 +36,7 @@ pub use defaults::*;
 pub use error::ConfigError;
 pub use loader::{from_args, load_from};
 pub use spec::*;
+pub use tcp::{SniRoute, TcpSpec, TcpTarget, TCP_IDLE_TIMEOUT};
 pub use tls::HANDSHAKE_TIMEOUT;
 pub use values::{format_duration, parse_dns_name, parse_duration, Address};
 

@@ -312,24 +312,31 @@ pub(super) fn pools_and_routes(
         }
         routes.push(spec);
     }
+    // Pools a [[tcp]] listener uses serve TCP only: not HTTP's catch-all, not "unreached".
+    let tcp = super::tcp::tcp_pool_names(file);
+    let http_pools: Vec<usize> = (0..pools.len())
+        .filter(|&i| !tcp.contains(&pools[i].name))
+        .collect();
     if routes.is_empty() {
-        if pools.len() > 1 {
+        if http_pools.len() > 1 {
             return Err(file_error(src.error_at(
                 0,
                 format!(
                     "{} pools and no [[routes]]: with several pools, routes say which requests go where",
-                    pools.len()
+                    http_pools.len()
                 ),
             )));
         }
-        routes.push(RouteSpec {
-            host: None,
-            path: None,
-            pool: 0,
-        });
+        if let Some(&only) = http_pools.first() {
+            routes.push(RouteSpec {
+                host: None,
+                path: None,
+                pool: only,
+            });
+        }
     }
     for (i, (pool, at)) in pools.iter().zip(file.pools.values()).enumerate() {
-        if !routes.iter().any(|r| r.pool == i) {
+        if !routes.iter().any(|r| r.pool == i) && !tcp.contains(&pool.name) {
             warnings.push(format!(
                 "{}: pool '{}' is not reached by any route",
                 position(src, &at.span()),

@@ -191,6 +191,9 @@ pub fn effective(cfg: &Config) -> String {
     for pool in &cfg.pools {
         pool_table(o, pool);
     }
+    for t in &cfg.tcp {
+        o.push_str(&super::tcp::describe(t, &cfg.pools));
+    }
     for route in &cfg.routes {
         let _ = writeln!(o, "\n[[routes]]");
         if let Some(h) = &route.host {

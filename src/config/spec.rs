@@ -88,6 +88,8 @@ pub struct Config {
     pub pools: Vec<PoolSpec>,
     /// How upstream names are looked up (`[dns]`).
     pub dns: DnsSpec,
+    /// The raw TCP listeners (`[[tcp]]`).
+    pub tcp: Vec<super::TcpSpec>,
     /// The routes, as written; `route::Table` orders them by specificity.
     pub routes: Vec<RouteSpec>,
     /// The config file this came from, if any (a reload reads it again).

@@ -507,3 +507,74 @@ fn help_and_version() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn tcp_listeners_route_by_pool_or_by_sni_and_refuse_what_tcp_cannot_do() {
+    let base = r#"
+[pools.web]
+upstreams = ["127.0.0.1:8081"]
+[pools.pg]
+upstreams = ["127.0.0.1:5433"]
+[pools.tls_db]
+upstreams = ["127.0.0.1:5434"]
+[pools.tls_web]
+strategy = "ip_hash"
+upstreams = ["127.0.0.1:8443"]
+[[tcp]]
+listen = ":5432"
+pool = "pg"
+idle_timeout = "2m"
+[[tcp]]
+listen = "127.0.0.1:9443"
+routes = [ { sni = "DB.example.com", pool = "tls_db" }, { sni = "*.example.com", pool = "tls_web" }, { pool = "tls_db" } ]
+"#;
+    let c = file(base);
+    assert_eq!(c.routes.len(), 1, "the one HTTP pool gets the catch-all");
+    assert_eq!(c.pools[c.routes[0].pool].name, "web");
+    assert_eq!(c.tcp.len(), 2);
+    assert_eq!(
+        c.tcp[0].listen,
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 5432))
+    );
+    assert!(c.tcp[0].dual_stack);
+    assert_eq!(c.tcp[0].idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.tcp[1].idle_timeout, TCP_IDLE_TIMEOUT);
+    let TcpTarget::Sni(routes) = &c.tcp[1].target else {
+        panic!("{:?}", c.tcp[1].target)
+    };
+    assert_eq!(routes[0].sni.as_deref(), Some("db.example.com"));
+    assert!(routes[1].matches(Some("www.example.com")) && routes[2].sni.is_none());
+    // --check's output reads back to the same listeners.
+    let printed = super::print::effective(&c);
+    assert!(
+        printed.contains("[[tcp]]\nlisten = \":5432\"\npool = \"pg\""),
+        "{printed}"
+    );
+    assert_eq!(file(&printed).tcp, c.tcp);
+    let refused = [
+        (
+            "[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n[[routes]]\npool = \"a\"\n[[tcp]]\nlisten = \":1\"\npool = \"a\"\n",
+            "a pool serves HTTP or TCP, not both",
+        ),
+        (
+            "[pools.a]\nstrategy = \"hash\"\nhash_key = \"header:x\"\nupstreams = [\"127.0.0.1:1\"]\n[[tcp]]\nlisten = \":1\"\npool = \"a\"\n",
+            "hashes on header:x",
+        ),
+        (
+            "[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n[[tcp]]\nlisten = \":1\"\npool = \"a\"\nroutes = [ { pool = \"a\" } ]\n",
+            "both pool and routes",
+        ),
+        (
+            "[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n[[tcp]]\nlisten = \":8000\"\npool = \"a\"\n",
+            "port 8000 is already used",
+        ),
+        (
+            "[pools.a]\nupstreams = [\"127.0.0.1:1\"]\n[[tcp]]\nlisten = \":1\"\nroutes = [ { pool = \"a\" }, { pool = \"a\" } ]\n",
+            "one default only",
+        ),
+    ];
+    for (text, want) in refused {
+        let e = file_error(text);
+        assert!(e.contains(want) && e.starts_with("t.toml:"), "{e}");
+    }
+}

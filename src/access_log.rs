@@ -58,6 +58,84 @@ pub struct Record {
     pub referer: Vec<u8>,
 }
 
+/// One relayed TCP connection, as logged when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpRecord {
+    /// When the connection was accepted, Unix ms.
+    pub unix_ms: u64,
+    /// The client's address (as a PROXY header named it, on such a listener).
+    pub client: String,
+    /// The listener's address, as bound.
+    pub listener: String,
+    /// The ClientHello's server name, on an SNI-routed listener (empty: none, or not read).
+    pub sni: String,
+    /// The pool and the upstream (empty when none was chosen or reached).
+    pub pool: String,
+    pub upstream: String,
+    /// Bytes read from the client, and written to it.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Accept → close, ms.
+    pub duration_ms: u64,
+    /// How it ended (`client_closed`, `upstream_closed`, `idle_timeout`, `connect_failed`,
+    /// `refused`, `shutdown`).
+    pub end: &'static str,
+}
+
+/// Append `r` as one line (with its `\n`) in `format`. The text line keeps the combined
+/// format's first fields (client, `- -`, time) so that tools that split those still can:
+/// `CLIENT - - [TIME] "TCP LISTENER" END BYTES_IN BYTES_OUT "SNI" "POOL" "UPSTREAM" DURATION_MS`.
+pub fn format_tcp(r: &TcpRecord, format: LogFormat, out: &mut Vec<u8>) {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    match format {
+        LogFormat::Combined => {
+            out.extend_from_slice(r.client.as_bytes());
+            out.extend_from_slice(b" - - [");
+            push_time_local(r.unix_ms, out);
+            out.extend_from_slice(b"] \"TCP ");
+            escape_into(&r.listener, out);
+            let line = format!("\" {} {} {} \"", r.end, r.bytes_in, r.bytes_out);
+            out.extend_from_slice(line.as_bytes());
+            escape_into(dash(&r.sni), out);
+            out.extend_from_slice(b"\" \"");
+            escape_into(dash(&r.pool), out);
+            out.extend_from_slice(b"\" \"");
+            escape_into(dash(&r.upstream), out);
+            out.extend_from_slice(format!("\" {}\n", r.duration_ms).as_bytes());
+        }
+        LogFormat::Json => {
+            let opt = |s: &str| {
+                if s.is_empty() {
+                    "null".to_string()
+                } else {
+                    json_str(s)
+                }
+            };
+            let line = format!(
+                "{{\"time\":{},\"mode\":\"tcp\",\"client\":{},\"listener\":{},\"sni\":{},\"pool\":{},\
+                 \"upstream\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{},\"end\":\"{}\"}}\n",
+                json_str(&rfc3339_ms(r.unix_ms)),
+                json_str(&r.client),
+                json_str(&r.listener),
+                opt(&r.sni),
+                opt(&r.pool),
+                opt(&r.upstream),
+                r.bytes_in,
+                r.bytes_out,
+                r.duration_ms,
+                r.end,
+            );
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+}
+
 /// Append `r` as one line (with its `\n`) in `format`.
 pub fn format(r: &Record, format: LogFormat, out: &mut Vec<u8>) {
     match format {
@@ -285,6 +363,15 @@ impl Logger {
     /// Format `r`'s line into `batch`, handing the batch over when it is full.
     pub fn append(&self, r: &Record, batch: &mut LogBatch) {
         format(r, self.format, &mut batch.buf);
+        batch.lines += 1;
+        if batch.buf.len() >= BATCH_BYTES {
+            self.flush(batch);
+        }
+    }
+
+    /// Format a TCP connection's line into `batch`, as [`append`](Self::append) does.
+    pub fn append_tcp(&self, r: &TcpRecord, batch: &mut LogBatch) {
+        format_tcp(r, self.format, &mut batch.buf);
         batch.lines += 1;
         if batch.buf.len() >= BATCH_BYTES {
             self.flush(batch);

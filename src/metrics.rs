@@ -84,6 +84,31 @@ pub struct WorkerStats {
     pub tls_buckets: [Counter; TLS_BUCKETS_US.len() + 1],
     /// Sum of the handshake times, µs.
     pub tls_sum_us: Counter,
+    /// Per `[[tcp]]` listener, in the order they were bound at start.
+    pub tcp: Box<[TcpCounters]>,
+}
+
+impl WorkerStats {
+    /// A worker's counters, with room for `tcp_listeners` TCP listeners.
+    pub fn new(tcp_listeners: usize) -> WorkerStats {
+        WorkerStats {
+            tcp: (0..tcp_listeners).map(|_| TcpCounters::default()).collect(),
+            ..WorkerStats::default()
+        }
+    }
+}
+
+/// One TCP listener's counters in one worker.
+#[derive(Debug, Default)]
+pub struct TcpCounters {
+    /// Connections open now (a gauge: +1 at accept, -1 at close).
+    pub open: Counter,
+    /// Connections accepted.
+    pub accepted: Counter,
+    /// Bytes read from its clients (`direction="in"`).
+    pub bytes_in: Counter,
+    /// Bytes written to its clients (`direction="out"`).
+    pub bytes_out: Counter,
 }
 
 /// The handshake-time histogram's bucket bounds, µs (a handshake on a LAN takes a few ms at

@@ -19,6 +19,20 @@ pub const PROBE_BASE: usize = usize::MAX / 2;
 /// are the session keys, far below.
 pub const UPSTREAM_TOKENS: usize = usize::MAX / 4;
 
+/// Relay tokens (TCP mode) are `RELAY_TOKENS + 2 × key` for the client socket, `+ 1` for the
+/// upstream one; session keys stay below.
+pub const RELAY_TOKENS: usize = usize::MAX / 8;
+/// TCP listener `i`'s token is `TCP_LISTENERS + i` (at most [`MAX_TCP_LISTENERS`]), below the
+/// listener, waker and HTTPS tokens.
+pub const TCP_LISTENERS: usize = usize::MAX - 3 - MAX_TCP_LISTENERS;
+/// The most `[[tcp]]` listeners.
+pub const MAX_TCP_LISTENERS: usize = 1024;
+
+/// The token of relay `key`'s client socket, or of its upstream one.
+pub fn relay_token(key: usize, upstream: bool) -> Token {
+    Token(RELAY_TOKENS + 2 * key + usize::from(upstream))
+}
+
 /// The mio token of a session's client socket.
 pub fn client_token(key: usize) -> Token {
     Token(key)

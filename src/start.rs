@@ -24,8 +24,11 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let inherited = control::systemd::inherited();
     let (inherited_admin, inherited): (Vec<_>, Vec<_>) =
         inherited.into_iter().partition(|s| s.name == "admin");
-    let (inherited_https, inherited_http): (Vec<_>, Vec<_>) =
+    let (inherited_https, inherited): (Vec<_>, Vec<_>) =
         inherited.into_iter().partition(|s| s.name == "https");
+    let (inherited_tcp, inherited_http): (Vec<_>, Vec<_>) = inherited
+        .into_iter()
+        .partition(|s| s.name.starts_with("tcp"));
     let workers = cfg.workers.max(1).max(inherited_http.len());
     cfg.workers = workers;
     // One budget of idle upstream connections for every upstream and worker (nginx's
@@ -102,6 +105,36 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         .map(|l| l.try_clone())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cannot keep the listeners: {e}"))?;
+    // The TCP listeners, per `[[tcp]]` entry one per worker: handed over, or bound here.
+    let tcp_listeners = tcp_listeners(&cfg, inherited_tcp, workers)?;
+    let tcp_bound: Vec<std::net::SocketAddr> = tcp_listeners
+        .iter()
+        .zip(&cfg.tcp)
+        .map(|(ls, t)| {
+            ls.first()
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or(t.listen)
+        })
+        .collect();
+    let mut tcp_copies = Vec::new();
+    for (i, ls) in tcp_listeners.iter().enumerate() {
+        for l in ls {
+            let copy = l
+                .try_clone()
+                .map_err(|e| format!("cannot keep the listeners: {e}"))?;
+            tcp_copies.push((i, copy));
+        }
+    }
+    // Each worker polls one socket of each.
+    let mut tcp_per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for ls in tcp_listeners {
+        for (w, l) in ls.into_iter().enumerate() {
+            if let Some(v) = tcp_per_worker.get_mut(w) {
+                v.push(l);
+            }
+        }
+    }
     let reopen_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let logger = match &cfg.access_log {
         Some(spec) => Some(
@@ -135,7 +168,13 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         cfg, &registry, tls, acme, names, false,
     )?);
     let (pools, upstreams) = (snap.pools.len(), snap.upstreams().len());
-    let shared = Arc::new(state::Shared::new(snap, registry, workers, logger));
+    let shared = Arc::new(state::Shared::new(
+        snap,
+        registry,
+        workers,
+        logger,
+        tcp_bound.clone(),
+    ));
     let admin_copy = match (inherited_admin.into_iter().next(), admin) {
         (Some(given), _) => Some(given.listener),
         (None, Some(addr)) => Some(
@@ -163,8 +202,10 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     let mut wakers = Vec::with_capacity(workers);
     let mut ready = Vec::with_capacity(workers);
     let mut tls_listeners = tls_listeners.into_iter();
+    let mut tcp_per_worker = tcp_per_worker.into_iter();
     for (id, l) in listeners.into_iter().enumerate() {
-        let (w, waker) = worker::Worker::new(id, l, tls_listeners.next(), Arc::clone(&shared))
+        let tcp = tcp_per_worker.next().unwrap_or_default();
+        let (w, waker) = worker::Worker::new(id, l, tls_listeners.next(), tcp, Arc::clone(&shared))
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         wakers.push(waker);
         ready.push(w);
@@ -184,6 +225,9 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     if let Some(a) = tls_local {
         info!("HTTPS on {a}");
     }
+    for a in &tcp_bound {
+        info!("TCP on {a}");
+    }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     info!(
         "listening on {local} ({workers} worker{}, {upstreams} upstream{} in {pools} pool{}, at most {max_connections} connections)",
@@ -197,6 +241,7 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         wakers,
         listeners: std::sync::Mutex::new(copies),
         tls_listeners: std::sync::Mutex::new(tls_copies),
+        tcp_listeners: std::sync::Mutex::new(tcp_copies),
         admin: std::sync::Mutex::new(admin_copy),
         reopen_log,
         upgrading: std::sync::atomic::AtomicBool::new(false),
@@ -246,6 +291,65 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
     }
     info!("shutdown complete");
     Ok(())
+}
+
+/// The `[[tcp]]` listeners, `workers` sockets each: taken from `inherited` (named `tcpN` by
+/// the process that handed them over; matched by entry and port, so that an edited file keeps
+/// the sockets of the addresses it still lists), or bound here.
+fn tcp_listeners(
+    cfg: &config::Config,
+    inherited: Vec<control::systemd::Inherited>,
+    workers: usize,
+) -> Result<Vec<Vec<std::net::TcpListener>>, String> {
+    // Handed-over sockets by name, in order.
+    let mut groups: Vec<(String, Vec<std::net::TcpListener>)> = Vec::new();
+    for s in inherited {
+        match groups.iter_mut().find(|(n, _)| *n == s.name) {
+            Some((_, v)) => v.push(s.listener),
+            None => groups.push((s.name, vec![s.listener])),
+        }
+    }
+    let port_of = |v: &[std::net::TcpListener]| {
+        v.first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    };
+    let mut all = Vec::with_capacity(cfg.tcp.len());
+    for (i, t) in cfg.tcp.iter().enumerate() {
+        let want = t.listen.port();
+        let by_name = groups
+            .iter()
+            .position(|(n, v)| *n == format!("tcp{i}") && (want == 0 || port_of(v) == Some(want)));
+        let by_port = || {
+            groups
+                .iter()
+                .position(|(_, v)| want != 0 && port_of(v) == Some(want))
+        };
+        match by_name.or_else(by_port) {
+            Some(g) => {
+                let (_, given) = groups.swap_remove(g);
+                let mut copies = Vec::with_capacity(workers);
+                for w in 0..workers {
+                    copies.push(
+                        given[w % given.len()]
+                            .try_clone()
+                            .map_err(|e| format!("cannot use an inherited socket: {e}"))?,
+                    );
+                }
+                all.push(copies);
+            }
+            None => all.push(
+                listen::bind(t.listen, t.dual_stack, workers, cfg.backlog)
+                    .map_err(|e| format!("cannot listen on {} (TCP): {e}", t.listen))?,
+            ),
+        }
+    }
+    for (name, v) in groups {
+        if let Some(a) = v.first().and_then(|l| l.local_addr().ok()) {
+            info!("inherited socket {name} on {a}: no [[tcp]] listener lists it any more, closed");
+        }
+    }
+    Ok(all)
 }
 
 /// `--check`'s look at what the configuration names outside itself: the certificate and key

@@ -39,6 +39,9 @@ pub struct Shared {
     pub checks_done: AtomicBool,
     /// The exchange of rate counts with Redis (`[client_limits] shared`), for the metrics.
     pub shared_limits: SharedLimitsStatus,
+    /// The `[[tcp]]` listeners' addresses as bound at start (their counters are each worker's
+    /// `stats[w].tcp[i]`; a reload keeps the set, see `control::reload`).
+    pub tcp_listeners: Vec<std::net::SocketAddr>,
 }
 
 /// Counts of configuration reloads (SIGHUP).
@@ -74,6 +77,7 @@ impl Shared {
         registry: Registry,
         workers: usize,
         logger: Option<Logger>,
+        tcp_listeners: Vec<std::net::SocketAddr>,
     ) -> Self {
         Shared {
             shutdown: AtomicBool::new(false),
@@ -81,7 +85,7 @@ impl Shared {
             snapshot: Mutex::new(snap),
             publishing: Mutex::new(()),
             stats: (0..workers.max(1))
-                .map(|_| WorkerStats::default())
+                .map(|_| WorkerStats::new(tcp_listeners.len()))
                 .collect(),
             registry,
             started_unix_ms: unix_ms(),
@@ -93,6 +97,7 @@ impl Shared {
             new_listeners: Mutex::new(Vec::new()),
             checks_done: AtomicBool::new(false),
             shared_limits: SharedLimitsStatus::default(),
+            tcp_listeners,
         }
     }
 

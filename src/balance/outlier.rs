@@ -35,6 +35,21 @@ pub fn eject(pool: &Pool, idx: usize, why: Ejection, detail: &str) -> bool {
     member.state.eject(&pool.name, why, detail, &pool.outlier)
 }
 
+/// A live connection or request to member `idx` of `pool` failed before any answer (`detail`
+/// says how): counted, and the upstream ejected at the pool's `consecutive_failures` in a row.
+#[cold]
+pub fn count_failure(pool: &Pool, idx: usize, detail: &str) {
+    let Some(member) = pool.members.get(idx) else {
+        return;
+    };
+    let n = member.state.count_failure();
+    let most = pool.outlier.consecutive_failures;
+    if most > 0 && n >= most {
+        let why = format!("{n} failures in a row, the last: {detail}");
+        eject(pool, idx, Ejection::Failures, &why);
+    }
+}
+
 /// How many of `members` may be ejected at once: `percent` of them, at least one.
 pub fn cap(members: usize, percent: u32) -> usize {
     (members * percent as usize / 100).max(1)

@@ -84,6 +84,15 @@ pub(super) fn tcp_listeners(
     taken: &[SocketAddr],
 ) -> Result<Vec<TcpSpec>, ConfigError> {
     let err = |span: std::ops::Range<usize>, message: String| file_error(src.error(&span, message));
+    if let Some(extra) = file.tcp.get(crate::net::MAX_TCP_LISTENERS) {
+        return Err(err(
+            extra.span(),
+            format!(
+                "more than {} [[tcp]] listeners",
+                crate::net::MAX_TCP_LISTENERS
+            ),
+        ));
+    }
     let pool_index = |name: &At<String>| -> Result<usize, ConfigError> {
         let i = pools
             .iter()

@@ -33,6 +33,8 @@ pub struct Control {
     pub listeners: Mutex<Vec<TcpListener>>,
     /// Copies of the HTTPS listening sockets, for the same reason.
     pub tls_listeners: Mutex<Vec<TcpListener>>,
+    /// Copies of the TCP listening sockets, with their `[[tcp]]` index, for the same reason.
+    pub tcp_listeners: Mutex<Vec<(usize, TcpListener)>>,
     /// A copy of the admin listening socket, for the same reason.
     pub admin: Mutex<Option<TcpListener>>,
     /// Set for the access log's writer to reopen its file.
@@ -47,6 +49,7 @@ impl Control {
         self.shared.shutdown.store(true, Ordering::Release);
         lock(&self.listeners).clear();
         lock(&self.tls_listeners).clear();
+        lock(&self.tcp_listeners).clear();
         lock(&self.admin).take();
         for w in self.wakers.iter() {
             if let Err(e) = w.wake() {

@@ -140,10 +140,44 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
         }
         (o, n) => *n = o.clone(),
     }
+    keep_tcp_listeners(old, new);
     new.workers = old.workers;
     new.admin = old.admin;
     new.access_log = old.access_log.clone();
     new.upstream_idle = old.upstream_idle;
     new.max_connections = old.max_connections;
     new.demo = old.demo;
+}
+
+/// The `[[tcp]]` listeners are bound at start: the new file's entries are matched to them by
+/// address, so that entry `i` still describes listener `i` (pool, routes, timeouts follow the
+/// file). An entry whose address was removed refuses new connections until a restart or an
+/// upgrade; one at a new address starts listening then. Both are logged.
+fn keep_tcp_listeners(old: &Config, new: &mut Config) {
+    let at = |t: &config::TcpSpec| (t.listen, t.dual_stack);
+    let mut kept = Vec::with_capacity(old.tcp.len());
+    for o in &old.tcp {
+        match new.tcp.iter().find(|n| at(n) == at(o)) {
+            Some(n) => kept.push(n.clone()),
+            None => {
+                warn!(
+                    "reload: [[tcp]] listen = \"{}\" was removed: it refuses new connections until the next restart or upgrade (SIGUSR2)",
+                    o.listen
+                );
+                kept.push(config::TcpSpec {
+                    target: config::TcpTarget::Sni(Vec::new()),
+                    ..o.clone()
+                });
+            }
+        }
+    }
+    for n in &new.tcp {
+        if !old.tcp.iter().any(|o| at(o) == at(n)) {
+            warn!(
+                "reload: new [[tcp]] listen = \"{}\": it takes effect at the next restart or upgrade (SIGUSR2)",
+                n.listen
+            );
+        }
+    }
+    new.tcp = kept;
 }

@@ -110,6 +110,17 @@ fn spawn(control: &Control) -> Result<(std::process::Child, OwnedFd), String> {
         );
         names.push("https");
     }
+    let tcp_names: Vec<String>;
+    {
+        let tcp = lock(&control.tcp_listeners);
+        for (_, l) in tcp.iter() {
+            fds.push(
+                dup_high(l.as_raw_fd()).map_err(|e| format!("cannot pass a TCP listener: {e}"))?,
+            );
+        }
+        tcp_names = tcp.iter().map(|(i, _)| format!("tcp{i}")).collect();
+    }
+    names.extend(tcp_names.iter().map(String::as_str));
     if let Some(a) = lock(&control.admin).as_ref() {
         fds.push(
             dup_high(a.as_raw_fd()).map_err(|e| format!("cannot pass the admin listener: {e}"))?,

@@ -244,7 +244,7 @@ impl Session {
     /// A live request to member `idx` failed before a response head (`detail` says how):
     /// counted, and the upstream ejected at the pool's `consecutive_failures` in a row.
     pub(super) fn count_failure(&self, idx: usize, detail: &str) {
-        count_failure(&self.snap.pools[self.exchange_pool()], idx, detail);
+        outlier::count_failure(&self.snap.pools[self.exchange_pool()], idx, detail);
     }
 
     /// Judge a failed connect to member `idx`: refused/unreachable/timed out ejects the
@@ -498,21 +498,6 @@ impl Session {
             self.count_failure(idx, "closed before answering");
         }
         self.connect_next(ctx)
-    }
-}
-
-/// A live request to member `idx` of `pool` failed before a response head: counted, and the
-/// upstream ejected at the pool's `consecutive_failures` in a row.
-#[cold]
-pub(super) fn count_failure(pool: &crate::balance::Pool, idx: usize, detail: &str) {
-    let Some(member) = pool.members.get(idx) else {
-        return;
-    };
-    let n = member.state.count_failure();
-    let most = pool.outlier.consecutive_failures;
-    if most > 0 && n >= most {
-        let why = format!("{n} failures in a row, the last: {detail}");
-        outlier::eject(pool, idx, Ejection::Failures, &why);
     }
 }
 

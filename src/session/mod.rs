@@ -107,8 +107,8 @@ mod upstream_io;
 
 pub use exchange::Exchange;
 use exchange::{Phase, RequestBody, ResponseBody, Upstream};
-use peer::Peer;
-use span::{lend_span, move_span, SpanError};
+pub(crate) use peer::Peer;
+pub(crate) use span::{lend_span, move_span, SpanError};
 use tls::{ClientTls, TlsRefusal};
 
 /// What a session asks of the worker after it ran.

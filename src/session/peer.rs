@@ -9,34 +9,34 @@ use std::os::fd::AsRawFd;
 
 /// One socket and what the OS last told us about it.
 #[derive(Debug)]
-pub(super) struct Peer {
+pub(crate) struct Peer {
     /// The socket.
-    pub(super) stream: TcpStream,
+    pub(crate) stream: TcpStream,
     /// A read may make progress (cleared only by `WouldBlock`).
-    pub(super) readable: bool,
+    pub(crate) readable: bool,
     /// A write may make progress (cleared only by `WouldBlock`).
-    pub(super) writable: bool,
+    pub(crate) writable: bool,
     /// The peer closed its sending side (read returned 0).
-    pub(super) eof: bool,
+    pub(crate) eof: bool,
     /// We shut our sending side down (after forwarding the other side's EOF, or on closing).
-    pub(super) shut: bool,
+    pub(crate) shut: bool,
     /// The OS said the peer closed or reset (EPOLLRDHUP/ERR), maybe in the same event as data
     /// we have read: edge-triggered, that news will not come again, so a connection with it
     /// must never go to the idle pool.
-    pub(super) hung_up: bool,
+    pub(crate) hung_up: bool,
     /// TCP_NODELAY is set (see `Session::nagle_off`).
-    pub(super) nodelay: bool,
+    pub(crate) nodelay: bool,
     /// Something was written to the socket already: a further small write could be held by
     /// Nagle's algorithm behind an unacknowledged one.
-    pub(super) wrote: bool,
+    pub(crate) wrote: bool,
     /// Bytes read from the socket so far (by read or splice).
-    pub(super) bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Bytes written to the socket so far (by write or splice).
-    pub(super) bytes_out: u64,
+    pub(crate) bytes_out: u64,
 }
 
 impl Peer {
-    pub(super) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Peer {
             stream,
             readable: false,
@@ -51,7 +51,7 @@ impl Peer {
         }
     }
 
-    pub(super) fn on_event(&mut self, ev: &mio::event::Event) {
+    pub(crate) fn on_event(&mut self, ev: &mio::event::Event) {
         // read_closed and error are hints (mio's Event docs): the next read or write reports them.
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.readable = true;
@@ -65,7 +65,7 @@ impl Peer {
     }
 
     /// Read once into `buf` if there is reason to. `Ok(n)` bytes read (0: nothing to do).
-    pub(super) fn read_into(&mut self, buf: &mut Buffer, bufs: &mut BufPool) -> io::Result<usize> {
+    pub(crate) fn read_into(&mut self, buf: &mut Buffer, bufs: &mut BufPool) -> io::Result<usize> {
         if !self.readable || self.eof || buf.room() == 0 {
             return Ok(0);
         }
@@ -99,7 +99,7 @@ impl Peer {
 
     /// Write once from `bytes` if there is reason to. Returns how many were written. `more`:
     /// the socket is closed or shut down right after these bytes (see `sys::send`).
-    pub(super) fn write_from(&mut self, bytes: &[u8], more: bool) -> io::Result<usize> {
+    pub(crate) fn write_from(&mut self, bytes: &[u8], more: bool) -> io::Result<usize> {
         if !self.writable || bytes.is_empty() || self.shut {
             return Ok(0);
         }
@@ -120,7 +120,7 @@ impl Peer {
         }
     }
 
-    pub(super) fn shutdown_write(&mut self) {
+    pub(crate) fn shutdown_write(&mut self) {
         if !self.shut {
             self.shut = true;
             // A peer that is already gone makes this fail; there is nothing left to tell it.

@@ -44,7 +44,7 @@ impl Session {
                         Ok(None) if up_eof => {
                             warn!("upstream {} closed mid-head: 502", upstream.name());
                             let pool = &self.snap.pools[ex.pool];
-                            super::connect::count_failure(pool, up.idx, "closed mid-head");
+                            crate::balance::outlier::count_failure(pool, up.idx, "closed mid-head");
                             return Err(Fail::Respond(502));
                         }
                         Ok(None) => return Ok(progress),
@@ -54,7 +54,11 @@ impl Session {
                                 upstream.name()
                             );
                             let pool = &self.snap.pools[ex.pool];
-                            super::connect::count_failure(pool, up.idx, "a bad response head");
+                            crate::balance::outlier::count_failure(
+                                pool,
+                                up.idx,
+                                "a bad response head",
+                            );
                             return Err(Fail::Respond(502));
                         }
                     };

@@ -8,18 +8,18 @@ use std::os::fd::AsRawFd;
 
 /// What one `move_span` call did.
 #[derive(Debug, Default)]
-pub(super) struct SpanMoved {
+pub(crate) struct SpanMoved {
     /// Bytes taken from the source (for the body's framing count).
-    pub(super) pulled: usize,
+    pub(crate) pulled: usize,
     /// Bytes moved into or out of the pipe.
-    pub(super) progress: bool,
+    pub(crate) progress: bool,
     /// The source had nothing to give and the pipe is empty: the stream paused.
-    pub(super) drained: bool,
+    pub(crate) drained: bool,
 }
 
 /// Which end of a span failed.
 #[derive(Debug)]
-pub(super) enum SpanError {
+pub(crate) enum SpanError {
     /// Reading the source socket.
     Source(io::Error),
     /// Writing the destination socket.
@@ -29,7 +29,7 @@ pub(super) enum SpanError {
 /// Move what can move through `span`: from `src` into the pipe, and out of it to `dst` once
 /// `dst_ready` (everything queued for `dst` before the span has gone). The source's end of
 /// stream is recorded in `src.eof`; readiness is kept like the copy path keeps it.
-pub(super) fn move_span(
+pub(crate) fn move_span(
     span: &mut Span,
     src: &mut Peer,
     dst: &mut Peer,
@@ -73,7 +73,7 @@ pub(super) fn move_span(
 /// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
 /// Boxed: a span is rare (long bodies, tunnels) and every session keeps two places for one.
-pub(super) fn lend_span(pipes: &mut PipePool, left: u64, min: usize) -> Option<Box<Span>> {
+pub(crate) fn lend_span(pipes: &mut PipePool, left: u64, min: usize) -> Option<Box<Span>> {
     let min = min as u64;
     if min == 0 || left < min {
         return None;

@@ -10,12 +10,14 @@ use crate::clock::{Tick, WallClock};
 use crate::connpool::{ConnPool, Owner};
 use crate::health::{Prober, StartTimer};
 use crate::net::{
-    is_local_shortage, probe_token, LISTENER, PROBE_BASE, TLS_LISTENER, UPSTREAM_TOKENS, WAKER,
+    is_local_shortage, probe_token, LISTENER, PROBE_BASE, RELAY_TOKENS, TCP_LISTENERS,
+    TLS_LISTENER, UPSTREAM_TOKENS, WAKER,
 };
 use crate::session::{Ctx, Drive, ExchangePool, Session};
 use crate::snapshot::Snapshot;
 use crate::splice::PipePool;
 use crate::state::Shared;
+use crate::tcp::Relay;
 use crate::timer::TimerWheel;
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
@@ -62,6 +64,14 @@ struct Entry {
     dirty: bool,
 }
 
+/// A TCP relay in the slab, with its timer bookkeeping (as [`Entry`]).
+struct RelayEntry {
+    relay: Relay,
+    timer_gen: u32,
+    armed: Option<Tick>,
+    dirty: bool,
+}
+
 /// One event loop.
 pub struct Worker {
     /// Index of this worker, for logs; worker 0 also runs the health checks.
@@ -78,6 +88,12 @@ pub struct Worker {
     /// Accepting is paused (EMFILE/ENFILE) until a connection closes or the retry timer fires.
     accept_paused: bool,
     sessions: Slab<Entry>,
+    /// The `[[tcp]]` listeners, in the configuration's order (None once shutdown closed them).
+    tcp_listeners: Vec<Option<TcpListener>>,
+    /// Which of them may have connections queued.
+    tcp_ready: Vec<bool>,
+    /// TCP relays (their keys carry `RELAY_KEY` in the dirty list and the timers).
+    relays: Slab<RelayEntry>,
     /// Access-log lines of the current turn.
     log_batch: crate::access_log::LogBatch,
     wheel: TimerWheel,
@@ -140,6 +156,7 @@ impl Worker {
         id: usize,
         listener: std::net::TcpListener,
         tls_listener: Option<std::net::TcpListener>,
+        tcp: Vec<std::net::TcpListener>,
         shared: Arc<Shared>,
     ) -> io::Result<(Worker, Waker)> {
         let (snap, generation) = shared.current();
@@ -158,6 +175,13 @@ impl Worker {
             }
             None => None,
         };
+        let mut tcp_listeners = Vec::with_capacity(tcp.len());
+        for (i, l) in tcp.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(TCP_LISTENERS + i), Interest::READABLE)?;
+            tcp_listeners.push(Some(l));
+        }
         let now = Tick::now();
         let prober = (id == 0).then(Prober::default);
         let workers = cfg.workers.max(1);
@@ -182,6 +206,9 @@ impl Worker {
             tls_listener,
             accept_paused: false,
             sessions: Slab::with_capacity(1024),
+            tcp_ready: vec![true; tcp_listeners.len()],
+            tcp_listeners,
+            relays: Slab::new(),
             log_batch: Default::default(),
             wheel: TimerWheel::new(0),
             epoch: now,
@@ -259,6 +286,11 @@ impl Worker {
                     LISTENER => self.accept_ready = true,
                     TLS_LISTENER => self.tls_accept_ready = true,
                     WAKER => {}
+                    Token(t) if t >= TCP_LISTENERS => {
+                        if let Some(r) = self.tcp_ready.get_mut(t - TCP_LISTENERS) {
+                            *r = true;
+                        }
+                    }
                     Token(t) if t >= PROBE_BASE => {
                         if let Some(p) = &mut self.prober {
                             p.on_event(t - PROBE_BASE, self.poll.registry());
@@ -280,6 +312,16 @@ impl Worker {
                                 self.conns.on_idle_event(id, ev, self.poll.registry());
                             }
                             None => {}
+                        }
+                    }
+                    Token(t) if t >= RELAY_TOKENS => {
+                        let key = (t - RELAY_TOKENS) / 2;
+                        if let Some(entry) = self.relays.get_mut(key) {
+                            entry.relay.on_event((t - RELAY_TOKENS) % 2 == 1, ev);
+                            if !entry.dirty {
+                                entry.dirty = true;
+                                self.dirty.push(key | RELAY_KEY);
+                            }
                         }
                     }
                     Token(key) => {
@@ -319,7 +361,7 @@ impl Worker {
                     self.shared.checks_done.store(true, Ordering::Release);
                 }
             }
-            if self.stopping_since.is_some() && self.sessions.is_empty() {
+            if self.stopping_since.is_some() && self.sessions.is_empty() && self.relays.is_empty() {
                 self.flush_log(true);
                 debug!("worker {} done", self.id);
                 return Ok(());
@@ -350,11 +392,87 @@ impl Worker {
         }
     }
 
-    /// Accept what both listeners have queued.
+    /// Accept what the listeners have queued.
     fn accept(&mut self) {
         self.accept_from(false);
         if self.tls_listener.is_some() {
             self.accept_from(true);
+        }
+        for i in 0..self.tcp_ready.len() {
+            if self.tcp_ready[i] {
+                self.accept_tcp(i);
+            }
+        }
+    }
+
+    /// Sessions and relays together are at this worker's share of `max_connections`.
+    fn at_capacity(&self) -> bool {
+        self.sessions.len() + self.relays.len() >= self.max_sessions
+    }
+
+    /// Accept what TCP listener `i` has queued: each connection becomes a relay.
+    fn accept_tcp(&mut self, i: usize) {
+        loop {
+            if self.accept_paused || self.at_capacity() {
+                return;
+            }
+            let Some(Some(listener)) = self.tcp_listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    let cfg = &self.snap.cfg;
+                    let proxied = cfg.tcp.get(i).is_some_and(|t| t.proxy_protocol);
+                    if proxied
+                        && !cfg.proxy_protocol_from.is_empty()
+                        && !cfg
+                            .proxy_protocol_from
+                            .iter()
+                            .any(|c| c.contains(addr.ip()))
+                    {
+                        debug!("{addr}: not in proxy_protocol_from: refused");
+                        continue;
+                    }
+                    let entry = self.relays.vacant_entry();
+                    let key = entry.key();
+                    let Some(relay) = Relay::new(
+                        stream,
+                        addr,
+                        key,
+                        i,
+                        &self.snap,
+                        self.poll.registry(),
+                        self.now,
+                    ) else {
+                        continue;
+                    };
+                    if let Some(c) = self.shared.stats[self.id].tcp.get(i) {
+                        c.accepted.add(1);
+                        c.open.add(1);
+                    }
+                    entry.insert(RelayEntry {
+                        relay,
+                        timer_gen: 0,
+                        armed: None,
+                        dirty: true,
+                    });
+                    self.dirty.push(key | RELAY_KEY);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.tcp_ready[i] = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_local_shortage(&e) => {
+                    warn!("worker {}: accept paused: {e}", self.id);
+                    self.accept_paused = true;
+                    let at = self.now_ms() + ACCEPT_RETRY.as_millis() as u64;
+                    self.wheel
+                        .insert(at, TimerKey::Worker(WORKER_ACCEPT).pack());
+                    return;
+                }
+                Err(e) => debug!("accept: {e}"),
+            }
         }
     }
 
@@ -377,7 +495,7 @@ impl Worker {
             let Some(listener) = listener else {
                 return;
             };
-            if self.sessions.len() >= self.max_sessions {
+            if self.at_capacity() {
                 // Stop accepting without touching epoll: the readiness stays remembered in
                 // accept_ready and is acted on when a connection closes.
                 if !self.at_limit {
@@ -557,6 +675,7 @@ impl Worker {
         let n = self.dirty.len();
         let mut again = Vec::new();
         let mut closed = std::mem::take(&mut self.closed);
+        let mut closed_relays = Vec::new();
         {
             // One context for the whole pass (building it per session cost ~60 instructions
             // per request); closed sessions are removed after the pass.
@@ -579,6 +698,21 @@ impl Worker {
                 &mut self.sessions,
             );
             for &key in &self.dirty[..n] {
+                if key & RELAY_KEY != 0 {
+                    let Some(entry) = self.relays.get_mut(key ^ RELAY_KEY) else {
+                        continue;
+                    };
+                    entry.dirty = false;
+                    match entry.relay.drive(&mut ctx) {
+                        Drive::Closed => closed_relays.push(key ^ RELAY_KEY),
+                        Drive::Again => {
+                            again.push(key);
+                            arm_relay(entry, key, &mut self.wheel, epoch);
+                        }
+                        Drive::Idle => arm_relay(entry, key, &mut self.wheel, epoch),
+                    }
+                    continue;
+                }
                 let Some(entry) = sessions.get_mut(key) else {
                     continue;
                 };
@@ -610,15 +744,84 @@ impl Worker {
         for key in closed.drain(..) {
             self.remove(key);
         }
+        for key in closed_relays {
+            self.remove_relay(key);
+        }
         self.closed = closed;
         self.dirty.drain(..n);
         for key in again {
-            if let Some(entry) = self.sessions.get_mut(key) {
-                if !entry.dirty {
-                    entry.dirty = true;
-                    self.dirty.push(key);
-                }
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Put session `key` (or relay `key ^ RELAY_KEY`) on the list to drive, once.
+    fn mark_dirty(&mut self, key: usize) {
+        let dirty = if key & RELAY_KEY != 0 {
+            self.relays.get_mut(key ^ RELAY_KEY).map(|e| &mut e.dirty)
+        } else {
+            self.sessions.get_mut(key).map(|e| &mut e.dirty)
+        };
+        if let Some(d) = dirty {
+            if !*d {
+                *d = true;
+                self.dirty.push(key);
             }
+        }
+    }
+
+    /// Close relay `key`: its line logged, its counts given back; its sockets close with it.
+    fn remove_relay(&mut self, key: usize) {
+        if self.relays.contains(key) {
+            let mut entry = self.relays.remove(key);
+            let (mut ctx, _) = self.ctx();
+            entry.relay.close(&mut ctx);
+        }
+        self.accept_paused = false;
+        self.accept();
+    }
+
+    /// A relay's timer fired: its deadline, if it is still that, ends a phase.
+    fn relay_timer(&mut self, key: usize, gen: u32) {
+        let now = self.now;
+        let epoch = self.epoch;
+        let Some(entry) = self.relays.get_mut(key) else {
+            return;
+        };
+        if entry.timer_gen != gen {
+            return;
+        }
+        entry.armed = None;
+        if now < entry.relay.deadline() {
+            arm_relay(entry, key | RELAY_KEY, &mut self.wheel, epoch);
+            return;
+        }
+        let (mut ctx, _) = Self::split_ctx(
+            &self.poll,
+            &self.snap,
+            &mut self.balance,
+            self.id,
+            &self.shared,
+            &mut self.log_batch,
+            self.now,
+            self.wall,
+            &mut self.scratch,
+            self.stopping_since,
+            &mut self.bufs,
+            &mut self.conns,
+            &mut self.exchanges,
+            &mut self.pipes,
+            &mut self.sessions,
+        );
+        let Some(entry) = self.relays.get_mut(key) else {
+            return;
+        };
+        match entry.relay.on_timeout(&mut ctx) {
+            Drive::Closed => self.remove_relay(key),
+            Drive::Again => {
+                arm_relay(entry, key | RELAY_KEY, &mut self.wheel, epoch);
+                self.mark_dirty(key | RELAY_KEY);
+            }
+            Drive::Idle => arm_relay(entry, key | RELAY_KEY, &mut self.wheel, epoch),
         }
     }
 
@@ -657,6 +860,9 @@ impl Worker {
         self.wheel.advance(now_ms, &mut expired);
         for wk in expired.drain(..) {
             match TimerKey::unpack(wk) {
+                TimerKey::Session { key, gen } if key & RELAY_KEY != 0 => {
+                    self.relay_timer(key ^ RELAY_KEY, gen)
+                }
                 TimerKey::Session { key, gen } => self.session_timer(key, gen),
                 TimerKey::ProbeDeadline(i) => {
                     let again = self
@@ -682,6 +888,20 @@ impl Worker {
                         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
                         for k in keys {
                             self.remove(k);
+                        }
+                        if !self.relays.is_empty() {
+                            warn!(
+                                "worker {}: shutdown timeout, closing {} TCP connections",
+                                self.id,
+                                self.relays.len()
+                            );
+                        }
+                        let keys: Vec<usize> = self.relays.iter().map(|(k, _)| k).collect();
+                        for k in keys {
+                            if let Some(e) = self.relays.get_mut(k) {
+                                e.relay.shut_down();
+                            }
+                            self.remove_relay(k);
                         }
                     }
                     WORKER_IDLE_SWEEP => {
@@ -866,12 +1086,18 @@ impl Worker {
         self.accept_paused = false;
         self.accept_ready = true;
         self.tls_accept_ready = self.tls_listener.is_some();
+        self.tcp_ready.fill(true);
         self.accept();
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         if let Some(mut l) = self.tls_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
+        }
+        for l in &mut self.tcp_listeners {
+            if let Some(mut l) = l.take() {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
         }
         if let Some(p) = &mut self.prober {
             p.stop(self.poll.registry());
@@ -922,6 +1148,23 @@ fn arm_entry(
     let deadline = entry.session.deadline(cfg, stopping_since);
     if entry.armed.is_some_and(|a| a <= deadline) {
         // The earlier entry fires first and re-arms lazily: no wheel work per byte moved.
+        return;
+    }
+    entry.timer_gen = next_gen(entry.timer_gen);
+    entry.armed = Some(deadline);
+    let wheel_key = TimerKey::Session {
+        key,
+        gen: entry.timer_gen,
+    }
+    .pack();
+    wheel.insert(deadline.millis_ceil_since(epoch), wheel_key);
+}
+
+/// Make sure a wheel entry exists at or before the deadline of the relay in `entry` (`key`
+/// carries `RELAY_KEY`).
+fn arm_relay(entry: &mut RelayEntry, key: usize, wheel: &mut TimerWheel, epoch: Tick) {
+    let deadline = entry.relay.deadline();
+    if entry.armed.is_some_and(|a| a <= deadline) {
         return;
     }
     entry.timer_gen = next_gen(entry.timer_gen);

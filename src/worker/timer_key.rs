@@ -18,8 +18,12 @@ pub(super) const WORKER_IDLE_SWEEP: u64 = 2;
 pub(super) const SESSION_KEY_BITS: u32 = 32;
 /// Mask of a session timer generation.
 pub(super) const GEN_MASK: u32 = (1 << (KIND_SHIFT - SESSION_KEY_BITS)) - 1;
-/// The most sessions a worker may hold: their slab keys must fit `SESSION_KEY_BITS`.
-pub(super) const MAX_SESSIONS: usize = (1 << SESSION_KEY_BITS) - 1;
+/// Set in a key (of the dirty list, of a session timer) that names a TCP relay, not a session:
+/// the top bit of the key's `SESSION_KEY_BITS`.
+pub(super) const RELAY_KEY: usize = 1 << (SESSION_KEY_BITS - 1);
+/// The most sessions (and relays) a worker may hold: their slab keys must fit below
+/// [`RELAY_KEY`].
+pub(super) const MAX_SESSIONS: usize = RELAY_KEY - 1;
 
 /// What a wheel key stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -285,6 +285,7 @@ pub fn metrics(v: &View) -> String {
         "Client connections accepted.",
     );
     let _ = writeln!(o, "goround_client_connections_total {}", v.accepted);
+    tcp_metrics(&mut o, v);
     head(
         &mut o,
         "goround_client_requests_total",
@@ -720,7 +721,7 @@ pub fn status(v: &View) -> String {
     let _ = write!(
         o,
         "],\"clients\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"bytes_received\":{},\"bytes_sent\":{}}},\
-         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"acme\":{},\"dns\":{},\"shutting_down\":{}}}",
+         \"local_responses\":{{{}}},\"rate_limited\":{rate_limited},\"shared_limits\":{},\"tls\":{},\"acme\":{},\"dns\":{},\"tcp\":{},\"shutting_down\":{}}}",
         v.open,
         v.accepted,
         v.requests,
@@ -740,9 +741,127 @@ pub fn status(v: &View) -> String {
         )),
         v.acme.as_ref().map_or("null".to_string(), acme_json),
         dns_json(v),
+        tcp_json(v),
         v.shutting_down
     );
     o
+}
+
+/// The `[[tcp]]` listeners' metrics (none without a TCP listener).
+fn tcp_metrics(o: &mut String, v: &View) {
+    if v.tcp.is_empty() {
+        return;
+    }
+    head(
+        o,
+        "goround_tcp_connections",
+        "gauge",
+        "TCP-mode connections open now, all listeners together.",
+    );
+    let open: u64 = v.tcp.iter().map(|t| t.open).sum();
+    let _ = writeln!(o, "goround_tcp_connections {open}");
+    head(
+        o,
+        "goround_tcp_connections_total",
+        "counter",
+        "TCP-mode connections accepted, by listener.",
+    );
+    for t in &v.tcp {
+        let _ = writeln!(
+            o,
+            "goround_tcp_connections_total{{listener=\"{}\"}} {}",
+            label(&t.listen),
+            t.accepted
+        );
+    }
+    head(
+        o,
+        "goround_tcp_bytes_total",
+        "counter",
+        "TCP-mode bytes by listener: in, from its clients; out, to its clients.",
+    );
+    for t in &v.tcp {
+        for (dir, n) in [("in", t.bytes_in), ("out", t.bytes_out)] {
+            let _ = writeln!(
+                o,
+                "goround_tcp_bytes_total{{listener=\"{}\",direction=\"{dir}\"}} {n}",
+                label(&t.listen)
+            );
+        }
+    }
+}
+
+/// The `[[tcp]]` listeners, as `/status` gives them.
+fn tcp_json(v: &View) -> String {
+    let all: Vec<String> = v
+        .tcp
+        .iter()
+        .map(|t| {
+            let routes: Vec<String> = t
+                .routes
+                .iter()
+                .map(|(sni, pool)| {
+                    format!(
+                        "{{\"sni\":{},\"pool\":{}}}",
+                        sni.as_deref().map_or("null".to_string(), json_str),
+                        json_str(pool)
+                    )
+                })
+                .collect();
+            format!(
+                "{{\"listen\":{},\"pool\":{},\"routes\":{},\"open\":{},\"connections\":{},\
+                 \"bytes_in\":{},\"bytes_out\":{}}}",
+                json_str(&t.listen),
+                t.pool.as_deref().map_or("null".to_string(), json_str),
+                if t.pool.is_some() {
+                    "null".to_string()
+                } else {
+                    format!("[{}]", routes.join(","))
+                },
+                t.open,
+                t.accepted,
+                t.bytes_in,
+                t.bytes_out
+            )
+        })
+        .collect();
+    format!("[{}]", all.join(","))
+}
+
+/// The `[[tcp]]` listeners on the page: where each sends its connections, how many are open.
+fn tcp_section(v: &View) -> String {
+    if v.tcp.is_empty() {
+        return String::new();
+    }
+    let mut out = "<section class=\"pool\"><h2>TCP listeners</h2><table><thead><tr>\
+         <th>listener</th><th>to</th><th>open</th><th>connections</th><th>bytes in</th><th>bytes out</th>\
+         </tr></thead><tbody>"
+        .to_string();
+    for t in &v.tcp {
+        let to = match &t.pool {
+            Some(p) => html(p),
+            None if t.routes.is_empty() => "refusing (removed by a reload)".to_string(),
+            None => t
+                .routes
+                .iter()
+                .map(|(sni, pool)| {
+                    format!("{} → {}", html(sni.as_deref().unwrap_or("(default)")), html(pool))
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"up\"><td>{}</td><td>{to}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(&t.listen),
+            t.open,
+            t.accepted,
+            t.bytes_in,
+            t.bytes_out
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
 }
 
 /// The names looked up, as `/status` gives them.
@@ -888,7 +1007,7 @@ pub fn page(v: &View) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>goround-mio status</title><style>{STYLE}</style></head><body>\
          <h1>goround-mio <small id=\"version\">{version}</small></h1>\
-         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"dns\">{dns}</div><div id=\"pools\">{rows}</div>\
+         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"dns\">{dns}</div><div id=\"tcp\">{tcp}</div><div id=\"pools\">{rows}</div>\
          <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
          metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
          <script>{SCRIPT}</script></body></html>\n",
@@ -900,6 +1019,7 @@ pub fn page(v: &View) -> String {
         )),
         acme = v.acme.as_ref().map_or(String::new(), acme_section),
         dns = dns_section(v),
+        tcp = tcp_section(v),
     )
 }
 
@@ -996,6 +1116,17 @@ function render(s){
         '</td><td>'+esc(n.addresses.join(', '))+'</td><td>'+when+'</td><td>'+(n.ttl===null?'-':n.ttl+'s')+'</td></tr>';
     });
     document.getElementById('dns').innerHTML=d+'</tbody></table></section>';
+  }
+  if(s.tcp&&s.tcp.length){
+    var c='<section class="pool"><h2>TCP listeners</h2><table><thead><tr><th>listener</th><th>to</th><th>open</th>'+
+      '<th>connections</th><th>bytes in</th><th>bytes out</th></tr></thead><tbody>';
+    s.tcp.forEach(function(l){
+      var to=l.pool!==null?esc(l.pool):(l.routes.length?l.routes.map(function(r){
+        return esc(r.sni===null?'(default)':r.sni)+' \u2192 '+esc(r.pool);}).join(', '):'refusing (removed by a reload)');
+      c+='<tr class="up"><td>'+esc(l.listen)+'</td><td>'+to+'</td><td>'+l.open+'</td><td>'+l.connections+
+        '</td><td>'+l.bytes_in+'</td><td>'+l.bytes_out+'</td></tr>';
+    });
+    document.getElementById('tcp').innerHTML=c+'</tbody></table></section>';
   }
   if(s.acme){
     var a='<section class="pool"><h2>ACME <small>'+esc(s.acme.directory)+'</small></h2><table><thead><tr>'+

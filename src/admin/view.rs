@@ -46,6 +46,23 @@ pub struct View {
     pub acme: Option<AcmeView>,
     /// The names the pools look up, and what each resolved to.
     pub dns: Vec<DnsView>,
+    /// The `[[tcp]]` listeners.
+    pub tcp: Vec<TcpView>,
+}
+
+/// One `[[tcp]]` listener.
+#[derive(Debug, Clone, Default)]
+pub struct TcpView {
+    /// Its address as bound.
+    pub listen: String,
+    /// Its pool, or its SNI routes (`None`: the default route) with their pools.
+    pub pool: Option<String>,
+    pub routes: Vec<(Option<String>, String)>,
+    /// Connections open now, accepted so far, bytes from and to its clients.
+    pub open: u64,
+    pub accepted: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// One name the pools look up.
@@ -311,6 +328,34 @@ pub fn collect(shared: &Shared) -> View {
             *sum += c.get();
         }
     }
+    v.tcp = shared
+        .tcp_listeners
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let name = |p: usize| snap.cfg.pools.get(p).map_or(String::new(), |p| p.name.clone());
+            let mut t = TcpView {
+                listen: addr.to_string(),
+                ..TcpView::default()
+            };
+            match snap.cfg.tcp.get(i).map(|s| &s.target) {
+                Some(crate::config::TcpTarget::Pool(p)) => t.pool = Some(name(*p)),
+                Some(crate::config::TcpTarget::Sni(routes)) => {
+                    t.routes = routes.iter().map(|r| (r.sni.clone(), name(r.pool))).collect()
+                }
+                None => {}
+            }
+            for w in shared.stats.iter() {
+                if let Some(c) = w.tcp.get(i) {
+                    t.open += c.open.get();
+                    t.accepted += c.accepted.get();
+                    t.bytes_in += c.bytes_in.get();
+                    t.bytes_out += c.bytes_out.get();
+                }
+            }
+            t
+        })
+        .collect();
     let r = &shared.reloads;
     v.reloads_ok = r.ok.load(std::sync::atomic::Ordering::Relaxed);
     v.reloads_error = r.error.load(std::sync::atomic::Ordering::Relaxed);

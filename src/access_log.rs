@@ -369,6 +369,15 @@ impl Logger {
         }
     }
 
+    /// Wait (at most `timeout`) until every line handed over is written and flushed: the
+    /// process is about to exit, and the writer thread would die with the lines it still holds.
+    pub fn drain(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.queued.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Format a TCP connection's line into `batch`, as [`append`](Self::append) does.
     pub fn append_tcp(&self, r: &TcpRecord, batch: &mut LogBatch) {
         format_tcp(r, self.format, &mut batch.buf);
@@ -466,9 +475,12 @@ fn append(path: &std::path::Path) -> io::Result<File> {
 /// reopen on request.
 fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool, queued: &AtomicUsize) {
     let mut failed = false;
-    let mut write = |sink: &mut Sink, batch: &[u8]| {
+    // Bytes written since the last flush: they leave the queue's count once flushed, so that
+    // `Logger::drain` knows when the lines are in the file.
+    let mut unflushed = 0usize;
+    let mut write = |sink: &mut Sink, batch: &[u8], unflushed: &mut usize| {
         let result = sink.out().write_all(batch);
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        *unflushed += batch.len();
         if let Err(e) = result {
             if !failed {
                 log::warn!("cannot write the access log: {e}");
@@ -482,6 +494,7 @@ fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool, queued: 
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = sink.out().flush();
+                queued.fetch_sub(unflushed, Ordering::AcqRel);
                 return;
             }
         };
@@ -489,14 +502,15 @@ fn writer(sink: &mut Sink, rx: &Receiver<Vec<u8>>, reopen: &AtomicBool, queued: 
             sink.reopen();
         }
         if let Some(batch) = batch {
-            write(sink, &batch);
+            write(sink, &batch, &mut unflushed);
             while let Ok(more) = rx.try_recv() {
-                write(sink, &more);
+                write(sink, &more, &mut unflushed);
             }
         }
         if let Err(e) = sink.out().flush() {
             log::warn!("cannot write the access log: {e}");
         }
+        queued.fetch_sub(std::mem::take(&mut unflushed), Ordering::AcqRel);
     }
 }
 
@@ -559,6 +573,43 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "192.0.2.7 - - [04/Dec/2026:05:10:00 +0000] \"-\" 400 16 \"-\" \"\\xC3\\xA9\"\n"
+        );
+    }
+
+    #[test]
+    fn a_tcp_connection_is_one_line_in_either_format() {
+        let r = TcpRecord {
+            unix_ms: 1_796_361_000_123,
+            client: "192.0.2.7".into(),
+            listener: "0.0.0.0:5432".into(),
+            sni: String::new(),
+            pool: "pg".into(),
+            upstream: "10.0.0.5:5432".into(),
+            bytes_in: 5120,
+            bytes_out: 98304,
+            duration_ms: 1523,
+            end: "client_closed",
+        };
+        let mut out = Vec::new();
+        format_tcp(&r, LogFormat::Combined, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "192.0.2.7 - - [04/Dec/2026:05:10:00 +0000] \"TCP 0.0.0.0:5432\" client_closed 5120 98304 \"-\" \"pg\" \"10.0.0.5:5432\" 1523\n"
+        );
+        out.clear();
+        format_tcp(
+            &TcpRecord {
+                sni: "db.example.com".into(),
+                ..r
+            },
+            LogFormat::Json,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"time\":\"2026-12-04T05:10:00.123Z\",\"mode\":\"tcp\",\"client\":\"192.0.2.7\",\"listener\":\"0.0.0.0:5432\",\
+             \"sni\":\"db.example.com\",\"pool\":\"pg\",\"upstream\":\"10.0.0.5:5432\",\"bytes_in\":5120,\"bytes_out\":98304,\
+             \"duration_ms\":1523,\"end\":\"client_closed\"}\n"
         );
     }
 

@@ -286,6 +286,10 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
             failed = true;
         }
     }
+    // The workers handed their last lines over as they finished: in the file before we exit.
+    if let Some(logger) = &shared.logger {
+        logger.drain(std::time::Duration::from_secs(2));
+    }
     if failed {
         return Err("a worker failed".into());
     }

@@ -845,7 +845,11 @@ fn tcp_section(v: &View) -> String {
                 .routes
                 .iter()
                 .map(|(sni, pool)| {
-                    format!("{} → {}", html(sni.as_deref().unwrap_or("(default)")), html(pool))
+                    format!(
+                        "{} → {}",
+                        html(sni.as_deref().unwrap_or("(default)")),
+                        html(pool)
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join(", "),

@@ -333,7 +333,12 @@ pub fn collect(shared: &Shared) -> View {
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            let name = |p: usize| snap.cfg.pools.get(p).map_or(String::new(), |p| p.name.clone());
+            let name = |p: usize| {
+                snap.cfg
+                    .pools
+                    .get(p)
+                    .map_or(String::new(), |p| p.name.clone())
+            };
             let mut t = TcpView {
                 listen: addr.to_string(),
                 ..TcpView::default()
@@ -341,7 +346,10 @@ pub fn collect(shared: &Shared) -> View {
             match snap.cfg.tcp.get(i).map(|s| &s.target) {
                 Some(crate::config::TcpTarget::Pool(p)) => t.pool = Some(name(*p)),
                 Some(crate::config::TcpTarget::Sni(routes)) => {
-                    t.routes = routes.iter().map(|r| (r.sni.clone(), name(r.pool))).collect()
+                    t.routes = routes
+                        .iter()
+                        .map(|r| (r.sni.clone(), name(r.pool)))
+                        .collect()
                 }
                 None => {}
             }

@@ -783,3 +783,74 @@ fn a_graceful_stop_gives_open_connections_shutdown_timeout_then_closes_them() {
     assert_eq!(setup.proxy.wait_exit(EXIT_TIMEOUT), 0);
     assert_eq!(setup.log_lines(1)[0]["end"], "shutdown");
 }
+
+#[test]
+fn an_upgrade_hands_the_listener_over_and_open_connections_end_on_the_old_process() {
+    let echo = Backend::start("echo", Mode::Echo);
+    let orphans = Orphans::new();
+    let mut setup = Setup::start_with(
+        &pool(&[echo.port()], ""),
+        TCP_P,
+        "shutdown_timeout = \"20s\"",
+    );
+    let mut old = setup.connect();
+    old.write_all(b"old").expect("write");
+    assert_eq!(read_n(&mut old, 3), b"old");
+    let mark = setup.proxy.log_mark();
+    setup.proxy.signal(libc::SIGUSR2);
+    let started = setup
+        .proxy
+        .wait_for_log_since(mark, "upgrade: started", LOG_TIMEOUT);
+    let pid = upgraded_pid(&started);
+    orphans.adopt(pid);
+    setup.proxy.wait_for_log_since(
+        mark,
+        &format!("upgrade: pid {pid} is ready"),
+        Duration::from_secs(15),
+    );
+    // The new process serves new connections on the same port...
+    for _ in 0..5 {
+        let mut c = setup.connect();
+        c.write_all(b"new").expect("write");
+        assert_eq!(read_n(&mut c, 3), b"new");
+    }
+    // ...while the connection the old one had keeps working there, and it exits once that ends.
+    old.write_all(b"still").expect("write");
+    assert_eq!(read_n(&mut old, 5), b"still");
+    assert!(
+        setup.proxy.is_running(),
+        "the old process waits for its connection"
+    );
+    drop(old);
+    assert_eq!(setup.proxy.wait_exit(EXIT_TIMEOUT), 0);
+    let mut after = setup.connect();
+    after.write_all(b"after").expect("write");
+    assert_eq!(read_n(&mut after, 5), b"after");
+}
+
+#[test]
+fn a_reload_moves_a_listener_to_another_pool_and_keeps_open_connections() {
+    let a = Backend::start("a", Mode::Greet);
+    let b = Backend::start("b", Mode::Greet);
+    let pools = format!(
+        "[pools.pa]\nupstreams = [\"127.0.0.1:{}\"]\n[pools.pb]\nupstreams = [\"127.0.0.1:{}\"]\n",
+        a.port(),
+        b.port()
+    );
+    let mut setup = Setup::start(
+        &pools,
+        "[[tcp]]\nlisten = \"127.0.0.1:{port}\"\npool = \"pa\"\n",
+    );
+    let mut before = setup.connect();
+    assert_eq!(read_n(&mut before, 2), b"a\n");
+    let path = setup.dir.path().join("goround.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, text.replace("pool = \"pa\"", "pool = \"pb\"")).expect("write");
+    setup.proxy.reload().expect("reload");
+    let mut after = setup.connect();
+    assert_eq!(read_n(&mut after, 2), b"b\n");
+    // The connection opened before keeps its upstream.
+    before.write_all(b"ping").expect("write");
+    assert_eq!(read_n(&mut before, 4), b"ping");
+    assert_eq!(setup.status()["tcp"][0]["pool"], "pb");
+}

@@ -50,9 +50,13 @@
 //!   retries), `response_side` (response head and body, the end of an exchange), `tunnel`
 //!   (after a 101), `span` (splice(2) spans), `round` (one read-process-write pass),
 //!   `timeouts` (deadlines and what they do), `failure` (a failed step → an answer or a close).
-//! - `worker`: one mio `Poll`, one SO_REUSEPORT listener, a `Slab` of sessions; dispatches
-//!   readiness and timers to sessions and never decides HTTP itself (`timer_key`: the timer
-//!   wheel's keys).
+//! - `tcp`: raw TCP mode: `client_hello` (the server name of a TLS ClientHello, pure) and
+//!   `relay` (one connection of a `[[tcp]]` listener: balanced once when it opens, then bytes
+//!   both ways through a buffer or by splice(2), each half-close passed on). Uses the
+//!   session's `peer` and `span`.
+//! - `worker`: one mio `Poll`, its SO_REUSEPORT listeners, a `Slab` of sessions and one of
+//!   relays; dispatches readiness and timers to them and never decides HTTP itself
+//!   (`timer_key`: the timer wheel's keys).
 //! - `discovery`: the resolver thread: looks names up again as their TTLs run out and
 //!   publishes the new members as a reload does (new ones beside the old until checked).
 //! - `admin`: the admin listener: `/metrics`, `/status`, the status page, `/healthz`.

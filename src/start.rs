@@ -26,9 +26,8 @@ pub fn run(mut cfg: config::Config) -> Result<(), String> {
         inherited.into_iter().partition(|s| s.name == "admin");
     let (inherited_https, inherited): (Vec<_>, Vec<_>) =
         inherited.into_iter().partition(|s| s.name == "https");
-    let (inherited_tcp, inherited_http): (Vec<_>, Vec<_>) = inherited
-        .into_iter()
-        .partition(|s| s.name.starts_with("tcp"));
+    let (inherited_tcp, inherited_http): (Vec<_>, Vec<_>) =
+        inherited.into_iter().partition(|s| is_tcp_name(&s.name));
     let workers = cfg.workers.max(1).max(inherited_http.len());
     cfg.workers = workers;
     // One budget of idle upstream connections for every upstream and worker (nginx's
@@ -313,23 +312,27 @@ fn tcp_listeners(
             None => groups.push((s.name, vec![s.listener])),
         }
     }
-    let port_of = |v: &[std::net::TcpListener]| {
-        v.first()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
-    };
+    let addr_of = |v: &[std::net::TcpListener]| v.first().and_then(|l| l.local_addr().ok());
     let mut all = Vec::with_capacity(cfg.tcp.len());
     for (i, t) in cfg.tcp.iter().enumerate() {
-        let want = t.listen.port();
+        // The socket bound for this entry: its very address (with the port the kernel chose
+        // for port 0, under the name the entry had).
+        let fits = |v: &[std::net::TcpListener]| {
+            addr_of(v).is_some_and(|a| {
+                let same_ip = a.ip() == t.listen.ip()
+                    || (a.ip().is_unspecified() && t.listen.ip().is_unspecified());
+                same_ip && (t.listen.port() == 0 || a.port() == t.listen.port())
+            })
+        };
         let by_name = groups
             .iter()
-            .position(|(n, v)| *n == format!("tcp{i}") && (want == 0 || port_of(v) == Some(want)));
-        let by_port = || {
+            .position(|(n, v)| *n == format!("tcp{i}") && fits(v));
+        let by_addr = || {
             groups
                 .iter()
-                .position(|(_, v)| want != 0 && port_of(v) == Some(want))
+                .position(|(_, v)| t.listen.port() != 0 && fits(v))
         };
-        match by_name.or_else(by_port) {
+        match by_name.or_else(by_addr) {
             Some(g) => {
                 let (_, given) = groups.swap_remove(g);
                 let mut copies = Vec::with_capacity(workers);
@@ -354,6 +357,12 @@ fn tcp_listeners(
         }
     }
     Ok(all)
+}
+
+/// Whether an inherited socket's name is one a TCP listener was handed over under (`tcpN`).
+fn is_tcp_name(name: &str) -> bool {
+    name.strip_prefix("tcp")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `--check`'s look at what the configuration names outside itself: the certificate and key

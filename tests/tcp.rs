@@ -210,6 +210,22 @@ fn read_to_end(s: &mut TcpStream) -> Result<Vec<u8>, std::io::Error> {
     Ok(out)
 }
 
+/// The proxy closes `s` (an end of stream or a reset) without a byte, well within the read
+/// timeout.
+#[track_caller]
+fn assert_closed(s: &mut TcpStream) {
+    let started = Instant::now();
+    match read_to_end(s) {
+        Ok(b) => assert!(b.is_empty(), "got {:?} before the close", show(&b)),
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "not closed: {e}"
+        ),
+    }
+    assert!(started.elapsed() < IO_TIMEOUT - Duration::from_secs(1));
+}
+
 /// Read exactly `n` bytes.
 fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];
@@ -637,7 +653,7 @@ fn what_cannot_be_routed_by_sni_is_refused() {
     let mut c = setup.connect();
     c.write_all(b"GET / HTTP/1.1\r\nHost: db.example.test\r\n\r\n")
         .expect("write");
-    assert!(read_to_end(&mut c).map(|b| b.is_empty()).unwrap_or(true));
+    assert_closed(&mut c);
     // A name no route takes, with no default route.
     let other = TlsClient::connect(setup.addr(), &ca.client(&[]), "other.example.test", true);
     assert!(other.is_err(), "an unrouted name must be closed");
@@ -653,11 +669,11 @@ fn what_cannot_be_routed_by_sni_is_refused() {
     big.extend_from_slice(&[22, 3, 1, 0x10, 0]);
     big.extend(std::iter::repeat_n(0u8, 4096));
     let _ = c.write_all(&big);
-    assert!(read_to_end(&mut c).map(|b| b.is_empty()).unwrap_or(true));
+    assert_closed(&mut c);
     // Nothing at all within client_header_timeout.
     let mut c = setup.connect();
     let started = Instant::now();
-    assert!(read_to_end(&mut c).map(|b| b.is_empty()).unwrap_or(true));
+    assert_closed(&mut c);
     assert!(started.elapsed() >= Duration::from_millis(450));
     let lines = setup.log_lines(4);
     let ends: Vec<&str> = lines
@@ -707,22 +723,25 @@ fn proxy_headers_in_from_clients_and_out_to_the_upstream() {
         "[[tcp]]\nlisten = \"127.0.0.1:{port}\"\npool = \"p\"\nproxy_protocol = true\n",
     );
     let mut c = setup.connect();
-    c.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 5432\r\npayload")
-        .expect("write");
+    // The header and 200 KB behind it in one write: the first read fills the whole buffer,
+    // and the header for the upstream still goes out first, with every byte after it.
+    let payload = pattern(200_000);
+    let mut first = b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 5432\r\n".to_vec();
+    first.extend_from_slice(&payload);
+    c.write_all(&first).expect("write");
     c.shutdown(Shutdown::Write).expect("half-close");
     let answer = read_to_end(&mut c).expect("answer");
     let got = backend.received(0);
-    let want = format!(
-        "PROXY TCP4 203.0.113.9 127.0.0.1 40000 {}\r\npayload",
-        setup.port
-    );
-    assert_eq!(show(&got), show(want.as_bytes()));
+    let mut want =
+        format!("PROXY TCP4 203.0.113.9 127.0.0.1 40000 {}\r\n", setup.port).into_bytes();
+    want.extend_from_slice(&payload);
+    assert_long_bytes_eq(&got, &want, "what the upstream got");
     assert_eq!(answer, format!("got {} bytes\n", want.len()).as_bytes());
     assert_eq!(setup.log_lines(1)[0]["client"], "203.0.113.9");
     // Without the header it promised, a connection is refused.
     let mut c = setup.connect();
     c.write_all(b"payload without a header").expect("write");
-    assert!(read_to_end(&mut c).map(|b| b.is_empty()).unwrap_or(true));
+    assert_closed(&mut c);
     assert_eq!(setup.log_lines(2)[1]["end"], "refused");
     assert_eq!(backend.talked(), 1);
 }
@@ -742,9 +761,7 @@ fn client_connection_limit_applies_to_tcp_connections() {
     }
     let mut third = setup.connect();
     let _ = third.write_all(b"x");
-    assert!(read_to_end(&mut third)
-        .map(|b| b.is_empty())
-        .unwrap_or(true));
+    assert_closed(&mut third);
     assert_eq!(setup.log_lines(1)[0]["end"], "refused");
     // One closes: a new one fits again.
     drop(held.pop());
@@ -767,9 +784,10 @@ fn a_graceful_stop_gives_open_connections_shutdown_timeout_then_closes_them() {
     assert_eq!(read_n(&mut c, 6), b"before");
     let mark = setup.proxy.log_mark();
     setup.proxy.sigterm();
+    // The worker's own line: its listener is closed by then.
     setup
         .proxy
-        .wait_for_log_since(mark, "shutting down", LOG_TIMEOUT);
+        .wait_for_log_since(mark, "worker 0: shutting down", LOG_TIMEOUT);
     // Still relaying during the grace...
     c.write_all(b"during").expect("write");
     assert_eq!(read_n(&mut c, 6), b"during");
@@ -777,9 +795,7 @@ fn a_graceful_stop_gives_open_connections_shutdown_timeout_then_closes_them() {
     let refused = TcpStream::connect(setup.addr());
     assert!(refused.is_err(), "the listener is closed");
     // ...then closed, and the process exits.
-    let started = Instant::now();
-    assert!(read_to_end(&mut c).map(|b| b.is_empty()).unwrap_or(true));
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_closed(&mut c);
     assert_eq!(setup.proxy.wait_exit(EXIT_TIMEOUT), 0);
     assert_eq!(setup.log_lines(1)[0]["end"], "shutdown");
 }
@@ -808,7 +824,11 @@ fn an_upgrade_hands_the_listener_over_and_open_connections_end_on_the_old_proces
         &format!("upgrade: pid {pid} is ready"),
         Duration::from_secs(15),
     );
-    // The new process serves new connections on the same port...
+    // The old process stops accepting (its worker closes its copy of the listener)...
+    setup
+        .proxy
+        .wait_for_log_since(mark, "worker 0: shutting down", LOG_TIMEOUT);
+    // ...and the new one serves new connections on the same port...
     for _ in 0..5 {
         let mut c = setup.connect();
         c.write_all(b"new").expect("write");
@@ -826,6 +846,8 @@ fn an_upgrade_hands_the_listener_over_and_open_connections_end_on_the_old_proces
     let mut after = setup.connect();
     after.write_all(b"after").expect("write");
     assert_eq!(read_n(&mut after, 5), b"after");
+    // The new process (alone on the admin listener now) served all six.
+    assert_eq!(setup.status()["tcp"][0]["connections"], 6);
 }
 
 #[test]

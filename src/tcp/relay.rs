@@ -158,6 +158,10 @@ pub struct Relay {
     counted: (u64, u64),
     /// The member it reached (for the access log, which is written after the upstream went).
     reached: Option<usize>,
+    /// The PROXY header for the upstream (`send_proxy`), sent before the client's bytes.
+    preamble: Vec<u8>,
+    /// The client is over `client_limits.connections` (counted when its address is known).
+    over_connection_limit: bool,
 }
 
 impl Relay {
@@ -187,7 +191,8 @@ impl Relay {
         client.readable = true;
         client.writable = true;
         let size = crate::buffer::size_for(snap.cfg.limits.max_head);
-        Some(Relay {
+        let proxy = spec.proxy_protocol;
+        let mut relay = Relay {
             client,
             key,
             listener,
@@ -207,7 +212,30 @@ impl Relay {
             end: None,
             counted: (0, 0),
             reached: None,
-        })
+            preamble: Vec::new(),
+            over_connection_limit: false,
+        };
+        // The connection counts for its client from now on (after its PROXY header, on a
+        // listener whose clients send one): a slow ClientHello holds its place as well.
+        if !proxy {
+            relay.count_connection(now);
+        }
+        Some(relay)
+    }
+
+    /// Close it at once, logged as refused (a client `proxy_protocol_from` does not list).
+    pub fn refuse(&mut self) {
+        self.end_with(End::Refused);
+        self.phase = Phase::Done;
+    }
+
+    /// Count this connection for its client's `client_limits.connections`.
+    fn count_connection(&mut self, now: Tick) {
+        let snap = &self.snap;
+        if let (Some(limit), Some(l)) = (snap.cfg.client_limits.connections, &snap.limiter) {
+            self.over_connection_limit = !l.open(ClientKey::of(self.peer.ip()), limit, now.ns());
+            self.conn_limiter = Some(Arc::clone(l));
+        }
     }
 
     fn spec(&self) -> Option<&TcpSpec> {
@@ -335,6 +363,7 @@ impl Relay {
                         self.peer = source;
                     }
                     self.phase = Phase::Opening { proxy: false };
+                    self.count_connection(ctx.now);
                 }
                 Err(e) => {
                     debug!("{}: bad PROXY header ({e:?}): refused", self.peer);
@@ -381,23 +410,19 @@ impl Relay {
             .as_ref()
             .map(|_| crate::balance::hash::hash_ip(self.peer.ip()));
         if let Some(version) = self.snap.cfg.pools[pool].send_proxy {
-            self.prepend_proxy_header(version, ctx);
+            self.proxy_header_for_upstream(version);
         }
         self.connect_next(Tried::default(), ctx)?;
         Ok(true)
     }
 
-    /// `client_limits.connections`, and the rates (`requests_per_second` counts new
-    /// connections here), global and the pool's.
+    /// `client_limits.connections` (counted already), and the rates (`requests_per_second`
+    /// counts new connections here), global and the pool's.
     fn check_limits(&mut self, ctx: &Ctx<'_>, pool: usize) -> Result<(), End> {
         let snap = &self.snap;
         let key = ClientKey::of(self.peer.ip());
         let now = ctx.now.ns();
-        let mut over = false;
-        if let (Some(limit), Some(l)) = (snap.cfg.client_limits.connections, &snap.limiter) {
-            over = !l.open(key, limit, now);
-            self.conn_limiter = Some(Arc::clone(l));
-        }
+        let mut over = self.over_connection_limit;
         if !over {
             let limiters = [
                 snap.limiter
@@ -421,22 +446,15 @@ impl Relay {
         Ok(())
     }
 
-    /// Put the pool's PROXY header (`send_proxy`) in front of what the upstream gets.
-    fn prepend_proxy_header(&mut self, version: u8, ctx: &mut Ctx<'_>) {
+    /// The pool's PROXY header (`send_proxy`), to go out before anything of the client's.
+    fn proxy_header_for_upstream(&mut self, version: u8) {
         let local = self
             .client
             .stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let mut header = Vec::with_capacity(proxy_protocol::V2_MAX);
-        proxy_protocol::write(version, self.peer, local, &mut header);
-        let buf = &mut self.up_flow.buf;
-        let rest = buf.data().to_vec();
-        buf.clear();
-        buf.attach(ctx.bufs);
-        // The buffer holds a whole ClientHello (16 KiB) and a header with room to spare.
-        let _ = buf.extend(&header);
-        let _ = buf.extend(&rest);
+        self.preamble.reserve_exact(proxy_protocol::V2_MAX);
+        proxy_protocol::write(version, self.peer, local, &mut self.preamble);
     }
 
     /// Connect to the pool's next pick not in `tried`, within its retries and retry budget.
@@ -578,24 +596,48 @@ impl Relay {
         let Phase::Relaying { up } = &mut self.phase else {
             return Ok(false);
         };
-        let splice_min = ctx.cfg.splice_min;
         let mut progress = false;
-        match flow(
-            &mut self.client,
-            &mut up.peer,
-            &mut self.up_flow,
-            splice_min,
-            ctx,
-        ) {
-            Ok(p) => progress |= p,
-            Err(Failed::Client) => return Err(End::ClientClosed),
-            Err(Failed::Upstream) => return Err(End::UpstreamClosed),
+        if !self.preamble.is_empty() {
+            let n = up
+                .peer
+                .write_from(&self.preamble, false)
+                .map_err(|_| End::UpstreamClosed)?;
+            self.preamble.drain(..n);
+            progress |= n > 0;
+        }
+        if self.preamble.is_empty() {
+            match flow(
+                &mut self.client,
+                &mut up.peer,
+                &mut self.up_flow,
+                ctx.cfg.splice_min,
+                ctx,
+            ) {
+                Ok(p) => progress |= p,
+                Err(Failed::Client) => return Err(End::ClientClosed),
+                Err(Failed::Upstream) => {
+                    // The upstream takes nothing more (it closed or reset): what the client
+                    // still sends is dropped, and what the upstream sent before still goes to
+                    // the client (an error reply sent before a close, say).
+                    debug!("{}: the upstream stopped taking bytes", self.peer);
+                    self.end.get_or_insert(End::UpstreamClosed);
+                    self.client.eof = true;
+                    self.client.readable = false;
+                    up.peer.shut = true;
+                    if let Some(span) = self.up_flow.span.take() {
+                        span.finish(ctx.pipes);
+                    }
+                    self.up_flow.buf.clear();
+                    self.up_flow.buf.detach(ctx.bufs);
+                    progress = true;
+                }
+            }
         }
         match flow(
             &mut up.peer,
             &mut self.client,
             &mut self.down_flow,
-            splice_min,
+            ctx.cfg.splice_min_response,
             ctx,
         ) {
             Ok(p) => progress |= p,
@@ -610,7 +652,7 @@ impl Relay {
         if up.peer.eof && self.end.is_none() {
             self.end = Some(End::UpstreamClosed);
         }
-        if self.client.eof && self.up_flow.is_empty() && !up.peer.shut {
+        if self.client.eof && self.up_flow.is_empty() && self.preamble.is_empty() && !up.peer.shut {
             up.peer.shutdown_write();
             progress = true;
         }

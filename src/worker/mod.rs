@@ -92,8 +92,10 @@ pub struct Worker {
     tcp_listeners: Vec<Option<TcpListener>>,
     /// Which of them may have connections queued.
     tcp_ready: Vec<bool>,
-    /// TCP relays (their keys carry `RELAY_KEY` in the dirty list and the timers).
+    /// TCP relays (their keys carry `RELAY_KEY` in the timers).
     relays: Slab<RelayEntry>,
+    /// Relays to drive after the current batch of events.
+    relay_dirty: Vec<usize>,
     /// Access-log lines of the current turn.
     log_batch: crate::access_log::LogBatch,
     wheel: TimerWheel,
@@ -209,6 +211,7 @@ impl Worker {
             tcp_ready: vec![true; tcp_listeners.len()],
             tcp_listeners,
             relays: Slab::new(),
+            relay_dirty: Vec::new(),
             log_batch: Default::default(),
             wheel: TimerWheel::new(0),
             epoch: now,
@@ -261,7 +264,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            let timeout = if self.dirty.is_empty() {
+            let timeout = if self.dirty.is_empty() && self.relay_dirty.is_empty() {
                 let timer = self.wheel.next_timeout(self.now_ms());
                 // Log lines held back wake the loop when their time is up.
                 let log = self
@@ -320,7 +323,7 @@ impl Worker {
                             entry.relay.on_event((t - RELAY_TOKENS) % 2 == 1, ev);
                             if !entry.dirty {
                                 entry.dirty = true;
-                                self.dirty.push(key | RELAY_KEY);
+                                self.relay_dirty.push(key);
                             }
                         }
                     }
@@ -423,19 +426,17 @@ impl Worker {
                 Ok((stream, addr)) => {
                     let cfg = &self.snap.cfg;
                     let proxied = cfg.tcp.get(i).is_some_and(|t| t.proxy_protocol);
-                    if proxied
+                    // Only the layer-4 tier may connect when it vouches for its clients: the
+                    // others are closed at once (and logged, as every TCP connection is).
+                    let untrusted = proxied
                         && !cfg.proxy_protocol_from.is_empty()
                         && !cfg
                             .proxy_protocol_from
                             .iter()
-                            .any(|c| c.contains(addr.ip()))
-                    {
-                        debug!("{addr}: not in proxy_protocol_from: refused");
-                        continue;
-                    }
+                            .any(|c| c.contains(addr.ip()));
                     let entry = self.relays.vacant_entry();
                     let key = entry.key();
-                    let Some(relay) = Relay::new(
+                    let Some(mut relay) = Relay::new(
                         stream,
                         addr,
                         key,
@@ -446,6 +447,10 @@ impl Worker {
                     ) else {
                         continue;
                     };
+                    if untrusted {
+                        debug!("{addr}: not in proxy_protocol_from: refused");
+                        relay.refuse();
+                    }
                     if let Some(c) = self.shared.stats[self.id].tcp.get(i) {
                         c.accepted.add(1);
                         c.open.add(1);
@@ -456,7 +461,7 @@ impl Worker {
                         armed: None,
                         dirty: true,
                     });
-                    self.dirty.push(key | RELAY_KEY);
+                    self.relay_dirty.push(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.tcp_ready[i] = false;
@@ -675,7 +680,6 @@ impl Worker {
         let n = self.dirty.len();
         let mut again = Vec::new();
         let mut closed = std::mem::take(&mut self.closed);
-        let mut closed_relays = Vec::new();
         {
             // One context for the whole pass (building it per session cost ~60 instructions
             // per request); closed sessions are removed after the pass.
@@ -698,21 +702,6 @@ impl Worker {
                 &mut self.sessions,
             );
             for &key in &self.dirty[..n] {
-                if key & RELAY_KEY != 0 {
-                    let Some(entry) = self.relays.get_mut(key ^ RELAY_KEY) else {
-                        continue;
-                    };
-                    entry.dirty = false;
-                    match entry.relay.drive(&mut ctx) {
-                        Drive::Closed => closed_relays.push(key ^ RELAY_KEY),
-                        Drive::Again => {
-                            again.push(key);
-                            arm_relay(entry, key, &mut self.wheel, epoch);
-                        }
-                        Drive::Idle => arm_relay(entry, key, &mut self.wheel, epoch),
-                    }
-                    continue;
-                }
                 let Some(entry) = sessions.get_mut(key) else {
                     continue;
                 };
@@ -744,26 +733,79 @@ impl Worker {
         for key in closed.drain(..) {
             self.remove(key);
         }
-        for key in closed_relays {
-            self.remove_relay(key);
-        }
         self.closed = closed;
         self.dirty.drain(..n);
         for key in again {
             self.mark_dirty(key);
         }
+        if !self.relay_dirty.is_empty() {
+            self.drive_relays();
+        }
     }
 
-    /// Put session `key` (or relay `key ^ RELAY_KEY`) on the list to drive, once.
+    /// Drive the relays with readiness (or budget left over), as `drive_dirty` does sessions:
+    /// a list of their own keeps the sessions' pass exactly as it is without TCP listeners.
+    fn drive_relays(&mut self) {
+        let n = self.relay_dirty.len();
+        let mut again = Vec::new();
+        let mut closed = Vec::new();
+        {
+            let epoch = self.epoch;
+            let (mut ctx, _) = Self::split_ctx(
+                &self.poll,
+                &self.snap,
+                &mut self.balance,
+                self.id,
+                &self.shared,
+                &mut self.log_batch,
+                self.now,
+                self.wall,
+                &mut self.scratch,
+                self.stopping_since,
+                &mut self.bufs,
+                &mut self.conns,
+                &mut self.exchanges,
+                &mut self.pipes,
+                &mut self.sessions,
+            );
+            for &key in &self.relay_dirty[..n] {
+                // Not dirty: a relay closed meanwhile whose slot went to a new one, which is
+                // on the list already.
+                let Some(entry) = self.relays.get_mut(key).filter(|e| e.dirty) else {
+                    continue;
+                };
+                entry.dirty = false;
+                match entry.relay.drive(&mut ctx) {
+                    Drive::Closed => closed.push(key),
+                    Drive::Again => {
+                        again.push(key);
+                        arm_relay(entry, key | RELAY_KEY, &mut self.wheel, epoch);
+                    }
+                    Drive::Idle => arm_relay(entry, key | RELAY_KEY, &mut self.wheel, epoch),
+                }
+            }
+        }
+        self.relay_dirty.drain(..n);
+        for key in closed {
+            self.remove_relay(key);
+        }
+        for key in again {
+            self.mark_dirty(key | RELAY_KEY);
+        }
+    }
+
+    /// Put session `key` (or relay `key ^ RELAY_KEY`) on its list to drive, once.
     fn mark_dirty(&mut self, key: usize) {
-        let dirty = if key & RELAY_KEY != 0 {
-            self.relays.get_mut(key ^ RELAY_KEY).map(|e| &mut e.dirty)
-        } else {
-            self.sessions.get_mut(key).map(|e| &mut e.dirty)
-        };
-        if let Some(d) = dirty {
-            if !*d {
-                *d = true;
+        if key & RELAY_KEY != 0 {
+            if let Some(e) = self.relays.get_mut(key ^ RELAY_KEY) {
+                if !e.dirty {
+                    e.dirty = true;
+                    self.relay_dirty.push(key ^ RELAY_KEY);
+                }
+            }
+        } else if let Some(e) = self.sessions.get_mut(key) {
+            if !e.dirty {
+                e.dirty = true;
                 self.dirty.push(key);
             }
         }
@@ -834,7 +876,7 @@ impl Worker {
         }
         // A closed connection frees a descriptor and a slot: resume a paused accept.
         self.accept_paused = false;
-        if self.accept_ready || self.tls_accept_ready {
+        if self.accept_ready || self.tls_accept_ready || self.tcp_ready.contains(&true) {
             self.accept();
         }
     }

@@ -1216,6 +1216,7 @@ impl Tried {
         self.count = 0;
     }
     /// Record that member `idx` was tried. Grows the set only when `idx` is beyond its size.
+    #[inline(always)]
     pub fn insert(&mut self, idx: usize) {
         let bit = 1u64 << (idx % 64);
         let word = match idx / 64 {

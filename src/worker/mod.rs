@@ -285,54 +285,55 @@ impl Worker {
             }
             self.now = Tick::now();
             for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept_ready = true,
-                    TLS_LISTENER => self.tls_accept_ready = true,
-                    WAKER => {}
-                    Token(t) if t >= TCP_LISTENERS => {
-                        if let Some(r) = self.tcp_ready.get_mut(t - TCP_LISTENERS) {
-                            *r = true;
+                // By range, the most frequent first (client sockets, then upstream ones): the
+                // ranges are ordered as `net` lays them out.
+                let t = ev.token().0;
+                if t < RELAY_TOKENS {
+                    if let Some(entry) = self.sessions.get_mut(t) {
+                        entry.session.on_client_event(ev);
+                        if !entry.dirty {
+                            entry.dirty = true;
+                            self.dirty.push(t);
                         }
                     }
-                    Token(t) if t >= PROBE_BASE => {
-                        if let Some(p) = &mut self.prober {
-                            p.on_event(t - PROBE_BASE, self.poll.registry());
+                } else if t < UPSTREAM_TOKENS {
+                    let key = (t - RELAY_TOKENS) / 2;
+                    if let Some(entry) = self.relays.get_mut(key) {
+                        entry.relay.on_event((t - RELAY_TOKENS) % 2 == 1, ev);
+                        if !entry.dirty {
+                            entry.dirty = true;
+                            self.relay_dirty.push(key);
                         }
                     }
-                    Token(t) if t >= UPSTREAM_TOKENS => {
-                        let id = t - UPSTREAM_TOKENS;
-                        match self.conns.owner(id) {
-                            Some(Owner::Session(key)) => {
-                                if let Some(entry) = self.sessions.get_mut(key) {
-                                    entry.session.on_upstream_event(id, ev);
-                                    if !entry.dirty {
-                                        entry.dirty = true;
-                                        self.dirty.push(key);
-                                    }
+                } else if t < PROBE_BASE {
+                    let id = t - UPSTREAM_TOKENS;
+                    match self.conns.owner(id) {
+                        Some(Owner::Session(key)) => {
+                            if let Some(entry) = self.sessions.get_mut(key) {
+                                entry.session.on_upstream_event(id, ev);
+                                if !entry.dirty {
+                                    entry.dirty = true;
+                                    self.dirty.push(key);
                                 }
                             }
-                            Some(Owner::Idle(..)) => {
-                                self.conns.on_idle_event(id, ev, self.poll.registry());
-                            }
-                            None => {}
                         }
-                    }
-                    Token(t) if t >= RELAY_TOKENS => {
-                        let key = (t - RELAY_TOKENS) / 2;
-                        if let Some(entry) = self.relays.get_mut(key) {
-                            entry.relay.on_event((t - RELAY_TOKENS) % 2 == 1, ev);
-                            if !entry.dirty {
-                                entry.dirty = true;
-                                self.relay_dirty.push(key);
-                            }
+                        Some(Owner::Idle(..)) => {
+                            self.conns.on_idle_event(id, ev, self.poll.registry());
                         }
+                        None => {}
                     }
-                    Token(key) => {
-                        if let Some(entry) = self.sessions.get_mut(key) {
-                            entry.session.on_client_event(ev);
-                            if !entry.dirty {
-                                entry.dirty = true;
-                                self.dirty.push(key);
+                } else if t < TCP_LISTENERS {
+                    if let Some(p) = &mut self.prober {
+                        p.on_event(t - PROBE_BASE, self.poll.registry());
+                    }
+                } else {
+                    match Token(t) {
+                        LISTENER => self.accept_ready = true,
+                        TLS_LISTENER => self.tls_accept_ready = true,
+                        WAKER => {}
+                        _ => {
+                            if let Some(r) = self.tcp_ready.get_mut(t - TCP_LISTENERS) {
+                                *r = true;
                             }
                         }
                     }

@@ -8,6 +8,8 @@
 
 use std::io::{self, Read, Write};
 
+use crate::pages::Pages;
+
 /// Size of each of a connection's four buffers (client in/out, upstream in/out) by default.
 /// Heads are parsed in place, so a buffer must hold the largest head we accept plus room to see
 /// that it is too large, and a rewritten head plus the fields we add: see [`size_for`].
@@ -25,7 +27,7 @@ pub fn size_for(max_head: usize) -> usize {
 #[derive(Debug)]
 pub struct Buffer {
     /// Storage; empty until first use.
-    data: Box<[u8]>,
+    data: Pages,
     /// Capacity the storage gets when it is allocated. (u32, like the offsets: every
     /// connection keeps four buffers, so their size is most of an idle connection's.)
     cap: u32,
@@ -40,7 +42,7 @@ impl Buffer {
     /// (At most 4 GiB: far beyond any head or request buffer a config can mean.)
     pub fn new(cap: usize) -> Self {
         Buffer {
-            data: Box::default(),
+            data: Pages::NONE,
             cap: u32::try_from(cap).unwrap_or(u32::MAX),
             start: 0,
             end: 0,
@@ -62,7 +64,7 @@ impl Buffer {
 
     /// The bytes queued.
     pub fn data(&self) -> &[u8] {
-        &self.data[self.lo()..self.hi()]
+        &self.data.as_slice()[self.lo()..self.hi()]
     }
 
     pub fn len(&self) -> usize {
@@ -102,7 +104,7 @@ impl Buffer {
     /// Give the storage back when nothing is queued (an idle connection holds no buffer).
     pub fn release(&mut self) {
         if self.is_empty() {
-            self.data = Box::default();
+            self.data = Pages::NONE;
             self.clear();
         }
     }
@@ -131,7 +133,7 @@ impl Buffer {
         }
         let n = self.len();
         let mut fresh = pool.take(self.cap());
-        fresh[..n].copy_from_slice(self.data());
+        fresh.as_mut_slice()[..n].copy_from_slice(self.data());
         pool.put(std::mem::replace(&mut self.data, fresh));
         self.start = 0;
         self.end = n as u32;
@@ -150,10 +152,11 @@ impl Buffer {
     /// Make sure the storage exists and the free space is contiguous at the end.
     fn make_room(&mut self) {
         if self.data.is_empty() {
-            self.data = vec![0; self.cap()].into_boxed_slice();
+            self.data = allocate(self.cap());
         }
         if self.lo() > 0 && self.hi() == self.data.len() {
-            self.data.copy_within(self.lo()..self.hi(), 0);
+            let (lo, hi) = (self.lo(), self.hi());
+            self.data.as_mut_slice().copy_within(lo..hi, 0);
             self.end -= self.start;
             self.start = 0;
         }
@@ -164,22 +167,23 @@ impl Buffer {
     pub fn spare(&mut self) -> &mut [u8] {
         self.make_room();
         let hi = self.hi();
-        &mut self.data[hi..]
+        &mut self.data.as_mut_slice()[hi..]
     }
 
     /// All the free space as one slice at the end (compacting whenever bytes were consumed
     /// from the front), for writing a whole head in place.
     pub fn spare_all(&mut self) -> &mut [u8] {
         if self.data.is_empty() {
-            self.data = vec![0; self.cap()].into_boxed_slice();
+            self.data = allocate(self.cap());
         }
         if self.lo() > 0 {
-            self.data.copy_within(self.lo()..self.hi(), 0);
+            let (lo, hi) = (self.lo(), self.hi());
+            self.data.as_mut_slice().copy_within(lo..hi, 0);
             self.end -= self.start;
             self.start = 0;
         }
         let hi = self.hi();
-        &mut self.data[hi..]
+        &mut self.data.as_mut_slice()[hi..]
     }
 
     /// Count `n` bytes written into [`spare`](Buffer::spare) as queued.
@@ -198,7 +202,8 @@ impl Buffer {
             return 0;
         }
         if self.hi() + bytes.len() > self.cap() && self.lo() > 0 {
-            self.data.copy_within(self.lo()..self.hi(), 0);
+            let (lo, hi) = (self.lo(), self.hi());
+            self.data.as_mut_slice().copy_within(lo..hi, 0);
             self.end -= self.start;
             self.start = 0;
         }
@@ -257,14 +262,16 @@ impl Buffer {
 #[derive(Debug, Default)]
 pub struct BufPool {
     /// Free storage of the first size seen.
-    first: Vec<Box<[u8]>>,
+    first: Vec<Pages>,
     /// Free storage of the second size seen.
-    second: Vec<Box<[u8]>>,
+    second: Vec<Pages>,
     /// The sizes of `first` and `second` (0: not seen yet).
     sizes: [usize; 2],
     /// The most free buffers kept, both lists together; beyond that they go back to the
-    /// allocator.
+    /// kernel.
     max_free: usize,
+    /// The fewest buffers each list held since the last `trim`: those were not needed.
+    low: [usize; 2],
 }
 
 impl BufPool {
@@ -275,17 +282,22 @@ impl BufPool {
             second: Vec::new(),
             sizes: [0, 0],
             max_free,
+            low: [0, 0],
         }
     }
 
     /// Storage of `cap` bytes: reused if one is free, else freshly allocated (zeroed pages the
     /// kernel maps lazily, so an untouched tail costs no memory).
     #[inline(always)]
-    pub fn take(&mut self, cap: usize) -> Box<[u8]> {
+    pub fn take(&mut self, cap: usize) -> Pages {
         let found = if cap == self.sizes[0] {
-            self.first.pop()
+            let b = self.first.pop();
+            self.low[0] = self.low[0].min(self.first.len());
+            b
         } else if cap == self.sizes[1] {
-            self.second.pop()
+            let b = self.second.pop();
+            self.low[1] = self.low[1].min(self.second.len());
+            b
         } else {
             None
         };
@@ -294,7 +306,7 @@ impl BufPool {
 
     /// Return storage for reuse.
     #[inline(always)]
-    pub fn put(&mut self, b: Box<[u8]>) {
+    pub fn put(&mut self, b: Pages) {
         if self.first.len() + self.second.len() >= self.max_free {
             return;
         }
@@ -335,6 +347,17 @@ impl BufPool {
         }
     }
 
+    /// Give back the storage no connection needed since the last call (called every 250 ms):
+    /// after a burst, its buffers return to the kernel within two calls, while a steady load
+    /// keeps what it cycles through.
+    pub fn trim(&mut self) {
+        let unused = self.low;
+        for (list, n) in [(&mut self.first, unused[0]), (&mut self.second, unused[1])] {
+            list.truncate(list.len() - n.min(list.len()));
+        }
+        self.low = [self.first.len(), self.second.len()];
+    }
+
     /// Free buffers held.
     pub fn len(&self) -> usize {
         self.first.len() + self.second.len()
@@ -347,8 +370,8 @@ impl BufPool {
 
 /// Fresh storage: out of line, since a warm worker reuses storage instead.
 #[cold]
-fn allocate(cap: usize) -> Box<[u8]> {
-    vec![0; cap].into_boxed_slice()
+fn allocate(cap: usize) -> Pages {
+    Pages::new(cap)
 }
 
 #[cfg(test)]
@@ -357,14 +380,14 @@ mod tests {
     fn the_pool_follows_new_sizes_and_a_buffer_keeps_its_bytes_when_resized() {
         use super::*;
         let mut pool = BufPool::new(16);
-        pool.put(vec![0; 100].into_boxed_slice());
-        pool.put(vec![0; 200].into_boxed_slice());
+        pool.put(Pages::new(100));
+        pool.put(Pages::new(200));
         assert_eq!(pool.len(), 2);
         // A reload: 100 stays, 200 becomes 300.
         pool.adopt([100, 300]);
         assert_eq!(pool.len(), 1, "the 200-byte storage went");
-        pool.put(vec![0; 300].into_boxed_slice());
-        pool.put(vec![0; 200].into_boxed_slice());
+        pool.put(Pages::new(300));
+        pool.put(Pages::new(200));
         assert_eq!(pool.len(), 2, "300 is kept, 200 is not");
         assert_eq!(pool.take(300).len(), 300);
         assert_eq!(pool.take(100).len(), 100);
@@ -470,6 +493,25 @@ mod tests {
             (2, 2),
             "a full tail compacts first"
         );
+    }
+
+    #[test]
+    fn trimming_frees_what_was_not_needed_since_the_last_trim() {
+        use super::*;
+        let mut pool = BufPool::new(16);
+        for _ in 0..4 {
+            pool.put(Pages::new(100));
+        }
+        pool.trim();
+        assert_eq!(pool.len(), 4, "nothing was counted as unused yet");
+        let b = pool.take(100);
+        let c = pool.take(100);
+        pool.put(b);
+        pool.put(c);
+        pool.trim();
+        assert_eq!(pool.len(), 2, "two were taken at once: two stay");
+        pool.trim();
+        assert_eq!(pool.len(), 0, "none was taken since");
     }
 
     #[test]

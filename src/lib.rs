@@ -8,6 +8,7 @@
 //! - `clock`: the data path's time, a monotonic nanosecond count in one integer (`Tick`).
 //! - `sys`: the data path's socket reads and writes as direct system calls.
 //! - [`buffer`]: the fixed-capacity byte buffers of a connection, and the per-worker pool of them.
+//! - [`pages`]: buffer storage mapped from the kernel and unmapped when a burst is over.
 //! - `timer`: the hashed timer wheel behind every timeout and health check.
 //! - `splice`: zero-copy body forwarding with splice(2) and the per-worker pipe pool.
 //! - `metrics`: per-worker counters and histograms, summed at a scrape.
@@ -77,6 +78,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod listen;
+pub mod pages;
 pub mod route;
 pub mod upstream;
 

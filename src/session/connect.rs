@@ -40,7 +40,10 @@ impl Session {
         let mut queued_now = false;
         loop {
             let pool = &self.snap.pools[p];
-            if self.tried.len() > pool.retries {
+            let State::Exchange(ex) = &self.state else {
+                return Err(Fail::Abort);
+            };
+            if ex.tried.len() > pool.retries {
                 return Err(self.no_retry_left(pool));
             }
             // Only slow start needs the time.
@@ -49,7 +52,7 @@ impl Session {
             } else {
                 0
             };
-            let idx = match pool.pick(&self.tried, key, ctx.balance.for_pool(p), now_ms) {
+            let idx = match pool.pick(&ex.tried, key, ctx.balance.for_pool(p), now_ms) {
                 Choice::Member(i) => i,
                 Choice::NoneAlive => {
                     debug!(
@@ -83,16 +86,27 @@ impl Session {
                 continue;
             };
             // A try after the first spends the pool's retry budget (once per try made).
-            if !self.tried.is_empty() {
+            if self.tries() > 0 {
                 self.spend_retry(pool, ctx)?;
             }
             // A slot of our own: out of the queue, if we were in it (the slot is used).
             self.leave_queue(ctx.worker, true);
-            self.tried.insert(idx);
+            if let State::Exchange(ex) = &mut self.state {
+                ex.tried.insert(idx);
+            }
             match self.connect_to(idx, flight, true, ctx) {
                 Ok(()) => return Ok(()),
                 Err(e) => self.connect_failed(idx, &e, ctx)?,
             }
+        }
+    }
+
+    /// Upstreams tried for the current request.
+    #[inline]
+    fn tries(&self) -> usize {
+        match &self.state {
+            State::Exchange(ex) => ex.tried.len(),
+            _ => 0,
         }
     }
 
@@ -104,7 +118,7 @@ impl Session {
         debug!(
             "{}: {} tries in pool {}, no retry left: {status}",
             self.client_ip,
-            self.tried.len(),
+            self.tries(),
             pool.name
         );
         Fail::Respond(status)
@@ -299,19 +313,22 @@ impl Session {
                 // it would have evicted it from the pool, or shows up as a failed read.
                 peer.writable = true;
                 flight.sent(ctx.worker);
-                self.upstream = Some(Upstream {
-                    peer,
-                    idx,
-                    flight,
-                    id: r.id,
-                    reused: true,
-                    requests: r.requests + 1,
-                    write_failed: false,
-                    sent_at: None,
-                    preamble: None,
-                    tls: r.tls,
-                    tcp_up: true,
-                });
+                self.upstream.set(
+                    Upstream {
+                        peer,
+                        idx,
+                        flight,
+                        id: r.id,
+                        reused: true,
+                        requests: r.requests + 1,
+                        write_failed: false,
+                        sent_at: None,
+                        preamble: None,
+                        tls: r.tls,
+                        tcp_up: true,
+                    },
+                    &mut ctx.exchanges.slots,
+                );
                 self.set_phase(Phase::AwaitingHead(HeadProgress::START));
                 return Ok(());
             }
@@ -350,19 +367,22 @@ impl Session {
             crate::proxy_protocol::write(version, self.peer, local, &mut header);
             Box::new(exchange::Preamble(header))
         });
-        self.upstream = Some(Upstream {
-            peer: Peer::new(stream),
-            idx,
-            flight,
-            id,
-            reused: false,
-            requests: 1,
-            write_failed: false,
-            sent_at: None,
-            preamble,
-            tls,
-            tcp_up: false,
-        });
+        self.upstream.set(
+            Upstream {
+                peer: Peer::new(stream),
+                idx,
+                flight,
+                id,
+                reused: false,
+                requests: 1,
+                write_failed: false,
+                sent_at: None,
+                preamble,
+                tls,
+                tcp_up: false,
+            },
+            &mut ctx.exchanges.slots,
+        );
         self.set_phase(Phase::Connecting { since: ctx.now });
         Ok(())
     }
@@ -396,7 +416,7 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
         };
-        let (Phase::Connecting { .. }, Some(up)) = (&ex.phase, &mut self.upstream) else {
+        let (Phase::Connecting { .. }, Some(up)) = (&ex.phase, self.upstream.get_mut()) else {
             return Ok(false);
         };
         let mut progress = false;
@@ -462,7 +482,7 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Err(Fail::Abort);
         };
-        let Some(up) = &self.upstream else {
+        let Some(up) = self.upstream.get() else {
             return Err(Fail::Abort);
         };
         let (idx, reused) = (up.idx, up.reused);

@@ -5,8 +5,70 @@ use super::peer::Peer;
 use crate::clock::Tick;
 use crate::http::chunked::{self, Decoder};
 use crate::http::request::{HeadProgress, RequestInfo};
-use crate::upstream::InFlight;
+use crate::upstream::{InFlight, Tried};
 use std::time::Duration;
+
+/// Where a session keeps its upstream connection: a box lent by the worker
+/// ([`ExchangePool`](super::ExchangePool)) while the session has work, so an idle keep-alive
+/// connection holds one word instead of the connection's ~90 bytes, and a request moves the
+/// connection in and out of the same box instead of allocating one.
+#[derive(Debug, Default)]
+pub(super) struct UpstreamSlot(Option<Box<Option<Upstream>>>);
+
+/// Most spare boxes a worker keeps.
+const SPARE_SLOTS: usize = 1024;
+
+/// Spare boxes for [`UpstreamSlot`]s.
+#[allow(clippy::vec_box)]
+pub(super) type SpareSlots = Vec<Box<Option<Upstream>>>;
+
+impl UpstreamSlot {
+    #[inline(always)]
+    pub(super) fn get(&self) -> Option<&Upstream> {
+        self.0.as_deref()?.as_ref()
+    }
+
+    #[inline(always)]
+    pub(super) fn get_mut(&mut self) -> Option<&mut Upstream> {
+        self.0.as_deref_mut()?.as_mut()
+    }
+
+    #[inline(always)]
+    pub(super) fn is_some(&self) -> bool {
+        self.get().is_some()
+    }
+
+    /// Move the connection out (the box stays until `release`).
+    #[inline(always)]
+    pub(super) fn take(&mut self) -> Option<Upstream> {
+        self.0.as_deref_mut()?.take()
+    }
+
+    /// Hold `up`, in a spare box when this slot has none.
+    #[inline(always)]
+    pub(super) fn set(&mut self, up: Upstream, spare: &mut SpareSlots) {
+        match &mut self.0 {
+            Some(b) => **b = Some(up),
+            None => {
+                let mut b = spare.pop().unwrap_or_default();
+                *b = Some(up);
+                self.0 = Some(b);
+            }
+        }
+    }
+
+    /// Move the connection out and give the box back: the end of an exchange. (Elsewhere a
+    /// connection is taken out to be replaced, or the session closes, and the box goes with it.)
+    #[inline(always)]
+    pub(super) fn take_and_release(&mut self, spare: &mut SpareSlots) -> Option<Upstream> {
+        let mut b = self.0.take()?;
+        let up = b.take();
+        if spare.len() < SPARE_SLOTS {
+            spare.push(b);
+        }
+        up
+    }
+}
 
 /// The upstream connection of the current exchange or tunnel. Whether its connect has
 /// completed is the exchange's phase ([`Phase::Connecting`] until it has; a tunnel's always
@@ -151,4 +213,6 @@ pub struct Exchange {
     /// When waiting for a `max_conns` slot ends with a 503, once the request has waited: one
     /// deadline for the request, however often it waits.
     pub(super) queue_until: Option<Tick>,
+    /// Upstreams tried for this request.
+    pub(super) tried: Tried,
 }

@@ -101,7 +101,7 @@ impl Session {
                 }
                 if let Some(m) = self
                     .upstream
-                    .as_ref()
+                    .get()
                     .and_then(|up| self.snap.pools.get(ex.pool)?.members.get(up.idx))
                 {
                     rec.upstream.push_str(&m.addr_text);

@@ -111,7 +111,7 @@ mod tunnel;
 mod upstream_io;
 
 pub use exchange::Exchange;
-use exchange::{Phase, RequestBody, ResponseBody, Upstream};
+use exchange::{Phase, RequestBody, ResponseBody, SpareSlots, Upstream, UpstreamSlot};
 pub(crate) use peer::Peer;
 pub(crate) use span::{lend_span, move_span, SpanError};
 use tls::{ClientTls, TlsRefusal};
@@ -173,6 +173,8 @@ pub struct ExchangePool {
     /// handing it back and forth moves a pointer, not the record.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Exchange>>,
+    /// Boxes for sessions' upstream connections (see [`UpstreamSlot`]).
+    slots: SpareSlots,
 }
 
 /// Most spare exchange records a worker keeps.
@@ -259,8 +261,9 @@ pub struct Session {
     client_ip: ClientAddr,
     /// Slab key: the source of both tokens.
     key: usize,
-    /// The upstream connection, during an exchange or a tunnel.
-    upstream: Option<Upstream>,
+    /// The upstream connection, during an exchange or a tunnel. Boxed: an idle keep-alive
+    /// connection, the most common kind, then holds one word for it instead of its ~90 bytes.
+    upstream: UpstreamSlot,
     /// Raw bytes from the client.
     cin: Buffer,
     /// Bytes for the client.
@@ -271,8 +274,6 @@ pub struct Session {
     uout: Buffer,
     /// What the session is doing.
     state: State,
-    /// Upstreams tried for the current request.
-    tried: Tried,
     /// The configuration this connection's current (or last) request runs on: taken from the
     /// worker's at the start of each request, so a reload never changes a request midway.
     snap: Arc<Snapshot>,
@@ -354,14 +355,13 @@ impl Session {
             client_registered: false,
             client_ip: ClientAddr::new(client_ip),
             key,
-            upstream: None,
+            upstream: UpstreamSlot::default(),
             cin: Buffer::new(size),
             cout: Buffer::new(size),
             uin: Buffer::new(size),
             // Room for a head and, behind it, a body read before the connect.
             uout: Buffer::new(size + cfg.request_buffer),
             state: State::waiting_for_head(),
-            tried: Tried::default(),
             snap: Arc::clone(snap),
             peer,
             awaiting_proxy_header: cfg.proxy_protocol,
@@ -387,7 +387,7 @@ impl Session {
 
     /// Readiness reported for upstream socket `id` (ignored if it belonged to an older one).
     pub fn on_upstream_event(&mut self, id: usize, ev: &mio::event::Event) {
-        if let Some(up) = &mut self.upstream {
+        if let Some(up) = self.upstream.get_mut() {
             if up.id == id {
                 up.peer.on_event(ev);
             }
@@ -569,7 +569,7 @@ impl Session {
         };
         let upstream_quiet = self
             .upstream
-            .as_ref()
+            .get()
             .is_none_or(|u| !u.peer.readable && (self.upstream_connected() || !u.peer.writable));
         !shutting_down
             && !self.client.readable

@@ -221,8 +221,8 @@ impl Session {
             body_from: 0,
             upstream_us: None,
             queue_until: None,
+            tried: Tried::default(),
         }));
-        self.tried.clear();
         if !plan.buffer_first {
             // Nothing reaches an upstream before the request is known good, as far as the
             // proxy holds it: the body bytes that came with the head are checked (and queued
@@ -365,7 +365,7 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
         };
-        let write_failed = self.upstream.as_ref().is_some_and(|u| u.write_failed);
+        let write_failed = self.upstream.get().is_some_and(|u| u.write_failed);
         let mut progress = false;
         // Room left for body bytes. When the request outgrows the buffer it stops being
         // replayable: the bytes already sent are let go.
@@ -457,7 +457,7 @@ impl Session {
         let (Some(span), State::Exchange(ex)) = (&mut self.up_span, &mut self.state) else {
             return Ok(false);
         };
-        let Some(up) = &mut self.upstream else {
+        let Some(up) = self.upstream.get_mut() else {
             return Err(Fail::Abort);
         };
         if up.write_failed {

@@ -11,7 +11,7 @@ impl Session {
         let State::Exchange(ex) = &mut self.state else {
             return Ok(false);
         };
-        let Some(up) = &self.upstream else {
+        let Some(up) = self.upstream.get() else {
             return Ok(false);
         };
         let up_eof = up.peer.eof;
@@ -255,7 +255,7 @@ impl Session {
         let (Some(span), State::Exchange(ex)) = (&mut self.down_span, &mut self.state) else {
             return Ok(false);
         };
-        let Some(up) = &mut self.upstream else {
+        let Some(up) = self.upstream.get_mut() else {
             return Err(Fail::Abort);
         };
         // The span's bytes come after everything queued before it (the head, the size line).
@@ -353,7 +353,7 @@ impl Session {
             }
             _ => (Duration::ZERO, 0),
         };
-        if let Some(mut up) = self.upstream.take() {
+        if let Some(mut up) = self.upstream.take_and_release(&mut ctx.exchanges.slots) {
             // (Connected: an exchange ends with its response read.)
             let clean = !keep.is_zero()
                 && !up.write_failed

@@ -33,7 +33,7 @@ impl Session {
         // upstream → uin (not while a span takes the upstream's bytes straight from the socket).
         let spliced = self.down_span.as_ref().is_some_and(|s| s.to_read() > 0);
         let connected = self.upstream_connected();
-        if let Some(up) = &mut self.upstream {
+        if let Some(up) = self.upstream.get_mut() {
             if connected && !spliced {
                 match up.read_into(&mut self.uin, ctx.bufs) {
                     Ok(n) if n > 0 => {
@@ -94,7 +94,7 @@ impl Session {
         }
         if let State::Tunnel = self.state {
             progress |= self.tunnel_half_close();
-            if self.client.shut && self.upstream.as_ref().is_none_or(|u| u.peer.shut) {
+            if self.client.shut && self.upstream.get().is_none_or(|u| u.peer.shut) {
                 return Err(Fail::Abort);
             }
         }
@@ -173,7 +173,7 @@ impl Session {
 
     /// Write queued bytes to the upstream (from the replay cursor while the request is replayable).
     pub(super) fn write_upstream(&mut self, now: Tick) -> Result<bool, Fail> {
-        let Some(up) = &mut self.upstream else {
+        let Some(up) = self.upstream.get_mut() else {
             return Ok(false);
         };
         if up.write_failed {

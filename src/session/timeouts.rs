@@ -66,7 +66,7 @@ impl Session {
                     // bytes already sent: only the unsent rest is output waiting.
                     let sent = ex.replay.unwrap_or(0);
                     let in_pipe = self.spans_hold_bytes();
-                    let up_pending = self.upstream.as_ref().is_some_and(|u| u.output_pending());
+                    let up_pending = self.upstream.get().is_some_and(|u| u.output_pending());
                     io_deadline(
                         self.client_output_pending()
                             || self.uout.len() > sent
@@ -78,7 +78,7 @@ impl Session {
             State::Tunnel => io_deadline(
                 self.client_output_pending()
                     || !self.uout.is_empty()
-                    || self.upstream.as_ref().is_some_and(|u| u.output_pending())
+                    || self.upstream.get().is_some_and(|u| u.output_pending())
                     || self.spans_hold_bytes(),
             ),
             State::Closing { linger_since, .. } => match linger_since {
@@ -191,7 +191,7 @@ impl Session {
                     let all_sent = matches!(ex.req_body, RequestBody::Done)
                         && self.uout.is_empty()
                         && self.up_span.is_none();
-                    if let (true, Some(up)) = (all_sent, &self.upstream) {
+                    if let (true, Some(up)) = (all_sent, self.upstream.get()) {
                         let idx = up.idx;
                         self.count_failure(idx, "timed out before a response head");
                     }

@@ -237,7 +237,7 @@ impl Session {
     /// is under TLS, whose bytes must be encrypted.
     #[inline]
     pub(super) fn splice_min(&self, min: usize) -> usize {
-        if self.tls.is_some() || self.upstream.as_ref().is_some_and(|u| u.tls.is_some()) {
+        if self.tls.is_some() || self.upstream.get().is_some_and(|u| u.tls.is_some()) {
             0
         } else {
             min

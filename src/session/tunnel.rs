@@ -32,7 +32,7 @@ impl Session {
     /// a span.
     pub(super) fn pump_tunnel_spans(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Fail> {
         let splice_min = self.splice_min(ctx.cfg.splice_min);
-        let Some(up) = &mut self.upstream else {
+        let Some(up) = self.upstream.get_mut() else {
             return Ok(false);
         };
         let mut progress = false;
@@ -113,7 +113,7 @@ impl Session {
         let mut progress = false;
         let down_flushed =
             self.uin.is_empty() && !self.client_output_pending() && self.down_span.is_none();
-        let Some(up) = &mut self.upstream else {
+        let Some(up) = self.upstream.get_mut() else {
             return false;
         };
         let up_flushed = self.cin.is_empty()

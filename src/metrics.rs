@@ -213,6 +213,16 @@ impl Histogram {
         self.sum_us += s.sum_us.get();
     }
 
+    /// What was observed after `before` was read (an earlier reading of the same counters).
+    pub fn since(&self, before: &Histogram) -> Histogram {
+        let mut h = self.clone();
+        for (b, was) in h.buckets.iter_mut().zip(&before.buckets) {
+            *b = b.saturating_sub(*was);
+        }
+        h.sum_us = h.sum_us.saturating_sub(before.sum_us);
+        h
+    }
+
     /// Observations in all.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()

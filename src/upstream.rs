@@ -829,6 +829,9 @@ pub struct PoolShared {
     pub waiters: Mutex<std::collections::VecDeque<Waiter>>,
     /// Retries refused by the pool's retry budget.
     pub retries_refused: AtomicU64,
+    /// 502, 503 and 504 answered by the proxy itself for requests routed to the pool (its
+    /// upstreams failed, were all down, or its queue timed out).
+    pub local_5xx: AtomicU64,
     /// The retry budget's counts (taken only by a retry, and by worker 0's sweep).
     pub budget: Mutex<RetryBudget>,
     /// Held while a member is judged for ejection: the count of ejected members and the
@@ -1082,6 +1085,7 @@ impl Registry {
             queued: AtomicUsize::new(0),
             waiters: Mutex::new(std::collections::VecDeque::new()),
             retries_refused: AtomicU64::new(0),
+            local_5xx: AtomicU64::new(0),
             budget: Mutex::new(RetryBudget::default()),
             ejecting: Mutex::new(()),
         }));

@@ -1,5 +1,7 @@
-//! The live status page in a real browser: headless Chromium loads it, an upstream is killed,
-//! and the page, refreshing itself from `/status` (no reload), shows that row as down. The
+//! The live status page in a real browser: headless Chromium loads it before an incident, an
+//! upstream is killed and a backend answers a burst of 5xx, and the page, refreshing itself
+//! from `/status` and `/status/history` (no reload), shows the row as down, marks the moment in
+//! its sparklines and the pool's chart, and draws the burst in the pool's error chart. The
 //! browser is driven over the DevTools protocol with a minimal WebSocket client written here.
 //!
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it the test
@@ -199,7 +201,7 @@ fn start_browser(path: &Path) -> (Browser, u16) {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,720",
+            "--window-size=1280,1000",
             "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -234,7 +236,7 @@ fn start_browser(path: &Path) -> (Browser, u16) {
     not(goround_has_chromium),
     ignore = "needs Chromium (apt-get install chromium, then touch build.rs)"
 )]
-fn the_page_refreshing_itself_shows_a_killed_upstream_as_down() {
+fn the_page_opened_before_an_incident_shows_it_in_its_tables_and_charts() {
     let Some(path) = browser() else {
         panic!("Chromium is required here (apt-get install chromium)");
     };
@@ -271,7 +273,32 @@ fn the_page_refreshing_itself_shows_a_killed_upstream_as_down() {
     assert_eq!(ws.eval("document.querySelectorAll('tr.up').length"), "3");
     // A mark the page keeps only if it is never reloaded.
     ws.eval("window.__kept = 7");
+    // The script drew the last hour: the clients' chart, the pool's, two sparklines a row.
+    let drawn = |ws: &mut Ws| {
+        ws.eval("document.querySelectorAll('svg.chart[data-clients]').length") == "1"
+            && ws.eval("document.querySelectorAll('svg.chart[data-pool=\\\"default\\\"]').length")
+                == "1"
+            && ws.eval("document.querySelectorAll('svg.spark').length") == "6"
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !drawn(&mut ws) {
+        assert!(Instant::now() < deadline, "the charts were never drawn");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let chart = "document.querySelector('svg.chart[data-pool=\\\"default\\\"]')";
+    assert_eq!(
+        ws.eval(&format!("{chart}.getAttribute('data-error-peak')")),
+        "\"0\"",
+        "no error yet"
+    );
+    let marks = |ws: &mut Ws, scope: &str| {
+        ws.eval(&format!(
+            "document.querySelectorAll('{scope} line.mark-down').length"
+        ))
+    };
+    assert_eq!(marks(&mut ws, ""), "0");
 
+    // The incident: an upstream dies.
     dummies.kill(1);
     proxy.wait_for_log(&down_line(victim), LOG_TIMEOUT);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -282,6 +309,23 @@ fn the_page_refreshing_itself_shows_a_killed_upstream_as_down() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Within two refreshes (2 s each) of the row, both its sparklines mark the moment, and
+    // so does the pool's chart; no other row has a mark.
+    let victim_row = format!("tr[data-upstream=\\\"127.0.0.1:{victim}\\\"]");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while marks(&mut ws, &victim_row) != "2" {
+        assert!(
+            Instant::now() < deadline,
+            "the sparklines never marked the upstream going down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        marks(&mut ws, "svg.chart"),
+        "1",
+        "the pool's chart marks it"
+    );
+    assert_eq!(marks(&mut ws, ""), "3", "and nothing else");
     assert_eq!(
         ws.eval("window.__kept"),
         "7",
@@ -292,6 +336,52 @@ fn the_page_refreshing_itself_shows_a_killed_upstream_as_down() {
         "getComputedStyle(document.querySelector('tr[data-upstream=\\\"127.0.0.1:{victim}\\\"]')).backgroundColor"
     ));
     assert_eq!(colour, "\"rgb(253, 226, 225)\"", "down rows stand out");
+
+    // A burst of 5xx from the backends shows in the pool's error chart.
+    for _ in 0..20 {
+        assert_eq!(get(proxy.addr(), "/status/500").0, 500);
+    }
+    let peak = |ws: &mut Ws| -> f64 {
+        ws.eval(&format!("{chart}.getAttribute('data-error-peak')"))
+            .trim_matches('"')
+            .parse()
+            .unwrap_or(-1.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while peak(&mut ws) <= 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the error chart never showed the 5xx"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 20 of the 29 responses so far, all in the open bucket or two (the 9 before may sit in
+    // an older one): at least 20/29.
+    let share = peak(&mut ws);
+    assert!((0.68..=1.0).contains(&share), "error share {share}");
+    // The error line rises above the chart's floor (its y is under 89 of 90 somewhere).
+    let d = ws.eval(&format!(
+        "{chart}.querySelector('path.errors').getAttribute('d')"
+    ));
+    let ys: Vec<f64> = d
+        .trim_matches('"')
+        .split(['M', 'L'])
+        .filter_map(|pt| pt.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert!(ys.iter().any(|&y| y < 45.0), "the error line: {d}");
+
+    // A pool the operator folded stays folded across refreshes.
+    let pool = "document.querySelector('details[data-pool=\\\"default\\\"]')";
+    assert_eq!(ws.eval(&format!("{pool}.open")), "true");
+    ws.eval(&format!("{pool}.open = false"));
+    let updated = ws.eval("document.getElementById('updated').textContent");
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while ws.eval("document.getElementById('updated').textContent") == updated {
+        assert!(Instant::now() < deadline, "the page stopped refreshing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ws.eval(&format!("{pool}.open")), "false");
+    ws.eval(&format!("{pool}.open = true"));
 
     // The screenshot the README shows.
     let shot = ws.call("Page.captureScreenshot", "{\"format\":\"png\"}");

@@ -46,7 +46,7 @@ fn an_upstream_taken_down_by_a_live_request_says_why_and_counts_no_request() {
     // The page without JavaScript says why it is down, apart from the last check.
     let (_, page) = get(proxy.admin_addr(), "/");
     assert!(
-        page.contains("down: connection refused, ejected for 30s (live request)"),
+        page.contains("down: connection refused, ejected for 30s (live request, "),
         "{page}"
     );
     std::thread::sleep(Duration::from_millis(1));

@@ -13,7 +13,9 @@
 //!
 //! - [`view`]: one reading of every counter, taken per request.
 //! - [`render`]: the pages from a reading.
+//! - [`history`]: the last hour in 10 s buckets, from a reading a second.
 
+mod history;
 mod render;
 mod view;
 
@@ -56,6 +58,8 @@ pub fn serve(std_listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Re
                 conns: Slab::with_capacity(MAX_CONNECTIONS),
                 shared,
                 accept_ready: true,
+                history: history::History::default(),
+                next_reading: Instant::now(),
             };
             if let Err(e) = server.run() {
                 warn!("the admin listener stopped: {e}");
@@ -72,7 +76,14 @@ struct Server {
     shared: Arc<Shared>,
     /// The listener may have connections queued (edge-triggered).
     accept_ready: bool,
+    /// The last hour, read once a second.
+    history: history::History,
+    next_reading: Instant,
 }
+
+/// How often the history reads the counters (its state changes' resolution; buckets close
+/// every `history::INTERVAL_MS`).
+const READING_EVERY: Duration = Duration::from_secs(1);
 
 /// One admin connection: read a head, write the whole answer, close.
 struct Conn {
@@ -103,6 +114,13 @@ impl Server {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(128);
         loop {
+            // First thing, so the history counts from the start.
+            let now = Instant::now();
+            if now >= self.next_reading {
+                self.next_reading = now + READING_EVERY;
+                let v = view::collect(&self.shared);
+                self.history.observe(&v, crate::upstream::unix_ms());
+            }
             // A second is the coarsest a deadline can be late by.
             if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -200,7 +218,7 @@ impl Server {
                     }
                 }
             }
-            match answer(&conn.input, &self.shared, conn.loopback) {
+            match answer(&conn.input, &self.shared, &self.history, conn.loopback) {
                 Some(bytes) => conn.output = Some((bytes, 0)),
                 None => return,
             }
@@ -246,7 +264,12 @@ impl Server {
 
 /// The answer to the head in `input` from a client on this machine or not (`loopback`), or
 /// `None` while it is incomplete.
-pub fn answer(input: &[u8], shared: &Shared, loopback: bool) -> Option<Vec<u8>> {
+fn answer(
+    input: &[u8],
+    shared: &Shared,
+    history: &history::History,
+    loopback: bool,
+) -> Option<Vec<u8>> {
     let limits = Limits {
         max_head: MAX_HEAD,
         max_request_line: 4096,
@@ -275,7 +298,7 @@ pub fn answer(input: &[u8], shared: &Shared, loopback: bool) -> Option<Vec<u8>> 
             false,
         ));
     }
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((&path, ""));
     if path != "/healthz" {
         let (snap, _) = shared.current();
         let token = snap.cfg.admin_token.as_ref().map(|(_, t)| t.as_str());
@@ -311,6 +334,20 @@ pub fn answer(input: &[u8], shared: &Shared, loopback: bool) -> Option<Vec<u8>> 
             "application/json",
             render::status(&view::collect(shared)).into_bytes(),
         ),
+        "/status/history" => match since(query) {
+            Some(since) => (
+                200,
+                "application/json",
+                history
+                    .json(&view::collect(shared), crate::upstream::unix_ms(), since)
+                    .into_bytes(),
+            ),
+            None => (
+                400,
+                "text/plain",
+                b"since= takes a Unix time in milliseconds\n".to_vec(),
+            ),
+        },
         "/" => (
             200,
             "text/html; charset=utf-8",
@@ -326,6 +363,14 @@ pub fn answer(input: &[u8], shared: &Shared, loopback: bool) -> Option<Vec<u8>> 
         _ => (404, "text/plain", b"not found\n".to_vec()),
     };
     Some(respond(status, kind, body, head_only))
+}
+
+/// The `since=` of a query (Unix ms; 0 when absent), or `None` when it is no number.
+fn since(query: &str) -> Option<u64> {
+    match query.split('&').find_map(|kv| kv.strip_prefix("since=")) {
+        Some(v) => v.parse().ok(),
+        None => Some(0),
+    }
 }
 
 /// Who may see the admin pages (all but `/healthz`, which answers everyone).

@@ -211,6 +211,20 @@ pub fn metrics(v: &View) -> String {
             p.retries_refused
         );
     }
+    head(
+        &mut o,
+        "goround_local_5xx_total",
+        "counter",
+        "502, 503 and 504 the proxy answered itself for requests routed to the pool.",
+    );
+    for p in &v.pools {
+        let _ = writeln!(
+            o,
+            "goround_local_5xx_total{{pool=\"{}\"}} {}",
+            label(&p.name),
+            p.local_5xx
+        );
+    }
     if !v.dns.is_empty() {
         head(
             &mut o,
@@ -646,13 +660,14 @@ pub fn status(v: &View) -> String {
         }
         let _ = write!(
             o,
-            "{{\"name\":{},\"strategy\":{},\"rate_limited\":{},\"queued\":{},\"queue_timeouts\":{},\"retries_refused\":{},\"upstreams\":[",
+            "{{\"name\":{},\"strategy\":{},\"rate_limited\":{},\"queued\":{},\"queue_timeouts\":{},\"retries_refused\":{},\"local_5xx\":{},\"upstreams\":[",
             json_str(&p.name),
             json_str(p.strategy.name()),
             p.rate_limited,
             p.queued,
             p.queue_timeouts,
-            p.retries_refused
+            p.retries_refused,
+            p.local_5xx
         );
         for (j, u) in p.upstreams.iter().enumerate() {
             if j > 0 {
@@ -685,7 +700,7 @@ pub fn status(v: &View) -> String {
                  \"health_checks\":{{\"pass\":{},\"fail\":{}}},\"last_check\":{last},\
                  \"last_change\":{change},\"ejected_until\":{},\
                  \"ejections\":{{\"failures\":{},\"5xx\":{}}},\"discovered\":{},\
-                 \"response_ms\":{{\"p50\":{},\"p99\":{}}}}}",
+                 \"slow_start_left_ms\":{},\"response_ms\":{{\"p50\":{},\"p99\":{}}}}}",
                 json_str(&u.address),
                 json_str(&u.name),
                 u.up,
@@ -706,6 +721,8 @@ pub fn status(v: &View) -> String {
                 u.ejections.0,
                 u.ejections.1,
                 u.discovered,
+                u.slow_start_left_ms
+                    .map_or("null".to_string(), |t| t.to_string()),
                 ms(u.histogram.quantile_ms(0.5)),
                 ms(u.histogram.quantile_ms(0.99)),
             );
@@ -941,48 +958,105 @@ fn state(u: &UpstreamView) -> &'static str {
     }
 }
 
-/// The state cell: a down upstream says why, and what found it (a live request or the
-/// health checks), apart from what its last check found.
-fn state_text(u: &UpstreamView) -> String {
+/// How long ago `then_ms` was, as the page says it.
+fn ago(now_ms: u64, then_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms).div_ceil(1000);
+    match s {
+        0..90 => format!("{s} s ago"),
+        90..5400 => format!("{} min ago", (s + 30) / 60),
+        _ => format!("{} h ago", (s + 1800) / 3600),
+    }
+}
+
+/// The state cell: a down upstream says why, what found it (a live request, the health
+/// checks, ...) and when, apart from what its last check found; an ejected one when it is
+/// back.
+fn state_text(u: &UpstreamView, now_ms: u64) -> String {
+    let back = u.ejected_until_unix_ms.map(|until| {
+        format!(
+            " · back in {} s",
+            until.saturating_sub(now_ms).div_ceil(1000)
+        )
+    });
     match &u.last_change {
-        Some(c) if !u.up && !c.up => format!(
-            "down: {} ({})",
-            html(&c.reason),
-            match c.by {
+        Some(c) if !u.up && !c.up => {
+            let by = match c.by {
                 crate::upstream::ChangedBy::Request => "live request",
                 crate::upstream::ChangedBy::HealthCheck => "health check",
                 crate::upstream::ChangedBy::Outlier => "outlier detection",
                 crate::upstream::ChangedBy::Discovery => "DNS",
-            }
-        ),
+            };
+            // A reason that names what found it already (`health check: ...`) says it once.
+            let by = if c.reason.starts_with(by) {
+                String::new()
+            } else {
+                format!("{by}, ")
+            };
+            format!(
+                "down: {} ({by}{}){}",
+                html(&c.reason),
+                ago(now_ms, c.unix_ms),
+                back.unwrap_or_default()
+            )
+        }
+        _ if back.is_some() => format!("ejected{}", back.unwrap_or_default()),
+        _ if u.up && u.slow_start_left_ms.is_some() => "up (slow start)".to_string(),
         _ => state(u).to_string(),
     }
 }
 
-/// The live status page: rendered here (it works without JavaScript), then refreshed from
-/// `/status` every 2 s by its script, without reloading. No external asset.
+/// The last-check cell: what the last health check found, and when (not why the upstream is
+/// down: the state cell says that).
+fn check_text(u: &UpstreamView, now_ms: u64) -> String {
+    match &u.last_check {
+        Some(c) => format!(
+            "{} {} · {}",
+            if c.ok { "ok" } else { "failed" },
+            html(&c.detail),
+            ago(now_ms, c.unix_ms)
+        ),
+        None => "-".to_string(),
+    }
+}
+
+/// Pools with more upstreams than this start folded.
+const FOLDED_ABOVE: usize = 50;
+
+/// The columns of a pool's table (the script builds the same).
+const POOL_COLUMNS: &str = "<th>upstream</th><th>state</th><th>weight</th><th>in flight</th>\
+<th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th>\
+<th>last check</th><th>p50</th><th>p99</th><th>requests, 1 h</th><th>p99, 1 h</th>";
+
+/// The live status page: rendered here (the tables work without JavaScript), then refreshed
+/// every 2 s by its script from `/status` and `/status/history`, without reloading: the
+/// script also draws the last hour (the clients', each pool's, each upstream's). No external
+/// asset.
 pub fn page(v: &View) -> String {
+    let now_ms = crate::upstream::unix_ms();
     let mut rows = String::new();
     for p in &v.pools {
+        let down = p.upstreams.iter().filter(|u| !u.up).count();
         let _ = write!(
             rows,
-            "<section class=\"pool\"><h2>{} <small>{}</small></h2><table><thead><tr>\
-             <th>upstream</th><th>state</th><th>weight</th><th>in flight</th><th>requests</th>\
-             <th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th><th>last check</th>\
-             <th>p50</th><th>p99</th></tr></thead><tbody>",
-            html(&p.name),
-            p.strategy.name()
+            "<details class=\"pool\" data-pool=\"{name}\"{open}><summary><h2>{name} <small>{}</small></h2> \
+             <span class=\"glance\">{} up, {down} down</span></summary>\
+             <div class=\"chart\"></div><table><thead><tr>{POOL_COLUMNS}</tr></thead><tbody>",
+            p.strategy.name(),
+            p.upstreams.len() - down,
+            name = html(&p.name),
+            open = if p.upstreams.len() > FOLDED_ABOVE {
+                ""
+            } else {
+                " open"
+            },
         );
         for u in &p.upstreams {
-            let check = match &u.last_check {
-                Some(c) => format!("{} {}", if c.ok { "ok" } else { "failed" }, html(&c.detail)),
-                None => "-".to_string(),
-            };
             let fmt_ms = |x: Option<f64>| x.map_or("-".to_string(), |m| format!("{m:.1} ms"));
             let _ = write!(
                 rows,
                 "<tr class=\"{s}\" data-upstream=\"{a}\"><td>{a}{n}</td><td>{t}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"spark\"></td><td class=\"spark\"></td></tr>",
                 u.weight,
                 u.active_requests,
                 u.requests,
@@ -991,11 +1065,11 @@ pub fn page(v: &View) -> String {
                 u.responses[3],
                 u.responses[4],
                 u.connect_failures,
-                check,
+                check_text(u, now_ms),
                 fmt_ms(u.histogram.quantile_ms(0.5)),
                 fmt_ms(u.histogram.quantile_ms(0.99)),
                 s = state(u),
-                t = state_text(u),
+                t = state_text(u, now_ms),
                 a = html(&u.address),
                 n = if u.discovered {
                     format!(" <small>{}</small>", html(&u.name))
@@ -1004,22 +1078,26 @@ pub fn page(v: &View) -> String {
                 },
             );
         }
-        rows.push_str("</tbody></table></section>");
+        rows.push_str("</tbody></table></details>");
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>goround-mio status</title><style>{STYLE}</style></head><body>\
          <h1>goround-mio <small id=\"version\">{version}</small></h1>\
-         <p id=\"summary\">{summary}</p><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"dns\">{dns}</div><div id=\"tcp\">{tcp}</div><div id=\"pools\">{rows}</div>\
-         <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a>; \
+         <p id=\"summary\">{summary}</p>\
+         <noscript><p class=\"foot\">The charts of the last hour need JavaScript; the tables \
+         are as of this page's load.</p></noscript>\
+         <div id=\"clients\"></div><div id=\"tls\">{tls}</div><div id=\"acme\">{acme}</div><div id=\"dns\">{dns}</div><div id=\"tcp\">{tcp}</div><div id=\"pools\">{rows}</div>\
+         <p class=\"foot\">Refreshed every 2 s from <a href=\"/status\">/status</a> and \
+         <a href=\"/status/history\">/status/history</a> (the last hour in 10 s buckets); \
          metrics at <a href=\"/metrics\">/metrics</a>. <span id=\"updated\"></span></p>\
          <script>{SCRIPT}</script></body></html>\n",
         version = html(v.version),
         summary = html(&summary(v)),
         tls = v.tls.as_ref().map_or(String::new(), |t| tls_section(
             t,
-            (crate::upstream::unix_ms() / 1000) as i64
+            (now_ms / 1000) as i64
         )),
         acme = v.acme.as_ref().map_or(String::new(), acme_section),
         dns = dns_section(v),
@@ -1068,39 +1146,158 @@ fn summary(v: &View) -> String {
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 h1 small,h2 small{color:#888;font-weight:normal;font-size:60%}\
 table{border-collapse:collapse;margin-bottom:1.5em}\
-th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}\
+th,td{padding:.25em .5em;border-bottom:1px solid #ddd;text-align:right}\
 th:nth-child(-n+2),td:nth-child(-n+2),th:nth-child(11),td:nth-child(11){text-align:left}\
 tr.up td:nth-child(2){color:#176f2c;font-weight:bold}\
 tr.backup td:nth-child(2){color:#8a6d00;font-weight:bold}\
 tr.down{background:#fde2e1}tr.down td:nth-child(2){color:#b3261e;font-weight:bold}\
-.foot{color:#888}";
+.foot{color:#888}details.pool{margin-bottom:1em}details.pool>summary{cursor:pointer;list-style-position:outside}details.pool>summary h2{display:inline;font-size:1.2em}.glance{color:#666;margin-left:.6em}td.spark{white-space:nowrap;text-align:left}svg.spark{vertical-align:middle;background:#f6f8fa}svg.spark path{fill:none;stroke:#1f6feb;stroke-width:1.2}svg.p99 path{stroke:#8250df}svg.chart{width:100%;max-width:900px;height:90px;display:block;background:#f6f8fa}svg.chart path{fill:none;stroke-width:1.5}svg.chart line.grid{stroke:#e1e4e8;stroke-width:1}path.rate{stroke:#1f6feb}path.errors{stroke:#d1242f}path.conns{stroke:#8c959f}path.limited{stroke:#bc4c00}line.mark{stroke-width:2}line.mark-down{stroke:#d1242f}line.mark-up{stroke:#1a7f37}line.mark-ejected{stroke:#bc4c00}line.mark-slow_start{stroke:#8250df}.axis{display:flex;justify-content:space-between;max-width:900px;color:#888;font-size:80%;margin-bottom:.4em}.legend{font-size:90%;color:#444;margin:.3em 0}.key{display:inline-block;width:1.2em;height:3px;vertical-align:middle;margin:0 .3em 0 .8em}.key.rate{background:#1f6feb}.key.errors{background:#d1242f}.key.conns{background:#8c959f}.key.limited{background:#bc4c00}";
 
-/// Refreshes the tables from `/status` every 2 s; builds the same rows the server does.
+/// Refreshes the tables from `/status` every 2 s, and the charts from `/status/history`
+/// (after the first whole hour, only the buckets since the last answer); builds the same rows
+/// the server does.
 const SCRIPT: &str = r#"
 (function(){
+var HOUR=3600000;
+var H={b:[],ev:[],next:0,now:0};
+var BY={'request':'live request','health_check':'health check','outlier_detection':'outlier detection','dns':'DNS'};
 function esc(s){return String(s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c];});}
 function ms(x){return x===null||x===undefined?'-':x.toFixed(1)+' ms';}
+function ago(now,t){var s=Math.max(0,Math.ceil((now-t)/1000));return s<90?s+' s ago':s<5400?Math.round(s/60)+' min ago':Math.round(s/3600)+' h ago';}
+function fmt(v){return v>=100?String(Math.round(v)):v>=10?v.toFixed(1):v.toFixed(2);}
+function pct(v){return (v*100).toFixed(v<0.1?2:1)+' %';}
+function num(v){return v===null||v===undefined||isNaN(v)?null:v;}
+/* The history's answer into H.b, one object per bucket; from its first bucket on, it replaces
+   what was there (the open bucket of the last answer is closed by now, or still open). */
+function merge(h){
+  var st=h.buckets.start_unix_ms,secs=h.buckets.seconds;
+  if(st.length){var from=st[0];H.b=H.b.filter(function(b){return b.start<from;});}
+  for(var i=0;i<st.length;i++){
+    var b={start:st[i],secs:Math.max(secs[i],1),c:{},p:{}};
+    for(var k in h.clients){b.c[k]=h.clients[k][i];}
+    h.pools.forEach(function(p){
+      if(p.requests[i]===null)return;
+      var q={requests:p.requests[i],responses:p.responses[i],e5:p['5xx'][i],l5:p.local_5xx[i],rl:p.rate_limited[i],u:{}};
+      p.upstreams.forEach(function(u){
+        if(u.requests[i]===null)return;
+        q.u[u.address]={requests:u.requests[i],e5:u['5xx'][i],f:u.failures[i],p50:u.p50_ms[i],p99:u.p99_ms[i],state:u.state[i]};
+      });
+      b.p[p.name]=q;
+    });
+    H.b.push(b);
+  }
+  H.now=h.now_unix_ms;
+  H.b=H.b.filter(function(b){return b.start+b.secs*1000>H.now-HOUR;});
+  h.events.forEach(function(e){
+    if(!H.ev.some(function(x){return x.unix_ms===e.unix_ms&&x.pool===e.pool&&x.address===e.address&&x.state===e.state;}))H.ev.push(e);
+  });
+  H.ev=H.ev.filter(function(e){return e.unix_ms>H.now-HOUR;});
+  if(st.length)H.next=st[st.length-1];
+  /* The charts span the last hour, or less while less has been seen. */
+  H.x0=Math.min(H.b.length?Math.max(H.now-HOUR,H.b[0].start):H.now,H.now-60000);
+  H.span=H.now-H.x0;
+}
+/* One value per bucket, with the bucket's start and end. */
+function series(get){return H.b.map(function(b){return {t:b.start,e:b.start+b.secs*1000,v:num(get(b))};});}
+function xAt(t,W){return Math.min(W,Math.max(0,(t-H.x0)/H.span*W));}
+function peak(pts){return pts.reduce(function(m,p){return p.v!==null&&p.v>m?p.v:m;},0);}
+function last(pts){for(var i=pts.length-1;i>=0;i--){if(pts[i].v!==null)return pts[i].v;}return null;}
+/* The open bucket's value: what is happening now (null when nothing is). */
+function current(pts){return pts.length?pts[pts.length-1].v:null;}
+/* Steps: each bucket a level over its own span, so that one bucket shows too. */
+function path(pts,W,Hh,max){
+  var d='',pen=false;
+  pts.forEach(function(p){
+    if(p.v===null){pen=false;return;}
+    var y=(Hh-1-(max>0?p.v/max:0)*(Hh-3)).toFixed(1);
+    d+=(pen?'L':'M')+xAt(p.t,W).toFixed(1)+' '+y+'L'+xAt(p.e,W).toFixed(1)+' '+y;pen=true;
+  });
+  return d;
+}
+function marks(evs,W,Hh){
+  return evs.filter(function(e){return e.unix_ms>=H.x0;}).map(function(e){
+    var x=xAt(e.unix_ms,W).toFixed(1);
+    var what=e.state.replace('_',' ')+(e.reason?': '+e.reason:'')+(e.by?' ('+(BY[e.by]||e.by)+')':'');
+    return '<line class="mark mark-'+e.state+'" x1="'+x+'" x2="'+x+'" y1="0" y2="'+Hh+'"><title>'+
+      esc(e.address+' '+what+', '+new Date(e.unix_ms).toLocaleTimeString())+'</title></line>';
+  }).join('');
+}
+function spark(pts,cls,evs,unit){
+  var W=100,Hh=22,v=last(pts);
+  return '<svg class="spark '+cls+'" viewBox="0 0 '+W+' '+Hh+'" width="'+W+'" height="'+Hh+'" preserveAspectRatio="none">'+
+    marks(evs,W,Hh)+'<path d="'+path(pts,W,Hh,peak(pts))+'"/></svg> <small>'+(v===null?'-':fmt(v)+unit)+'</small>';
+}
+function grid(W,Hh){
+  var g='';for(var i=1;i<6;i++){var x=(i/6*W).toFixed(1);g+='<line class="grid" x1="'+x+'" x2="'+x+'" y1="0" y2="'+Hh+'"/>';}
+  return g;
+}
+function before(t){var s=Math.round(t/1000);return s<120?'-'+s+' s':'-'+Math.round(s/60)+' min';}
+function chart(attrs,lines,evs){
+  var W=720,Hh=90;
+  return '<svg class="chart" '+attrs+' viewBox="0 0 '+W+' '+Hh+'" preserveAspectRatio="none">'+grid(W,Hh)+marks(evs,W,Hh)+
+    lines.map(function(l){return '<path class="'+l[0]+'" d="'+path(l[1],W,Hh,l[2])+'"/>';}).join('')+
+    '</svg><div class="axis"><span>'+before(H.span)+'</span><span>'+before(H.span/2)+'</span><span>now</span></div>';
+}
+function poolChart(name){
+  var rate=series(function(b){var q=b.p[name];return q?q.requests/b.secs:null;});
+  var err=series(function(b){var q=b.p[name];if(!q)return null;var n=q.responses+q.l5;return n?(q.e5+q.l5)/n:null;});
+  var rp=peak(rate),ep=peak(err),rn=current(rate),en=current(err);
+  var evs=H.ev.filter(function(e){return e.pool===name;});
+  return '<div class="legend"><span class="key rate"></span>requests/s '+(rn===null?'-':fmt(rn))+' now, '+fmt(rp)+' peak'+
+    ' <span class="key errors"></span>errors (5xx and local 5xx) '+(en===null?'-':pct(en))+' now, '+pct(ep)+' peak</div>'+
+    chart('data-pool="'+esc(name)+'" data-error-share="'+(en===null?0:en)+'" data-error-peak="'+ep+'"',
+      [['rate',rate,rp],['errors',err,Math.max(ep,0.05)]],evs);
+}
+function clientsChart(){
+  if(!H.b.length)return '';
+  var req=series(function(b){return b.c.requests/b.secs;}),con=series(function(b){return b.c.connections/b.secs;});
+  var l5=series(function(b){return b.c.local_5xx/b.secs;}),rl=series(function(b){return b.c.rate_limited/b.secs;});
+  var top=Math.max(peak(req),peak(con)),bad=Math.max(peak(l5),peak(rl),1);
+  var n=function(p){var v=current(p);return v===null?'-':fmt(v);};
+  return '<section class="pool"><h2>Clients <small>the last hour</small></h2><div class="legend">'+
+    '<span class="key rate"></span>requests/s '+n(req)+' <span class="key conns"></span>new connections/s '+n(con)+
+    ' <span class="key errors"></span>local 5xx/s '+n(l5)+' <span class="key limited"></span>rate limited/s '+n(rl)+'</div>'+
+    chart('data-clients="1"',[['rate',req,top],['conns',con,top],['errors',l5,bad],['limited',rl,bad]],[])+'</section>';
+}
+function stateText(u,now){
+  var back=u.ejected_until?' \u00b7 back in '+Math.max(0,Math.ceil((u.ejected_until-now)/1000))+' s':'';
+  var lc=u.last_change;
+  if(!u.up&&lc&&!lc.up){var by=BY[lc.by]||lc.by;
+    return 'down: '+esc(lc.reason)+' ('+(lc.reason.indexOf(by)===0?'':esc(by)+', ')+ago(now,lc.unix_ms)+')'+back;}
+  if(back)return 'ejected'+back;
+  if(u.up&&u.slow_start_left_ms!==null&&u.slow_start_left_ms!==undefined)return 'up (slow start)';
+  return !u.up?'down':(u.backup?'backup':'up');
+}
 function render(s){
+  var now=H.now||Date.now();
+  var open={};
+  document.querySelectorAll('#pools details').forEach(function(d){open[d.getAttribute('data-pool')]=d.open;});
   var html='';
   s.pools.forEach(function(p){
-    html+='<section class="pool"><h2>'+esc(p.name)+' <small>'+esc(p.strategy)+'</small></h2><table><thead><tr>'+
+    var down=p.upstreams.filter(function(u){return !u.up;}).length;
+    var isOpen=open.hasOwnProperty(p.name)?open[p.name]:p.upstreams.length<=50;
+    html+='<details class="pool" data-pool="'+esc(p.name)+'"'+(isOpen?' open':'')+'><summary><h2>'+esc(p.name)+' <small>'+esc(p.strategy)+
+      '</small></h2> <span class="glance">'+(p.upstreams.length-down)+' up, '+down+' down</span></summary>'+
+      '<div class="chart">'+poolChart(p.name)+'</div><table><thead><tr>'+
       '<th>upstream</th><th>state</th><th>weight</th><th>in flight</th><th>requests</th>'+
       '<th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th><th>last check</th>'+
-      '<th>p50</th><th>p99</th></tr></thead><tbody>';
+      '<th>p50</th><th>p99</th><th>requests, 1 h</th><th>p99, 1 h</th></tr></thead><tbody>';
     p.upstreams.forEach(function(u){
       var st=!u.up?'down':(u.backup?'backup':'up');
-      var lc=u.last_change;
-      var by={'request':'live request','health_check':'health check','outlier_detection':'outlier detection','dns':'DNS'};
-      var stt=(!u.up&&lc&&!lc.up)?'down: '+esc(lc.reason)+' ('+(by[lc.by]||esc(lc.by))+')':st;
-      var c=u.last_check?((u.last_check.ok?'ok ':'failed ')+esc(u.last_check.detail)):'-';
-      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+(u.discovered?' <small>'+esc(u.name)+'</small>':'')+'</td><td>'+stt+'</td><td>'+u.weight+
+      var c=u.last_check?((u.last_check.ok?'ok ':'failed ')+esc(u.last_check.detail)+' · '+ago(now,u.last_check.unix_ms)):'-';
+      var evs=H.ev.filter(function(e){return e.pool===p.name&&e.address===u.address;});
+      var reqs=series(function(b){var q=b.p[p.name];var x=q&&q.u[u.address];return x?x.requests/b.secs:null;});
+      var p99=series(function(b){var q=b.p[p.name];var x=q&&q.u[u.address];return x?x.p99:null;});
+      html+='<tr class="'+st+'" data-upstream="'+esc(u.address)+'"><td>'+esc(u.address)+(u.discovered?' <small>'+esc(u.name)+'</small>':'')+'</td><td>'+stateText(u,now)+'</td><td>'+u.weight+
         '</td><td>'+u.active_requests+'</td><td>'+u.requests+'</td><td>'+u.responses['2xx']+'</td><td>'+u.responses['3xx']+
         '</td><td>'+u.responses['4xx']+'</td><td>'+u.responses['5xx']+'</td><td>'+u.connect_failures+'</td><td>'+c+
-        '</td><td>'+ms(u.response_ms.p50)+'</td><td>'+ms(u.response_ms.p99)+'</td></tr>';
+        '</td><td>'+ms(u.response_ms.p50)+'</td><td>'+ms(u.response_ms.p99)+'</td><td class="spark">'+spark(reqs,'requests',evs,'/s')+
+        '</td><td class="spark">'+spark(p99,'p99',evs,' ms')+'</td></tr>';
     });
-    html+='</tbody></table></section>';
+    html+='</tbody></table></details>';
   });
   document.getElementById('pools').innerHTML=html;
+  document.getElementById('clients').innerHTML=clientsChart();
   if(s.tls){
     var t='<section class="pool"><h2>HTTPS <small>'+esc(s.tls.listen)+'</small></h2><table><thead><tr>'+
       '<th>certificate</th><th>expires</th><th>days left</th></tr></thead><tbody>';
@@ -1149,10 +1346,12 @@ function render(s){
     ' client connections open · '+s.clients.accepted+' accepted · '+s.clients.requests+' requests · '+rl+' rate limited';
   document.getElementById('updated').textContent='Updated '+new Date().toLocaleTimeString()+'.';
 }
+function get(url){return fetch(url,{cache:'no-store'}).then(function(r){if(!r.ok)throw r.status;return r.json();});}
 function tick(){
-  fetch('/status',{cache:'no-store'}).then(function(r){return r.json();}).then(render)
+  Promise.all([get('/status'),get('/status/history?since='+H.next)]).then(function(r){merge(r[1]);render(r[0]);})
     .catch(function(){document.getElementById('updated').textContent='(no answer from /status)';});
 }
+tick();
 setInterval(tick,2000);
 })();
 "#;
@@ -1160,68 +1359,9 @@ setInterval(tick,2000);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::view::PoolView;
-    use crate::config::Strategy;
-    use crate::metrics::{Histogram, UpstreamShard};
 
     fn view() -> View {
-        let shard = UpstreamShard::default();
-        for _ in 0..10 {
-            shard.response(200, 3_000);
-        }
-        let mut histogram = Histogram::default();
-        histogram.add(&shard);
-        let up = |address: &str, up: bool, primary: bool| UpstreamView {
-            address: address.to_string(),
-            name: address.to_string(),
-            up,
-            weight: 1,
-            backup: false,
-            max_conns: None,
-            active_requests: 1,
-            requests: 10,
-            connect_failures: 2,
-            responses: [0, 10, 0, 0, 0],
-            checks: (5, 1),
-            last_check: None,
-            last_change: None,
-            histogram: histogram.clone(),
-            primary,
-            discovered: false,
-            ejected_until_unix_ms: None,
-            ejections: (0, 0),
-        };
-        View {
-            version: "0.1.0",
-            uptime_seconds: 12,
-            pools: vec![
-                PoolView {
-                    name: "web".into(),
-                    strategy: Strategy::RoundRobin,
-                    upstreams: vec![
-                        up("127.0.0.1:8081", true, true),
-                        up("127.0.0.1:8082", false, true),
-                    ],
-                    rate_limited: 3,
-                    queued: 0,
-                    queue_timeouts: 0,
-                    retries_refused: 0,
-                },
-                PoolView {
-                    name: "api\"x".into(),
-                    strategy: Strategy::LeastConn,
-                    upstreams: vec![up("127.0.0.1:8081", true, false)],
-                    rate_limited: 0,
-                    queued: 1,
-                    queue_timeouts: 4,
-                    retries_refused: 0,
-                },
-            ],
-            open: 2,
-            accepted: 7,
-            requests: 20,
-            ..View::default()
-        }
+        crate::admin::view::sample()
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct PoolView {
     pub queue_timeouts: u64,
     /// Retries refused by the retry budget.
     pub retries_refused: u64,
+    /// 5xx answered by the proxy itself for the pool's requests.
+    pub local_5xx: u64,
 }
 
 /// One upstream of a pool.
@@ -170,6 +172,18 @@ pub struct UpstreamView {
     pub ejected_until_unix_ms: Option<u64>,
     /// Ejections so far: for failures in a row, for 5xx in a row.
     pub ejections: (u64, u64),
+    /// Up, and still in its pool's slow start for this long.
+    pub slow_start_left_ms: Option<u64>,
+}
+
+/// How long `s` stays in its pool's slow start (`None`: not in one).
+fn slow_start_left(slow_start_ms: u64, s: &crate::upstream::UpstreamState) -> Option<u64> {
+    let since = s.up_since_ms();
+    if slow_start_ms == 0 || since == 0 || !s.is_alive() {
+        return None;
+    }
+    let elapsed = crate::upstream::mono_ms().saturating_sub(since);
+    (elapsed < slow_start_ms).then(|| slow_start_ms - elapsed)
 }
 
 /// Read everything now.
@@ -194,6 +208,10 @@ pub fn collect(shared: &Shared) -> View {
             retries_refused: p
                 .shared
                 .retries_refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+            local_5xx: p
+                .shared
+                .local_5xx
                 .load(std::sync::atomic::Ordering::Relaxed),
             upstreams: p
                 .members
@@ -221,6 +239,7 @@ pub fn collect(shared: &Shared) -> View {
                         discovered: m.discovered,
                         ejected_until_unix_ms: s.ejected_until_unix_ms(),
                         ejections: s.ejections(),
+                        slow_start_left_ms: slow_start_left(p.slow_start_ms, s),
                     }
                 })
                 .collect(),
@@ -371,4 +390,70 @@ pub fn collect(shared: &Shared) -> View {
         .last_success_unix
         .load(std::sync::atomic::Ordering::Relaxed);
     v
+}
+
+/// A view of two pools (one upstream down, one in both pools) for the renderers' tests.
+#[cfg(test)]
+pub fn sample() -> View {
+    use crate::metrics::UpstreamShard;
+    let shard = UpstreamShard::default();
+    for _ in 0..10 {
+        shard.response(200, 3_000);
+    }
+    let mut histogram = Histogram::default();
+    histogram.add(&shard);
+    let up = |address: &str, up: bool, primary: bool| UpstreamView {
+        address: address.to_string(),
+        name: address.to_string(),
+        up,
+        weight: 1,
+        backup: false,
+        max_conns: None,
+        active_requests: 1,
+        requests: 10,
+        connect_failures: 2,
+        responses: [0, 10, 0, 0, 0],
+        checks: (5, 1),
+        last_check: None,
+        last_change: None,
+        histogram: histogram.clone(),
+        primary,
+        discovered: false,
+        ejected_until_unix_ms: None,
+        ejections: (0, 0),
+        slow_start_left_ms: None,
+    };
+    View {
+        version: "0.1.0",
+        uptime_seconds: 12,
+        pools: vec![
+            PoolView {
+                name: "web".into(),
+                strategy: Strategy::RoundRobin,
+                upstreams: vec![
+                    up("127.0.0.1:8081", true, true),
+                    up("127.0.0.1:8082", false, true),
+                ],
+                rate_limited: 3,
+                queued: 0,
+                queue_timeouts: 0,
+                retries_refused: 0,
+                local_5xx: 0,
+            },
+            PoolView {
+                name: "api\"x".into(),
+                strategy: Strategy::LeastConn,
+                upstreams: vec![up("127.0.0.1:8081", true, false)],
+                rate_limited: 0,
+                queued: 1,
+                queue_timeouts: 4,
+                retries_refused: 0,
+                local_5xx: 0,
+            },
+        ],
+        open: 2,
+        accepted: 7,
+        requests: 20,
+        ..View::default()
+    }
 }

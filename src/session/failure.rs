@@ -65,6 +65,16 @@ impl Session {
                 });
                 local::write_response(status, !keep, retry_after, ctx.scratch_take());
                 ctx.stats.count_local(status);
+                if status >= 500 {
+                    // The pool's own error count, for its error share (an error path only).
+                    if let State::Exchange(ex) = &self.state {
+                        if let Some(p) = self.snap.pools.get(ex.pool) {
+                            p.shared
+                                .local_5xx
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
                 self.log_local(ctx, status);
                 // An answer that cannot be queued whole is not sent at all: the connection
                 // closes after what is queued before it.

@@ -1,0 +1,818 @@
+//! The last hour, kept by the admin thread: per-interval totals (10 s buckets, 360 of them)
+//! taken from the counters the workers keep anyway, and the upstreams' state changes. The
+//! workers do nothing for it; its size is fixed whatever the traffic (bounded series and
+//! events); `GET /status/history` serves it and the status page draws it.
+//!
+//! A bucket holds what changed during its interval: the difference between two readings of
+//! the cumulative counters (a [`View`]). The open bucket, from the last close to now, is
+//! computed when asked for, so a page sees a change within its own refresh, not a bucket later.
+
+use super::view::{UpstreamView, View};
+use crate::metrics::LOCAL_CODES;
+use crate::text::json_str;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write;
+
+/// The length of a bucket.
+pub const INTERVAL_MS: u64 = 10_000;
+/// Buckets kept: an hour.
+pub const BUCKETS: usize = 360;
+/// Most upstream series kept (each 360 points); upstreams beyond are not charted.
+pub const MAX_UPSTREAM_SERIES: usize = 2048;
+/// Most pool series kept.
+pub const MAX_POOL_SERIES: usize = 256;
+/// Most state changes kept (those older than an hour go first).
+pub const MAX_EVENTS: usize = 4096;
+
+/// What a client-side bucket counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientPoint {
+    pub requests: u64,
+    pub connections: u64,
+    pub rate_limited: u64,
+    /// Answers the proxy made itself, and those of them that were 5xx.
+    pub local: u64,
+    pub local_5xx: u64,
+}
+
+/// What a pool's bucket counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolPoint {
+    /// Requests its upstreams were sent, and responses they gave (5xx among them).
+    pub requests: u64,
+    pub responses: u64,
+    pub errors_5xx: u64,
+    /// 502/503/504 the proxy answered itself for requests routed to the pool.
+    pub local_5xx: u64,
+    pub rate_limited: u64,
+}
+
+/// What an upstream's bucket holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UpstreamPoint {
+    pub requests: u64,
+    pub errors_5xx: u64,
+    /// Connects that failed.
+    pub failures: u64,
+    /// Response times of the bucket's responses (`None`: none came).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Its state at the bucket's end.
+    pub state: UpState,
+}
+
+/// An upstream's state as the charts mark it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpState {
+    #[default]
+    Up,
+    /// Up, in its pool's slow start (its share of requests still growing).
+    SlowStart,
+    /// Taken out by outlier detection for a while.
+    Ejected,
+    Down,
+}
+
+impl UpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            UpState::Up => "up",
+            UpState::SlowStart => "slow_start",
+            UpState::Ejected => "ejected",
+            UpState::Down => "down",
+        }
+    }
+
+    pub fn of(u: &UpstreamView) -> UpState {
+        if u.ejected_until_unix_ms.is_some() {
+            UpState::Ejected
+        } else if !u.up {
+            UpState::Down
+        } else if u.slow_start_left_ms.is_some() {
+            UpState::SlowStart
+        } else {
+            UpState::Up
+        }
+    }
+}
+
+/// A state change of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When it happened (Unix ms), as the change recorded it, else when it was seen.
+    pub unix_ms: u64,
+    /// When the history saw it: what `since` filters on.
+    pub seen_unix_ms: u64,
+    pub pool: String,
+    pub address: String,
+    pub state: UpState,
+    /// What did it (`request`, `health_check`, `outlier_detection`, `dns`), when known.
+    pub by: &'static str,
+    pub reason: String,
+}
+
+/// A pool's point and its upstreams' points, for one bucket.
+type PoolReading<'a> = (PoolPoint, Vec<(&'a UpstreamView, UpstreamPoint)>);
+
+/// A series of points, one per closed bucket (`None`: it did not exist then).
+type Points<T> = VecDeque<Option<T>>;
+
+#[derive(Debug)]
+struct UpstreamSeries {
+    address: String,
+    name: String,
+    points: Points<UpstreamPoint>,
+}
+
+#[derive(Debug)]
+struct PoolSeries {
+    name: String,
+    points: Points<PoolPoint>,
+    upstreams: Vec<UpstreamSeries>,
+}
+
+/// What was last seen of an upstream, to tell a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    state: UpState,
+    change_unix_ms: u64,
+}
+
+/// The history.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Start of each closed bucket (Unix ms), oldest first, and its length.
+    starts: VecDeque<(u64, u64)>,
+    /// Start of the open bucket; 0 before the first reading.
+    open_start: u64,
+    /// The reading the open bucket counts from.
+    base: Option<View>,
+    clients: VecDeque<ClientPoint>,
+    pools: Vec<PoolSeries>,
+    events: VecDeque<Event>,
+    /// Each upstream's last seen state, by (pool, address).
+    seen: HashMap<(String, String), Seen>,
+    /// Upstream series dropped for the cap (said once in the log).
+    over_cap_logged: bool,
+}
+
+impl History {
+    /// Take `view` (read at `now_ms`, Unix ms): note state changes, and close the open
+    /// bucket when its interval is over. Called about once a second.
+    pub fn observe(&mut self, view: &View, now_ms: u64) {
+        self.note_changes(view, now_ms);
+        if self.base.is_none() {
+            self.open_start = now_ms - now_ms % INTERVAL_MS;
+            self.base = Some(view.clone());
+            return;
+        }
+        if now_ms < self.open_start + INTERVAL_MS {
+            return;
+        }
+        // Closed at the first reading past its end (a late one makes a longer bucket, which
+        // its length says; the next starts on the grid again).
+        let end = now_ms - now_ms % INTERVAL_MS;
+        let start = self.open_start;
+        self.close(view, start, end - start);
+        self.open_start = end;
+        self.base = Some(view.clone());
+    }
+
+    fn close(&mut self, view: &View, start: u64, len: u64) {
+        let Some(base) = &self.base else {
+            return;
+        };
+        let clients = client_point(view, base);
+        let pools: Vec<(String, PoolReading)> = view
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), pool_point(p, base)))
+            .collect();
+        if self.starts.len() == BUCKETS {
+            self.starts.pop_front();
+            self.clients.pop_front();
+            for p in &mut self.pools {
+                p.points.pop_front();
+                for u in &mut p.upstreams {
+                    u.points.pop_front();
+                }
+            }
+        }
+        self.starts.push_back((start, len));
+        self.clients.push_back(clients);
+        let n = self.starts.len();
+        let mut upstream_series: usize = self.pools.iter().map(|p| p.upstreams.len()).sum();
+        for (name, (point, ups)) in pools {
+            let at = match self.pools.iter().position(|s| s.name == name) {
+                Some(i) => i,
+                None if self.pools.len() < MAX_POOL_SERIES => {
+                    self.pools.push(PoolSeries {
+                        name,
+                        points: std::iter::repeat_n(None, n - 1).collect(),
+                        upstreams: Vec::new(),
+                    });
+                    self.pools.len() - 1
+                }
+                None => continue,
+            };
+            let series = &mut self.pools[at];
+            series.points.push_back(Some(point));
+            for (u, up) in ups {
+                let i = match series.upstreams.iter().position(|s| s.address == u.address) {
+                    Some(i) => i,
+                    None if upstream_series < MAX_UPSTREAM_SERIES => {
+                        upstream_series += 1;
+                        series.upstreams.push(UpstreamSeries {
+                            address: u.address.clone(),
+                            name: u.name.clone(),
+                            points: std::iter::repeat_n(None, n - 1).collect(),
+                        });
+                        series.upstreams.len() - 1
+                    }
+                    None => {
+                        if !self.over_cap_logged {
+                            self.over_cap_logged = true;
+                            log::info!(
+                                "status history: more than {MAX_UPSTREAM_SERIES} upstreams; \
+                                 the others are not charted"
+                            );
+                        }
+                        continue;
+                    }
+                };
+                series.upstreams[i].points.push_back(Some(up));
+            }
+        }
+        // Series absent from this reading get a gap; those with nothing left in the hour go.
+        for p in &mut self.pools {
+            if p.points.len() < n {
+                p.points.push_back(None);
+            }
+            for u in &mut p.upstreams {
+                if u.points.len() < n {
+                    u.points.push_back(None);
+                }
+            }
+            p.upstreams.retain(|u| u.points.iter().any(Option::is_some));
+        }
+        self.pools.retain(|p| p.points.iter().any(Option::is_some));
+        let oldest = self.starts.front().map_or(0, |s| s.0);
+        while self.events.front().is_some_and(|e| e.unix_ms < oldest) {
+            self.events.pop_front();
+        }
+    }
+
+    fn note_changes(&mut self, view: &View, now_ms: u64) {
+        for p in &view.pools {
+            for u in &p.upstreams {
+                let state = UpState::of(u);
+                let change_unix_ms = u.last_change.as_ref().map_or(0, |c| c.unix_ms);
+                let now = Seen {
+                    state,
+                    change_unix_ms,
+                };
+                let key = (p.name.clone(), u.address.clone());
+                let Some(before) = self.seen.insert(key, now) else {
+                    continue;
+                };
+                if before == now {
+                    continue;
+                }
+                // A change the upstream recorded (down or up, by what, why) since the last
+                // look, or a state seen to differ (an ejection, the end of a slow start).
+                let recorded = u
+                    .last_change
+                    .as_ref()
+                    .filter(|c| c.unix_ms != before.change_unix_ms);
+                let (unix_ms, by, reason) = match recorded {
+                    Some(c) => (c.unix_ms, c.by.name(), c.reason.clone()),
+                    None => (now_ms, "", String::new()),
+                };
+                let state = match recorded {
+                    // A flap between two looks: say what the recorded change was.
+                    Some(c) if state == before.state => {
+                        if c.up {
+                            UpState::Up
+                        } else {
+                            UpState::Down
+                        }
+                    }
+                    _ => state,
+                };
+                if self.events.len() == MAX_EVENTS {
+                    self.events.pop_front();
+                }
+                self.events.push_back(Event {
+                    unix_ms,
+                    seen_unix_ms: now_ms,
+                    pool: p.name.clone(),
+                    address: u.address.clone(),
+                    state,
+                    by,
+                    reason,
+                });
+            }
+        }
+        // Upstreams gone from the configuration are forgotten (the map stays bounded).
+        if self.seen.len() > MAX_UPSTREAM_SERIES * 2 {
+            self.seen.clear();
+        }
+    }
+
+    /// The history as JSON: the closed buckets starting at or after `since` (Unix ms; 0 for
+    /// all), then the open one as of `view` (read at `now_ms`), and the changes seen since.
+    pub fn json(&self, view: &View, now_ms: u64, since: u64) -> String {
+        let first = self.starts.partition_point(|s| s.0 < since);
+        let mut starts: Vec<(u64, u64)> = self.starts.iter().skip(first).copied().collect();
+        let open = self.base.as_ref();
+        if open.is_some() {
+            starts.push((self.open_start, now_ms.saturating_sub(self.open_start)));
+        }
+        let mut o = String::with_capacity(4096);
+        let _ = write!(
+            o,
+            "{{\"interval_s\":{},\"now_unix_ms\":{now_ms},\"buckets\":{{\"start_unix_ms\":[{}],\"seconds\":[{}]}},",
+            INTERVAL_MS / 1000,
+            join(starts.iter().map(|s| s.0.to_string())),
+            join(starts.iter().map(|s| format!("{:.1}", s.1 as f64 / 1000.0))),
+        );
+        let mut clients: Vec<ClientPoint> = self.clients.iter().skip(first).copied().collect();
+        if let Some(base) = open {
+            clients.push(client_point(view, base));
+        }
+        let _ = write!(
+            o,
+            "\"clients\":{{\"requests\":[{}],\"connections\":[{}],\"rate_limited\":[{}],\"local\":[{}],\"local_5xx\":[{}]}},\"pools\":[",
+            join(clients.iter().map(|c| c.requests.to_string())),
+            join(clients.iter().map(|c| c.connections.to_string())),
+            join(clients.iter().map(|c| c.rate_limited.to_string())),
+            join(clients.iter().map(|c| c.local.to_string())),
+            join(clients.iter().map(|c| c.local_5xx.to_string())),
+        );
+        // Every pool with a series, and any the open bucket adds (a reload's new pool).
+        let open_pools: Vec<(&str, PoolReading)> = match open {
+            Some(base) => view
+                .pools
+                .iter()
+                .map(|p| (p.name.as_str(), pool_point(p, base)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+        for (name, _) in &open_pools {
+            if !names.contains(name) && names.len() < MAX_POOL_SERIES {
+                names.push(name);
+            }
+        }
+        let closed = starts.len() - usize::from(open.is_some());
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let series = self.pools.iter().find(|p| p.name == *name);
+            let now = open_pools.iter().find(|p| p.0 == *name);
+            let mut points: Vec<Option<PoolPoint>> = match series {
+                Some(s) => s.points.iter().skip(first).copied().collect(),
+                None => vec![None; closed],
+            };
+            if open.is_some() {
+                points.push(now.map(|n| n.1 .0));
+            }
+            let col = |f: fn(&PoolPoint) -> u64| {
+                join(
+                    points
+                        .iter()
+                        .map(|p| p.as_ref().map_or("null".into(), |p| f(p).to_string())),
+                )
+            };
+            let _ = write!(
+                o,
+                "{{\"name\":{},\"requests\":[{}],\"responses\":[{}],\"5xx\":[{}],\"local_5xx\":[{}],\"rate_limited\":[{}],\"upstreams\":[",
+                json_str(name),
+                col(|p| p.requests),
+                col(|p| p.responses),
+                col(|p| p.errors_5xx),
+                col(|p| p.local_5xx),
+                col(|p| p.rate_limited),
+            );
+            let mut addresses: Vec<(&str, &str)> = series
+                .map(|s| {
+                    s.upstreams
+                        .iter()
+                        .map(|u| (u.address.as_str(), u.name.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(n) = now {
+                for (u, _) in &n.1 .1 {
+                    if !addresses.iter().any(|a| a.0 == u.address) {
+                        addresses.push((&u.address, &u.name));
+                    }
+                }
+            }
+            for (j, (address, uname)) in addresses.iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                let mut pts: Vec<Option<UpstreamPoint>> =
+                    match series.and_then(|s| s.upstreams.iter().find(|u| u.address == *address)) {
+                        Some(u) => u.points.iter().skip(first).copied().collect(),
+                        None => vec![None; closed],
+                    };
+                if open.is_some() {
+                    pts.push(now.and_then(|n| {
+                        n.1 .1
+                            .iter()
+                            .find(|(u, _)| u.address == *address)
+                            .map(|x| x.1)
+                    }));
+                }
+                let count = |f: fn(&UpstreamPoint) -> u64| {
+                    join(
+                        pts.iter()
+                            .map(|p| p.as_ref().map_or("null".into(), |p| f(p).to_string())),
+                    )
+                };
+                let time = |f: fn(&UpstreamPoint) -> Option<f64>| {
+                    join(pts.iter().map(|p| match p.as_ref().and_then(f) {
+                        Some(ms) => format!("{ms:.1}"),
+                        None => "null".into(),
+                    }))
+                };
+                let _ = write!(
+                    o,
+                    "{{\"address\":{},\"name\":{},\"requests\":[{}],\"5xx\":[{}],\"failures\":[{}],\"p50_ms\":[{}],\"p99_ms\":[{}],\"state\":[{}]}}",
+                    json_str(address),
+                    json_str(uname),
+                    count(|p| p.requests),
+                    count(|p| p.errors_5xx),
+                    count(|p| p.failures),
+                    time(|p| p.p50_ms),
+                    time(|p| p.p99_ms),
+                    join(pts.iter().map(|p| p
+                        .as_ref()
+                        .map_or("null".into(), |p| format!("\"{}\"", p.state.name())))),
+                );
+            }
+            o.push_str("]}");
+        }
+        o.push_str("],\"events\":[");
+        let events = self.events.iter().filter(|e| e.seen_unix_ms >= since);
+        for (i, e) in events.enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(
+                o,
+                "{{\"unix_ms\":{},\"pool\":{},\"address\":{},\"state\":\"{}\",\"by\":{},\"reason\":{}}}",
+                e.unix_ms,
+                json_str(&e.pool),
+                json_str(&e.address),
+                e.state.name(),
+                if e.by.is_empty() {
+                    "null".to_string()
+                } else {
+                    format!("\"{}\"", e.by)
+                },
+                json_str(&e.reason),
+            );
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(",")
+}
+
+/// Local answers that were 5xx, of `local` (by `LOCAL_CODES` index).
+fn local_5xx(local: &[u64]) -> u64 {
+    LOCAL_CODES
+        .iter()
+        .zip(local)
+        .filter(|(c, _)| **c >= 500)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn client_point(now: &View, base: &View) -> ClientPoint {
+    let rate_limited = |v: &View| v.pools.iter().map(|p| p.rate_limited).sum::<u64>();
+    ClientPoint {
+        requests: now.requests.saturating_sub(base.requests),
+        connections: now.accepted.saturating_sub(base.accepted),
+        rate_limited: rate_limited(now).saturating_sub(rate_limited(base)),
+        local: now
+            .local
+            .iter()
+            .sum::<u64>()
+            .saturating_sub(base.local.iter().sum()),
+        local_5xx: local_5xx(&now.local).saturating_sub(local_5xx(&base.local)),
+    }
+}
+
+/// A pool's point and its upstreams', from the pool in `base` of the same name (counted from
+/// zero when it is new: its counters started with it).
+fn pool_point<'a>(p: &'a super::view::PoolView, base: &View) -> PoolReading<'a> {
+    let before = base.pools.iter().find(|b| b.name == p.name);
+    let mut point = PoolPoint {
+        local_5xx: p
+            .local_5xx
+            .saturating_sub(before.map_or(0, |b| b.local_5xx)),
+        rate_limited: p
+            .rate_limited
+            .saturating_sub(before.map_or(0, |b| b.rate_limited)),
+        ..PoolPoint::default()
+    };
+    let by_address: HashMap<&str, &UpstreamView> = before
+        .map(|b| {
+            b.upstreams
+                .iter()
+                .map(|u| (u.address.as_str(), u))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ups = p
+        .upstreams
+        .iter()
+        .map(|u| {
+            let b = by_address.get(u.address.as_str());
+            let requests = u.requests.saturating_sub(b.map_or(0, |b| b.requests));
+            let responses: u64 = u
+                .responses
+                .iter()
+                .sum::<u64>()
+                .saturating_sub(b.map_or(0, |b| b.responses.iter().sum::<u64>()));
+            let errors_5xx = u.responses[4].saturating_sub(b.map_or(0, |b| b.responses[4]));
+            let h = match b {
+                Some(b) => u.histogram.since(&b.histogram),
+                None => u.histogram.clone(),
+            };
+            point.requests += requests;
+            point.responses += responses;
+            point.errors_5xx += errors_5xx;
+            (
+                u,
+                UpstreamPoint {
+                    requests,
+                    errors_5xx,
+                    failures: u
+                        .connect_failures
+                        .saturating_sub(b.map_or(0, |b| b.connect_failures)),
+                    p50_ms: h.quantile_ms(0.5),
+                    p99_ms: h.quantile_ms(0.99),
+                    state: UpState::of(u),
+                },
+            )
+        })
+        .collect();
+    (point, ups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::view::sample;
+    use crate::upstream::{ChangedBy, LastChange};
+
+    const T0: u64 = 1_000_000;
+
+    /// `sample()` with every upstream up.
+    fn all_up() -> View {
+        let mut v = sample();
+        for p in &mut v.pools {
+            for u in &mut p.upstreams {
+                u.up = true;
+            }
+        }
+        v
+    }
+
+    /// A history that read `all_up()` at `T0`, and that view.
+    fn started() -> (History, View) {
+        let mut h = History::default();
+        let v = all_up();
+        h.observe(&v, T0);
+        (h, v)
+    }
+
+    fn count(json: &str, what: &str) -> usize {
+        json.matches(what).count()
+    }
+
+    #[test]
+    fn a_bucket_holds_what_changed_and_the_open_one_is_read_when_asked() {
+        let mut h = History::default();
+        let v0 = all_up();
+        h.observe(&v0, T0 + 300);
+        let mut v1 = v0.clone();
+        v1.requests += 30;
+        v1.accepted += 3;
+        let at_502 = LOCAL_CODES.iter().position(|&c| c == 502).unwrap();
+        v1.local[at_502] += 2;
+        v1.pools[0].local_5xx += 2;
+        let u = &mut v1.pools[0].upstreams[0];
+        u.requests += 30;
+        u.responses[1] += 25;
+        u.responses[4] += 5;
+        h.observe(&v1, T0 + 5_000);
+        assert!(h.starts.is_empty(), "the first bucket is still open");
+        let j = h.json(&v1, T0 + 5_300, 0);
+        assert!(j.contains(&format!(
+            "\"buckets\":{{\"start_unix_ms\":[{T0}],\"seconds\":[5.3]}}"
+        )));
+        assert!(j.contains("\"clients\":{\"requests\":[30],\"connections\":[3],\"rate_limited\":[0],\"local\":[2],\"local_5xx\":[2]}"), "{j}");
+        assert!(
+            j.contains("{\"name\":\"web\",\"requests\":[30],\"responses\":[30],\"5xx\":[5],\"local_5xx\":[2],\"rate_limited\":[0],"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"address\":\"127.0.0.1:8081\",\"name\":\"127.0.0.1:8081\",\"requests\":[30],\"5xx\":[5],\"failures\":[0],"),
+            "{j}"
+        );
+        // The interval ends: the bucket closes with what it counted, the next is open.
+        h.observe(&v1, T0 + 10_400);
+        assert_eq!(h.starts, [(T0, 10_000)]);
+        let j = h.json(&v1, T0 + 12_000, 0);
+        assert!(j.contains(&format!("\"start_unix_ms\":[{T0},{}]", T0 + 10_000)));
+        assert!(
+            j.contains("\"requests\":[30,0],\"connections\":[3,0]"),
+            "{j}"
+        );
+        // `since`: only the buckets from then on (what a page that has the rest asks for).
+        let j = h.json(&v1, T0 + 12_000, T0 + 10_000);
+        assert!(j.contains(&format!("\"start_unix_ms\":[{}]", T0 + 10_000)));
+        assert!(j.contains("\"requests\":[0],\"connections\":[0]"), "{j}");
+    }
+
+    #[test]
+    fn response_times_are_the_buckets_own() {
+        use crate::metrics::UpstreamShard;
+        let (mut h, v0) = started();
+        let mut v1 = v0.clone();
+        let slow = UpstreamShard::default();
+        for _ in 0..10 {
+            slow.response(200, 400_000);
+        }
+        v1.pools[0].upstreams[0].histogram.add(&slow);
+        v1.pools[0].upstreams[0].responses[1] += 10;
+        h.observe(&v1, T0 + 10_000);
+        let j = h.json(&v1, T0 + 10_000, 0);
+        // The sample's 10 responses of 3 ms came before: the bucket has only the slow ones.
+        let p50 = j
+            .split("\"p50_ms\":[")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap();
+        assert!((250.0..=500.0).contains(&p50), "{p50} in {j}");
+        assert!(
+            j.contains("\"p99_ms\":[null,null]"),
+            "the other upstream had none: {j}"
+        );
+    }
+
+    #[test]
+    fn state_changes_are_kept_with_what_did_them() {
+        let (mut h, v0) = started();
+        let down = |v: &View, by, reason: &str, unix_ms| {
+            let mut v = v.clone();
+            let u = &mut v.pools[0].upstreams[1];
+            u.up = false;
+            u.last_change = Some(LastChange {
+                up: false,
+                by,
+                reason: reason.into(),
+                unix_ms,
+            });
+            v
+        };
+        let v1 = down(&v0, ChangedBy::Request, "connection refused", T0 + 700);
+        h.observe(&v1, T0 + 1_000);
+        h.observe(&v1, T0 + 2_000);
+        let mut v2 = v1.clone();
+        v2.pools[0].upstreams[0].ejected_until_unix_ms = Some(T0 + 33_000);
+        h.observe(&v2, T0 + 3_000);
+        let j = h.json(&v2, T0 + 3_000, 0);
+        assert!(j.contains("{\"unix_ms\":1000700,\"pool\":\"web\",\"address\":\"127.0.0.1:8082\",\"state\":\"down\",\"by\":\"request\",\"reason\":\"connection refused\"}"), "{j}");
+        assert!(j.contains("{\"unix_ms\":1003000,\"pool\":\"web\",\"address\":\"127.0.0.1:8081\",\"state\":\"ejected\",\"by\":null,\"reason\":\"\"}"), "{j}");
+        assert_eq!(count(&j, "\"state\":\"down\""), 1, "seen once: {j}");
+        assert_eq!(
+            count(&j, "\"state\":[\"ejected\"]"),
+            1,
+            "the open bucket's state"
+        );
+        // A page that has seen up to 2 s asks for what came after.
+        let later = h.json(&v2, T0 + 3_000, T0 + 2_500);
+        assert!(!later.contains("connection refused") && later.contains("ejected"));
+        // Down and up again between two looks: still an event.
+        let v3 = down(
+            &v2,
+            ChangedBy::HealthCheck,
+            "health check: timed out",
+            T0 + 3_500,
+        );
+        h.observe(&v3, T0 + 4_000);
+        assert!(h.json(&v3, T0 + 4_000, T0 + 4_000).contains("timed out"));
+    }
+
+    #[test]
+    fn an_hour_is_kept_and_no_more() {
+        let mut h = History::default();
+        let v = all_up();
+        let mut now = T0;
+        h.observe(&v, now);
+        let mut v1 = v.clone();
+        v1.pools[0].upstreams[1].up = false;
+        h.observe(&v1, now + 1);
+        for _ in 0..400 {
+            now += INTERVAL_MS;
+            h.observe(&v1, now);
+        }
+        assert_eq!(h.starts.len(), BUCKETS);
+        assert_eq!(h.clients.len(), BUCKETS);
+        assert!(h
+            .pools
+            .iter()
+            .all(|p| p.points.len() == BUCKETS
+                && p.upstreams.iter().all(|u| u.points.len() == BUCKETS)));
+        assert!(h.events.is_empty(), "the change of an hour ago is gone");
+        assert_eq!(
+            h.starts.front().map(|s| s.0),
+            Some(now - BUCKETS as u64 * INTERVAL_MS)
+        );
+    }
+
+    #[test]
+    fn upstream_series_are_capped_and_vanished_ones_age_out() {
+        let mut h = History::default();
+        let mut v = all_up();
+        let one = v.pools[0].upstreams[0].clone();
+        v.pools[0].upstreams = (0..MAX_UPSTREAM_SERIES + 50)
+            .map(|i| {
+                let mut u = one.clone();
+                u.address = format!("10.0.{}.{}:80", i / 250, i % 250);
+                u
+            })
+            .collect();
+        v.pools.truncate(1);
+        h.observe(&v, T0);
+        h.observe(&v, T0 + INTERVAL_MS);
+        let series: usize = h.pools.iter().map(|p| p.upstreams.len()).sum();
+        assert_eq!(series, MAX_UPSTREAM_SERIES);
+        // The pool goes (a reload): its series stay while the hour still shows them.
+        let mut gone = v.clone();
+        gone.pools.clear();
+        h.observe(&gone, T0 + 2 * INTERVAL_MS);
+        assert_eq!(h.pools.len(), 1);
+        for i in 3..(BUCKETS as u64 + 3) {
+            h.observe(&gone, T0 + i * INTERVAL_MS);
+        }
+        assert!(h.pools.is_empty());
+    }
+
+    #[test]
+    fn a_full_hour_of_200_upstreams_stays_a_few_megabytes() {
+        let mut v = all_up();
+        let one = v.pools[0].upstreams[0].clone();
+        v.pools = (0..4)
+            .map(|n| {
+                let mut p = v.pools[0].clone();
+                p.name = format!("p{n}");
+                p.upstreams = (0..50)
+                    .map(|m| {
+                        let mut u = one.clone();
+                        u.address = format!("10.0.{n}.{m}:8080");
+                        u
+                    })
+                    .collect();
+                p
+            })
+            .collect();
+        let mut h = History::default();
+        for i in 0..=BUCKETS as u64 {
+            for p in &mut v.pools {
+                for u in &mut p.upstreams {
+                    u.requests += 1234;
+                    u.responses[1] += 1200;
+                    u.responses[4] += 34;
+                }
+            }
+            h.observe(&v, T0 + i * INTERVAL_MS);
+        }
+        let all = h.json(&v, T0 + (BUCKETS as u64 + 1) * INTERVAL_MS, 0);
+        assert_eq!(count(&all, "\"address\":"), 200);
+        assert!(all.len() < 4 << 20, "{} bytes", all.len());
+        let last = h.json(
+            &v,
+            T0 + (BUCKETS as u64 + 1) * INTERVAL_MS,
+            T0 + BUCKETS as u64 * INTERVAL_MS,
+        );
+        assert!(last.len() < 64 << 10, "{} bytes", last.len());
+        eprintln!(
+            "an hour of 200 upstreams: {} bytes; since the last bucket: {} bytes",
+            all.len(),
+            last.len()
+        );
+    }
+}

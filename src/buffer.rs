@@ -328,6 +328,8 @@ impl BufPool {
     /// storage of other sizes goes back to the allocator, and returned storage of the new
     /// sizes is kept, so the pool keeps saving allocations after the change.
     pub fn adopt(&mut self, sizes: [usize; 2]) {
+        // What was seen unused before the change says nothing about the lists after it.
+        self.low = [0, 0];
         if !sizes.contains(&self.sizes[0]) {
             self.first.clear();
             self.sizes[0] = 0;

@@ -62,6 +62,11 @@ impl Pages {
             )
         };
         if p != libc::MAP_FAILED {
+            // Small pages only: neighbouring mappings merge, and a huge page over them would
+            // make a buffer cost far more than the pages it wrote. (Advice; its failure is
+            // harmless.)
+            // SAFETY: advice on the mapping just made, of its length.
+            unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
             if let Some(ptr) = NonNull::new(p.cast::<u8>()) {
                 return Pages {
                     ptr,
@@ -134,7 +139,13 @@ fn release(ptr: NonNull<u8>, len: usize) {
     } else {
         // SAFETY: the mapping `Pages::new` made of this length, unmapped once (the `Pages`
         // owning it is being dropped).
-        unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+        if unsafe { libc::munmap(ptr.as_ptr().cast(), len) } != 0 {
+            // Unmapping the middle of merged mappings needs a new one, which the kernel may
+            // refuse at its mappings limit: then at least its pages go back (the address
+            // range stays reserved).
+            // SAFETY: the same mapping, still ours; its bytes are never read again.
+            unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+        }
     }
 }
 

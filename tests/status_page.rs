@@ -309,16 +309,25 @@ fn the_page_opened_before_an_incident_shows_it_in_its_tables_and_charts() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Within two refreshes (2 s each) of the row, both its sparklines mark the moment, and
-    // so does the pool's chart; no other row has a mark.
+    // Within two refreshes of the one that showed the row down, both its sparklines mark the
+    // moment, and so does the pool's chart; no other row has a mark.
     let victim_row = format!("tr[data-upstream=\\\"127.0.0.1:{victim}\\\"]");
-    let deadline = Instant::now() + Duration::from_secs(4);
+    let updated = |ws: &mut Ws| ws.eval("document.getElementById('updated').textContent");
+    let mut refreshes = 0;
+    let mut seen = updated(&mut ws);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while marks(&mut ws, &victim_row) != "2" {
-        assert!(
-            Instant::now() < deadline,
-            "the sparklines never marked the upstream going down"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(Instant::now() < deadline, "the page stopped refreshing");
+        let now = updated(&mut ws);
+        if now != seen {
+            seen = now;
+            refreshes += 1;
+            assert!(
+                refreshes <= 2 || marks(&mut ws, &victim_row) == "2",
+                "two refreshes and the sparklines do not mark the upstream going down"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
         marks(&mut ws, "svg.chart"),
@@ -347,18 +356,19 @@ fn the_page_opened_before_an_incident_shows_it_in_its_tables_and_charts() {
             .parse()
             .unwrap_or(-1.0)
     };
-    let deadline = Instant::now() + Duration::from_secs(6);
-    while peak(&mut ws) <= 0.0 {
+    // 20 of the 29 responses so far, all in the open bucket or two (the 9 before may sit in
+    // an older one): at least 20/29 once the page has read the whole burst.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while peak(&mut ws) < 0.68 {
         assert!(
             Instant::now() < deadline,
-            "the error chart never showed the 5xx"
+            "the error chart never showed the 5xx: peak {}",
+            peak(&mut ws)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // 20 of the 29 responses so far, all in the open bucket or two (the 9 before may sit in
-    // an older one): at least 20/29.
     let share = peak(&mut ws);
-    assert!((0.68..=1.0).contains(&share), "error share {share}");
+    assert!(share <= 1.0, "error share {share}");
     // The error line rises above the chart's floor (its y is under 89 of 90 somewhere).
     let d = ws.eval(&format!(
         "{chart}.querySelector('path.errors').getAttribute('d')"
@@ -374,9 +384,9 @@ fn the_page_opened_before_an_incident_shows_it_in_its_tables_and_charts() {
     let pool = "document.querySelector('details[data-pool=\\\"default\\\"]')";
     assert_eq!(ws.eval(&format!("{pool}.open")), "true");
     ws.eval(&format!("{pool}.open = false"));
-    let updated = ws.eval("document.getElementById('updated').textContent");
+    let before = updated(&mut ws);
     let deadline = Instant::now() + Duration::from_secs(6);
-    while ws.eval("document.getElementById('updated').textContent") == updated {
+    while updated(&mut ws) == before {
         assert!(Instant::now() < deadline, "the page stopped refreshing");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -17,8 +17,9 @@ use std::fmt::Write;
 pub const INTERVAL_MS: u64 = 10_000;
 /// Buckets kept: an hour.
 pub const BUCKETS: usize = 360;
-/// Most upstream series kept (each 360 points); upstreams beyond are not charted.
-pub const MAX_UPSTREAM_SERIES: usize = 2048;
+/// Most upstream series kept (each 360 points of 64 bytes: 11.8 MB at most); upstreams beyond
+/// are not charted.
+pub const MAX_UPSTREAM_SERIES: usize = 512;
 /// Most pool series kept.
 pub const MAX_POOL_SERIES: usize = 256;
 /// Most state changes kept (those older than an hour go first).
@@ -162,7 +163,8 @@ impl History {
     pub fn observe(&mut self, view: &View, now_ms: u64) {
         self.note_changes(view, now_ms);
         if self.base.is_none() {
-            self.open_start = now_ms - now_ms % INTERVAL_MS;
+            // The first bucket starts with the first reading, the others on the 10 s grid.
+            self.open_start = now_ms;
             self.base = Some(view.clone());
             return;
         }
@@ -263,6 +265,8 @@ impl History {
     }
 
     fn note_changes(&mut self, view: &View, now_ms: u64) {
+        // Rebuilt from this reading: the map holds exactly the upstreams there are.
+        let mut seen = HashMap::with_capacity(self.seen.len());
         for p in &view.pools {
             for u in &p.upstreams {
                 let state = UpState::of(u);
@@ -272,7 +276,9 @@ impl History {
                     change_unix_ms,
                 };
                 let key = (p.name.clone(), u.address.clone());
-                let Some(before) = self.seen.insert(key, now) else {
+                let before = self.seen.remove(&key);
+                seen.insert(key, now);
+                let Some(before) = before else {
                     continue;
                 };
                 if before == now {
@@ -313,10 +319,7 @@ impl History {
                 });
             }
         }
-        // Upstreams gone from the configuration are forgotten (the map stays bounded).
-        if self.seen.len() > MAX_UPSTREAM_SERIES * 2 {
-            self.seen.clear();
-        }
+        self.seen = seen;
     }
 
     /// The history as JSON: the closed buckets starting at or after `since` (Unix ms; 0 for
@@ -497,11 +500,20 @@ fn local_5xx(local: &[u64]) -> u64 {
 }
 
 fn client_point(now: &View, base: &View) -> ClientPoint {
-    let rate_limited = |v: &View| v.pools.iter().map(|p| p.rate_limited).sum::<u64>();
+    // Per pool, so that a pool a reload removed does not hide the others' counts.
+    let rate_limited = now
+        .pools
+        .iter()
+        .map(|p| {
+            let before = base.pools.iter().find(|b| b.name == p.name);
+            p.rate_limited
+                .saturating_sub(before.map_or(0, |b| b.rate_limited))
+        })
+        .sum();
     ClientPoint {
         requests: now.requests.saturating_sub(base.requests),
         connections: now.accepted.saturating_sub(base.accepted),
-        rate_limited: rate_limited(now).saturating_sub(rate_limited(base)),
+        rate_limited,
         local: now
             .local
             .iter()
@@ -619,7 +631,8 @@ mod tests {
         assert!(h.starts.is_empty(), "the first bucket is still open");
         let j = h.json(&v1, T0 + 5_300, 0);
         assert!(j.contains(&format!(
-            "\"buckets\":{{\"start_unix_ms\":[{T0}],\"seconds\":[5.3]}}"
+            "\"buckets\":{{\"start_unix_ms\":[{}],\"seconds\":[5.0]}}",
+            T0 + 300
         )));
         assert!(j.contains("\"clients\":{\"requests\":[30],\"connections\":[3],\"rate_limited\":[0],\"local\":[2],\"local_5xx\":[2]}"), "{j}");
         assert!(
@@ -632,9 +645,13 @@ mod tests {
         );
         // The interval ends: the bucket closes with what it counted, the next is open.
         h.observe(&v1, T0 + 10_400);
-        assert_eq!(h.starts, [(T0, 10_000)]);
+        assert_eq!(
+            h.starts,
+            [(T0 + 300, 9_700)],
+            "the first from the first reading"
+        );
         let j = h.json(&v1, T0 + 12_000, 0);
-        assert!(j.contains(&format!("\"start_unix_ms\":[{T0},{}]", T0 + 10_000)));
+        assert!(j.contains(&format!("\"start_unix_ms\":[{},{}]", T0 + 300, T0 + 10_000)));
         assert!(
             j.contains("\"requests\":[30,0],\"connections\":[3,0]"),
             "{j}"

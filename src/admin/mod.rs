@@ -121,8 +121,13 @@ impl Server {
                 let v = view::collect(&self.shared);
                 self.history.observe(&v, crate::upstream::unix_ms());
             }
-            // A second is the coarsest a deadline can be late by.
-            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            // A second is the coarsest a deadline can be late by; the next reading is due at
+            // most that far ahead too.
+            let wait = self.next_reading.saturating_duration_since(Instant::now());
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(wait.min(Duration::from_secs(1))))
+            {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }

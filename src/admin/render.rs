@@ -1347,9 +1347,14 @@ function render(s){
   document.getElementById('updated').textContent='Updated '+new Date().toLocaleTimeString()+'.';
 }
 function get(url){return fetch(url,{cache:'no-store'}).then(function(r){if(!r.ok)throw r.status;return r.json();});}
+var busy=false;
 function tick(){
+  /* One refresh at a time: a slow answer (the first hour of history) is not asked again. */
+  if(busy)return;
+  busy=true;
   Promise.all([get('/status'),get('/status/history?since='+H.next)]).then(function(r){merge(r[1]);render(r[0]);})
-    .catch(function(){document.getElementById('updated').textContent='(no answer from /status)';});
+    .catch(function(){document.getElementById('updated').textContent='(no answer from /status)';})
+    .then(function(){busy=false;});
 }
 tick();
 setInterval(tick,2000);

@@ -57,6 +57,16 @@ impl UpstreamSlot {
         }
     }
 
+    /// Give the box back when it holds no connection (a session that failed over to a local
+    /// answer and stays open).
+    pub(super) fn release(&mut self, spare: &mut SpareSlots) {
+        if matches!(self.0.as_deref(), Some(None)) && spare.len() < SPARE_SLOTS {
+            if let Some(b) = self.0.take() {
+                spare.push(b);
+            }
+        }
+    }
+
     /// Move the connection out and give the box back: the end of an exchange. (Elsewhere a
     /// connection is taken out to be replaced, or the session closes, and the box goes with it.)
     #[inline(always)]

@@ -39,6 +39,7 @@ impl Session {
             self.log_end(ctx.logger, ctx.log_batch, status, true, None, ctx.now);
         }
         self.drop_upstream(ctx.registry, ctx.conns);
+        self.upstream.release(&mut ctx.exchanges.slots);
         self.end_spans(ctx.pipes);
         match e {
             Fail::Respond(status) if !final_started => {

@@ -17,7 +17,7 @@ use std::fmt::Write;
 pub const INTERVAL_MS: u64 = 10_000;
 /// Buckets kept: an hour.
 pub const BUCKETS: usize = 360;
-/// Most upstream series kept (each 360 points of 64 bytes: 11.8 MB at most); upstreams beyond
+/// Most upstream series kept (each 360 points of 52 bytes: 9.6 MB at most); upstreams beyond
 /// are not charted.
 pub const MAX_UPSTREAM_SERIES: usize = 512;
 /// Most pool series kept.
@@ -39,25 +39,26 @@ pub struct ClientPoint {
 /// What a pool's bucket counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolPoint {
-    /// Requests its upstreams were sent, and responses they gave (5xx among them).
+    /// Requests its upstreams were sent, and their responses by class (1xx … 5xx).
     pub requests: u64,
-    pub responses: u64,
-    pub errors_5xx: u64,
+    pub responses: [u64; 5],
     /// 502/503/504 the proxy answered itself for requests routed to the pool.
     pub local_5xx: u64,
     pub rate_limited: u64,
 }
 
-/// What an upstream's bucket holds.
+/// What an upstream's bucket holds: what 10 s of one upstream counts fits 32 bits, and an
+/// upstream keeps 360 of these (48 bytes each).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UpstreamPoint {
-    pub requests: u64,
-    pub errors_5xx: u64,
+    pub requests: u32,
+    /// Responses by class, 1xx … 5xx.
+    pub responses: [u32; 5],
     /// Connects that failed.
-    pub failures: u64,
+    pub failures: u32,
     /// Response times of the bucket's responses (`None`: none came).
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
+    pub p50_ms: Option<f32>,
+    pub p99_ms: Option<f32>,
     /// Its state at the bucket's end.
     pub state: UpState,
 }
@@ -381,7 +382,7 @@ impl History {
             if open.is_some() {
                 points.push(now.map(|n| n.1 .0));
             }
-            let col = |f: fn(&PoolPoint) -> u64| {
+            let col = |f: &dyn Fn(&PoolPoint) -> u64| {
                 join(
                     points
                         .iter()
@@ -390,13 +391,12 @@ impl History {
             };
             let _ = write!(
                 o,
-                "{{\"name\":{},\"requests\":[{}],\"responses\":[{}],\"5xx\":[{}],\"local_5xx\":[{}],\"rate_limited\":[{}],\"upstreams\":[",
+                "{{\"name\":{},\"requests\":[{}],\"responses\":{},\"local_5xx\":[{}],\"rate_limited\":[{}],\"upstreams\":[",
                 json_str(name),
-                col(|p| p.requests),
-                col(|p| p.responses),
-                col(|p| p.errors_5xx),
-                col(|p| p.local_5xx),
-                col(|p| p.rate_limited),
+                col(&|p| p.requests),
+                classes(&|c| col(&|p| p.responses[c])),
+                col(&|p| p.local_5xx),
+                col(&|p| p.rate_limited),
             );
             let mut addresses: Vec<(&str, &str)> = series
                 .map(|s| {
@@ -430,13 +430,13 @@ impl History {
                             .map(|x| x.1)
                     }));
                 }
-                let count = |f: fn(&UpstreamPoint) -> u64| {
+                let count = |f: &dyn Fn(&UpstreamPoint) -> u32| {
                     join(
                         pts.iter()
                             .map(|p| p.as_ref().map_or("null".into(), |p| f(p).to_string())),
                     )
                 };
-                let time = |f: fn(&UpstreamPoint) -> Option<f64>| {
+                let time = |f: fn(&UpstreamPoint) -> Option<f32>| {
                     join(pts.iter().map(|p| match p.as_ref().and_then(f) {
                         Some(ms) => format!("{ms:.1}"),
                         None => "null".into(),
@@ -444,12 +444,12 @@ impl History {
                 };
                 let _ = write!(
                     o,
-                    "{{\"address\":{},\"name\":{},\"requests\":[{}],\"5xx\":[{}],\"failures\":[{}],\"p50_ms\":[{}],\"p99_ms\":[{}],\"state\":[{}]}}",
+                    "{{\"address\":{},\"name\":{},\"requests\":[{}],\"responses\":{},\"failures\":[{}],\"p50_ms\":[{}],\"p99_ms\":[{}],\"state\":[{}]}}",
                     json_str(address),
                     json_str(uname),
-                    count(|p| p.requests),
-                    count(|p| p.errors_5xx),
-                    count(|p| p.failures),
+                    count(&|p| p.requests),
+                    classes(&|c| count(&|p| p.responses[c])),
+                    count(&|p| p.failures),
                     time(|p| p.p50_ms),
                     time(|p| p.p99_ms),
                     join(pts.iter().map(|p| p
@@ -487,6 +487,19 @@ impl History {
 
 fn join(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(",")
+}
+
+/// `{"1xx":[…],…,"5xx":[…]}`, each class's values from `values(class index)`.
+fn classes(values: &dyn Fn(usize) -> String) -> String {
+    let parts: Vec<String> = (0..5)
+        .map(|c| format!("\"{}xx\":[{}]", c + 1, values(c)))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// A 10 s count as the upstream series keep it.
+fn small(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Local answers that were 5xx, of `local` (by `LOCAL_CODES` index).
@@ -550,29 +563,27 @@ fn pool_point<'a>(p: &'a super::view::PoolView, base: &View) -> PoolReading<'a> 
         .map(|u| {
             let b = by_address.get(u.address.as_str());
             let requests = u.requests.saturating_sub(b.map_or(0, |b| b.requests));
-            let responses: u64 = u
-                .responses
-                .iter()
-                .sum::<u64>()
-                .saturating_sub(b.map_or(0, |b| b.responses.iter().sum::<u64>()));
-            let errors_5xx = u.responses[4].saturating_sub(b.map_or(0, |b| b.responses[4]));
+            let mut responses = [0u64; 5];
+            for (c, n) in responses.iter_mut().enumerate() {
+                *n = u.responses[c].saturating_sub(b.map_or(0, |b| b.responses[c]));
+                point.responses[c] += *n;
+            }
             let h = match b {
                 Some(b) => u.histogram.since(&b.histogram),
                 None => u.histogram.clone(),
             };
             point.requests += requests;
-            point.responses += responses;
-            point.errors_5xx += errors_5xx;
             (
                 u,
                 UpstreamPoint {
-                    requests,
-                    errors_5xx,
-                    failures: u
-                        .connect_failures
-                        .saturating_sub(b.map_or(0, |b| b.connect_failures)),
-                    p50_ms: h.quantile_ms(0.5),
-                    p99_ms: h.quantile_ms(0.99),
+                    requests: small(requests),
+                    responses: responses.map(small),
+                    failures: small(
+                        u.connect_failures
+                            .saturating_sub(b.map_or(0, |b| b.connect_failures)),
+                    ),
+                    p50_ms: h.quantile_ms(0.5).map(|ms| ms as f32),
+                    p99_ms: h.quantile_ms(0.99).map(|ms| ms as f32),
                     state: UpState::of(u),
                 },
             )
@@ -636,11 +647,11 @@ mod tests {
         )));
         assert!(j.contains("\"clients\":{\"requests\":[30],\"connections\":[3],\"rate_limited\":[0],\"local\":[2],\"local_5xx\":[2]}"), "{j}");
         assert!(
-            j.contains("{\"name\":\"web\",\"requests\":[30],\"responses\":[30],\"5xx\":[5],\"local_5xx\":[2],\"rate_limited\":[0],"),
+            j.contains("{\"name\":\"web\",\"requests\":[30],\"responses\":{\"1xx\":[0],\"2xx\":[25],\"3xx\":[0],\"4xx\":[0],\"5xx\":[5]},\"local_5xx\":[2],\"rate_limited\":[0],"),
             "{j}"
         );
         assert!(
-            j.contains("\"address\":\"127.0.0.1:8081\",\"name\":\"127.0.0.1:8081\",\"requests\":[30],\"5xx\":[5],\"failures\":[0],"),
+            j.contains("\"address\":\"127.0.0.1:8081\",\"name\":\"127.0.0.1:8081\",\"requests\":[30],\"responses\":{\"1xx\":[0],\"2xx\":[25],\"3xx\":[0],\"4xx\":[0],\"5xx\":[5]},\"failures\":[0],"),
             "{j}"
         );
         // The interval ends: the bucket closes with what it counted, the next is open.
@@ -786,6 +797,11 @@ mod tests {
             h.observe(&gone, T0 + i * INTERVAL_MS);
         }
         assert!(h.pools.is_empty());
+    }
+
+    #[test]
+    fn a_point_is_small() {
+        assert!(std::mem::size_of::<Option<UpstreamPoint>>() <= 52);
     }
 
     #[test]

@@ -1177,10 +1177,12 @@ function merge(h){
     for(var k in h.clients){b.c[k]=h.clients[k][i];}
     h.pools.forEach(function(p){
       if(p.requests[i]===null)return;
-      var q={requests:p.requests[i],responses:p.responses[i],e5:p['5xx'][i],l5:p.local_5xx[i],rl:p.rate_limited[i],u:{}};
+      var r=p.responses;
+      var q={requests:p.requests[i],responses:r['1xx'][i]+r['2xx'][i]+r['3xx'][i]+r['4xx'][i]+r['5xx'][i],
+        e5:r['5xx'][i],l5:p.local_5xx[i],rl:p.rate_limited[i],u:{}};
       p.upstreams.forEach(function(u){
         if(u.requests[i]===null)return;
-        q.u[u.address]={requests:u.requests[i],e5:u['5xx'][i],f:u.failures[i],p50:u.p50_ms[i],p99:u.p99_ms[i],state:u.state[i]};
+        q.u[u.address]={requests:u.requests[i],e5:u.responses['5xx'][i],f:u.failures[i],p50:u.p50_ms[i],p99:u.p99_ms[i],state:u.state[i]};
       });
       b.p[p.name]=q;
     });

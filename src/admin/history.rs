@@ -145,10 +145,9 @@ struct Seen {
 pub struct History {
     /// Start of each closed bucket (Unix ms), oldest first, and its length.
     starts: VecDeque<(u64, u64)>,
-    /// Start of the open bucket; 0 before the first reading.
-    open_start: u64,
-    /// The reading the open bucket counts from.
-    base: Option<View>,
+    /// The open bucket: when it started (Unix ms) and the reading it counts from; `None`
+    /// before the first reading.
+    open: Option<(u64, View)>,
     clients: VecDeque<ClientPoint>,
     pools: Vec<PoolSeries>,
     events: VecDeque<Event>,
@@ -163,28 +162,23 @@ impl History {
     /// bucket when its interval is over. Called about once a second.
     pub fn observe(&mut self, view: &View, now_ms: u64) {
         self.note_changes(view, now_ms);
-        if self.base.is_none() {
+        let Some((start, base)) = self.open.take() else {
             // The first bucket starts with the first reading, the others on the 10 s grid.
-            self.open_start = now_ms;
-            self.base = Some(view.clone());
+            self.open = Some((now_ms, view.clone()));
             return;
-        }
-        if now_ms < self.open_start + INTERVAL_MS {
+        };
+        if now_ms < start + INTERVAL_MS {
+            self.open = Some((start, base));
             return;
         }
         // Closed at the first reading past its end (a late one makes a longer bucket, which
         // its length says; the next starts on the grid again).
         let end = now_ms - now_ms % INTERVAL_MS;
-        let start = self.open_start;
-        self.close(view, start, end - start);
-        self.open_start = end;
-        self.base = Some(view.clone());
+        self.close(view, &base, start, end - start);
+        self.open = Some((end, view.clone()));
     }
 
-    fn close(&mut self, view: &View, start: u64, len: u64) {
-        let Some(base) = &self.base else {
-            return;
-        };
+    fn close(&mut self, view: &View, base: &View, start: u64, len: u64) {
         let clients = client_point(view, base);
         let pools: Vec<(String, PoolReading)> = view
             .pools
@@ -328,10 +322,10 @@ impl History {
     pub fn json(&self, view: &View, now_ms: u64, since: u64) -> String {
         let first = self.starts.partition_point(|s| s.0 < since);
         let mut starts: Vec<(u64, u64)> = self.starts.iter().skip(first).copied().collect();
-        let open = self.base.as_ref();
-        if open.is_some() {
-            starts.push((self.open_start, now_ms.saturating_sub(self.open_start)));
-        }
+        let open = self.open.as_ref().map(|(start, base)| {
+            starts.push((*start, now_ms.saturating_sub(*start)));
+            base
+        });
         let mut o = String::with_capacity(4096);
         let _ = write!(
             o,

@@ -126,6 +126,50 @@ fn spliced_and_copied_bodies_are_identical() {
 }
 
 #[test]
+fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
+    // The upstream sends each answer at once: the proxy's reads fill its buffer, the body's
+    // start goes through it and the rest by splice once it is through. Bodies around the
+    // pipe's size (256 KiB), to a client that reads at once and to one that lets the proxy's
+    // output fill first.
+    const SIZES: [usize; 4] = [
+        100 * 1024 + 1,
+        200 * 1024,
+        300 * 1024 + 5,
+        3 * 1024 * 1024 + 17,
+    ];
+    let backend = RawBackend::start(|req| {
+        let target = req.split(|&b| b == b' ').nth(1).unwrap_or_default();
+        let k: usize = String::from_utf8_lossy(target)
+            .trim_start_matches('/')
+            .parse()
+            .unwrap_or(0);
+        let body = bytes(SIZES[k % SIZES.len()], k as u8);
+        let mut reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        reply.extend(body);
+        Reply::KeepAlive(reply)
+    });
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
+    let base = open_fds(proxy.pid(), "pipe");
+    let mut client = ResponseReader::connect(proxy.addr());
+    for k in 0..2 * SIZES.len() {
+        client.send(format!("GET /{k} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        if k >= SIZES.len() {
+            // Late reader: the proxy's writes to it block before the body is through.
+            thread::sleep(PACED_PAUSE);
+        }
+        let resp = client.read_response("GET");
+        assert_eq!(resp.status, 200, "answer {k}");
+        assert_long_bytes_eq(
+            &resp.body,
+            &bytes(SIZES[k % SIZES.len()], k as u8),
+            &format!("body {k}"),
+        );
+    }
+    assert_pipes_used(&proxy, base, "64k");
+}
+
+#[test]
 fn uploads_with_content_length_are_identical() {
     let backend = RawBackend::start(|_| Reply::KeepAlive(ok_response("stored")));
     for (k, splice_min) in SPLICE_MINS.into_iter().enumerate() {

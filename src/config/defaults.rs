@@ -10,10 +10,13 @@ pub const DEMO_PORTS: [u16; 3] = [8081, 8082, 8083];
 /// saves nothing measurable; from 256 KiB it costs 7–28 % less CPU than copying, 56 % at 64 MiB.
 pub const SPLICE_MIN: usize = 128 * 1024;
 
-/// Default `--splice-min` for response bodies: on loopback a spliced 1 MiB download costs about
-/// 15 % more proxy CPU than a copied one (311 vs 271 µs), 2 MiB about 10 % less and 4 MiB 37 %
-/// less; the crossover is near 1.5 MiB.
-pub const SPLICE_MIN_RESPONSE: usize = 2 * 1024 * 1024;
+/// Default `--splice-min` for response bodies: with nginx backends, the proxy pinned to its
+/// own core and 16 keep-alive clients (`benches/splice_sizes.py`, 2026-12-06, medians of 3), a
+/// spliced response cost as much proxy CPU as a copied one at 256 KiB, 12 % less at 512 KiB,
+/// 33 % less at 1 MiB and 54 % less at 2 MiB, with 10-18 % more requests per second from
+/// 512 KiB; so from between the two. (An older kernel on other hardware had put the crossover
+/// near 1.5 MiB.)
+pub const SPLICE_MIN_RESPONSE: usize = 384 * 1024;
 
 /// Descriptors kept aside from the client and upstream budgets: listeners, epoll, wakers,
 /// health probes, logs.

@@ -288,7 +288,10 @@ fn defaults() {
     assert!(c.notices.is_empty());
     assert_eq!(c.upstream_idle, None);
     assert_eq!(c.request_buffer, 64 << 10);
-    assert_eq!((c.splice_min, c.splice_min_response), (128 << 10, 2 << 20));
+    assert_eq!(
+        (c.splice_min, c.splice_min_response),
+        (128 << 10, 384 << 10)
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The admin listener: exact counters after known traffic, the JSON status, /healthz through a
-//! graceful stop, only its four paths, and scrapers that cannot hold it or the workers up.
+//! The admin listener: exact counters after known traffic, the JSON status, a pool's own 5xx,
+//! slow start and the history over HTTP, /healthz through a graceful stop, only its paths, and
+//! scrapers that cannot hold it or the workers up.
 
 mod common;
 
@@ -253,4 +254,106 @@ fn slow_scrapers_and_a_flood_of_admin_connections_do_not_hold_anything_up() {
             "the admin listener never recovered"
         );
     }
+}
+
+#[test]
+fn local_5xx_slow_start_and_the_history_are_served() {
+    let mut dummies = Dummies::start(1);
+    let port = dummies.port(0);
+    let config = format!(
+        "[pools.web]\nupstreams = [\"127.0.0.1:{port}\"]\nslow_start = \"1h\"\n\
+         [pools.web.health]\ninterval = \"100ms\"\n"
+    );
+    let (proxy, _dir) = Proxy::with_config(&config, &["--admin", "127.0.0.1:0"]);
+    proxy.wait_for_log("] ready", LOG_TIMEOUT);
+    assert_eq!(get(proxy.addr(), "/").0, 200);
+    dummies.kill(0);
+    // With its only upstream gone, the pool's requests get the proxy's own 502 (refused) or
+    // 503 (none up): each one counts.
+    for _ in 0..3 {
+        let (status, _) = get(proxy.addr(), "/");
+        assert!(status == 502 || status == 503, "{status}");
+    }
+    let m = scrape(proxy.admin_addr());
+    assert_eq!(sample(&m, "goround_local_5xx_total{pool=\"web\"}"), 3.0);
+    let (_, status) = get(proxy.admin_addr(), "/status");
+    assert!(status.contains("\"name\":\"web\""), "{status}");
+    assert!(status.contains("\"local_5xx\":3,"), "{status}");
+    assert!(status.contains("\"slow_start_left_ms\":null"), "{status}");
+
+    // The history has the change once the admin thread has read it (it reads every second).
+    let address = format!("\"address\":\"127.0.0.1:{port}\"");
+    // (A refused live request takes it out for the outlier ejection's time.)
+    let down = format!(
+        "\"pool\":\"web\",{address},\"state\":\"ejected\",\"by\":\"request\",\
+         \"reason\":\"connection refused, ejected for 30s\""
+    );
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !get(proxy.admin_addr(), "/status/history").1.contains(&down) {
+        assert!(
+            Instant::now() < deadline,
+            "no ejection in the history: {}",
+            get(proxy.admin_addr(), "/status/history").1
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Back: the health check brings it up, ramping for the pool's slow_start.
+    dummies.restart(0);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let left = loop {
+        let (_, status) = get(proxy.admin_addr(), "/status");
+        let left = status
+            .split("\"slow_start_left_ms\":")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(left) = left {
+            assert!(status.contains("\"up\":true"), "{status}");
+            break left;
+        }
+        assert!(Instant::now() < deadline, "never in slow start: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(left > 3_500_000 && left <= 3_600_000, "{left} ms left");
+
+    // The history has the pool's 5xx and both changes; `since` keeps only what is newer.
+    let back =
+        format!("\"pool\":\"web\",{address},\"state\":\"slow_start\",\"by\":\"health_check\"");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let history = loop {
+        let (code, history) = get(proxy.admin_addr(), "/status/history");
+        assert_eq!(code, 200, "{history}");
+        if history.contains(&down) && history.contains(&back) {
+            break history;
+        }
+        assert!(Instant::now() < deadline, "changes missing: {history}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // However many buckets the seconds fell into (the first ends at the next 10 s mark).
+    let pool = history
+        .split("{\"name\":\"web\",")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pool web: {history}"));
+    let local_5xx: u64 = pool
+        .split("\"local_5xx\":[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no local_5xx: {history}"))
+        .split(',')
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .sum();
+    assert_eq!(local_5xx, 3, "{history}");
+    let later = format!("/status/history?since={}", unix_ms() + 3_600_000);
+    let (code, none) = get(proxy.admin_addr(), &later);
+    assert_eq!(code, 200);
+    assert!(none.contains("\"events\":[]"), "{none}");
+    assert_eq!(get(proxy.admin_addr(), "/status/history?since=soon").0, 400);
+}
+
+/// Now, in Unix milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

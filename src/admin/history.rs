@@ -167,7 +167,8 @@ impl History {
             self.open = Some((now_ms, view.clone()));
             return;
         };
-        if now_ms < start + INTERVAL_MS {
+        // The bucket ends on the grid: the first one, begun between two marks, at the next.
+        if now_ms < start - start % INTERVAL_MS + INTERVAL_MS {
             self.open = Some((start, base));
             return;
         }
@@ -648,8 +649,9 @@ mod tests {
             j.contains("\"address\":\"127.0.0.1:8081\",\"name\":\"127.0.0.1:8081\",\"requests\":[30],\"responses\":{\"1xx\":[0],\"2xx\":[25],\"3xx\":[0],\"4xx\":[0],\"5xx\":[5]},\"failures\":[0],"),
             "{j}"
         );
-        // The interval ends: the bucket closes with what it counted, the next is open.
-        h.observe(&v1, T0 + 10_400);
+        // The grid's mark passes: the bucket closes with what it counted (the first one, begun
+        // 300 ms past a mark, at the next mark), the next is open.
+        h.observe(&v1, T0 + 10_100);
         assert_eq!(
             h.starts,
             [(T0 + 300, 9_700)],

@@ -98,6 +98,18 @@ impl UpState {
     }
 }
 
+/// Why an upstream's state changed when it recorded no change itself: what the two states
+/// say (an ejection's start and end and a slow start's end are not recorded as changes).
+fn unrecorded_reason(before: UpState, now: UpState) -> &'static str {
+    match (before, now) {
+        (_, UpState::Ejected) => "ejected by outlier detection",
+        (UpState::Ejected, UpState::Down) => "ejection over, still down",
+        (UpState::Ejected, _) => "ejection over",
+        (UpState::SlowStart, UpState::Up) => "slow start over",
+        _ => "",
+    }
+}
+
 /// A state change of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -286,9 +298,35 @@ impl History {
                     .last_change
                     .as_ref()
                     .filter(|c| c.unix_ms != before.change_unix_ms);
+                if let Some(c) = recorded {
+                    // The one change an upstream records is its last: one that undoes the
+                    // state seen at the last look means the opposite one came between.
+                    let was_up = matches!(before.state, UpState::Up | UpState::SlowStart);
+                    let between = match (c.up, was_up, before.state) {
+                        (true, true, _) => Some(UpState::Down),
+                        (false, _, UpState::Down) => Some(UpState::Up),
+                        _ => None,
+                    };
+                    if let Some(missed) = between {
+                        let reason = "and back, between two readings a second apart";
+                        self.push_event(Event {
+                            unix_ms: c.unix_ms,
+                            seen_unix_ms: now_ms,
+                            pool: p.name.clone(),
+                            address: u.address.clone(),
+                            state: missed,
+                            by: "",
+                            reason: reason.to_string(),
+                        });
+                    }
+                }
                 let (unix_ms, by, reason) = match recorded {
                     Some(c) => (c.unix_ms, c.by.name(), c.reason.clone()),
-                    None => (now_ms, "", String::new()),
+                    None => (
+                        now_ms,
+                        "",
+                        unrecorded_reason(before.state, state).to_string(),
+                    ),
                 };
                 let state = match recorded {
                     // A flap between two looks: say what the recorded change was.
@@ -301,10 +339,7 @@ impl History {
                     }
                     _ => state,
                 };
-                if self.events.len() == MAX_EVENTS {
-                    self.events.pop_front();
-                }
-                self.events.push_back(Event {
+                self.push_event(Event {
                     unix_ms,
                     seen_unix_ms: now_ms,
                     pool: p.name.clone(),
@@ -316,6 +351,13 @@ impl History {
             }
         }
         self.seen = seen;
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     /// The history as JSON: the closed buckets starting at or after `since` (Unix ms; 0 for
@@ -719,7 +761,7 @@ mod tests {
         h.observe(&v2, T0 + 3_000);
         let j = h.json(&v2, T0 + 3_000, 0);
         assert!(j.contains("{\"unix_ms\":1000700,\"pool\":\"web\",\"address\":\"127.0.0.1:8082\",\"state\":\"down\",\"by\":\"request\",\"reason\":\"connection refused\"}"), "{j}");
-        assert!(j.contains("{\"unix_ms\":1003000,\"pool\":\"web\",\"address\":\"127.0.0.1:8081\",\"state\":\"ejected\",\"by\":null,\"reason\":\"\"}"), "{j}");
+        assert!(j.contains("{\"unix_ms\":1003000,\"pool\":\"web\",\"address\":\"127.0.0.1:8081\",\"state\":\"ejected\",\"by\":null,\"reason\":\"ejected by outlier detection\"}"), "{j}");
         assert_eq!(count(&j, "\"state\":\"down\""), 1, "seen once: {j}");
         assert_eq!(
             count(&j, "\"state\":[\"ejected\"]"),
@@ -737,7 +779,39 @@ mod tests {
             T0 + 3_500,
         );
         h.observe(&v3, T0 + 4_000);
-        assert!(h.json(&v3, T0 + 4_000, T0 + 4_000).contains("timed out"));
+        let j = h.json(&v3, T0 + 4_000, T0 + 4_000);
+        assert!(j.contains("{\"unix_ms\":1003500,\"pool\":\"web\",\"address\":\"127.0.0.1:8082\",\"state\":\"up\",\"by\":null,\"reason\":\"and back, between two readings a second apart\"},{\"unix_ms\":1003500,\"pool\":\"web\",\"address\":\"127.0.0.1:8082\",\"state\":\"down\",\"by\":\"health_check\",\"reason\":\"health check: timed out\"}"), "{j}");
+        // Back up through a slow start, having gone down and up between two looks: the down
+        // is an event too; then the ejection's and the slow start's ends say what ended.
+        let mut v4 = v3.clone();
+        let u = &mut v4.pools[0].upstreams[0];
+        u.ejected_until_unix_ms = None;
+        u.up = false;
+        h.observe(&v4, T0 + 5_000);
+        let mut v5 = v4.clone();
+        let u = &mut v5.pools[0].upstreams[0];
+        u.up = true;
+        u.slow_start_left_ms = Some(30_000);
+        u.last_change = Some(LastChange {
+            up: true,
+            by: ChangedBy::HealthCheck,
+            reason: "health check: ok".into(),
+            unix_ms: T0 + 5_500,
+        });
+        h.observe(&v5, T0 + 6_000);
+        let mut v6 = v5.clone();
+        v6.pools[0].upstreams[0].slow_start_left_ms = None;
+        h.observe(&v6, T0 + 7_000);
+        let j = h.json(&v6, T0 + 7_000, T0 + 4_500);
+        let a = "\"address\":\"127.0.0.1:8081\"";
+        for event in [
+            format!("{{\"unix_ms\":1005000,\"pool\":\"web\",{a},\"state\":\"down\",\"by\":null,\"reason\":\"ejection over, still down\"}}"),
+            format!("{{\"unix_ms\":1005500,\"pool\":\"web\",{a},\"state\":\"slow_start\",\"by\":\"health_check\",\"reason\":\"health check: ok\"}}"),
+            format!("{{\"unix_ms\":1007000,\"pool\":\"web\",{a},\"state\":\"up\",\"by\":null,\"reason\":\"slow start over\"}}"),
+        ] {
+            assert!(j.contains(&event), "{event} missing from {j}");
+        }
+        assert_eq!(count(&j, "\"unix_ms\":"), 3, "{j}");
     }
 
     #[test]

@@ -242,13 +242,22 @@ fn a_retry_storm_stops_at_the_retry_budget() {
         ),
         &["--admin", "127.0.0.1:0"],
     );
-    // Ready once every upstream had its first check: those connections are no tries.
+    // Ready once every upstream had its first check: those connections are no tries. A
+    // check's connect completes in the kernel, before the backend's accept counts it: wait for
+    // the three to be counted.
     proxy.wait_for_log("start] ready", Duration::from_secs(5));
-    let probes = a.connection_count() + b.connection_count() + c.connection_count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let count = || a.connection_count() + b.connection_count() + c.connection_count();
+    while count() < 3 {
+        assert!(Instant::now() < deadline, "{} checks counted", count());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let probes = count();
+    assert_eq!(probes, 3, "one check each");
     for _ in 0..100 {
         assert_eq!(get(proxy.addr(), "/").0, 502);
     }
-    let tries = a.connection_count() + b.connection_count() + c.connection_count() - probes;
+    let tries = count() - probes;
     // 100 first tries; 20 % of them is less than the floor of 3 a second over 10 s: 30.
     assert_eq!(tries, 100 + 30, "connections to the backends");
     assert_eq!(

@@ -16,6 +16,7 @@ Every process it starts is killed on exit; traffic stays on 127.0.0.1.
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -27,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
 PROCS = []
+TEMP = []
 
 
 def parse_size(text):
@@ -80,6 +82,9 @@ def wrk(port, name, seconds, conns):
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
                           "--latency", f"http://127.0.0.1:{port}/{name}"],
                          capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        sys.exit(f"wrk saw errors through port {port}:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+(\S+)", out).group(1)
     return requests, p99
@@ -97,7 +102,12 @@ def main():
     args = ap.parse_args()
     sizes = [(s, parse_size(s)) for s in args.sizes.split(",")]
     variants = [tuple(v.split(":", 1)) for v in args.variants.split(",")]
+    if len(variants) != 2 or any(len(v) != 2 or not v[0] for v in variants):
+        ap.error("--variants takes two NAME:SPLICE_MIN, e.g. copy:0,splice:128k")
+    if args.rounds < 1 or args.seconds < 1:
+        ap.error("--rounds and --seconds take a positive number")
     tmp = tempfile.mkdtemp(prefix="goround-splice-")
+    TEMP.append(tmp)
     for name, size in sizes:
         with open(os.path.join(tmp, f"{name}.bin"), "wb") as f:
             f.write(os.urandom(size))
@@ -143,8 +153,15 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000; keepalive_timeo
 
 
 if __name__ == "__main__":
+    # A SIGTERM ends the run like Ctrl-C does: the `finally` below stops every process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         main()
     finally:
         for p in list(PROCS):
-            stop(p)
+            try:
+                stop(p)
+            except OSError:
+                pass
+        for d in TEMP:
+            shutil.rmtree(d, ignore_errors=True)

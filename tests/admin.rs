@@ -262,8 +262,10 @@ fn local_5xx_slow_start_and_the_history_are_served() {
     let port = dummies.port(0);
     let config = format!(
         "[pools.web]\nupstreams = [\"127.0.0.1:{port}\"]\nslow_start = \"1h\"\n\
-         [pools.web.health]\ninterval = \"100ms\"\n"
+         [pools.web.health]\ninterval = \"100ms\"\nfall = 50\n"
     );
+    // (Checks every 100 ms bring it back quickly; `fall = 50`: they do not take it out
+    // before the requests find it gone.)
     let (proxy, _dir) = Proxy::with_config(&config, &["--admin", "127.0.0.1:0"]);
     proxy.wait_for_log("] ready", LOG_TIMEOUT);
     assert_eq!(get(proxy.addr(), "/").0, 200);

@@ -99,7 +99,9 @@ impl UpState {
 }
 
 /// Why an upstream's state changed when it recorded no change itself: what the two states
-/// say (an ejection's start and end and a slow start's end are not recorded as changes).
+/// say. (An ejection's start and end are recorded when they take the upstream out or bring it
+/// back; not the ejection of one already down, nor an ejection's end while checks still say
+/// down, nor a slow start's end.)
 fn unrecorded_reason(before: UpState, now: UpState) -> &'static str {
     match (before, now) {
         (_, UpState::Ejected) => "ejected by outlier detection",
@@ -304,7 +306,7 @@ impl History {
                     let was_up = matches!(before.state, UpState::Up | UpState::SlowStart);
                     let between = match (c.up, was_up, before.state) {
                         (true, true, _) => Some(UpState::Down),
-                        (false, _, UpState::Down) => Some(UpState::Up),
+                        (false, _, UpState::Down | UpState::Ejected) => Some(UpState::Up),
                         _ => None,
                     };
                     if let Some(missed) = between {
@@ -329,8 +331,9 @@ impl History {
                     ),
                 };
                 let state = match recorded {
-                    // A flap between two looks: say what the recorded change was.
-                    Some(c) if state == before.state => {
+                    // A flap between two looks: say what the recorded change was (an
+                    // ejection again says so).
+                    Some(c) if state == before.state && state != UpState::Ejected => {
                         if c.up {
                             UpState::Up
                         } else {
@@ -812,6 +815,24 @@ mod tests {
             assert!(j.contains(&event), "{event} missing from {j}");
         }
         assert_eq!(count(&j, "\"unix_ms\":"), 3, "{j}");
+        // Ejected, back and ejected again within one reading: the up between, then the new
+        // ejection as an ejection.
+        let mut v7 = v6.clone();
+        let u = &mut v7.pools[0].upstreams[0];
+        u.ejected_until_unix_ms = Some(T0 + 40_000);
+        h.observe(&v7, T0 + 8_000);
+        let mut v8 = v7.clone();
+        let u = &mut v8.pools[0].upstreams[0];
+        u.ejected_until_unix_ms = Some(T0 + 60_000);
+        u.last_change = Some(LastChange {
+            up: false,
+            by: ChangedBy::Request,
+            reason: "3 failures in a row, ejected for 30s".into(),
+            unix_ms: T0 + 8_600,
+        });
+        h.observe(&v8, T0 + 9_000);
+        let j = h.json(&v8, T0 + 9_000, T0 + 8_500);
+        assert!(j.contains(&format!("{{\"unix_ms\":1008600,\"pool\":\"web\",{a},\"state\":\"up\",\"by\":null,\"reason\":\"and back, between two readings a second apart\"}},{{\"unix_ms\":1008600,\"pool\":\"web\",{a},\"state\":\"ejected\",\"by\":\"request\",\"reason\":\"3 failures in a row, ejected for 30s\"}}")), "{j}");
     }
 
     #[test]

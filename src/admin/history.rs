@@ -659,6 +659,16 @@ mod tests {
         (h, v)
     }
 
+    /// A change as an upstream records it.
+    fn change(up: bool, by: ChangedBy, reason: &str, unix_ms: u64) -> LastChange {
+        LastChange {
+            up,
+            by,
+            reason: reason.into(),
+            unix_ms,
+        }
+    }
+
     fn count(json: &str, what: &str) -> usize {
         json.matches(what).count()
     }
@@ -748,12 +758,7 @@ mod tests {
             let mut v = v.clone();
             let u = &mut v.pools[0].upstreams[1];
             u.up = false;
-            u.last_change = Some(LastChange {
-                up: false,
-                by,
-                reason: reason.into(),
-                unix_ms,
-            });
+            u.last_change = Some(change(false, by, reason, unix_ms));
             v
         };
         let v1 = down(&v0, ChangedBy::Request, "connection refused", T0 + 700);
@@ -795,12 +800,12 @@ mod tests {
         let u = &mut v5.pools[0].upstreams[0];
         u.up = true;
         u.slow_start_left_ms = Some(30_000);
-        u.last_change = Some(LastChange {
-            up: true,
-            by: ChangedBy::HealthCheck,
-            reason: "health check: ok".into(),
-            unix_ms: T0 + 5_500,
-        });
+        u.last_change = Some(change(
+            true,
+            ChangedBy::HealthCheck,
+            "health check: ok",
+            T0 + 5_500,
+        ));
         h.observe(&v5, T0 + 6_000);
         let mut v6 = v5.clone();
         v6.pools[0].upstreams[0].slow_start_left_ms = None;
@@ -824,12 +829,12 @@ mod tests {
         let mut v8 = v7.clone();
         let u = &mut v8.pools[0].upstreams[0];
         u.ejected_until_unix_ms = Some(T0 + 60_000);
-        u.last_change = Some(LastChange {
-            up: false,
-            by: ChangedBy::Request,
-            reason: "3 failures in a row, ejected for 30s".into(),
-            unix_ms: T0 + 8_600,
-        });
+        u.last_change = Some(change(
+            false,
+            ChangedBy::Request,
+            "3 failures in a row, ejected for 30s",
+            T0 + 8_600,
+        ));
         h.observe(&v8, T0 + 9_000);
         let j = h.json(&v8, T0 + 9_000, T0 + 8_500);
         assert!(j.contains(&format!("{{\"unix_ms\":1008600,\"pool\":\"web\",{a},\"state\":\"up\",\"by\":null,\"reason\":\"and back, between two readings a second apart\"}},{{\"unix_ms\":1008600,\"pool\":\"web\",{a},\"state\":\"ejected\",\"by\":\"request\",\"reason\":\"3 failures in a row, ejected for 30s\"}}")), "{j}");

@@ -588,6 +588,19 @@ impl UpstreamState {
         }
     }
 
+    /// Its alive flag, last recorded change and ejection's end (unix ms) read together under
+    /// the transition lock: a transition stores the flag before its record, and a reading
+    /// between the two would show a change whose record is the one before (which the status
+    /// history would take for a flap between two readings).
+    pub fn transition_view(&self) -> (bool, Option<LastChange>, Option<u64>) {
+        let _t = self.transition();
+        (
+            self.is_alive(),
+            self.last_change(),
+            self.ejected_until_unix_ms(),
+        )
+    }
+
     /// The last transition, if any since the start.
     pub fn last_change(&self) -> Option<LastChange> {
         self.slow

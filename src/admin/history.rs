@@ -154,14 +154,25 @@ struct Seen {
     change_unix_ms: u64,
 }
 
+/// The bucket being counted.
+#[derive(Debug)]
+struct Open {
+    /// Where it starts on the chart (Unix ms): the first reading, then the 10 s grid.
+    start: u64,
+    /// The reading it counts from, and when it was read (Unix ms): its counts cover from then
+    /// to the reading that closes it, which is what its length says (readings come about a
+    /// second apart, so a bucket's counts do not end at its grid mark).
+    base: View,
+    base_ms: u64,
+}
+
 /// The history.
 #[derive(Debug, Default)]
 pub struct History {
-    /// Start of each closed bucket (Unix ms), oldest first, and its length.
+    /// Start of each closed bucket (Unix ms), oldest first, and the time its counts cover.
     starts: VecDeque<(u64, u64)>,
-    /// The open bucket: when it started (Unix ms) and the reading it counts from; `None`
-    /// before the first reading.
-    open: Option<(u64, View)>,
+    /// The open bucket; `None` before the first reading.
+    open: Option<Open>,
     clients: VecDeque<ClientPoint>,
     pools: Vec<PoolSeries>,
     events: VecDeque<Event>,
@@ -176,21 +187,29 @@ impl History {
     /// bucket when its interval is over. Called about once a second.
     pub fn observe(&mut self, view: &View, now_ms: u64) {
         self.note_changes(view, now_ms);
-        let Some((start, base)) = self.open.take() else {
+        let Some(open) = &self.open else {
             // The first bucket starts with the first reading, the others on the 10 s grid.
-            self.open = Some((now_ms, view.clone()));
+            self.open = Some(Open {
+                start: now_ms,
+                base: view.clone(),
+                base_ms: now_ms,
+            });
             return;
         };
         // The bucket ends on the grid: the first one, begun between two marks, at the next.
-        if now_ms < start - start % INTERVAL_MS + INTERVAL_MS {
-            self.open = Some((start, base));
+        if now_ms < open.start - open.start % INTERVAL_MS + INTERVAL_MS {
             return;
         }
         // Closed at the first reading past its end (a late one makes a longer bucket, which
         // its length says; the next starts on the grid again).
-        let end = now_ms - now_ms % INTERVAL_MS;
-        self.close(view, &base, start, end - start);
-        self.open = Some((end, view.clone()));
+        if let Some(open) = self.open.take() {
+            self.close(view, &open.base, open.start, now_ms - open.base_ms);
+        }
+        self.open = Some(Open {
+            start: now_ms - now_ms % INTERVAL_MS,
+            base: view.clone(),
+            base_ms: now_ms,
+        });
     }
 
     fn close(&mut self, view: &View, base: &View, start: u64, len: u64) {
@@ -368,9 +387,9 @@ impl History {
     pub fn json(&self, view: &View, now_ms: u64, since: u64) -> String {
         let first = self.starts.partition_point(|s| s.0 < since);
         let mut starts: Vec<(u64, u64)> = self.starts.iter().skip(first).copied().collect();
-        let open = self.open.as_ref().map(|(start, base)| {
-            starts.push((*start, now_ms.saturating_sub(*start)));
-            base
+        let open = self.open.as_ref().map(|o| {
+            starts.push((o.start, now_ms.saturating_sub(o.base_ms)));
+            &o.base
         });
         let mut o = String::with_capacity(4096);
         let _ = write!(
@@ -705,11 +724,12 @@ mod tests {
             "{j}"
         );
         // The grid's mark passes: the bucket closes with what it counted (the first one, begun
-        // 300 ms past a mark, at the next mark), the next is open.
+        // 300 ms past a mark, at the next mark), the next is open; its length is the time its
+        // counts cover, up to the reading that closed it.
         h.observe(&v1, T0 + 10_100);
         assert_eq!(
             h.starts,
-            [(T0 + 300, 9_700)],
+            [(T0 + 300, 9_800)],
             "the first from the first reading"
         );
         let j = h.json(&v1, T0 + 12_000, 0);
@@ -722,6 +742,11 @@ mod tests {
         let j = h.json(&v1, T0 + 12_000, T0 + 10_000);
         assert!(j.contains(&format!("\"start_unix_ms\":[{}]", T0 + 10_000)));
         assert!(j.contains("\"requests\":[0],\"connections\":[0]"), "{j}");
+        // The open one's counts began with the reading that closed the first (at 10.1 s).
+        assert!(j.contains("\"seconds\":[1.9]"), "{j}");
+        // The next starts on the grid and covers from that reading to the one closing it.
+        h.observe(&v1, T0 + 20_050);
+        assert_eq!(h.starts.back(), Some(&(T0 + 10_000, 9_950)));
     }
 
     #[test]

@@ -220,10 +220,11 @@ pub fn collect(shared: &Shared) -> View {
                     let s = m.state;
                     let primary = !seen.contains(&s.id);
                     seen.push(s.id);
+                    let (up, last_change, ejected_until_unix_ms) = s.transition_view();
                     UpstreamView {
                         address: s.addr().to_string(),
                         name: m.name.clone(),
-                        up: s.is_alive(),
+                        up,
                         weight: m.weight,
                         backup: m.backup,
                         max_conns: (m.max_conns != u32::MAX).then_some(m.max_conns),
@@ -233,11 +234,11 @@ pub fn collect(shared: &Shared) -> View {
                         responses: s.responses(),
                         checks: s.checks(),
                         last_check: s.last_check(),
-                        last_change: s.last_change(),
+                        last_change,
                         histogram: s.histogram(),
                         primary,
                         discovered: m.discovered,
-                        ejected_until_unix_ms: s.ejected_until_unix_ms(),
+                        ejected_until_unix_ms,
                         ejections: s.ejections(),
                         slow_start_left_ms: slow_start_left(p.slow_start_ms, s),
                     }

@@ -82,6 +82,14 @@ fn send_paused(client: &mut ResponseReader, body: &[u8], at: usize) {
     client.send(rest);
 }
 
+/// A 200 answer with `body` framed by Content-Length.
+fn ok_with_length(body: &[u8]) -> Vec<u8> {
+    let mut reply =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    reply.extend_from_slice(body);
+    reply
+}
+
 /// The proxy made pipes (they stay in its pool) only when splicing is on.
 #[track_caller]
 fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
@@ -127,10 +135,11 @@ fn spliced_and_copied_bodies_are_identical() {
 
 #[test]
 fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
-    // The upstream sends each answer at once: the proxy's reads fill its buffer, the body's
-    // start goes through it and the rest by splice once it is through. Bodies around the
-    // pipe's size (256 KiB), to a client that reads at once and to one that lets the proxy's
-    // output fill first.
+    // The upstream sends each answer at once: the proxy's first read holds the head and the
+    // body's start, more than the client's buffer takes, and the rest of the body goes by
+    // splice from there, the pipe filling while those bytes wait (it may take the whole rest
+    // before they are out). Bodies around the pipe's size (256 KiB), to a client that reads
+    // at once and to one that lets the proxy's output fill first.
     const SIZES: [usize; 4] = [
         100 * 1024 + 1,
         200 * 1024,
@@ -143,11 +152,7 @@ fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
             .trim_start_matches('/')
             .parse()
             .unwrap_or(0);
-        let body = bytes(SIZES[k % SIZES.len()], k as u8);
-        let mut reply =
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-        reply.extend(body);
-        Reply::KeepAlive(reply)
+        Reply::KeepAlive(ok_with_length(&bytes(SIZES[k % SIZES.len()], k as u8)))
     });
     let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
     let base = open_fds(proxy.pid(), "pipe");
@@ -167,6 +172,29 @@ fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
         );
     }
     assert_pipes_used(&proxy, base, "64k");
+}
+
+#[test]
+fn a_long_body_from_a_fast_upstream_goes_by_splice_before_the_client_reads() {
+    // The upstream sends head and body at once and the client reads nothing yet: the proxy's
+    // first read fills its buffer, more than the client's buffer takes, and the rest of the
+    // body goes by splice behind it: a pipe is lent while the client has read nothing, and the
+    // client gets the buffered bytes first, then the pipe's. (The copy path forwards a buffer
+    // minus the room kept for an answer of our own, so a buffer refilled by each read never
+    // empties: a span waiting for an empty buffer began only when the upstream paused.)
+    let backend = RawBackend::start(|_| Reply::KeepAlive(ok_with_length(&bytes(BODY, 7))));
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
+    let base = open_fds(proxy.pid(), "pipe");
+    let mut client = ResponseReader::connect(proxy.addr());
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while open_fds(proxy.pid(), "pipe") < base + 2 {
+        assert!(Instant::now() < deadline, "no pipe lent for the body");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let resp = client.read_response("GET");
+    assert_eq!(resp.status, 200);
+    assert_long_bytes_eq(&resp.body, &bytes(BODY, 7), "body");
 }
 
 #[test]
@@ -380,9 +408,7 @@ fn bytes_past_a_spliced_body_keep_the_upstream_connection_from_reuse() {
     // The whole answer arrives at once, so no readiness event comes after the span: only a
     // look into the socket finds the stray bytes.
     let body = bytes(80 * 1024, 6);
-    let mut reply =
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-    reply.extend_from_slice(&body);
+    let mut reply = ok_with_length(&body);
     reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!");
     let backend = RawBackend::start(move |_| Reply::KeepAlive(reply.clone()));
     for splice_min in SPLICE_MINS {

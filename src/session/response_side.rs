@@ -145,10 +145,14 @@ impl Session {
                         }
                     }
                 }
-                Phase::Streaming(ResponseBody::Length(_) | ResponseBody::Chunked(..))
-                    if self.down_span.is_some() =>
-                {
+                Phase::Streaming(ResponseBody::Chunked(..)) if self.down_span.is_some() => {
                     // A span of the body is under way: `pump_response_span` moves it.
+                    return Ok(progress);
+                }
+                Phase::Streaming(ResponseBody::Length(rem))
+                    if self.down_span.as_ref().is_some_and(|s| s.to_read() == *rem) =>
+                {
+                    // The span has the rest of the body: `pump_response_span` moves it.
                     return Ok(progress);
                 }
                 Phase::Streaming(ResponseBody::Length(rem)) => {
@@ -163,15 +167,21 @@ impl Session {
                         progress = true;
                     }
                     if *rem == 0 {
-                        ex.phase = Phase::Draining;
+                        // A span lent behind these bytes may still hold the body's end.
+                        if self.down_span.is_none() {
+                            ex.phase = Phase::Draining;
+                        }
                     } else if up_eof && self.uin.is_empty() {
                         warn!("upstream {} closed mid-body", up.flight.upstream().name());
                         return Err(Fail::Abort);
-                    } else if self.uin.is_empty() {
-                        // What came with the head is through: the rest may go by splice.
+                    } else if self.down_span.is_none() && (self.uin.len() as u64) < *rem {
+                        // What the upstream has not sent yet may go by splice, behind what
+                        // is read already (the client has it before the pipe's bytes); the
+                        // upstream socket is read by the span from now on.
+                        let unread = *rem - self.uin.len() as u64;
                         self.down_span = lend_span(
                             ctx.pipes,
-                            *rem,
+                            unread,
                             self.splice_min(ctx.cfg.splice_min_response),
                         );
                         progress |= self.down_span.is_some();
@@ -258,8 +268,13 @@ impl Session {
         let Some(up) = self.upstream.get_mut() else {
             return Err(Fail::Abort);
         };
-        // The span's bytes come after everything queued before it (the head, the size line).
-        let ready = self.cout.is_empty();
+        // The span's bytes come after everything queued before it (the head, the size line,
+        // body bytes read before the span began: those the body's count has beyond the span's).
+        let ready = self.cout.is_empty()
+            && match &ex.phase {
+                Phase::Streaming(ResponseBody::Length(rem)) => *rem == span.to_read(),
+                _ => true,
+            };
         let moved = match move_span(span, &mut up.peer, &mut self.client, ready) {
             Ok(m) => m,
             Err(SpanError::Source(e)) => {
@@ -288,7 +303,7 @@ impl Session {
                 span.finish(ctx.pipes);
             }
             progress = true;
-        } else if up.peer.eof && span.held() == 0 {
+        } else if up.peer.eof && span.held() == 0 && ready {
             // Every byte the upstream sent has reached the client, which now sees a close in
             // the middle of the body.
             warn!("upstream {} closed mid-body", up.flight.upstream().name());

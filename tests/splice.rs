@@ -90,6 +90,19 @@ fn ok_with_length(body: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// A backend that answers `GET /K` with a 200 of `bytes(sizes[K % sizes.len()], K)`, head and
+/// body in one write.
+fn sized_backend(sizes: &'static [usize]) -> RawBackend {
+    RawBackend::start(move |req| {
+        let target = req.split(|&b| b == b' ').nth(1).unwrap_or_default();
+        let k: usize = String::from_utf8_lossy(target)
+            .trim_start_matches('/')
+            .parse()
+            .unwrap_or(0);
+        Reply::KeepAlive(ok_with_length(&bytes(sizes[k % sizes.len()], k as u8)))
+    })
+}
+
 /// The proxy made pipes (they stay in its pool) only when splicing is on.
 #[track_caller]
 fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
@@ -146,14 +159,7 @@ fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
         300 * 1024 + 5,
         3 * 1024 * 1024 + 17,
     ];
-    let backend = RawBackend::start(|req| {
-        let target = req.split(|&b| b == b' ').nth(1).unwrap_or_default();
-        let k: usize = String::from_utf8_lossy(target)
-            .trim_start_matches('/')
-            .parse()
-            .unwrap_or(0);
-        Reply::KeepAlive(ok_with_length(&bytes(SIZES[k % SIZES.len()], k as u8)))
-    });
+    let backend = sized_backend(&SIZES);
     let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
     let base = open_fds(proxy.pid(), "pipe");
     let mut client = ResponseReader::connect(proxy.addr());
@@ -195,6 +201,34 @@ fn a_long_body_from_a_fast_upstream_goes_by_splice_before_the_client_reads() {
     let resp = client.read_response("GET");
     assert_eq!(resp.status, 200);
     assert_long_bytes_eq(&resp.body, &bytes(BODY, 7), "body");
+}
+
+#[test]
+fn a_spliced_body_ends_its_exchange_at_once() {
+    // Head and body come at once and the span takes the whole rest in one pull, before the
+    // bytes read with the head are out: when the pipe's last byte leaves, no socket has more
+    // to say. The exchange must end then (here with the close `Connection: close` asks for),
+    // not when a read timeout (60 s) finds it. Each read below waits at most IO_TIMEOUT.
+    const SIZES: [usize; 3] = [200 * 1024, 300 * 1024 + 5, BODY];
+    let backend = sized_backend(&SIZES);
+    let proxy = Proxy::with_upstreams(&[backend.port()], &["--splice-min", "64k"]);
+    for k in 0..2 * SIZES.len() {
+        let mut client = connect(proxy.addr());
+        client
+            .write_all(
+                format!("GET /{k} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("sending request {k}: {e}"));
+        let answer = read_until_eof(&mut client, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("answer {k} did not end with a close: {e}"));
+        let body = after_head(&answer);
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "answer {k}");
+        assert_long_bytes_eq(
+            body,
+            &bytes(SIZES[k % SIZES.len()], k as u8),
+            &format!("body {k}"),
+        );
+    }
 }
 
 #[test]
@@ -407,7 +441,7 @@ fn bytes_past_a_spliced_body_keep_the_upstream_connection_from_reuse() {
     // response nobody asked for) stays in its socket, and must not answer the next request.
     // The whole answer arrives at once, so no readiness event comes after the span: only a
     // look into the socket finds the stray bytes.
-    let body = bytes(80 * 1024, 6);
+    let body = bytes(200 * 1024, 6);
     let mut reply = ok_with_length(&body);
     reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!");
     let backend = RawBackend::start(move |_| Reply::KeepAlive(reply.clone()));

@@ -302,6 +302,12 @@ impl Session {
             if let Some(span) = self.down_span.take() {
                 span.finish(ctx.pipes);
             }
+            // A pipe pushes only once the bytes read before it are out, so a body counted to
+            // its end is through: the exchange drains now (no later round need come, as the
+            // sockets may be quiet).
+            if matches!(ex.phase, Phase::Streaming(ResponseBody::Length(0))) {
+                ex.phase = Phase::Draining;
+            }
             progress = true;
         } else if up.peer.eof && span.held() == 0 && ready {
             // Every byte the upstream sent has reached the client, which now sees a close in

@@ -187,29 +187,23 @@ impl History {
     /// bucket when its interval is over. Called about once a second.
     pub fn observe(&mut self, view: &View, now_ms: u64) {
         self.note_changes(view, now_ms);
-        let Some(open) = &self.open else {
+        let start = match &self.open {
             // The first bucket starts with the first reading, the others on the 10 s grid.
-            self.open = Some(Open {
-                start: now_ms,
-                base: view.clone(),
-                base_ms: now_ms,
-            });
-            return;
+            None => now_ms,
+            // The bucket ends on the grid: the first one, begun between two marks, at the next.
+            Some(open) if now_ms < open.start - open.start % INTERVAL_MS + INTERVAL_MS => return,
+            // Closed at the first reading past its end (a late one makes a longer bucket,
+            // which its length says; the next starts on the grid again).
+            Some(_) => now_ms - now_ms % INTERVAL_MS,
         };
-        // The bucket ends on the grid: the first one, begun between two marks, at the next.
-        if now_ms < open.start - open.start % INTERVAL_MS + INTERVAL_MS {
-            return;
-        }
-        // Closed at the first reading past its end (a late one makes a longer bucket, which
-        // its length says; the next starts on the grid again).
-        if let Some(open) = self.open.take() {
-            self.close(view, &open.base, open.start, now_ms - open.base_ms);
-        }
-        self.open = Some(Open {
-            start: now_ms - now_ms % INTERVAL_MS,
+        let next = Open {
+            start,
             base: view.clone(),
             base_ms: now_ms,
-        });
+        };
+        if let Some(open) = self.open.replace(next) {
+            self.close(view, &open.base, open.start, now_ms - open.base_ms);
+        }
     }
 
     fn close(&mut self, view: &View, base: &View, start: u64, len: u64) {

@@ -176,10 +176,14 @@ pub struct UpstreamView {
     pub slow_start_left_ms: Option<u64>,
 }
 
-/// How long `s` stays in its pool's slow start (`None`: not in one).
-fn slow_start_left(slow_start_ms: u64, s: &crate::upstream::UpstreamState) -> Option<u64> {
+/// How long `s`, up when read (`up`), stays in its pool's slow start (`None`: not in one).
+fn slow_start_left(
+    slow_start_ms: u64,
+    s: &crate::upstream::UpstreamState,
+    up: bool,
+) -> Option<u64> {
     let since = s.up_since_ms();
-    if slow_start_ms == 0 || since == 0 || !s.is_alive() {
+    if slow_start_ms == 0 || since == 0 || !up {
         return None;
     }
     let elapsed = crate::upstream::mono_ms().saturating_sub(since);
@@ -240,7 +244,7 @@ pub fn collect(shared: &Shared) -> View {
                         discovered: m.discovered,
                         ejected_until_unix_ms,
                         ejections: s.ejections(),
-                        slow_start_left_ms: slow_start_left(p.slow_start_ms, s),
+                        slow_start_left_ms: slow_start_left(p.slow_start_ms, s, up),
                     }
                 })
                 .collect(),

@@ -4,11 +4,14 @@
     benches/splice_sizes.py [--sizes 256k,512k,1m,2m] [--rounds 3] [--seconds 5] [--conns 16]
                             [--variants copy:0,splice:128k] [--binary target/release/goround-mio]
 
+A variant may name its own binary (`NAME:SPLICE_MIN:BINARY`), so two builds compare in
+alternating runs: `--variants before:0:/tmp/goround-before,after:0` compares copied responses.
+
 One nginx backend (one worker, sendfile on, as benches/load's) serves a file of each size; for
-each size and round, one goround-mio per variant (`NAME:SPLICE_MIN`, given as `--splice-min`)
-is started on a fresh port, pinned to core 0, and wrk (one thread, `--conns` keep-alive
-connections, pinned to core 1 with the backend) fetches the file for `--seconds` after a 1 s
-warm-up. Variants alternate within a round. Reported per run: the proxy's CPU time (user +
+each size and round, one goround-mio per variant (`NAME:SPLICE_MIN[:BINARY]`, SPLICE_MIN given
+as `--splice-min`) is started on a fresh port, pinned to core 0, and wrk (one thread, `--conns`
+keep-alive connections, pinned to core 1 with the backend) fetches the file for `--seconds`
+after a 1 s warm-up. Variants alternate within a round. Reported per run: the proxy's CPU time (user +
 system, /proc/PID/stat) per request, requests per second, wrk's p99; then, per size, the
 medians and the ratio of the second variant's CPU to the first's. Needs nginx, wrk, taskset.
 Every process it starts is killed on exit; traffic stays on 127.0.0.1.
@@ -97,13 +100,18 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--variants", default="copy:0,splice:128k",
-                    help="NAME:SPLICE_MIN,... (the first is the ratios' base)")
+                    help="NAME:SPLICE_MIN[:BINARY],NAME:SPLICE_MIN[:BINARY] (the first is the"
+                    " ratios' base; BINARY defaults to --binary)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "goround-mio"))
     args = ap.parse_args()
     sizes = [(s, parse_size(s)) for s in args.sizes.split(",")]
-    variants = [tuple(v.split(":", 1)) for v in args.variants.split(",")]
-    if len(variants) != 2 or any(len(v) != 2 or not v[0] for v in variants):
-        ap.error("--variants takes two NAME:SPLICE_MIN, e.g. copy:0,splice:128k")
+    variants = [v.split(":", 2) for v in args.variants.split(",")]
+    if len(variants) != 2 or any(len(v) < 2 or not v[0] for v in variants):
+        ap.error("--variants takes two NAME:SPLICE_MIN[:BINARY], e.g. copy:0,splice:128k")
+    variants = [(v[0], v[1], v[2] if len(v) == 3 else args.binary) for v in variants]
+    for _, _, binary in variants:
+        if not os.access(binary, os.X_OK):
+            ap.error(f"no executable at {binary}")
     if args.rounds < 1 or args.seconds < 1:
         ap.error("--rounds and --seconds take a positive number")
     tmp = tempfile.mkdtemp(prefix="goround-splice-")
@@ -124,9 +132,9 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000; keepalive_timeo
     results = {}
     for rnd in range(args.rounds):
         for name, _ in sizes:
-            for variant, splice_min in variants:
+            for variant, splice_min, binary in variants:
                 port = free_port()
-                proxy = start([args.binary, "--listen", f"127.0.0.1:{port}", "--upstream",
+                proxy = start([binary, "--listen", f"127.0.0.1:{port}", "--upstream",
                                f"127.0.0.1:{backend_port}", "-qq", "--splice-min", splice_min],
                               "0")
                 wait_port(port, proxy)

@@ -214,6 +214,33 @@ impl Buffer {
         n
     }
 
+    /// Move the first `n` queued bytes of `from` behind the bytes queued here, as many as fit
+    /// (storage taken from `pool`); returns how many moved. Into an empty buffer of the same
+    /// capacity the two storages trade places instead, and only what `from` keeps beyond `n`
+    /// is copied back: a body on its way from one socket to the other is then not copied.
+    pub fn move_from(&mut self, from: &mut Buffer, n: usize, pool: &mut BufPool) -> usize {
+        let n = n.min(from.len());
+        let keep = from.len() - n;
+        if self.is_empty() && self.cap == from.cap && n > keep {
+            std::mem::swap(&mut self.data, &mut from.data);
+            self.start = from.start;
+            self.end = from.end - keep as u32;
+            from.clear();
+            if keep > 0 {
+                from.attach(pool);
+                let hi = self.hi();
+                from.data.as_mut_slice()[..keep]
+                    .copy_from_slice(&self.data.as_slice()[hi..hi + keep]);
+                from.end = keep as u32;
+            }
+            return n;
+        }
+        self.attach(pool);
+        let moved = self.extend(&from.data()[..n]);
+        from.consume(moved);
+        moved
+    }
+
     /// Queue all of `bytes`, or nothing when they do not fit (false). For what must never be
     /// cut, such as a head.
     #[must_use]
@@ -407,6 +434,49 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_move_into_an_empty_buffer_trades_storage_and_copies_back_only_the_rest() {
+        let mut pool = BufPool::new(16);
+        let filled = |pool: &mut BufPool, cap: usize, bytes: &[u8], eaten: usize| {
+            let mut b = Buffer::new(cap);
+            b.attach(pool);
+            assert_eq!(b.extend(bytes), bytes.len());
+            b.consume(eaten);
+            b
+        };
+
+        // Empty, same capacity, most of `from` moving: the storages trade places.
+        let mut from = filled(&mut pool, 64, b"HEAD0123456789", 4);
+        let storage = from.data().as_ptr();
+        let mut to = Buffer::new(64);
+        assert_eq!(to.move_from(&mut from, 8, &mut pool), 8);
+        assert_eq!((to.data(), from.data()), (&b"01234567"[..], &b"89"[..]));
+        assert_eq!(to.data().as_ptr(), storage, "moved without a copy");
+        assert_eq!((to.room(), from.room()), (56, 62));
+        // Everything moving: `from` keeps nothing, not even storage to copy into.
+        let mut to2 = Buffer::new(64);
+        assert_eq!(to2.move_from(&mut to, 100, &mut pool), 8);
+        assert_eq!((to2.data(), to.is_empty()), (&b"01234567"[..], true));
+
+        // Bytes queued already: copied behind them, as many as fit.
+        let mut from = filled(&mut pool, 64, b"wxyz", 0);
+        let mut to = filled(&mut pool, 6, b"abc", 0);
+        assert_eq!(to.move_from(&mut from, 4, &mut pool), 3);
+        assert_eq!((to.data(), from.data()), (&b"abcwxy"[..], &b"z"[..]));
+
+        // Another capacity, or more kept than moved: copied.
+        let mut from = filled(&mut pool, 64, b"0123", 0);
+        let storage = from.data().as_ptr();
+        let mut to = Buffer::new(32);
+        assert_eq!(to.move_from(&mut from, 4, &mut pool), 4);
+        assert_ne!(to.data().as_ptr(), storage);
+        assert_eq!((to.data(), from.is_empty()), (&b"0123"[..], true));
+        let mut from = filled(&mut pool, 64, b"0123", 0);
+        let mut to = Buffer::new(64);
+        assert_eq!(to.move_from(&mut from, 2, &mut pool), 2);
+        assert_eq!((to.data(), from.data()), (&b"01"[..], &b"23"[..]));
+    }
 
     #[test]
     fn starts_unallocated_and_releases_when_empty() {

@@ -160,9 +160,7 @@ impl Session {
                         .min(self.uin.len() as u64)
                         .min(forward_room(&self.cout) as u64) as usize;
                     if n > 0 {
-                        self.cout.attach(ctx.bufs);
-                        self.cout.extend(&self.uin.data()[..n]);
-                        self.uin.consume(n);
+                        self.cout.move_from(&mut self.uin, n, ctx.bufs);
                         *rem -= n as u64;
                         progress = true;
                     }
@@ -228,10 +226,7 @@ impl Session {
                 }
                 Phase::Streaming(ResponseBody::UntilClose) => {
                     let len = self.uin.len().min(forward_room(&self.cout));
-                    self.cout.attach(ctx.bufs);
-                    let n = self.cout.extend(&self.uin.data()[..len]);
-                    if n > 0 {
-                        self.uin.consume(n);
+                    if self.cout.move_from(&mut self.uin, len, ctx.bufs) > 0 {
                         progress = true;
                     }
                     if up_eof && self.uin.is_empty() {

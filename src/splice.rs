@@ -8,9 +8,15 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// Pipe capacity asked for (F_SETPIPE_SZ): fewer splice calls per MiB than the 64 KiB default.
 const PIPE_SIZE: usize = 256 * 1024;
+
+/// After a pipe could not be made (descriptors or the pipe quota exhausted), no new one is
+/// tried for this long: a body in pieces asks for one at every pass, and each failing try
+/// would be one more syscall while the system is short of what it needs.
+const PIPE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// One pipe: what is spliced in at one end comes out at the other.
 #[derive(Debug)]
@@ -207,6 +213,8 @@ pub struct PipePool {
     live: usize,
     /// Most pipes at once.
     max: usize,
+    /// No new pipe is tried before this (the last try failed).
+    retry_at: Option<Instant>,
 }
 
 impl PipePool {
@@ -216,24 +224,41 @@ impl PipePool {
             free: Vec::new(),
             live: 0,
             max,
+            retry_at: None,
         }
     }
 
-    /// An empty pipe, or `None` when all are lent (the copy path then does the work).
+    /// An empty pipe, or `None` when all are lent or none can be made now (the copy path then
+    /// does the work).
     pub fn take(&mut self) -> Option<Pipe> {
+        self.take_made_by(Pipe::new)
+    }
+
+    /// `take`, with `make` making a new pipe.
+    fn take_made_by(&mut self, make: impl FnOnce() -> io::Result<Pipe>) -> Option<Pipe> {
         if let Some(p) = self.free.pop() {
             return Some(p);
         }
         if self.live >= self.max {
             return None;
         }
-        match Pipe::new() {
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return None;
+            }
+            self.retry_at = None;
+        }
+        match make() {
             Ok(p) => {
                 self.live += 1;
                 Some(p)
             }
             Err(e) => {
-                log::debug!("no pipe for splice: {e}");
+                log::warn!(
+                    "no pipe for splice ({e}): bodies are copied, and no pipe is tried for {} s",
+                    PIPE_RETRY_AFTER.as_secs()
+                );
+                self.retry_at = Some(Instant::now() + PIPE_RETRY_AFTER);
                 None
             }
         }
@@ -294,6 +319,20 @@ mod tests {
         pool.put(p);
         assert_eq!(pool.lent(), 0);
         assert!(pool.take().is_some());
+    }
+
+    #[test]
+    fn after_a_failed_pipe_none_is_tried_for_a_while() {
+        let mut pool = PipePool::new(4);
+        let emfile = || Err(io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(pool.take_made_by(emfile).is_none());
+        let not_called = || -> io::Result<Pipe> { panic!("tried again within the back-off") };
+        assert!(pool.take_made_by(not_called).is_none());
+        assert_eq!(pool.lent(), 0);
+        // Once the back-off is over, the next request tries again.
+        pool.retry_at = Some(Instant::now() - Duration::from_millis(1));
+        assert!(pool.take_made_by(Pipe::new).is_some());
+        assert_eq!((pool.lent(), pool.retry_at), (1, None));
     }
 
     /// Two connected sockets: (what we write into, what the span reads from).

@@ -473,9 +473,15 @@ mod tests {
         assert_ne!(to.data().as_ptr(), storage);
         assert_eq!((to.data(), from.is_empty()), (&b"0123"[..], true));
         let mut from = filled(&mut pool, 64, b"0123", 0);
+        let storage = from.data().as_ptr();
         let mut to = Buffer::new(64);
         assert_eq!(to.move_from(&mut from, 2, &mut pool), 2);
         assert_eq!((to.data(), from.data()), (&b"01"[..], &b"23"[..]));
+        assert_eq!(
+            from.data().as_ptr(),
+            storage.wrapping_add(2),
+            "`from` kept its storage"
+        );
     }
 
     #[test]

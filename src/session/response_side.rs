@@ -160,8 +160,9 @@ impl Session {
                         .min(self.uin.len() as u64)
                         .min(forward_room(&self.cout) as u64) as usize;
                     if n > 0 {
-                        self.cout.move_from(&mut self.uin, n, ctx.bufs);
-                        *rem -= n as u64;
+                        // All `n` fit (`forward_room`); the count is still what moved.
+                        let moved = self.cout.move_from(&mut self.uin, n, ctx.bufs);
+                        *rem -= moved as u64;
                         progress = true;
                     }
                     if *rem == 0 {

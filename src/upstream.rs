@@ -872,14 +872,23 @@ impl RetryBudget {
     /// Add what each member (state id, requests sent so far) was sent since the last look;
     /// the pool's total now. A member seen for the first time counts from now on, one that
     /// left keeps what it added.
-    pub fn observe(&mut self, members: &[(usize, u64)]) -> u64 {
-        let mut seen = HashMap::with_capacity(members.len());
-        for &(id, sent) in members {
-            let before = self.seen.get(&id).copied().unwrap_or(sent);
-            self.total += sent.saturating_sub(before);
-            seen.insert(id, sent);
+    /// (Kept in place: a look once a second allocates nothing unless the members changed.)
+    pub fn observe<I>(&mut self, members: I) -> u64
+    where
+        I: Iterator<Item = (usize, u64)> + Clone,
+    {
+        let mut count = 0;
+        for (id, sent) in members.clone() {
+            count += 1;
+            let before = self.seen.entry(id).or_insert(sent);
+            self.total += sent.saturating_sub(*before);
+            *before = sent;
         }
-        self.seen = seen;
+        if self.seen.len() > count {
+            // Members left: forget them (one that comes back counts from then on).
+            self.seen
+                .retain(|id, _| members.clone().any(|(member, _)| member == *id));
+        }
         self.total
     }
 
@@ -1358,18 +1367,22 @@ mod tests {
     fn the_retry_budget_total_only_grows_as_members_come_and_go() {
         let mut b = RetryBudget::default();
         assert_eq!(
-            b.observe(&[(1, 100), (2, 50)]),
+            b.observe([(1, 100), (2, 50)].into_iter()),
             0,
             "counted from the first look"
         );
-        assert_eq!(b.observe(&[(1, 130), (2, 60)]), 40);
-        assert_eq!(b.observe(&[(1, 135)]), 45, "2 left: what it added stays");
+        assert_eq!(b.observe([(1, 130), (2, 60)].into_iter()), 40);
         assert_eq!(
-            b.observe(&[(1, 135), (2, 0)]),
+            b.observe([(1, 135)].into_iter()),
+            45,
+            "2 left: what it added stays"
+        );
+        assert_eq!(
+            b.observe([(1, 135), (2, 0)].into_iter()),
             45,
             "2 back, reset: from now on"
         );
-        assert_eq!(b.observe(&[(1, 136), (2, 4)]), 50);
+        assert_eq!(b.observe([(1, 136), (2, 4)].into_iter()), 50);
     }
 
     #[test]

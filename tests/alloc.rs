@@ -132,10 +132,12 @@ fn proxying_a_request_allocates_nothing_after_warm_up() {
     let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
     let requests = REQUESTS_PER_CONN * conns.len();
     println!("{allocated} allocations for {requests} proxied requests after warm-up");
-    // A per-request allocation would show up as thousands; a stray one (a timer slot growing)
-    // is tolerated.
+    // A per-request allocation would show up as thousands. What is tolerated grows with time,
+    // not requests: a timer-wheel slot allocates the first time a deadline lands in it, and
+    // the periodic timers reach new slots for the wheel's first rotation (10 s), so a slow
+    // run (a busy CI machine) sees more of them: 10-13 here, 16-18 on a loaded machine.
     assert!(
-        allocated < 16,
+        allocated < (requests / 200) as u64,
         "{allocated} allocations for {requests} requests"
     );
 

@@ -9,13 +9,12 @@ use std::sync::MutexGuard;
 
 /// The pool's budget, brought up to date with what its members were sent.
 fn observed(pool: &Pool) -> (MutexGuard<'_, RetryBudget>, u64) {
-    let counts: Vec<(usize, u64)> = pool
+    let counts = pool
         .members
         .iter()
-        .map(|m| (m.state.id, m.state.requests()))
-        .collect();
+        .map(|m| (m.state.id, m.state.requests()));
     let mut b = pool.shared.budget.lock().unwrap_or_else(|p| p.into_inner());
-    let sent = b.observe(&counts);
+    let sent = b.observe(counts);
     (b, sent)
 }
 

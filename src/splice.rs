@@ -6,6 +6,7 @@
 //! one page; so a worker keeps a small bounded pool of pipes and lends one to a connection only
 //! for the length of a span.
 
+use crate::clock::Tick;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -17,6 +18,18 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// tried for this long: a body in pieces asks for one at every pass, and each failing try
 /// would be one more syscall while the system is short of what it needs.
 const PIPE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// While a batched span has at least twice this much to read, its source socket reports
+/// readable only once this much is queued (SO_RCVLOWAT; the kernel still wakes at the end of
+/// stream, and when the receive window cannot hold a batch). A sender faster than the proxy
+/// otherwise wakes it for every segment loopback delivers (64 KiB): with 1 MiB responses from
+/// nginx, 16 connections and the proxy pinned to its own core (`../shared/bench/run.py`
+/// scenario c, 2026-12-07), 128 KiB took its context switches per response from 3.7 to 2.2,
+/// its splice calls from 22 to 16 and its CPU per response 4-8 % down (benches/README.md,
+/// "Reads in batches"); 256 KiB did as well, 64 KiB no better than none.
+/// Linux leaves splice(2) and nonblocking reads free to take fewer bytes than the mark, and
+/// raises a smaller receive buffer to hold two batches (its autotuning grows it on from there).
+pub const BATCH: usize = 128 * 1024;
 
 /// One pipe: what is spliced in at one end comes out at the other.
 #[derive(Debug)]
@@ -109,6 +122,26 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// Set the socket's SO_RCVLOWAT: epoll reports it readable once `bytes` are queued.
+fn set_rcvlowat(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads one int from the variable we own, of the size we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// What one pull from the source socket into a span's pipe did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pulled {
@@ -131,12 +164,86 @@ pub struct Span {
     pipe: Pipe,
     /// Bytes still to take from the source socket.
     to_read: u64,
+    /// Whether reads from the source wait for a batch.
+    batch: Batch,
+}
+
+/// A span's use of SO_RCVLOWAT on its source socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// Not for this span (unbounded, or its source is a client).
+    Never,
+    /// Batched once the first pull finds it long enough.
+    Ready,
+    /// The source has `BATCH` as its low-water mark. `drained_at`: when a pull last found the
+    /// socket empty, if no bytes came since: bytes arriving below the mark raise no event, so
+    /// from then on some may be waiting.
+    On { drained_at: Option<Tick> },
+    /// Back to one byte: the span's last two batches, or a source slower than a batch per
+    /// wait. Not again for this span.
+    Off,
 }
 
 impl Span {
     /// A span of `len` bytes (`u64::MAX`: until the source's end) through `pipe`.
     pub fn new(pipe: Pipe, len: u64) -> Span {
-        Span { pipe, to_read: len }
+        Span {
+            pipe,
+            to_read: len,
+            batch: Batch::Never,
+        }
+    }
+
+    /// A span of `len` bytes whose source reads wait for a batch ([`BATCH`]) while it is
+    /// long. The source must be sending at least `len` more bytes (a body of known length).
+    pub fn batched(pipe: Pipe, len: u64) -> Span {
+        Span {
+            pipe,
+            to_read: len,
+            batch: Batch::Ready,
+        }
+    }
+
+    /// The source waits for a batch: a slow sender's bytes sit in its socket until
+    /// [`unbatch`](Self::unbatch).
+    pub fn batching(&self) -> bool {
+        matches!(self.batch, Batch::On { .. })
+    }
+
+    /// Note what a pull did at `now` (`pulled` bytes; `drained`: the socket was empty).
+    pub fn note_pull(&mut self, pulled: usize, drained: bool, now: Tick) {
+        if let Batch::On { drained_at } = &mut self.batch {
+            if pulled > 0 {
+                *drained_at = None;
+            } else if drained && drained_at.is_none() {
+                *drained_at = Some(now);
+            }
+        }
+    }
+
+    /// Since when the source may hold bytes below the mark: found empty, nothing since.
+    pub fn batch_waiting_since(&self) -> Option<Tick> {
+        match self.batch {
+            Batch::On { drained_at } => drained_at,
+            _ => None,
+        }
+    }
+
+    /// The source socket is gone: nothing to set back, and no wait to watch.
+    pub fn forget_batch(&mut self) {
+        if self.batching() {
+            self.batch = Batch::Off;
+        }
+    }
+
+    /// Reads from `from` (the source) go back to waking at one byte, for the rest of the span.
+    /// An error leaves the socket's mark unknown: the connection must not serve again.
+    pub fn unbatch(&mut self, from: RawFd) -> io::Result<()> {
+        if self.batching() {
+            set_rcvlowat(from, 1)?;
+            self.batch = Batch::Off;
+        }
+        Ok(())
     }
 
     /// Bytes still to take from the source.
@@ -166,11 +273,24 @@ impl Span {
         if want == 0 {
             return Ok(Pulled::Blocked);
         }
+        let batch_len = 2 * BATCH as u64;
+        if self.batch == Batch::Ready && self.to_read >= batch_len {
+            // Without the mark the span goes on unbatched: nothing is lost but wakeups.
+            self.batch = match set_rcvlowat(from, BATCH) {
+                Ok(()) => Batch::On { drained_at: None },
+                Err(_) => Batch::Off,
+            };
+        }
         loop {
             match self.pipe.fill_from(from, want) {
                 Ok(0) => return Ok(Pulled::Eof),
                 Ok(n) => {
                     self.to_read -= n as u64;
+                    // The last bytes come unbatched, and the socket is back to its usual mark
+                    // before anything past the span (the next head) is read from it.
+                    if self.to_read < batch_len {
+                        self.unbatch(from)?;
+                    }
                     return Ok(Pulled::Bytes(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -406,5 +526,123 @@ mod tests {
         }
         assert_eq!(seen.iter().sum::<usize>(), 4);
         assert_eq!(rest.held(), 4);
+    }
+
+    /// The socket's SO_RCVLOWAT.
+    fn rcvlowat(s: &TcpStream) -> libc::c_int {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int and its length into variables we own.
+        let r = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+        v
+    }
+
+    // The kernel caps the mark at half of `net.ipv4.tcp_rmem`'s largest buffer (6 MiB by
+    // default): a batch is far below.
+    #[test]
+    fn a_long_span_reads_in_batches_until_its_last_two() {
+        const LEN: usize = 5 * BATCH + 7;
+        let (mut a, b) = socket_pair();
+        let (c, mut d) = socket_pair();
+        let sender = std::thread::spawn(move || a.write_all(&vec![7u8; LEN]));
+        d.set_nonblocking(false).unwrap();
+        let sink = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            d.read_to_end(&mut got).map(|_| got.len())
+        });
+        let mut span = Span::batched(Pipe::new().unwrap(), LEN as u64);
+        assert!(!span.batching(), "no mark before the first pull");
+        let mut marks = Vec::new();
+        while !span.is_done() {
+            let before = span.to_read();
+            match span.pull(b.as_raw_fd()).unwrap() {
+                Pulled::Bytes(_) => {}
+                Pulled::Drained | Pulled::Blocked => std::thread::yield_now(),
+                Pulled::Eof => panic!("the sender stopped short"),
+            }
+            if span.to_read() != before {
+                marks.push((before, rcvlowat(&b)));
+            }
+            span.push(c.as_raw_fd()).unwrap();
+        }
+        // Every pull that began with two batches or more to come left the mark at a batch;
+        // the pull that took the span below two batches set it back to one byte.
+        let mut ended = false;
+        for (i, &(before, after_pull)) in marks.iter().enumerate() {
+            let left_after = marks.get(i + 1).map_or(0, |&(b, _)| b);
+            if left_after >= 2 * BATCH as u64 {
+                assert_eq!(after_pull, BATCH as libc::c_int, "pull from {before} left");
+            } else {
+                assert_eq!(after_pull, 1, "pull from {before} left");
+                ended = true;
+            }
+        }
+        assert!(ended && !span.batching());
+        assert_eq!(rcvlowat(&b), 1);
+        drop(c);
+        sender.join().unwrap().unwrap();
+        assert_eq!(sink.join().unwrap().unwrap(), LEN);
+    }
+
+    #[test]
+    fn unbatching_sets_the_mark_back_once_and_for_good() {
+        const LEN: usize = 4 * BATCH;
+        let (mut a, b) = socket_pair();
+        let mut span = Span::batched(Pipe::new().unwrap(), LEN as u64);
+        a.write_all(b"first").unwrap();
+        while span.to_read() == LEN as u64 {
+            let _ = span.pull(b.as_raw_fd()).unwrap();
+            std::thread::yield_now();
+        }
+        assert!(span.batching());
+        assert_eq!(rcvlowat(&b), BATCH as libc::c_int);
+        // A wait starts when a pull finds the socket empty and lasts until bytes come.
+        let (t1, t2) = (Tick::from_ns(1_000), Tick::from_ns(2_000));
+        assert_eq!(span.batch_waiting_since(), None);
+        span.note_pull(0, false, t1);
+        assert_eq!(
+            span.batch_waiting_since(),
+            None,
+            "blocked on the pipe: no wait"
+        );
+        span.note_pull(0, true, t1);
+        span.note_pull(0, true, t2);
+        assert_eq!(span.batch_waiting_since(), Some(t1));
+        span.note_pull(5, false, t2);
+        assert_eq!(span.batch_waiting_since(), None);
+        span.note_pull(0, true, t2);
+        assert_eq!(span.batch_waiting_since(), Some(t2));
+        span.unbatch(b.as_raw_fd()).unwrap();
+        assert_eq!(span.batch_waiting_since(), None);
+        assert!(!span.batching());
+        assert_eq!(rcvlowat(&b), 1);
+        // Later pulls of a long span do not batch again.
+        a.write_all(b"second").unwrap();
+        while span.to_read() > (LEN - 11) as u64 {
+            let _ = span.pull(b.as_raw_fd()).unwrap();
+            std::thread::yield_now();
+        }
+        assert_eq!((span.batching(), rcvlowat(&b)), (false, 1));
+    }
+
+    #[test]
+    fn a_span_not_batched_leaves_the_mark_alone() {
+        let (mut a, b) = socket_pair();
+        let mut span = Span::new(Pipe::new().unwrap(), 4 * BATCH as u64);
+        a.write_all(b"bytes").unwrap();
+        while span.to_read() == 4 * BATCH as u64 {
+            let _ = span.pull(b.as_raw_fd()).unwrap();
+            std::thread::yield_now();
+        }
+        assert_eq!((span.batching(), rcvlowat(&b)), (false, 1));
     }
 }

@@ -103,6 +103,18 @@ fn sized_backend(sizes: &'static [usize]) -> RawBackend {
     })
 }
 
+/// Read the answer to `GET /K` from a [`sized_backend`] of `sizes`: a 200 with its body.
+#[track_caller]
+fn read_sized_answer(client: &mut ResponseReader, sizes: &[usize], k: usize) {
+    let resp = client.read_response("GET");
+    assert_eq!(resp.status, 200, "answer {k}");
+    assert_long_bytes_eq(
+        &resp.body,
+        &bytes(sizes[k % sizes.len()], k as u8),
+        &format!("body {k}"),
+    );
+}
+
 /// The proxy made pipes (they stay in its pool) only when splicing is on.
 #[track_caller]
 fn assert_pipes_used(proxy: &Proxy, base: usize, splice_min: &str) {
@@ -169,13 +181,7 @@ fn long_responses_sent_at_once_arrive_whole_at_fast_and_late_readers() {
             // Late reader: the proxy's writes to it block before the body is through.
             thread::sleep(PACED_PAUSE);
         }
-        let resp = client.read_response("GET");
-        assert_eq!(resp.status, 200, "answer {k}");
-        assert_long_bytes_eq(
-            &resp.body,
-            &bytes(SIZES[k % SIZES.len()], k as u8),
-            &format!("body {k}"),
-        );
+        read_sized_answer(&mut client, &SIZES, k);
     }
     assert_pipes_used(&proxy, base, "64k");
 }
@@ -628,4 +634,142 @@ fn a_worker_out_of_pipes_copies_instead() {
         let what = format!("upload of client {k}");
         assert_long_bytes_eq(after_head(got), &bytes(2 * HALF, k as u8), &what);
     }
+}
+
+/// Read from `stream` until `buf` holds at least `n` bytes, each read waiting at most
+/// `IO_TIMEOUT`.
+fn read_at_least(
+    stream: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+) -> Result<(), String> {
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while buf.len() < n {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed after {} of {n} bytes", buf.len())),
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(e) => return Err(format!("{e} after {} of {n} bytes", buf.len())),
+        }
+    }
+    Ok(())
+}
+
+/// Read a request head (through its blank line) from `conn`.
+fn read_request_head(conn: &mut std::net::TcpStream) -> Result<Vec<u8>, String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => return Err(format!("closed after {} bytes of a head", head.len())),
+            Err(e) => return Err(format!("reading a head: {e}")),
+        }
+    }
+    Ok(head)
+}
+
+#[test]
+fn a_slow_upstream_body_reaches_the_client_as_it_comes() {
+    // While a long body comes fast, the proxy's reads of it wait for a batch of bytes; an
+    // upstream that sends a little, then waits, must not have those bytes held back for the
+    // rest of the batch. Each piece below goes only once the client has the one before, so a
+    // piece held until more comes stalls this test (the proxy's read timeout is 60 s, each read
+    // here waits IO_TIMEOUT). Then the rest at once, and a short answer on the same upstream
+    // connection: its socket reports the next head at its first byte again.
+    const PIECE: usize = 1000;
+    const PIECES: usize = 4;
+    let body = bytes(BODY, 9);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local address").port();
+    let (got_piece, piece_seen) = std::sync::mpsc::channel::<usize>();
+    let sent = body.clone();
+    let upstream = thread::spawn(move || -> Result<(), String> {
+        // The proxy may probe the upstream first: a connection that closes without a byte.
+        let mut conn = loop {
+            let (mut conn, _) = listener.accept().map_err(|e| e.to_string())?;
+            conn.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            conn.set_nodelay(true).map_err(|e| e.to_string())?;
+            match read_request_head(&mut conn) {
+                Ok(_) => break conn,
+                Err(e) if e.starts_with("closed after 0 ") => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", sent.len());
+        conn.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+        for i in 0..PIECES {
+            conn.write_all(&sent[i * PIECE..(i + 1) * PIECE])
+                .map_err(|e| e.to_string())?;
+            match piece_seen.recv_timeout(IO_TIMEOUT) {
+                Ok(k) if k == i => {}
+                other => return Err(format!("piece {i}: the client said {other:?}")),
+            }
+        }
+        conn.write_all(&sent[PIECES * PIECE..])
+            .map_err(|e| e.to_string())?;
+        let second = read_request_head(&mut conn)?;
+        if !second.starts_with(b"GET /second ") {
+            return Err(format!(
+                "second request: {}",
+                String::from_utf8_lossy(&second)
+            ));
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    let proxy = Proxy::with_upstreams(&[port], &[]);
+    let mut client = connect(proxy.addr());
+    client
+        .write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("request");
+    let mut got = Vec::new();
+    let head_len = loop {
+        if let Some(i) = find(&got, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let want = got.len() + 1;
+        read_at_least(&mut client, &mut got, want).expect("a head");
+    };
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", show(&got));
+    for i in 0..PIECES {
+        let asked = Instant::now();
+        read_at_least(&mut client, &mut got, head_len + (i + 1) * PIECE)
+            .unwrap_or_else(|e| panic!("piece {i} of the slow body: {e}"));
+        // Held at most the batch wait (20 ms) and a timer tick; a second is room for a
+        // loaded machine, far below the read timeout a forgotten batch would last until.
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(1), "piece {i} took {took:?}");
+        got_piece.send(i).expect("the upstream waits");
+    }
+    read_at_least(&mut client, &mut got, head_len + BODY).expect("the rest of the body");
+    assert_long_bytes_eq(&got[head_len..], &body, "slow body");
+    let mut client = ResponseReader::new(client);
+    client.send(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n");
+    let resp = client.read_response("GET");
+    assert_eq!((resp.status, resp.body_text().as_str()), (200, "ok"));
+    upstream
+        .join()
+        .expect("the upstream thread")
+        .unwrap_or_else(|e| panic!("upstream: {e}"));
+}
+
+#[test]
+fn a_batched_body_leaves_its_upstream_connection_ready_for_the_next_head() {
+    // A long body sent at once is read in batches; before its last bytes the socket's mark is
+    // back to one byte, so a five-byte answer on the same upstream connection comes at once
+    // (a mark left behind would hold it until the read timeout).
+    const SIZES: [usize; 3] = [1024 * 1024 + 3, 5, BODY];
+    let backend = sized_backend(&SIZES);
+    let proxy = Proxy::with_upstreams(&[backend.port()], &[]);
+    let mut client = ResponseReader::connect(proxy.addr());
+    for k in 0..2 * SIZES.len() {
+        client.send(format!("GET /{k} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        read_sized_answer(&mut client, &SIZES, k);
+    }
+    assert_eq!(backend.used_connections(), 1, "upstream connections used");
 }

@@ -62,6 +62,11 @@ const LOCAL_ANSWER_ROOM: usize = 256;
 /// its close. Past the delay the socket is registered anyway, so that a client that resets
 /// during a long upstream wait is noticed and the upstream request let go.
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(5);
+/// How long an upstream's body bytes may wait for a batch (`splice::BATCH`) with no progress
+/// before its reads go back to waking at one byte: a sender slower than a batch per wait
+/// (6.4 MB/s) streams as it sends, and holds its first bytes at most this long (plus the timer
+/// wheel's tick).
+const BATCH_WAIT: Duration = Duration::from_millis(20);
 /// Header slots a head is first parsed into. Slots are initialised on every parse (32 bytes
 /// each), which costs more than the parse itself for small heads; a head with more field lines
 /// is parsed again with exactly as many (see `parse_with_slots!`).

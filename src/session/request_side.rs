@@ -445,7 +445,7 @@ impl Session {
                 RequestBody::Chunked(dec) => dec.data_remaining(),
                 RequestBody::Done => 0,
             };
-            self.up_span = lend_span(ctx.pipes, left, self.splice_min(ctx.cfg.splice_min));
+            self.up_span = lend_span(ctx.pipes, left, self.splice_min(ctx.cfg.splice_min), false);
             progress |= self.up_span.is_some();
         }
         Ok(progress)

@@ -182,6 +182,7 @@ impl Session {
                             ctx.pipes,
                             unread,
                             self.splice_min(ctx.cfg.splice_min_response),
+                            true,
                         );
                         progress |= self.down_span.is_some();
                     }
@@ -220,6 +221,7 @@ impl Session {
                             ctx.pipes,
                             dec.data_remaining(),
                             self.splice_min(ctx.cfg.splice_min_response),
+                            true,
                         );
                         progress |= self.down_span.is_some();
                     }
@@ -285,6 +287,7 @@ impl Session {
                 return Err(Fail::Abort);
             }
         };
+        span.note_pull(moved.pulled, moved.drained, ctx.now);
         let pulled = moved.pulled as u64;
         match &mut ex.phase {
             Phase::Streaming(ResponseBody::Length(rem)) => *rem = rem.saturating_sub(pulled),
@@ -363,6 +366,9 @@ impl Session {
     /// (the whole request sent, the whole response read, nothing extra, keep-alive on both
     /// sides), else close it.
     pub(super) fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
+        // A span ends its batch before its last bytes; one left batching was cut short, and
+        // its socket's mark would hold the next response back.
+        let batching = self.down_span.as_ref().is_some_and(|s| s.batching());
         self.end_spans(ctx.pipes);
         let (keep, pool) = match &self.state {
             State::Exchange(ex) if matches!(ex.req_body, RequestBody::Done) => {
@@ -373,6 +379,7 @@ impl Session {
         if let Some(mut up) = self.upstream.take_and_release(&mut ctx.exchanges.slots) {
             // (Connected: an exchange ends with its response read.)
             let clean = !keep.is_zero()
+                && !batching
                 && !up.write_failed
                 && !up.peer.eof
                 && !up.peer.hung_up

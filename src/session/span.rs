@@ -72,11 +72,23 @@ pub(crate) fn move_span(
 /// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long
 /// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
+/// `batched`: the source is an upstream sending a body of known length, whose reads may wait
+/// for a batch ([`Span::batched`]); a client's bytes never wait.
 /// Boxed: a span is rare (long bodies, tunnels) and every session keeps two places for one.
-pub(crate) fn lend_span(pipes: &mut PipePool, left: u64, min: usize) -> Option<Box<Span>> {
+pub(crate) fn lend_span(
+    pipes: &mut PipePool,
+    left: u64,
+    min: usize,
+    batched: bool,
+) -> Option<Box<Span>> {
     let min = min as u64;
     if min == 0 || left < min {
         return None;
     }
-    pipes.take().map(|pipe| Box::new(Span::new(pipe, left)))
+    let pipe = pipes.take()?;
+    Some(Box::new(if batched {
+        Span::batched(pipe, left)
+    } else {
+        Span::new(pipe, left)
+    }))
 }

@@ -2,16 +2,51 @@
 //! and idle timeouts each end the exchange their own way (408, 504, a close).
 
 use super::*;
+use std::os::fd::AsRawFd;
 
 impl Session {
     /// When the session wants to be woken if nothing happens before. `stopping_since`: when
     /// a graceful stop began, if one has.
     pub fn deadline(&self, cfg: &Config, stopping_since: Option<Tick>) -> Tick {
         let timeout = self.timeout_deadline(cfg, stopping_since);
+        let timeout = match self.batch_deadline() {
+            Some(t) => t.min(timeout),
+            None => timeout,
+        };
         match self.client_watch_deadline() {
             Some(t) => t.min(timeout),
             None => timeout,
         }
+    }
+
+    /// `BATCH_WAIT` after a response span's upstream, its reads waiting for a batch, was
+    /// found drained with nothing since (its own clock: a client that keeps sending, or one
+    /// slow to take the pipe's bytes, neither delays nor ends the batch); None when no read
+    /// waits.
+    fn batch_deadline(&self) -> Option<Tick> {
+        let since = self.down_span.as_ref()?.batch_waiting_since()?;
+        Some(since + BATCH_WAIT)
+    }
+
+    /// The upstream sends slower than a batch per `BATCH_WAIT`: its reads wake at one byte
+    /// again, and what it has sent moves now.
+    fn end_batch_wait(&mut self) -> io::Result<()> {
+        let Some(span) = &mut self.down_span else {
+            return Ok(());
+        };
+        let Some(up) = self.upstream.get_mut() else {
+            span.forget_batch();
+            return Ok(());
+        };
+        span.unbatch(up.peer.stream.as_raw_fd()).inspect_err(|e| {
+            warn!(
+                "upstream {}: cannot reset SO_RCVLOWAT: {e}",
+                up.flight.upstream().name()
+            )
+        })?;
+        // What came below the mark raised no event.
+        up.peer.readable = true;
+        Ok(())
     }
 
     /// When a first exchange still waiting on its upstream registers the client socket
@@ -96,6 +131,14 @@ impl Session {
             }
             if ctx.now < self.timeout_deadline(ctx.cfg, ctx.stopping_since) {
                 return Drive::Idle;
+            }
+        }
+        if self.batch_deadline().is_some_and(|t| ctx.now >= t) {
+            if self.end_batch_wait().is_err() {
+                return Drive::Closed;
+            }
+            if ctx.now < self.timeout_deadline(ctx.cfg, ctx.stopping_since) {
+                return self.drive(ctx);
             }
         }
         let output_pending = self.client_output_pending();

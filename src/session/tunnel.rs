@@ -40,7 +40,7 @@ impl Session {
         // Client → upstream.
         let streaming = self.client.readable && !self.client.eof && self.cin.is_empty();
         if self.up_span.is_none() && streaming && !up.write_failed {
-            self.up_span = lend_span(ctx.pipes, u64::MAX, splice_min);
+            self.up_span = lend_span(ctx.pipes, u64::MAX, splice_min, false);
         }
         if let Some(span) = &mut self.up_span {
             let ready = self.uout.is_empty();
@@ -73,7 +73,7 @@ impl Session {
         // Upstream → client.
         let streaming = up.peer.readable && !up.peer.eof && self.uin.is_empty();
         if self.down_span.is_none() && streaming {
-            self.down_span = lend_span(ctx.pipes, u64::MAX, splice_min);
+            self.down_span = lend_span(ctx.pipes, u64::MAX, splice_min, false);
         }
         if let Some(span) = &mut self.down_span {
             let ready = self.cout.is_empty();

@@ -763,7 +763,7 @@ fn flow(
             progress |= n > 0;
         }
         if flow.buf.is_empty() && flow.streaming && src.readable && !src.eof {
-            flow.span = lend_span(ctx.pipes, u64::MAX, splice_min);
+            flow.span = lend_span(ctx.pipes, u64::MAX, splice_min, false);
             flow.streaming = false;
         }
     }

@@ -72,8 +72,8 @@ pub(crate) fn move_span(
 /// A span of `left` bytes through a pipe of the worker's pool, when it is at least `min` long
 /// (`--splice-min` for its direction, 0: never) and a pipe is free. `None`: the copy path does the work; a pool
 /// that is out of pipes never fails a request.
-/// `batched`: the source is an upstream sending a body of known length, whose reads may wait
-/// for a batch ([`Span::batched`]); a client's bytes never wait.
+/// `batched`: the source is an upstream sending a body of known length, which acknowledges at
+/// once and whose reads may wait for a batch ([`Span::batched`]); a client's bytes never wait.
 /// Boxed: a span is rare (long bodies, tunnels) and every session keeps two places for one.
 pub(crate) fn lend_span(
     pipes: &mut PipePool,

@@ -10,13 +10,16 @@ pub const DEMO_PORTS: [u16; 3] = [8081, 8082, 8083];
 /// saves nothing measurable; from 256 KiB it costs 7–28 % less CPU than copying, 56 % at 64 MiB.
 pub const SPLICE_MIN: usize = 128 * 1024;
 
-/// Default `--splice-min` for response bodies: with nginx backends, the proxy pinned to its
-/// own core and 16 keep-alive clients (`benches/splice_sizes.py`, 2026-12-06, medians of 3), a
-/// spliced response cost as much proxy CPU as a copied one at 256 KiB, 12 % less at 512 KiB,
-/// 33 % less at 1 MiB and 54 % less at 2 MiB, with 10-18 % more requests per second from
-/// 512 KiB; so from between the two. (An older kernel on other hardware had put the crossover
-/// near 1.5 MiB.)
-pub const SPLICE_MIN_RESPONSE: usize = 384 * 1024;
+/// Default `--splice-min` for response bodies (the part not yet read when the span would begin:
+/// a response's first read takes up to 64 KiB with its head). With nginx backends, the proxy
+/// pinned to its own core and 16 keep-alive clients (`benches/splice_sizes.py`, 2026-12-07,
+/// spans acknowledged at once, medians of 3-4 rounds, three runs), a spliced response cost as
+/// much proxy CPU as a copied one at 128 and 192 KiB (1.04×, 0.97×) and less from 256 KiB
+/// (0.62×, 0.71×, 0.82×; 0.78-0.80× at 512 KiB), the cheaper in every round at 256 KiB; so
+/// from 192 KiB still to read, which a 256 KiB response has. (Before its spans were
+/// acknowledged at once, 256 KiB had been a tie and the default 384 KiB; an older kernel on
+/// other hardware had put the crossover near 1.5 MiB.)
+pub const SPLICE_MIN_RESPONSE: usize = 192 * 1024;
 
 /// Descriptors kept aside from the client and upstream budgets: listeners, epoll, wakers,
 /// health probes, logs.

@@ -200,7 +200,7 @@ pub struct Cli {
     /// Body spans at least this long (the rest of a Content-Length body, the data of a chunk),
     /// both ways, are moved with splice(2) (zero-copy) instead of through user-space buffers,
     /// and so are tunnels while they stream; 0 turns splicing off [default: 128k for request
-    /// bodies and tunnels, 384k for response bodies]
+    /// bodies and tunnels, 192k for response bodies]
     #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
     pub splice_min: Option<usize>,
 

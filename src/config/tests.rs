@@ -290,7 +290,7 @@ fn defaults() {
     assert_eq!(c.request_buffer, 64 << 10);
     assert_eq!(
         (c.splice_min, c.splice_min_response),
-        (128 << 10, 384 << 10)
+        (128 << 10, 192 << 10)
     );
 }
 

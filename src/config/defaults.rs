@@ -17,7 +17,7 @@ pub const SPLICE_MIN: usize = 128 * 1024;
 /// much proxy CPU as a copied one at 128 and 192 KiB (1.04×, 0.97×) and less from 256 KiB
 /// (0.62×, 0.71×, 0.82×; 0.78-0.80× at 512 KiB), the cheaper in every round at 256 KiB; so
 /// from 192 KiB still to read, which a 256 KiB response has. (Before its spans were
-/// acknowledged at once, 256 KiB had been a tie and the default 384 KiB; an older kernel on
+/// acknowledged at once, 256 KiB had measured 0.89-1.0× and the default was 384 KiB; an older kernel on
 /// other hardware had put the crossover near 1.5 MiB.)
 pub const SPLICE_MIN_RESPONSE: usize = 192 * 1024;
 

@@ -562,19 +562,14 @@ mod tests {
 
     /// The socket's SO_RCVLOWAT.
     fn rcvlowat(s: &TcpStream) -> libc::c_int {
-        int_option(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT)
-    }
-
-    /// getsockopt(2) of one int.
-    fn int_option(s: &TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        let mut v: libc::c_int = -1;
+        let mut v: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt writes one int and its length into variables we own.
         let r = unsafe {
             libc::getsockopt(
                 s.as_raw_fd(),
-                level,
-                name,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
                 (&mut v as *mut libc::c_int).cast(),
                 &mut len,
             )
@@ -673,12 +668,12 @@ mod tests {
 
     /// The socket's TCP_QUICKACK: 0 while Linux delays ACKs as for an interactive connection.
     fn acks_at_once(s: &TcpStream) -> libc::c_int {
-        int_option(s, libc::IPPROTO_TCP, libc::TCP_QUICKACK)
+        socket2::SockRef::from(s).tcp_quickack().unwrap().into()
     }
 
     /// Put the socket in delayed-ACK ("pingpong") mode, as request/answer turns do.
     fn delay_acks(s: &TcpStream) {
-        set_int_option(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_QUICKACK, 0).unwrap();
+        socket2::SockRef::from(s).set_tcp_quickack(false).unwrap();
         assert_eq!(acks_at_once(s), 0);
     }
 
